@@ -1,0 +1,23 @@
+// Package store is shoal's content-addressed blob store on disk.
+//
+// Layout under the data directory (the daemon owns it; a lock file keeps a
+// second process out):
+//
+//	blobs/<alg>/<hex>      complete content, verified against its digest
+//	meta/<alg>/<hex>       media type of content that needs one (manifests)
+//	partial/<alg>/<hex>    bytes of a download in progress (a prefix)
+//	partial/<alg>/<hex>.size  the expected total size of that download
+//	tmp/                   scratch files, removed on open
+//
+// A blob becomes complete only by an atomic rename after its digest matched
+// and the file was synced, so a crash or a kill never leaves a corrupt entry
+// under blobs/. A partial download survives a restart: the next fetch of the
+// same digest re-hashes the prefix it finds and resumes after it.
+//
+// Concurrent fetches of one missing digest share a single Download; every
+// caller gets a Stream that follows the bytes as they land on disk, so the
+// first bytes reach clients long before the blob is complete and memory
+// stays flat whatever the blob size. The last byte of a blob is held back
+// from streams until the whole digest has been verified: a client can never
+// receive a corrupt blob as complete.
+package store

@@ -1,0 +1,98 @@
+package registryshim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/p2p/store"
+	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/registryshim/upstream"
+)
+
+func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, d oci.Digest, ri *reqInfo) error {
+	if f, size, err := s.store.OpenBlob(d); err == nil {
+		defer f.Close()
+		ri.source = "store"
+		return s.writeBlob(ctx, w, r, d, size, ri.source, func(w io.Writer, off, n int64) (int64, error) {
+			if _, err := f.Seek(off, io.SeekStart); err != nil {
+				return 0, err
+			}
+			return io.Copy(w, &io.LimitedReader{R: f, N: n})
+		})
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if r.Method == http.MethodHead {
+		ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+		defer cancel()
+		size, err := s.up.HeadBlob(ctx, t, d)
+		if err != nil {
+			return upstreamError(err, oci.CodeBlobUnknown, "blob")
+		}
+		ri.source = "upstream"
+		return s.writeBlob(ctx, w, r, d, size, ri.source, nil)
+	}
+	req := BlobRequest{Target: t, Digest: d}
+	st, err := s.store.Fetch(ctx, d, func(ctx context.Context, p *store.Partial) error {
+		return s.fetcher.Fetch(ctx, req, p)
+	})
+	if err != nil {
+		return upstreamError(err, oci.CodeBlobUnknown, "blob")
+	}
+	defer st.Close()
+	ri.source = "upstream"
+	if st.Complete() {
+		ri.source = "store"
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	size, err := st.Size(sctx)
+	cancel()
+	if err != nil {
+		return upstreamError(err, oci.CodeBlobUnknown, "blob")
+	}
+	return s.writeBlob(ctx, w, r, d, size, ri.source, func(w io.Writer, off, n int64) (int64, error) {
+		return st.WriteRange(ctx, w, off, n)
+	})
+}
+
+// writeBlob sends blob headers and, for GET, the requested bytes through
+// copyRange. A failure after the headers aborts the connection so the
+// client sees a truncated body, never a short one passed off as whole.
+func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, d oci.Digest, size int64, source string,
+	copyRange func(w io.Writer, off, n int64) (int64, error)) error {
+	h := w.Header()
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Etag", `"`+d.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Type", "application/octet-stream")
+	rng, partial, err := oci.ParseRange(r.Header.Get("Range"), size)
+	if err != nil {
+		if errors.Is(err, oci.ErrRangeUnsatisfied) {
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		}
+		return err
+	}
+	status, off, n := http.StatusOK, int64(0), size
+	if partial {
+		status, off, n = http.StatusPartialContent, rng.Start, rng.Len()
+		h.Set("Content-Range", rng.ContentRange(size))
+	}
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead || n == 0 {
+		return nil
+	}
+	sent, err := copyRange(w, off, n)
+	s.m.served.WithLabelValues(source).Add(float64(sent))
+	if err != nil || sent != n {
+		s.log.Warn("blob body cut short", zap.String("digest", d.String()), zap.Int64("bytes", sent), zap.Int64("want", n), zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}

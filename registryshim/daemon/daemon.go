@@ -1,0 +1,175 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-dev/shoal/p2p/store"
+	"github.com/shoal-dev/shoal/registryshim"
+	"github.com/shoal-dev/shoal/registryshim/upstream"
+)
+
+// Config is everything a daemon needs; cmd/shoal fills it from flags,
+// environment and a config file.
+type Config struct {
+	DataDir         string
+	RegistryAddr    string
+	MetricsAddr     string
+	Upstreams       []string // NAME=URL
+	DefaultUpstream string
+	DockerConfig    string
+	CAFile          string
+	TagTTL          time.Duration
+	TagStale        time.Duration
+	UpstreamTimeout time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	cfg      Config
+	log      *zap.Logger
+	reg      *prometheus.Registry
+	store    *store.Store
+	shim     *registryshim.Shim
+	regLn    net.Listener
+	metLn    net.Listener
+	ready    atomic.Bool
+	shutdown time.Duration
+}
+
+// New opens the store, builds the components and binds the listeners, so
+// the addresses are known before Run.
+func New(cfg Config, log *zap.Logger) (*Daemon, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("daemon: a data directory is required")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	mapping, err := upstream.NewMapping(cfg.Upstreams, cfg.DefaultUpstream)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := upstream.LoadCredentials(cfg.DockerConfig)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	up, err := upstream.New(mapping, creds, upstream.Config{CAFile: cfg.CAFile, Timeout: cfg.UpstreamTimeout}, log.Named("upstream"), reg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.DataDir, log.Named("store"))
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: log, reg: reg, store: st, shutdown: cfg.ShutdownTimeout}
+	var shim *registryshim.Shim
+	origin := registryshim.NewOriginFetcher(up, log.Named("fetch"), func(src string, n int64) { shim.CountFetched(src, n) })
+	shim = registryshim.New(st, up, origin, registryshim.Options{
+		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.UpstreamTimeout,
+	}, log.Named("shim"), reg)
+	d.shim = shim
+	if d.regLn, err = net.Listen("tcp", cfg.RegistryAddr); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("daemon: registry listener: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		if d.metLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			d.regLn.Close()
+			st.Close()
+			return nil, fmt.Errorf("daemon: metrics listener: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// RegistryAddr is the address the registry shim listens on.
+func (d *Daemon) RegistryAddr() string { return d.regLn.Addr().String() }
+
+// MetricsAddr is the metrics listener's address, or "" without one.
+func (d *Daemon) MetricsAddr() string {
+	if d.metLn == nil {
+		return ""
+	}
+	return d.metLn.Addr().String()
+}
+
+// Gatherer exposes the daemon's metrics (for the demo and tests).
+func (d *Daemon) Gatherer() prometheus.Gatherer { return d.reg }
+
+// Run serves until ctx ends, then shuts down: in-flight requests get
+// ShutdownTimeout to finish, downloads stop with their bytes kept for a
+// resume, and the store is closed.
+func (d *Daemon) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	regSrv := &http.Server{Handler: d.shim, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
+		ErrorLog: zap.NewStdLog(d.log.Named("http"))}
+	servers := []*http.Server{regSrv}
+	g.Go(func() error { return serve(regSrv, d.regLn) })
+	if d.metLn != nil {
+		metSrv := &http.Server{Handler: d.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, metSrv)
+		g.Go(func() error { return serve(metSrv, d.metLn) })
+	}
+	d.ready.Store(true)
+	d.log.Info("daemon ready", zap.String("registry_addr", d.RegistryAddr()), zap.String("metrics_addr", d.MetricsAddr()), zap.String("data_dir", d.cfg.DataDir))
+	g.Go(func() error {
+		<-gctx.Done()
+		d.ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.Background(), d.shutdown)
+		defer cancel()
+		for _, s := range servers {
+			if err := s.Shutdown(sctx); err != nil {
+				s.Close()
+			}
+		}
+		return nil
+	})
+	err := g.Wait()
+	if cerr := d.store.Close(); err == nil {
+		err = cerr
+	}
+	d.log.Info("daemon stopped")
+	return err
+}
+
+func serve(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (d *Daemon) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}

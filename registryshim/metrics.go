@@ -1,0 +1,46 @@
+package registryshim
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	served   *prometheus.CounterVec
+	fetched  *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	tags     *prometheus.CounterVec
+	inflight prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		served: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_served_bytes_total",
+			Help: "Bytes the registry shim sent to clients, by where they came from (store, upstream).",
+		}, []string{"source"}),
+		fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_fetched_bytes_total",
+			Help: "Bytes this node obtained for blobs it lacked, by source (origin; peer and seeder with the swarm).",
+		}, []string{"source"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_http_requests_total",
+			Help: "Registry shim requests, by method, API route kind and status.",
+		}, []string{"method", "kind", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shoal_http_request_duration_seconds",
+			Help:    "Registry shim request durations, by API route kind.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"kind"}),
+		tags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_tag_resolutions_total",
+			Help: "Tag resolutions, by result (cache, upstream, stale, error).",
+		}, []string{"result"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shoal_http_requests_in_flight",
+			Help: "Registry shim requests being served.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.served, m.fetched, m.requests, m.duration, m.tags, m.inflight)
+	}
+	return m
+}

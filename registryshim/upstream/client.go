@@ -1,0 +1,312 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/registryshim/oci"
+)
+
+// Sentinel errors of upstream calls.
+var (
+	ErrNotFound     = errors.New("upstream: not found")
+	ErrUnauthorized = errors.New("upstream: unauthorized")
+	ErrUnavailable  = errors.New("upstream: unavailable")
+	ErrBadResponse  = errors.New("upstream: bad response")
+)
+
+// StatusError is an upstream answer that was not a success. It wraps one
+// of the sentinels above.
+type StatusError struct {
+	Status  int
+	Code    oci.Code
+	Message string
+	kind    error
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%v: status %d %s %s", e.kind, e.Status, e.Code, e.Message)
+}
+
+func (e *StatusError) Unwrap() error { return e.kind }
+
+// Config tunes a Client.
+type Config struct {
+	// CAFile is an extra PEM bundle trusted for https upstreams.
+	CAFile string
+	// Timeout bounds connecting and waiting for response headers.
+	Timeout time.Duration
+	// StallTimeout bounds a pause in a response body.
+	StallTimeout time.Duration
+}
+
+// Client talks to upstream registries.
+type Client struct {
+	mapping *Mapping
+	creds   *Credentials
+	cfg     Config
+	base    *http.Transport
+	log     *zap.Logger
+	m       *metrics
+
+	mu         sync.Mutex
+	transports map[string]http.RoundTripper
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	failures *prometheus.CounterVec
+}
+
+// New builds a Client. reg receives its metrics.
+func New(mapping *Mapping, creds *Credentials, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = cfg.Timeout
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: read CA bundle: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream: CA bundle %s holds no certificate", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	base := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   cfg.Timeout,
+		ResponseHeaderTimeout: cfg.Timeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   64,
+		ForceAttemptHTTP2:     true,
+		ReadBufferSize:        256 << 10,
+		WriteBufferSize:       64 << 10,
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_upstream_requests_total", Help: "Requests sent to upstream registries, by operation and outcome.",
+		}, []string{"op", "outcome"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_upstream_failures_total", Help: "Upstream requests that failed (unreachable, timeout, 5xx), by operation.",
+		}, []string{"op"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.failures)
+	}
+	return &Client{
+		mapping: mapping, creds: creds, cfg: cfg, base: base, log: log, m: m,
+		transports: map[string]http.RoundTripper{},
+	}, nil
+}
+
+// Mapping returns the client's registry name mapping.
+func (c *Client) Mapping() *Mapping { return c.mapping }
+
+// Target is one repository at one upstream.
+type Target struct {
+	// Registry is the name clients use (ns=, or the default upstream).
+	Registry string
+	// Repo is the repository at the upstream (library/ applied).
+	Repo string
+	// Base is the upstream's base URL.
+	Base *url.URL
+}
+
+// Target resolves the registry name ns (empty: the default upstream) and a
+// repository name to an upstream target.
+func (c *Client) Target(ns, repo string) (Target, error) {
+	if ns == "" {
+		ns = c.mapping.Default()
+	}
+	u, err := c.mapping.URL(ns)
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{Registry: strings.ToLower(ns), Repo: Repository(ns, repo), Base: u}, nil
+}
+
+func (t Target) url(kind, ref string) string {
+	return t.Base.String() + "/v2/" + t.Repo + "/" + kind + "/" + ref
+}
+
+// transportFor returns an authenticated round tripper for t's repository,
+// doing the ping and token handshake once per repository.
+func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper, error) {
+	key := t.Base.String() + "|" + t.Repo
+	c.mu.Lock()
+	rt, ok := c.transports[key]
+	c.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	var opts []name.Option
+	if t.Base.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(t.Base.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: registry %q: %v", ErrBadMapping, t.Base.Host, err)
+	}
+	auth := c.creds.For(t.Registry, t.Base.Host)
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	rt, err = transport.NewWithContext(hctx, reg, auth, c.base, []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
+	if err != nil {
+		return nil, classify(err)
+	}
+	c.mu.Lock()
+	if len(c.transports) >= 4096 {
+		for k := range c.transports {
+			delete(c.transports, k)
+			break
+		}
+	}
+	c.transports[key] = rt
+	c.mu.Unlock()
+	return rt, nil
+}
+
+// classify maps transport failures onto the sentinels.
+func classify(err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return statusError(terr.StatusCode, "", err.Error())
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// NewStatusError classifies an upstream status as one of the sentinels.
+func NewStatusError(status int, code oci.Code, msg string) *StatusError {
+	return statusError(status, code, msg)
+}
+
+func statusError(status int, code oci.Code, msg string) *StatusError {
+	kind := ErrBadResponse
+	switch {
+	case status == http.StatusNotFound:
+		kind = ErrNotFound
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		kind = ErrUnauthorized
+	case status == http.StatusTooManyRequests || status >= 500:
+		kind = ErrUnavailable
+	}
+	return &StatusError{Status: status, Code: code, Message: msg, kind: kind}
+}
+
+// do sends one request and returns the response when its status is one of
+// ok. Other statuses become *StatusError; network failures ErrUnavailable.
+// The response body is guarded against stalls.
+func (c *Client) do(ctx context.Context, op string, t Target, req *http.Request, ok ...int) (*http.Response, error) {
+	resp, err := c.doRaw(ctx, op, t, req)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range ok {
+		if resp.StatusCode == s {
+			c.m.requests.WithLabelValues(op, "ok").Inc()
+			return resp, nil
+		}
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	code, msg, _ := oci.ParseErrorBody(body)
+	serr := statusError(resp.StatusCode, code, msg)
+	c.m.requests.WithLabelValues(op, strconv.Itoa(resp.StatusCode)).Inc()
+	if errors.Is(serr, ErrUnavailable) {
+		c.m.failures.WithLabelValues(op).Inc()
+		c.log.Warn("upstream error", zap.String("op", op), zap.String("registry", t.Registry), zap.String("repo", t.Repo), zap.Int("status", resp.StatusCode))
+	}
+	return nil, serr
+}
+
+// doRaw sends a request and returns whatever response comes back.
+func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Request) (*http.Response, error) {
+	rt, err := c.transportFor(ctx, t)
+	if err != nil {
+		c.fail(op, t, err)
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	req = req.WithContext(ctx)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		cancel()
+		err = classify(err)
+		c.fail(op, t, err)
+		return nil, err
+	}
+	resp.Body = newStallReader(resp.Body, c.cfg.StallTimeout, cancel)
+	return resp, nil
+}
+
+func (c *Client) fail(op string, t Target, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	c.m.requests.WithLabelValues(op, "error").Inc()
+	if errors.Is(err, ErrUnavailable) {
+		c.m.failures.WithLabelValues(op).Inc()
+		c.log.Warn("upstream unreachable", zap.String("op", op), zap.String("registry", t.Registry), zap.String("repo", t.Repo), zap.Error(err))
+	}
+}
+
+// stallReader cancels its request when no byte arrives for a while.
+type stallReader struct {
+	rc     io.ReadCloser
+	timer  *time.Timer
+	d      time.Duration
+	cancel context.CancelFunc
+}
+
+func newStallReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *stallReader {
+	return &stallReader{rc: rc, d: d, cancel: cancel, timer: time.AfterFunc(d, cancel)}
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.rc.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.d)
+	}
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: reading body: %v", ErrUnavailable, err)
+	}
+	return n, err
+}
+
+func (s *stallReader) Close() error {
+	s.timer.Stop()
+	err := s.rc.Close()
+	s.cancel()
+	return err
+}
