@@ -17,7 +17,7 @@ import (
 
 	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/internal/testorigin"
+	"github.com/shoal-dev/shoal/bench/testorigin"
 	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 

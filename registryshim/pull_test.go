@@ -16,7 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/shoal-dev/shoal/registryshim/internal/testorigin"
+	"github.com/shoal-dev/shoal/bench/testorigin"
 )
 
 func mustImage(t testing.TB, seed uint64, sizes ...int64) v1.Image {

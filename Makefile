@@ -1,0 +1,49 @@
+# shoal: the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+GO ?= go
+PKGS := ./...
+FUZZTIME ?= 4s
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all build demo test unit fuzz fuzz-long lint bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/shoal ./cmd/shoal
+
+## demo: a local cluster (origin registry, shoal daemon) and a real pull through it
+demo:
+	$(GO) run ./cmd/shoal demo
+
+## test: format and vet checks, every test with -race (real origin registry,
+## real containerd, the OCI conformance suite), then each fuzz target briefly
+test: lint unit fuzz
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Every Fuzz* target in the module, run for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/shoal-fuzz.log 2>&1 || { cat /tmp/shoal-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=2m
+
+## bench: the node against its origin, in one run (see docs/ARCHITECTURE.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./bench/
+
+clean:
+	rm -rf bin
