@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench_test
 
 import (
@@ -20,6 +22,11 @@ import (
 //	origin-sendfile  the same file sent by http.ServeContent (sendfile):
 //	                 the ceiling of any origin here
 //	shim             shoal's daemon, store hit
+//
+// The shim sub-benchmark also pulls from both origins right next to every
+// measured pull and reports the paired ratios as x-origin-ggcr and
+// x-origin-sendfile (shim throughput / origin throughput, median); the "# "
+// summary line gives the ratios of the sub-benchmarks' medians.
 func BenchmarkWarmBlob(b *testing.B) {
 	skipShort(b)
 	f := sharedFixture(b)
@@ -40,21 +47,22 @@ func BenchmarkWarmBlob(b *testing.B) {
 	if !n.stored(f.digest) {
 		b.Fatal("the blob is not complete in the store after a pull")
 	}
-	fixed := func(url string) pullCase {
-		return pullCase{prepare: func() (string, func() error, error) { return url, noCleanup, nil }}
+	fixed := func(url string, baselines ...baseline) pullCase {
+		return pullCase{baselines: baselines, prepare: func() (string, func() error, error) { return url, noCleanup, nil }}
 	}
+	ggcr, file := f.blobURL(origins[0].url), f.blobURL(origins[1].url)
 	med := map[string]float64{}
 	for _, c := range []struct {
 		name string
 		pc   pullCase
 	}{
-		{"origin-ggcr", fixed(f.blobURL(origins[0].url))},
-		{"origin-sendfile", fixed(f.blobURL(origins[1].url))},
-		{"shim", fixed(f.blobURL(n.url))},
+		{"origin-ggcr", fixed(ggcr)},
+		{"origin-sendfile", fixed(file)},
+		{"shim", fixed(f.blobURL(n.url), baseline{"origin-ggcr", ggcr}, baseline{"origin-sendfile", file})},
 	} {
 		b.Run(c.name, func(b *testing.B) { med[c.name] = runPulls(b, f, c.pc) })
 	}
-	b.Logf("warm %d MiB, median MB/s: origin-ggcr %.0f, origin-sendfile %.0f, shim %.0f; shim/origin-ggcr %s, shim/origin-sendfile %s",
+	summary("BenchmarkWarmBlob: %d MiB, median MB/s: origin-ggcr %.0f, origin-sendfile %.0f, shim %.0f; shim/origin-ggcr %s, shim/origin-sendfile %s",
 		f.size>>20, med["origin-ggcr"], med["origin-sendfile"], med["shim"],
 		ratio(med["shim"], med["origin-ggcr"]), ratio(med["shim"], med["origin-sendfile"]))
 }
@@ -65,6 +73,9 @@ func BenchmarkWarmBlob(b *testing.B) {
 // as containerd does. Sub-benchmarks are direct-<origin> and
 // shim-<origin>-<store fs>; with the store on disk the time includes the
 // store's fsync of the blob, which comes before the last byte is released.
+// Each shim sub-benchmark pulls direct-<origin> next to every measured
+// pull and reports the paired ratio as x-direct-<origin> (cold / direct
+// throughput, median).
 func BenchmarkColdBlob(b *testing.B) {
 	skipShort(b)
 	f := sharedFixture(b)
@@ -82,7 +93,8 @@ func BenchmarkColdBlob(b *testing.B) {
 			name := "shim-" + o.name + "-" + root.name
 			names = append(names, name)
 			b.Run(name, func(b *testing.B) {
-				med[name] = runPulls(b, f, pullCase{verify: true, prepare: func() (string, func() error, error) {
+				pc := pullCase{verify: true, baselines: []baseline{{direct, url}}}
+				pc.prepare = func() (string, func() error, error) {
 					dir, err := os.MkdirTemp(root.dir, "shoal-bench-cold-")
 					if err != nil {
 						return "", nil, err
@@ -101,20 +113,30 @@ func BenchmarkColdBlob(b *testing.B) {
 						}
 						return err
 					}, nil
-				}})
+				}
+				med[name] = runPulls(b, f, pc)
 			})
 		}
 	}
 	var sb strings.Builder
 	for _, name := range names {
 		direct := "direct-" + strings.Split(name, "-")[1]
-		fmt.Fprintf(&sb, "; %s %.0f vs %s %.0f: %s", name, med[name], direct, med[direct], ratio(med[name], med[direct]))
+		if med[name] != 0 && med[direct] != 0 {
+			fmt.Fprintf(&sb, "; %s %.0f / %s %.0f = %s", name, med[name], direct, med[direct], ratio(med[name], med[direct]))
+		}
 	}
-	b.Logf("cold %d MiB, median MB/s%s", f.size>>20, sb.String())
+	summary("BenchmarkColdBlob: %d MiB, median MB/s%s", f.size>>20, sb.String())
+}
+
+// summary prints a line of derived figures (ratios) among the benchmark
+// results. It goes to stdout directly: a parent benchmark's b.Log is shown
+// only with -v.
+func summary(format string, args ...any) {
+	fmt.Printf("# "+format+"\n", args...)
 }
 
 func ratio(a, b float64) string {
-	if b == 0 {
+	if a == 0 || b == 0 {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2fx", a/b)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench_test
 
 import (
@@ -151,7 +153,7 @@ func sharedFixture(b *testing.B) *fixture {
 		shared.f, shared.err = newFixture(blobSize(), 1)
 		if shared.err == nil {
 			onExit(shared.f.close)
-			b.Logf("fixture: %d MiB blob %s pushed to the origin in %v", shared.f.size>>20, shared.f.digest, time.Since(start).Round(time.Millisecond))
+			summary("fixture: %d MiB blob %s pushed to the origin in %v", shared.f.size>>20, shared.f.digest, time.Since(start).Round(time.Millisecond))
 		}
 	})
 	if shared.err != nil {
@@ -325,18 +327,50 @@ func pull(ctx context.Context, c *http.Client, url string, size int64, digest st
 type pullCase struct {
 	verify  bool
 	prepare func() (url string, done func() error, err error)
+	// baselines are pulled (untimed, same verify) next to every measured
+	// pull, alternately just before and just after it, so that a ratio to
+	// each comes from adjacent runs and survives a noisy machine. They
+	// are reported as x-<name>: median of baseline time / measured time
+	// (>1: the measured pull is faster).
+	baselines []baseline
 }
 
+type baseline struct{ name, url string }
+
 // runPulls times b.N pulls of the fixture's blob and reports the medians
-// of the iterations: MB/s (plus the usual mean MB/s from SetBytes) and the
-// time to the response headers. It returns the median MB/s.
+// of the iterations: MB/s (beside the mean MB/s from SetBytes), the time to
+// the response headers and the paired ratios to the baselines. It returns
+// the median MB/s.
 func runPulls(b *testing.B, f *fixture, pc pullCase) float64 {
 	b.SetBytes(f.size)
 	digest := ""
 	if pc.verify {
 		digest = f.digest
 	}
+	timed := func(url string) (pullResult, error) {
+		client := newClient()
+		defer client.CloseIdleConnections()
+		runtime.GC()
+		var res pullResult
+		var err error
+		pprof.Do(context.Background(), pprof.Labels("role", "client"), func(ctx context.Context) {
+			res, err = pull(ctx, client, url, f.size, digest)
+		})
+		return res, err
+	}
+	baselines := func() ([]time.Duration, error) {
+		var out []time.Duration
+		for _, bl := range pc.baselines {
+			res, err := timed(bl.url)
+			if err != nil {
+				return nil, fmt.Errorf("baseline %s: %w", bl.name, err)
+			}
+			out = append(out, res.total)
+		}
+		return out, nil
+	}
 	var totals, ttfbs []time.Duration
+	ratios := make([][]float64, len(pc.baselines))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -344,26 +378,34 @@ func runPulls(b *testing.B, f *fixture, pc pullCase) float64 {
 		if err != nil {
 			b.Fatal(err)
 		}
-		client := newClient()
-		runtime.GC()
+		var base []time.Duration
+		if i%2 == 0 {
+			if base, err = baselines(); err != nil {
+				b.Fatal(err)
+			}
+		}
 		b.StartTimer()
-		var res pullResult
-		pprof.Do(context.Background(), pprof.Labels("role", "client"), func(ctx context.Context) {
-			res, err = pull(ctx, client, url, f.size, digest)
-		})
+		res, err := timed(url)
 		b.StopTimer()
-		client.CloseIdleConnections()
-		derr := done()
-		if err = errors.Join(err, derr); err != nil {
+		if err == nil && i%2 == 1 {
+			base, err = baselines()
+		}
+		if err = errors.Join(err, done()); err != nil {
 			b.Fatal(err)
 		}
 		totals, ttfbs = append(totals, res.total), append(ttfbs, res.ttfb)
+		for j, d := range base {
+			ratios[j] = append(ratios[j], d.Seconds()/res.total.Seconds())
+		}
 		b.StartTimer()
 	}
 	b.StopTimer()
 	med := mbPerSec(f.size, median(totals))
 	b.ReportMetric(med, "MB/s-median")
 	b.ReportMetric(float64(median(ttfbs).Microseconds())/1000, "ms-ttfb-median")
+	for j, bl := range pc.baselines {
+		b.ReportMetric(medianFloat(ratios[j]), "x-"+bl.name)
+	}
 	return med
 }
 
@@ -374,6 +416,18 @@ func median(d []time.Duration) time.Duration {
 		return 0
 	}
 	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianFloat(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
 		return s[len(s)/2]

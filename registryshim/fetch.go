@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 
@@ -29,7 +30,7 @@ type Fetcher interface {
 
 // BlobUpstream is the part of the upstream client the origin fetcher uses.
 type BlobUpstream interface {
-	GetBlob(ctx context.Context, t upstream.Target, d oci.Digest, offset int64) (*upstream.Blob, error)
+	GetBlob(ctx context.Context, t upstream.Target, d oci.Digest, offset, size int64) (*upstream.Blob, error)
 	HeadBlob(ctx context.Context, t upstream.Target, d oci.Digest) (int64, error)
 }
 
@@ -88,7 +89,16 @@ func (o *OriginFetcher) Fetch(ctx context.Context, req BlobRequest, p *store.Par
 }
 
 func (o *OriginFetcher) fetchOnce(ctx context.Context, req BlobRequest, p *store.Partial) (int64, error) {
-	blob, err := o.up.GetBlob(ctx, req.Target, req.Digest, p.Offset())
+	blob, err := o.up.GetBlob(ctx, req.Target, req.Digest, p.Offset(), p.Size())
+	var serr *upstream.StatusError
+	if err != nil && p.Offset() > 0 && errors.As(err, &serr) && serr.Status == http.StatusRequestedRangeNotSatisfiable {
+		// The upstream refuses to resume: start over.
+		o.log.Info("upstream refused a resume range; starting over", zap.String("digest", req.Digest.String()), zap.Int64("offset", p.Offset()))
+		if err := p.Reset(); err != nil {
+			return 0, err
+		}
+		blob, err = o.up.GetBlob(ctx, req.Target, req.Digest, 0, -1)
+	}
 	if err != nil {
 		return 0, err
 	}

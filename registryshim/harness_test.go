@@ -11,13 +11,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/shoal-dev/shoal/bench/testorigin"
 	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/bench/testorigin"
 	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
@@ -147,4 +146,3 @@ func counterValue(g prometheus.Gatherer, metric, label, value string) float64 {
 	return 0
 }
 
-var _ = testutil.ToFloat64

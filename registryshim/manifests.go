@@ -24,20 +24,21 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 		if err != nil {
 			return upstreamError(err, oci.CodeManifestUnknown, "manifest")
 		}
-		ri.source = "tag-" + how
+		ri.tag = how
 		d = desc.Digest
 		if r.Method == http.MethodHead {
+			ri.digest = d.String()
 			if body, mt, err := s.store.ReadSmall(d); err == nil {
+				ri.source = "store"
 				return s.writeManifest(w, r, d, mt, body)
 			}
+			ri.source = "upstream"
 			return s.writeManifestHeaders(w, d, desc.MediaType, desc.Size)
 		}
 	}
 	ri.digest = d.String()
 	if body, mt, err := s.store.ReadSmall(d); err == nil {
-		if ri.source == "" {
-			ri.source = "store"
-		}
+		ri.source = "store"
 		return s.writeManifest(w, r, d, mt, body)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -46,9 +47,7 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	if err != nil {
 		return upstreamError(err, oci.CodeManifestUnknown, "manifest")
 	}
-	if ri.source == "" {
-		ri.source = "upstream"
-	}
+	ri.source = "upstream"
 	if err := s.store.PutSmall(d, desc.MediaType, body); err != nil {
 		s.log.Warn("cannot cache manifest", zap.String("digest", d.String()), zap.Error(err))
 	}
@@ -71,17 +70,9 @@ func (s *Shim) writeManifest(w http.ResponseWriter, r *http.Request, d oci.Diges
 	_ = s.writeManifestHeaders(w, d, mediaType, int64(len(body)))
 	if r.Method == http.MethodGet {
 		n, _ := w.Write(body)
-		s.m.served.WithLabelValues(info(r.Context()).sourceLabel()).Add(float64(n))
+		s.m.served.WithLabelValues(info(r.Context()).source).Add(float64(n))
 	}
 	return nil
-}
-
-// sourceLabel maps a request's source to the served-bytes label.
-func (ri *reqInfo) sourceLabel() string {
-	if ri.source == "upstream" {
-		return "upstream"
-	}
-	return "store"
 }
 
 // forward passes a read-only API call (referrers, tag list) through to the

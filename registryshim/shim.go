@@ -76,7 +76,8 @@ func (s *Shim) CountFetched(source string, n int64) {
 // reqInfo is filled by the handlers for the request log line.
 type reqInfo struct {
 	kind   string
-	source string
+	source string // where the body came from: store or upstream
+	tag    string // how a tag resolved: cache, upstream or stale
 	digest string
 }
 
@@ -115,7 +116,7 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("request",
 			zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("ns", r.URL.Query().Get("ns")),
 			zap.Int("status", status), zap.Int64("bytes", rw.bytes), zap.Duration("duration", dur),
-			zap.String("source", ri.source), zap.String("digest", ri.digest))
+			zap.String("source", ri.source), zap.String("digest", ri.digest), zap.String("tag", ri.tag))
 		if rec != nil {
 			panic(rec)
 		}

@@ -10,9 +10,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -36,6 +38,7 @@ type Origin struct {
 	down      atomic.Bool
 	stall     atomic.Bool
 	reqs      atomic.Int64
+	rate      atomic.Int64
 	onRequest atomic.Value // func(*http.Request)
 }
 
@@ -43,6 +46,7 @@ type Origin struct {
 func Start(dir string) *Origin {
 	opts := []registry.Option{registry.Logger(log.New(io.Discard, "", 0))}
 	if dir != "" {
+		_ = os.MkdirAll(dir, 0o755)
 		opts = append(opts, registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)))
 	}
 	reg := registry.New(opts...)
@@ -71,7 +75,7 @@ func Start(dir string) *Origin {
 			d := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
 			c, _ := o.blobGets.LoadOrStore(d, new(atomic.Int64))
 			c.(*atomic.Int64).Add(1)
-			cw := &countWriter{ResponseWriter: w, n: &o.blobBytes}
+			cw := &countWriter{ResponseWriter: w, n: &o.blobBytes, rate: o.rate.Load()}
 			reg.ServeHTTP(cw, r)
 			return
 		}
@@ -110,15 +114,34 @@ func (o *Origin) BlobBytes() int64 { return o.blobBytes.Load() }
 // Requests is how many requests the origin has seen.
 func (o *Origin) Requests() int64 { return o.reqs.Load() }
 
+// SetRate limits blob bodies to bytesPerSec per response (0: no limit).
+func (o *Origin) SetRate(bytesPerSec int64) { o.rate.Store(bytesPerSec) }
+
 type countWriter struct {
 	http.ResponseWriter
-	n *atomic.Int64
+	n    *atomic.Int64
+	rate int64
 }
 
 func (c *countWriter) Write(b []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(b)
-	c.n.Add(int64(n))
-	return n, err
+	if c.rate <= 0 {
+		n, err := c.ResponseWriter.Write(b)
+		c.n.Add(int64(n))
+		return n, err
+	}
+	var total int
+	for len(b) > 0 {
+		piece := b[:min(len(b), 64<<10)]
+		n, err := c.ResponseWriter.Write(piece)
+		c.n.Add(int64(n))
+		total += n
+		if err != nil {
+			return total, err
+		}
+		b = b[n:]
+		time.Sleep(time.Duration(int64(n) * int64(time.Second) / c.rate))
+	}
+	return total, nil
 }
 
 // Image builds an OCI image with layers of random bytes of the given sizes.

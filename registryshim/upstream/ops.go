@@ -138,13 +138,17 @@ type Blob struct {
 }
 
 // GetBlob opens a blob at the upstream, from offset onward when the
-// upstream supports ranges.
-func (c *Client) GetBlob(ctx context.Context, t Target, d oci.Digest, offset int64) (*Blob, error) {
+// upstream supports ranges. size, when known (>= 0), lets the Range name its
+// last byte, which some registries require.
+func (c *Client) GetBlob(ctx context.Context, t Target, d oci.Digest, offset, size int64) (*Blob, error) {
 	req, err := http.NewRequest(http.MethodGet, t.url("blobs", d.String()), nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadResponse, err)
 	}
-	if offset > 0 {
+	switch {
+	case offset > 0 && size > offset:
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", offset, size-1))
+	case offset > 0:
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
 	}
 	resp, err := c.do(ctx, "get_blob", t, req, http.StatusOK, http.StatusPartialContent)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs the external tools the end-to-end tests use on a fresh Debian 12
+# machine (run as root). Idempotent and quick when everything is present:
+#   - containerd, ctr, runc  (cmd/shoal e2e_containerd_test.go)
+#   - skopeo                 (client tests)
+#   - oci-conformance        (OCI distribution-spec conformance suite,
+#                             cmd/shoal e2e_conformance_test.go)
+set -euo pipefail
+
+CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
+CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
+# SHOAL_CONFORMANCE_BIN (also read by the tests) overrides where the suite goes.
+CONFORMANCE_BIN=${SHOAL_CONFORMANCE_BIN:-/usr/local/bin/oci-conformance}
+STAMP=/usr/local/share/shoal-ci/oci-conformance.version
+
+log() { echo "install-deps: $*" >&2; }
+
+# --- Debian packages -------------------------------------------------------
+missing=()
+for tool in containerd:containerd ctr:containerd runc:runc skopeo:skopeo; do
+	cmd=${tool%%:*} pkg=${tool##*:}
+	if ! command -v "$cmd" >/dev/null 2>&1; then
+		case " ${missing[*]:-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+	fi
+done
+if ((${#missing[@]})); then
+	log "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	log "containerd, ctr, runc, skopeo: present"
+fi
+
+# --- OCI conformance suite ------------------------------------------------
+if [[ -x $CONFORMANCE_BIN && -f $STAMP && $(cat "$STAMP") == "$CONFORMANCE_VERSION" ]]; then
+	log "oci-conformance $CONFORMANCE_VERSION: present"
+else
+	command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
+	command -v go >/dev/null 2>&1 || { log "go is required to build oci-conformance"; exit 1; }
+	log "building oci-conformance $CONFORMANCE_VERSION"
+	scratch=$(mktemp -d)
+	trap 'rm -rf "$scratch"' EXIT
+	(
+		cd "$scratch"
+		export GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off
+		go mod init shoal.local/conformance-build >/dev/null 2>&1
+		go get "$CONFORMANCE_MOD@$CONFORMANCE_VERSION"
+		mkdir -p "$(dirname "$CONFORMANCE_BIN")"
+		go build -buildvcs=false -o "$CONFORMANCE_BIN.tmp" "$CONFORMANCE_MOD"
+		mv -f "$CONFORMANCE_BIN.tmp" "$CONFORMANCE_BIN"
+	)
+	mkdir -p "$(dirname "$STAMP")"
+	echo "$CONFORMANCE_VERSION" >"$STAMP"
+	log "installed $CONFORMANCE_BIN"
+fi

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/shoal-dev/shoal/deploy/clientconf"
+	"github.com/shoal-dev/shoal/deploy/settings"
+	"github.com/shoal-dev/shoal/registryshim/upstream"
+)
+
+func runContainerdConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("shoal containerd-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var registries, upstreams settings.Repeated
+	fs.Var(&registries, "registry", "registry name as image references spell it (docker.io, ghcr.io, 127.0.0.1:5000); repeatable")
+	mirror := fs.String("mirror", "http://127.0.0.1:5050", "URL of the shoal registry shim")
+	dir := fs.String("dir", "/etc/containerd/certs.d", "containerd hosts directory (config_path)")
+	def := fs.Bool("default", false, "also write _default/hosts.toml (every registry without its own file)")
+	dial := fs.Duration("dial-timeout", 2*time.Second, "how long containerd waits to connect to the mirror before it falls back")
+	fs.Var(&upstreams, "upstream", "NAME=URL: the server for registry NAME (same mapping as the daemon); repeatable")
+	fs.String("config", "", "YAML config file (keys are flag names)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(registries) == 0 && !*def {
+		return errors.New("name at least one --registry (or --default)")
+	}
+	mapping, err := upstream.NewMapping(upstreams, "")
+	if err != nil {
+		return err
+	}
+	h := clientconf.Hosts{
+		Registries: registries, Mirror: *mirror, Dir: *dir, Default: *def, DialTimeout: *dial,
+		Server: func(name string) (string, error) {
+			u, err := mapping.URL(name)
+			if err != nil {
+				return "", err
+			}
+			return u.String(), nil
+		},
+	}
+	paths, err := h.Write()
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		fmt.Fprintln(stdout, "wrote", p)
+	}
+	return nil
+}
+
+func runDockerConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("shoal docker-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mirror := fs.String("mirror", "http://127.0.0.1:5050", "URL of the shoal registry shim")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := clientconf.DockerDaemonJSON(*mirror)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(append(b, '\n'))
+	return err
+}
+
+func runRegistriesConf(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("shoal registries-conf", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var registries settings.Repeated
+	fs.Var(&registries, "registry", "registry name to mirror; repeatable (default docker.io)")
+	mirror := fs.String("mirror", "http://127.0.0.1:5050", "URL of the shoal registry shim")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(registries) == 0 {
+		registries = settings.Repeated{"docker.io"}
+	}
+	b, err := clientconf.RegistriesConf(registries, *mirror)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(b)
+	return err
+}

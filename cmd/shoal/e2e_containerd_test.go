@@ -1,0 +1,451 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/shoal-dev/shoal/bench/testorigin"
+)
+
+// TestE2EContainerdPull pulls images with a real containerd (ctr) through a
+// real `shoal daemon` configured as the registry mirror by the hosts.toml
+// that `shoal containerd-config` writes, and proves from the daemon's
+// metrics and request log that the shim served every manifest and blob.
+//
+// It needs root, containerd and ctr (Debian's containerd package; see
+// .ci/install-deps.sh). SHOAL_CONTAINERD_BIN and SHOAL_CTR_BIN override
+// the binaries found on PATH.
+func TestE2EContainerdPull(t *testing.T) {
+	requireE2E(t)
+	containerdBin := requireTool(t, "SHOAL_CONTAINERD_BIN", "containerd")
+	ctrBin := requireTool(t, "SHOAL_CTR_BIN", "ctr")
+	if os.Geteuid() != 0 {
+		missingTool(t, "containerd needs root")
+	}
+	shoal := buildShoal(t)
+	origin := startOrigin(t)
+
+	// A request containerd sends to the origin itself means it went past
+	// the mirror (the shim's own requests carry Go's User-Agent).
+	var directMu sync.Mutex
+	var direct []string
+	origin.OnRequest(func(r *http.Request) {
+		if strings.HasPrefix(strings.ToLower(r.UserAgent()), "containerd") {
+			directMu.Lock()
+			direct = append(direct, r.Method+" "+r.URL.String())
+			directMu.Unlock()
+		}
+	})
+	t.Cleanup(func() { origin.OnRequest(nil) })
+
+	// Content: a plain image with three real (gzip tar) layers, and a
+	// two-platform index whose images have layers of their own.
+	img, err := testorigin.Image(4<<10, 64<<10, 512<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := origin.Push(img, "e2e/app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	amd, err := testorigin.Image(2<<10, 32<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm, err := testorigin.Image(3<<10, 48<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _, err := origin.PushIndex([]v1.Image{amd, arm}, []string{"linux/amd64", "linux/arm64"}, "e2e/multi:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d := startDaemon(t, daemonOpts{Origin: origin})
+
+	// hosts.toml from the real CLI; its server is the local origin.
+	work := shortTempDir(t, "shoal-e2e-ctrd-")
+	certs := filepath.Join(work, "certs.d")
+	out, err := exec.Command(shoal, "containerd-config",
+		"--registry", origin.Host, "--mirror", d.RegistryURL, "--dir", certs,
+		"--upstream", origin.Host+"="+origin.URL()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("shoal containerd-config: %v\n%s", err, out)
+	}
+	hostsPath := filepath.Join(certs, origin.Host, "hosts.toml")
+	hosts, err := os.ReadFile(hostsPath)
+	if err != nil {
+		t.Fatalf("shoal containerd-config wrote no %s: %v\noutput: %s", hostsPath, err, out)
+	}
+	checkHostsTOML(t, string(hosts), origin.URL(), d.RegistryURL)
+
+	ctrd := startContainerd(t, containerdBin, ctrBin, work)
+
+	type pull struct {
+		ref, repo string
+		args      []string
+		manifests map[string]int64 // digest -> size, every one the shim must serve
+		blobs     map[string]int64
+	}
+	imgPull := pull{ref: origin.Host + "/e2e/app:v1", repo: "e2e/app",
+		manifests: map[string]int64{}, blobs: map[string]int64{}}
+	addImageContent(t, img, imgPull.manifests, imgPull.blobs)
+	idxPull := pull{ref: origin.Host + "/e2e/multi:v1", repo: "e2e/multi", args: []string{"--all-platforms"},
+		manifests: map[string]int64{}, blobs: map[string]int64{}}
+	idxDigest, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idxSize, err := idx.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idxPull.manifests[idxDigest.String()] = idxSize
+	addImageContent(t, amd, idxPull.manifests, idxPull.blobs)
+	addImageContent(t, arm, idxPull.manifests, idxPull.blobs)
+
+	for _, p := range []pull{imgPull, idxPull} {
+		start := time.Now()
+		args := append([]string{"image", "pull", "--hosts-dir", certs, "--snapshotter", "native"}, p.args...)
+		ctrd.Ctr(t, 90*time.Second, append(args, p.ref)...)
+		t.Logf("ctr pulled %s in %v", p.ref, time.Since(start).Round(time.Millisecond))
+	}
+
+	// containerd has the images, complete and unpacked.
+	list := ctrd.Ctr(t, 30*time.Second, "image", "ls", "-q")
+	for _, p := range []pull{imgPull, idxPull} {
+		if !hasLine(list, p.ref) {
+			t.Errorf("ctr image ls does not list %s:\n%s", p.ref, list)
+		}
+	}
+	check := ctrd.Ctr(t, 30*time.Second, "image", "check")
+	for _, p := range []pull{imgPull, idxPull} {
+		if !lineWith(check, p.ref, "complete") {
+			t.Errorf("ctr image check: %s not complete:\n%s", p.ref, check)
+		}
+	}
+	snaps := ctrd.Ctr(t, 30*time.Second, "snapshots", "--snapshotter", "native", "ls")
+	if n := len(strings.Split(strings.TrimSpace(snaps), "\n")) - 1; n < 3 {
+		t.Errorf("native snapshotter holds %d snapshots after unpack, want >= 3:\n%s", n, snaps)
+	}
+
+	// Nothing went to the origin past the mirror.
+	directMu.Lock()
+	if len(direct) > 0 {
+		t.Errorf("containerd sent %d requests straight to the origin (mirror bypassed): %q", len(direct), direct)
+	}
+	directMu.Unlock()
+
+	// The shim's request log: every manifest and blob, for ns=<origin>.
+	reqs := d.RequestLogs()
+	var totalBlobBytes int64
+	for _, p := range []pull{imgPull, idxPull} {
+		if e, ok := findRequest(reqs, "", "/v2/"+p.repo+"/manifests/v1"); !ok {
+			t.Errorf("%s: no request log line for the tag /v2/%s/manifests/v1", p.ref, p.repo)
+		} else if e.Str("ns") != origin.Host || e.Int("status") != http.StatusOK {
+			t.Errorf("%s: tag request: ns=%q status=%d, want ns=%q status 200: %v", p.ref, e.Str("ns"), e.Int("status"), origin.Host, e)
+		}
+		for dg, size := range p.manifests {
+			path := "/v2/" + p.repo + "/manifests/" + dg
+			e, ok := findRequest(reqs, http.MethodGet, path)
+			if !ok {
+				t.Errorf("%s: no GET %s in the shim's request log", p.ref, path)
+				continue
+			}
+			if e.Str("ns") != origin.Host || e.Int("status") != http.StatusOK || e.Int("bytes") != size {
+				t.Errorf("%s: GET %s: ns=%q status=%d bytes=%d, want ns=%q 200 %d bytes: %v",
+					p.ref, path, e.Str("ns"), e.Int("status"), e.Int("bytes"), origin.Host, size, e)
+			}
+		}
+		for dg, size := range p.blobs {
+			path := "/v2/" + p.repo + "/blobs/" + dg
+			e, ok := findRequest(reqs, http.MethodGet, path)
+			if !ok {
+				t.Errorf("%s: no GET %s in the shim's request log", p.ref, path)
+				continue
+			}
+			if e.Str("ns") != origin.Host || e.Int("status") != http.StatusOK || e.Int("bytes") != size {
+				t.Errorf("%s: GET %s: ns=%q status=%d bytes=%d, want ns=%q 200 %d bytes: %v",
+					p.ref, path, e.Str("ns"), e.Int("status"), e.Int("bytes"), origin.Host, size, e)
+			}
+			if src := e.Str("source"); src != "upstream" && src != "store" {
+				t.Errorf("%s: GET %s: source=%q, want upstream or store", p.ref, path, src)
+			}
+			// The shim fetched the blob from the origin exactly once.
+			if n := origin.BlobGets(dg); n != 1 {
+				t.Errorf("%s: origin served blob %s %d times, want 1", p.ref, dg, n)
+			}
+			totalBlobBytes += size
+		}
+	}
+	if t.Failed() {
+		var b strings.Builder
+		for _, e := range reqs {
+			fmt.Fprintf(&b, "  %s %s ns=%s status=%d bytes=%d source=%s\n", e.Str("method"), e.Str("path"), e.Str("ns"), e.Int("status"), e.Int("bytes"), e.Str("source"))
+		}
+		t.Logf("shim request log:\n%s", b.String())
+	}
+
+	// The shim's metrics agree.
+	nBlobs := len(imgPull.blobs) + len(idxPull.blobs)
+	m := d.Metrics(t)
+	if got := m.Sum("shoal_http_requests_total", map[string]string{"kind": "blob", "method": "GET", "status": "200"}); got < float64(nBlobs) {
+		t.Errorf("shoal_http_requests_total{kind=blob,GET,200} = %v, want >= %d\n%s", got, nBlobs, m.Lines("shoal_http_requests_total"))
+	}
+	if got := m.Sum("shoal_http_requests_total", map[string]string{"kind": "manifest", "status": "200"}); got < float64(len(imgPull.manifests)+len(idxPull.manifests)) {
+		t.Errorf("shoal_http_requests_total{kind=manifest,200} = %v, want >= %d\n%s", got, len(imgPull.manifests)+len(idxPull.manifests), m.Lines("shoal_http_requests_total"))
+	}
+	if got := m.Sum("shoal_served_bytes_total", nil); got < float64(totalBlobBytes) {
+		t.Errorf("shoal_served_bytes_total = %v, want >= %d (all blob bytes)\n%s", got, totalBlobBytes, m.Lines("shoal_served_bytes_total"))
+	}
+	if got := m.Sum("shoal_fetched_bytes_total", map[string]string{"source": "origin"}); got != float64(totalBlobBytes) {
+		t.Errorf("shoal_fetched_bytes_total{source=origin} = %v, want %d (each blob once)\n%s", got, totalBlobBytes, m.Lines("shoal_fetched_bytes_total"))
+	}
+	if got := m.Sum("shoal_http_requests_total", map[string]string{"status": "500"}) + m.Sum("shoal_http_requests_total", map[string]string{"status": "502"}); got != 0 {
+		t.Errorf("shim answered %v requests with 500/502\n%s", got, m.Lines("shoal_http_requests_total"))
+	}
+}
+
+// addImageContent adds img's manifest and its blobs (config, layers) with
+// their sizes to the maps.
+func addImageContent(t *testing.T, img v1.Image, manifests, blobs map[string]int64) {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := img.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifests[d.String()] = size
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs[m.Config.Digest.String()] = m.Config.Size
+	for _, l := range m.Layers {
+		blobs[l.Digest.String()] = l.Size
+	}
+}
+
+// findRequest returns the last request log entry for path (and method,
+// unless empty).
+func findRequest(reqs []logEntry, method, path string) (logEntry, bool) {
+	for i := len(reqs) - 1; i >= 0; i-- {
+		e := reqs[i]
+		if e.Str("path") == path && (method == "" || e.Str("method") == method) {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// lineWith reports whether some line of out contains all the words.
+func lineWith(out string, words ...string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		ok := true
+		for _, w := range words {
+			if !strings.Contains(l, w) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHostsTOML makes sure the generated hosts.toml sends containerd to
+// the mirror over plain http and falls back only to the local origin: a
+// mirror test must never let a client reach a registry on the internet.
+func checkHostsTOML(t *testing.T, hosts, originURL, mirrorURL string) {
+	t.Helper()
+	var server string
+	var hostTables []string
+	sc := bufio.NewScanner(strings.NewReader(hosts))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "server" {
+			server = strings.Trim(strings.TrimSpace(v), `"`)
+		}
+		if strings.HasPrefix(l, "[host.") {
+			hostTables = append(hostTables, strings.Trim(strings.TrimPrefix(strings.TrimSuffix(l, "]"), "[host."), `"`))
+		}
+	}
+	if strings.TrimSuffix(server, "/") != strings.TrimSuffix(originURL, "/") {
+		t.Fatalf("hosts.toml server = %q, want the local origin %q (never the internet):\n%s", server, originURL, hosts)
+	}
+	if len(hostTables) == 0 || strings.TrimSuffix(hostTables[0], "/") != strings.TrimSuffix(mirrorURL, "/") {
+		t.Fatalf("hosts.toml: first [host] table is %q, want the mirror %q:\n%s", hostTables, mirrorURL, hosts)
+	}
+	for _, h := range hostTables {
+		if !strings.HasPrefix(h, "http://127.") {
+			t.Fatalf("hosts.toml names a non-loopback host %q:\n%s", h, hosts)
+		}
+	}
+}
+
+// shortTempDir is a fresh directory under /tmp with a short path (unix
+// socket paths are limited to 108 bytes), removed at the end of the test.
+func shortTempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unmountUnder(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("removing %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// unmountUnder lazily unmounts whatever is still mounted below dir (a
+// containerd that died mid-unpack can leave mounts behind).
+func unmountUnder(dir string) {
+	f, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mounts []string
+	for _, l := range strings.Split(string(f), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
+			mounts = append(mounts, fields[4])
+		}
+	}
+	// Deepest first.
+	for i := len(mounts) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+}
+
+// containerdProc is a containerd daemon with a private root, state and
+// socket, and the ctr client to talk to it.
+type containerdProc struct {
+	Dir     string
+	Socket  string
+	ctrBin  string
+	ns      string
+	cmd     *exec.Cmd
+	logs    *logSink
+	done    chan struct{}
+	waitErr error
+}
+
+// startContainerd starts containerd with a config that keeps everything
+// under dir (the CRI plugin is off) and stops it at the end of the test.
+func startContainerd(t *testing.T, containerdBin, ctrBin, dir string) *containerdProc {
+	t.Helper()
+	c := &containerdProc{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), ctrBin: ctrBin, ns: "shoal-e2e",
+		logs: &logSink{}, done: make(chan struct{})}
+	conf := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[debug]
+  address = %[5]q
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[6]q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Socket, c.Socket+".ttrpc",
+		filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
+	confPath := filepath.Join(dir, "containerd.toml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd = exec.Command(containerdBin, "--config", confPath)
+	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("starting containerd: %v", err)
+	}
+	go func() {
+		c.waitErr = c.cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		c.stop()
+		if t.Failed() {
+			t.Logf("containerd log, last lines:\n%s", tail(c.logs.String(), 40))
+		}
+	})
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-c.done:
+			t.Fatalf("containerd exited at start: %v\n%s", c.waitErr, tail(c.logs.String(), 40))
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := exec.CommandContext(ctx, ctrBin, "--address", c.Socket, "version").Run()
+		cancel()
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd not answering on %s: %v\n%s", c.Socket, err, tail(c.logs.String(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends containerd: SIGTERM, then SIGKILL after 10 s.
+func (c *containerdProc) stop() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// Ctr runs ctr against this containerd in the test's namespace and returns
+// its output; a failure ends the test.
+func (c *containerdProc) Ctr(t *testing.T, timeout time.Duration, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	full := append([]string{"--address", c.Socket, "--namespace", c.ns}, args...)
+	cmd := exec.CommandContext(ctx, c.ctrBin, full...)
+	cmd.Env = cleanEnv("CONTAINERD_")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, tail(string(out), 40))
+	}
+	return string(out)
+}

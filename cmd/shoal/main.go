@@ -1,0 +1,75 @@
+// Command shoal is the peer-to-peer container-image distribution daemon.
+//
+//	shoal daemon            run the node daemon (registry shim + store)
+//	shoal containerd-config write containerd hosts.toml files for the mirror
+//	shoal docker-config     print a Docker daemon.json fragment
+//	shoal registries-conf   print a containers registries.conf fragment
+//	shoal demo              run a local demo cluster and pull through it
+//	shoal version           print the version
+//
+// main only wires: flags, environment and config file into structs, then
+// run(ctx) of the component, under signal handling.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "shoal:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"daemon", "run the node daemon: the registry shim over the content store", runDaemon},
+		{"containerd-config", "write containerd hosts.toml files that use the shoal mirror", runContainerdConfig},
+		{"docker-config", "print the Docker Engine daemon.json fragment for the mirror", runDockerConfig},
+		{"registries-conf", "print the containers registries.conf fragment (podman, CRI-O, skopeo)", runRegistriesConf},
+		{"demo", "start a local demo cluster (origin + daemon) and pull an image through it", runDemo},
+		{"version", "print the version", runVersion},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return errors.New("no command given")
+		}
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: shoal <command> [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery flag can also be set as SHOAL_<FLAG> (e.g. SHOAL_DATA_DIR) or in a YAML file given with --config; flags win.")
+}
