@@ -145,4 +145,3 @@ func counterValue(g prometheus.Gatherer, metric, label, value string) float64 {
 	}
 	return 0
 }
-
