@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -205,6 +206,9 @@ func upstreamError(err error, unknown oci.Code, what string) error {
 			return oci.Wrap(err, http.StatusTooManyRequests, oci.CodeTooManyRequests, "upstream rate limit")
 		}
 		return oci.Wrap(err, http.StatusServiceUnavailable, oci.CodeUnavailable, "upstream unavailable")
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// A full disk: answer 503 so the client falls back to its next host.
+		return oci.Wrap(err, http.StatusServiceUnavailable, oci.CodeUnavailable, "node store is full")
 	case errors.Is(err, store.ErrDigestMismatch), errors.Is(err, store.ErrSizeMismatch):
 		return oci.Wrap(err, http.StatusBadGateway, oci.CodeDigestInvalid, "upstream content does not match its digest")
 	case errors.Is(err, upstream.ErrBadResponse), errors.Is(err, upstream.ErrBadMapping):

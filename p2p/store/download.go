@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,7 +64,9 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 	defer dl.mu.Unlock()
 	if err != nil {
 		dl.err = err
-		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
+		// A corrupt or oversized download is useless; so is one that filled
+		// the disk (keeping it would block every other download).
+		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			_ = os.Remove(dl.partialPath())
 			_ = os.Remove(dl.sizePath())
 		}
