@@ -47,7 +47,7 @@ func RegistriesConf(registries []string, mirror string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no registries", ErrInvalid)
 	}
 	var b strings.Builder
-	b.WriteString("# written by shoal registries-config\n")
+	b.WriteString("# written by shoal registries-conf\n")
 	for _, n := range names {
 		fmt.Fprintf(&b, "\n[[registry]]\nprefix = %s\nlocation = %s\n", quote(n), quote(n))
 		fmt.Fprintf(&b, "\n[[registry.mirror]]\nlocation = %s\n", quote(u.Host))

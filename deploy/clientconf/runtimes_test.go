@@ -74,7 +74,7 @@ func TestRegistriesConf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `# written by shoal registries-config
+	want := `# written by shoal registries-conf
 
 [[registry]]
 prefix = "docker.io"
