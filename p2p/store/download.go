@@ -2,11 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,33 +20,46 @@ import (
 	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
-// Download is one fetch of a missing blob, shared by every Stream of it.
+// Download is one fetch of a missing blob, shared by every Stream of it and
+// by the chunk views that serve its chunks to peers while it runs.
 type Download struct {
 	s *Store
 	d oci.Digest
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced whenever the state below moves
-	started  bool          // the partial file exists and size is known
-	size     int64
-	avail    int64 // bytes on disk from offset 0, readable by streams
-	verified bool  // the digest matched and the file is under blobs/
-	err      error // terminal failure
-	done     bool
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced whenever the state below moves
+	started   bool          // the partial file exists and size is known
+	size      int64
+	chunkSize int64
+	have      bitset // chunks whose bytes are on disk
+	sigs      map[int]chunkEntry
+	avail     int64 // bytes from offset 0, in order, hashed: readable by streams
+	verified  bool  // the digest matched and the file is under blobs/
+	err       error // terminal failure
+	done      bool
+	version   uint64 // bumps with every change, for chunk views
 }
 
 func newDownload(s *Store, d oci.Digest) *Download {
-	return &Download{s: s, d: d, changed: make(chan struct{}), size: -1}
+	return &Download{s: s, d: d, changed: make(chan struct{}), size: -1, sigs: map[int]chunkEntry{}}
 }
 
 // notify wakes every waiter; callers hold dl.mu.
 func (dl *Download) notify() {
+	dl.version++
 	close(dl.changed)
 	dl.changed = make(chan struct{})
 }
 
 func (dl *Download) partialPath() string { return dl.s.path("partial", dl.d) }
 func (dl *Download) sizePath() string    { return dl.partialPath() + ".size" }
+func (dl *Download) logPath() string     { return dl.partialPath() + ".chunks" }
+
+func (dl *Download) removePartial() {
+	for _, p := range []string{dl.partialPath(), dl.sizePath(), dl.logPath()} {
+		_ = os.Remove(p)
+	}
+}
 
 func (dl *Download) run(ctx context.Context, fill Filler) {
 	start := time.Now()
@@ -56,9 +69,7 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 		if err == nil {
 			err = p.finish()
 		}
-		if p.f != nil {
-			p.f.Close()
-		}
+		p.close()
 	}
 	dl.mu.Lock()
 	defer dl.mu.Unlock()
@@ -67,8 +78,7 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 		// A corrupt or oversized download is useless; so is one that filled
 		// the disk (keeping it would block every other download).
 		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			_ = os.Remove(dl.partialPath())
-			_ = os.Remove(dl.sizePath())
+			dl.removePartial()
 		}
 		dl.s.log.Debug("download failed", zap.String("digest", dl.d.String()), zap.Error(err), zap.Duration("duration", time.Since(start)))
 	}
@@ -76,8 +86,9 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 	dl.notify()
 }
 
-// openPartial opens the partial file, re-hashing any prefix an earlier
-// process left so the download resumes after it.
+// openPartial opens the partial file. A prefix left by an earlier process is
+// kept (chunk-aligned, each chunk with a known hash re-checked) and
+// re-hashed, so the download resumes after it.
 func (dl *Download) openPartial() (*Partial, error) {
 	path := dl.partialPath()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -88,76 +99,200 @@ func (dl *Download) openPartial() (*Partial, error) {
 		return nil, fmt.Errorf("store: open partial: %w", err)
 	}
 	p := &Partial{dl: dl, f: f, h: dl.d.NewHash(), size: -1}
+	size := int64(-1)
 	if b, err := os.ReadFile(dl.sizePath()); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
-			p.size = n
+			size = n
 		}
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("store: stat partial: %w", err)
-	}
-	have := fi.Size()
-	if p.size < 0 || have > p.size {
-		have = 0
-		if err := f.Truncate(0); err != nil {
-			return nil, fmt.Errorf("store: truncate partial: %w", err)
+	if size < 0 {
+		if err := p.truncateAll(); err != nil {
+			f.Close()
+			return nil, err
 		}
-		p.size = -1
+		return p, nil
 	}
-	if have > 0 {
-		n, err := io.Copy(p.h, io.NewSectionReader(f, 0, have))
-		if err != nil || n != have {
-			return nil, fmt.Errorf("store: re-hash partial: %w", err)
-		}
-		dl.s.log.Info("resuming partial download", zap.String("digest", dl.d.String()), zap.Int64("bytes", have), zap.Int64("size", p.size))
+	if err := p.restore(size); err != nil {
+		f.Close()
+		return nil, err
 	}
-	if _, err := f.Seek(have, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("store: seek partial: %w", err)
-	}
-	p.off = have
 	return p, nil
 }
 
-// Partial is the writable side of a Download, handed to a Filler.
+// Partial is the writable side of a Download, handed to a Filler. A Filler
+// writes either in order (Write) or by chunk (WriteChunk, safe for
+// concurrent use); it may switch from one to the other between calls.
 type Partial struct {
 	dl   *Download
 	f    *os.File
-	h    hash.Hash
-	off  int64
+	h    hash.Hash // hash of the in-order prefix [0, off)
+	hmu  sync.Mutex
+	off  int64 // in-order prefix, hashed
 	size int64
+	log  *os.File
 }
 
 // Digest is the digest being fetched.
 func (p *Partial) Digest() oci.Digest { return p.dl.d }
 
-// Offset is how many bytes are already held: a Filler resumes here.
-func (p *Partial) Offset() int64 { return p.off }
+// Offset is how many bytes are held in order from the start: a sequential
+// Filler resumes here.
+func (p *Partial) Offset() int64 {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	return p.off
+}
 
 // Size is the expected size, or -1 before SetSize.
-func (p *Partial) Size() int64 { return p.size }
+func (p *Partial) Size() int64 {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	return p.size
+}
 
-// SetSize records the blob's total size and opens the download to streams.
-// A size that disagrees with a resumed prefix discards that prefix: the
-// Filler must then start again at Offset() == 0.
+// ChunkSize is the chunk size of this blob (valid after SetSize).
+func (p *Partial) ChunkSize() int64 {
+	p.dl.mu.Lock()
+	defer p.dl.mu.Unlock()
+	return p.dl.chunkSize
+}
+
+// HasChunk reports whether chunk i is on disk.
+func (p *Partial) HasChunk(i int) bool {
+	p.dl.mu.Lock()
+	defer p.dl.mu.Unlock()
+	return p.dl.have.has(i)
+}
+
+func (p *Partial) close() {
+	p.f.Close()
+	if p.log != nil {
+		p.log.Close()
+	}
+}
+
+func (p *Partial) truncateAll() error {
+	if err := p.f.Truncate(0); err != nil {
+		return fmt.Errorf("store: truncate partial: %w", err)
+	}
+	_ = os.Remove(p.dl.logPath())
+	p.h.Reset()
+	p.off = 0
+	return nil
+}
+
+// restore rebuilds the state of a partial blob of the given size.
+func (p *Partial) restore(size int64) error {
+	dl := p.dl
+	cs := dl.s.chunkSize(size)
+	n := chunkCount(size, cs)
+	entries, err := readChunkLog(dl.logPath(), n)
+	if err != nil {
+		return fmt.Errorf("store: read chunk log: %w", err)
+	}
+	fi, err := p.f.Stat()
+	if err != nil {
+		return fmt.Errorf("store: stat partial: %w", err)
+	}
+	have := newBitset(n)
+	buf := make([]byte, cs)
+	kept := map[int]chunkEntry{}
+	for i, e := range entries {
+		off, ln := chunkBounds(size, cs, i)
+		if off+ln > fi.Size() {
+			continue
+		}
+		if e.hashKnown() {
+			if _, err := p.f.ReadAt(buf[:ln], off); err != nil || sha256.Sum256(buf[:ln]) != e.hash {
+				continue
+			}
+		}
+		have.set(i)
+		kept[i] = e
+	}
+	p.size = size
+	dl.mu.Lock()
+	dl.size, dl.chunkSize, dl.have, dl.sigs = size, cs, have, kept
+	dl.mu.Unlock()
+	// Rewrite the log with what was kept, then re-hash the in-order prefix.
+	if err := p.rewriteLog(kept); err != nil {
+		return err
+	}
+	var prefix int64
+	for i := 0; i < n && have.has(i); i++ {
+		_, ln := chunkBounds(size, cs, i)
+		prefix += ln
+	}
+	if prefix > 0 {
+		if _, err := io.Copy(p.h, io.NewSectionReader(p.f, 0, prefix)); err != nil {
+			return fmt.Errorf("store: re-hash partial: %w", err)
+		}
+		dl.s.log.Info("resuming partial download", zap.String("digest", dl.d.String()),
+			zap.Int64("bytes", prefix), zap.Int("chunks", have.count()), zap.Int64("size", size))
+	}
+	p.off = prefix
+	return nil
+}
+
+func (p *Partial) rewriteLog(entries map[int]chunkEntry) error {
+	tmp := p.dl.logPath() + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("store: chunk log: %w", err)
+	}
+	for i, e := range entries {
+		if err := appendChunkEntry(f, i, e); err != nil {
+			f.Close()
+			return fmt.Errorf("store: chunk log: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("store: chunk log: %w", err)
+	}
+	return os.Rename(tmp, p.dl.logPath())
+}
+
+func (p *Partial) appendLog(i int, e chunkEntry) error {
+	if p.log == nil {
+		f, err := os.OpenFile(p.dl.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("store: chunk log: %w", err)
+		}
+		p.log = f
+	}
+	if err := appendChunkEntry(p.log, i, e); err != nil {
+		return fmt.Errorf("store: chunk log: %w", err)
+	}
+	return nil
+}
+
+// SetSize records the blob's total size and opens the download to streams
+// and chunk views. A size that disagrees with a resumed prefix discards it.
 func (p *Partial) SetSize(n int64) error {
 	if n < 0 {
 		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, n)
 	}
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	dl := p.dl
 	if p.size >= 0 && p.size != n {
-		if err := p.Reset(); err != nil {
+		if err := p.truncateAll(); err != nil {
 			return err
 		}
+		p.size = -1
 	}
 	if p.size != n {
-		if err := os.WriteFile(p.dl.sizePath(), []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
+		if err := os.WriteFile(dl.sizePath(), []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
 			return fmt.Errorf("store: write size: %w", err)
 		}
 	}
 	p.size = n
-	dl := p.dl
+	cs := dl.s.chunkSize(n)
 	dl.mu.Lock()
-	dl.size, dl.started, dl.avail = n, true, p.off
+	if dl.chunkSize != cs || dl.have.n != chunkCount(n, cs) {
+		dl.have, dl.sigs = newBitset(chunkCount(n, cs)), map[int]chunkEntry{}
+	}
+	dl.size, dl.chunkSize, dl.started, dl.avail = n, cs, true, p.off
 	dl.notify()
 	dl.mu.Unlock()
 	return nil
@@ -165,51 +300,176 @@ func (p *Partial) SetSize(n int64) error {
 
 // Reset drops every byte held so far (for a source that cannot resume).
 func (p *Partial) Reset() error {
-	if err := p.f.Truncate(0); err != nil {
-		return fmt.Errorf("store: truncate partial: %w", err)
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	if err := p.truncateAll(); err != nil {
+		return err
 	}
-	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("store: seek partial: %w", err)
+	if p.log != nil {
+		p.log.Close()
+		p.log = nil
 	}
-	p.h.Reset()
-	p.off = 0
 	dl := p.dl
 	dl.mu.Lock()
 	dl.avail = 0
+	dl.have = newBitset(dl.have.n)
+	dl.sigs = map[int]chunkEntry{}
+	dl.notify()
 	dl.mu.Unlock()
 	return nil
 }
 
-// Write appends b to the blob. It fails with ErrSizeMismatch past the size
-// given to SetSize.
+// Write appends b at Offset(). It fails with ErrSizeMismatch past the size
+// given to SetSize. Chunks it completes count as held (without a signature).
 func (p *Partial) Write(b []byte) (int, error) {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
 	if p.size < 0 {
 		return 0, fmt.Errorf("%w: Write before SetSize", ErrSizeMismatch)
 	}
 	if p.off+int64(len(b)) > p.size {
 		return 0, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, p.size)
 	}
-	n, err := p.f.Write(b)
+	n, err := p.f.WriteAt(b, p.off)
 	p.h.Write(b[:n])
+	start := p.off
 	p.off += int64(n)
 	dl := p.dl
 	dl.mu.Lock()
+	var done []int
+	if dl.chunkSize > 0 {
+		for i := int(start / dl.chunkSize); i < dl.have.n; i++ {
+			off, ln := chunkBounds(dl.size, dl.chunkSize, i)
+			if off+ln > p.off {
+				break
+			}
+			if !dl.have.has(i) {
+				dl.have.set(i)
+				done = append(done, i)
+			}
+		}
+	}
 	dl.avail = p.off
 	dl.notify()
 	dl.mu.Unlock()
+	for _, i := range done {
+		if lerr := p.appendLog(i, chunkEntry{}); lerr != nil && err == nil {
+			err = lerr
+		}
+	}
 	if err != nil {
 		return n, fmt.Errorf("store: write partial: %w", err)
 	}
 	return n, nil
 }
 
-// finish verifies the digest and moves the blob into place.
+// SetChunkRecord attaches chunk i's SHA-256 and its signed record (opaque to
+// the store) to a chunk already on disk, making it servable to peers.
+func (p *Partial) SetChunkRecord(i int, sum [32]byte, sig []byte) error {
+	dl := p.dl
+	dl.mu.Lock()
+	if !dl.have.has(i) {
+		dl.mu.Unlock()
+		return fmt.Errorf("%w: chunk %d is not held", ErrNotFound, i)
+	}
+	e := chunkEntry{hash: sum, sig: append([]byte(nil), sig...)}
+	dl.sigs[i] = e
+	dl.notify()
+	dl.mu.Unlock()
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	return p.appendLog(i, e)
+}
+
+// WriteChunk stores verified chunk i (its bytes, SHA-256 and signed record)
+// at its place. It is safe for concurrent use. A chunk already held is
+// ignored. The in-order prefix advances over every chunk now contiguous.
+func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error {
+	dl := p.dl
+	dl.mu.Lock()
+	size, cs, n, had := dl.size, dl.chunkSize, dl.have.n, dl.have.has(i)
+	dl.mu.Unlock()
+	if size < 0 || cs <= 0 {
+		return fmt.Errorf("%w: WriteChunk before SetSize", ErrSizeMismatch)
+	}
+	if i < 0 || i >= n {
+		return fmt.Errorf("%w: chunk %d of %d", ErrSizeMismatch, i, n)
+	}
+	off, ln := chunkBounds(size, cs, i)
+	if int64(len(data)) != ln {
+		return fmt.Errorf("%w: chunk %d has %d bytes, want %d", ErrSizeMismatch, i, len(data), ln)
+	}
+	if had {
+		return nil
+	}
+	if _, err := p.f.WriteAt(data, off); err != nil {
+		return fmt.Errorf("store: write chunk: %w", err)
+	}
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	e := chunkEntry{hash: sum, sig: append([]byte(nil), sig...)}
+	if err := p.appendLog(i, e); err != nil {
+		return err
+	}
+	dl.mu.Lock()
+	dl.have.set(i)
+	dl.sigs[i] = e
+	dl.notify()
+	dl.mu.Unlock()
+	return p.advance(i, data)
+}
+
+// advance moves the in-order prefix over contiguous held chunks, hashing
+// them; data is chunk i's bytes, in hand. Callers hold p.hmu.
+func (p *Partial) advance(i int, data []byte) error {
+	dl := p.dl
+	dl.mu.Lock()
+	size, cs := dl.size, dl.chunkSize
+	dl.mu.Unlock()
+	var buf []byte
+	for p.off < size {
+		j := int(p.off / cs)
+		dl.mu.Lock()
+		held := dl.have.has(j)
+		dl.mu.Unlock()
+		if !held {
+			break
+		}
+		off, ln := chunkBounds(size, cs, j)
+		var b []byte
+		if j == i {
+			b = data
+		} else {
+			if buf == nil {
+				buf = make([]byte, cs)
+			}
+			b = buf[:ln]
+			if _, err := p.f.ReadAt(b, off); err != nil {
+				return fmt.Errorf("store: read back chunk %d: %w", j, err)
+			}
+		}
+		p.h.Write(b[p.off-off:])
+		p.off = off + ln
+		dl.mu.Lock()
+		dl.avail = p.off
+		dl.notify()
+		dl.mu.Unlock()
+	}
+	return nil
+}
+
+// finish verifies the digest and moves the blob into place, keeping the
+// signed chunk records beside it for serving peers.
 func (p *Partial) finish() error {
 	dl := p.dl
-	if p.size < 0 || p.off != p.size {
-		return fmt.Errorf("%w: have %d of %d bytes", ErrSizeMismatch, p.off, p.size)
+	p.hmu.Lock()
+	off, size := p.off, p.size
+	sum := p.h.Sum(nil)
+	p.hmu.Unlock()
+	if size < 0 || off != size {
+		return fmt.Errorf("%w: have %d of %d bytes", ErrSizeMismatch, off, size)
 	}
-	if !dl.d.Verify(p.h.Sum(nil)) {
+	if !dl.d.Verify(sum) {
 		return fmt.Errorf("%w: %s", ErrDigestMismatch, dl.d)
 	}
 	if err := p.f.Sync(); err != nil {
@@ -220,155 +480,26 @@ func (p *Partial) finish() error {
 		return fmt.Errorf("store: %w", err)
 	}
 	dl.mu.Lock()
+	sigs := make(map[int]chunkEntry, len(dl.sigs))
+	for i, e := range dl.sigs {
+		if e.sig != nil {
+			sigs[i] = e
+		}
+	}
+	dl.mu.Unlock()
+	if len(sigs) > 0 {
+		if err := dl.s.writeChunkRecords(dl.d, sigs); err != nil {
+			return err
+		}
+	}
+	dl.mu.Lock()
 	defer dl.mu.Unlock()
 	if err := os.Rename(dl.partialPath(), final); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	_ = os.Remove(dl.sizePath())
+	_ = os.Remove(dl.logPath())
 	syncDir(filepath.Dir(final))
 	dl.verified = true
-	return nil
-}
-
-// Stream reads one blob, complete or still downloading. It is not safe for
-// concurrent use; open one per reader.
-type Stream struct {
-	dl       *Download
-	f        *os.File
-	size     int64
-	complete bool
-}
-
-// Size waits until the blob's size is known.
-func (st *Stream) Size(ctx context.Context) (int64, error) {
-	if st.complete {
-		return st.size, nil
-	}
-	dl := st.dl
-	for {
-		dl.mu.Lock()
-		started, size, err, ch := dl.started, dl.size, dl.err, dl.changed
-		dl.mu.Unlock()
-		if started {
-			return size, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-}
-
-// Complete reports whether the stream reads a verified, stored blob.
-func (st *Stream) Complete() bool { return st.complete }
-
-// Done reports whether the download has ended (verified or failed) and its
-// error; for a stored blob it is (true, nil).
-func (st *Stream) Done() (bool, error) {
-	if st.complete {
-		return true, nil
-	}
-	st.dl.mu.Lock()
-	defer st.dl.mu.Unlock()
-	return st.dl.done, st.dl.err
-}
-
-// open returns a file handle on the blob's bytes, complete or partial.
-func (st *Stream) open() (*os.File, error) {
-	if st.f != nil {
-		return st.f, nil
-	}
-	dl := st.dl
-	dl.mu.Lock()
-	defer dl.mu.Unlock()
-	path := dl.partialPath()
-	if dl.verified {
-		path = dl.s.path("blobs", dl.d)
-	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) && dl.err != nil {
-		return nil, dl.err
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: open for streaming: %w", err)
-	}
-	st.f = f
-	return f, nil
-}
-
-// WriteRange copies bytes [off, off+n) of the blob to w, waiting for bytes
-// that have not arrived yet. Bytes reach w only in order; the last byte of
-// the blob only after the digest has been verified. If the download fails
-// the copy stops with its error, short of n.
-func (st *Stream) WriteRange(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
-	if _, err := st.Size(ctx); err != nil {
-		return 0, err
-	}
-	f, err := st.open()
-	if err != nil {
-		return 0, err
-	}
-	var written int64
-	for written < n {
-		limit, err := st.readable(ctx, off+written)
-		if err != nil {
-			return written, err
-		}
-		chunk := min(limit-(off+written), n-written)
-		if _, err := f.Seek(off+written, io.SeekStart); err != nil {
-			return written, fmt.Errorf("store: seek: %w", err)
-		}
-		c, err := io.Copy(w, &io.LimitedReader{R: f, N: chunk})
-		written += c
-		if err != nil {
-			return written, err
-		}
-		if c < chunk {
-			return written, fmt.Errorf("store: short read at %d: %w", off+written, io.ErrUnexpectedEOF)
-		}
-	}
-	return written, nil
-}
-
-// readable waits until bytes past pos may be read and returns the limit.
-func (st *Stream) readable(ctx context.Context, pos int64) (int64, error) {
-	if st.complete {
-		return st.size, nil
-	}
-	dl := st.dl
-	for {
-		dl.mu.Lock()
-		limit := dl.avail
-		if !dl.verified && limit == dl.size {
-			limit-- // hold the last byte back until the digest is checked
-		}
-		err, done, ch := dl.err, dl.done, dl.changed
-		dl.mu.Unlock()
-		if limit > pos {
-			return limit, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		if done && !dl.verified {
-			return 0, fmt.Errorf("store: download of %s ended early", dl.d)
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-}
-
-// Close releases the stream's file handle.
-func (st *Stream) Close() error {
-	if st.f != nil {
-		return st.f.Close()
-	}
 	return nil
 }

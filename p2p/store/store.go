@@ -35,6 +35,8 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	sizer ChunkSizer
+
 	mu       sync.Mutex
 	inflight map[string]*Download
 	closed   bool
@@ -42,7 +44,7 @@ type Store struct {
 
 // Open opens (creating if needed) the store at dir, takes its lock and
 // clears scratch files left by an earlier process.
-func Open(dir string, log *zap.Logger) (*Store, error) {
+func Open(dir string, log *zap.Logger, opts ...Option) (*Store, error) {
 	for _, sub := range []string{"blobs", "meta", "partial", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("store: create %s: %w", sub, err)
@@ -63,11 +65,15 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Store{
+	s := &Store{
 		dir: dir, log: log, lock: lock,
 		ctx: ctx, cancel: cancel,
 		inflight: map[string]*Download{},
-	}, nil
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Close stops downloads in progress (their partial bytes stay on disk for a
@@ -198,8 +204,8 @@ func (s *Store) writeAtomic(dst string, b []byte) error {
 
 // Delete removes complete content d (and its media type) if present.
 func (s *Store) Delete(d oci.Digest) error {
-	for _, kind := range []string{"blobs", "meta"} {
-		if err := os.Remove(s.path(kind, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range []string{s.path("blobs", d), s.path("meta", d), s.path("meta", d) + ".chunks"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("store: delete %s: %w", d, err)
 		}
 	}

@@ -170,7 +170,8 @@ func TestPartialResumesAfterReopen(t *testing.T) {
 	dir := t.TempDir()
 	b := data(4 << 20)
 	d := digestOf(b)
-	s, err := Open(dir, zap.NewNop())
+	oneMiB := WithChunkSizer(func(int64) int64 { return 1 << 20 })
+	s, err := Open(dir, zap.NewNop(), oneMiB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +196,11 @@ func TestPartialResumesAfterReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2 := open(t, dir)
+	s2, err := Open(dir, zap.NewNop(), oneMiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
 	var resumedAt int64 = -1
 	st, err = s2.Fetch(context.Background(), d, func(ctx context.Context, p *Partial) error {
 		resumedAt = p.Offset()

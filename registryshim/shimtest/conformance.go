@@ -168,7 +168,9 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		f2, tgt2 := factory(t, [][]byte{b})
 		dir := t.TempDir()
 		d := oci.DigestOf(b)
-		s1, err := store.Open(dir, zap.NewNop())
+		const cs = 64 << 10
+		small := store.WithChunkSizer(func(int64) int64 { return cs })
+		s1, err := store.Open(dir, zap.NewNop(), small)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +190,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		if !errors.Is(err, stop) {
 			t.Fatalf("first fill: %v", err)
 		}
-		s2, err := store.Open(dir, zap.NewNop())
+		s2, err := store.Open(dir, zap.NewNop(), small)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,8 +208,9 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		if _, err := str.WriteRange(context.Background(), &buf, 0, int64(len(b))); err != nil || !bytes.Equal(buf.Bytes(), b) {
 			t.Fatalf("resumed fill: %v", err)
 		}
-		if at != int64(len(b)/3) {
-			t.Fatalf("filler started at %d, want %d", at, len(b)/3)
+		// A resume keeps whole chunks only.
+		if want := int64(len(b)/3) / cs * cs; at != want {
+			t.Fatalf("filler started at %d, want %d", at, want)
 		}
 	})
 }
