@@ -253,3 +253,45 @@ func FuzzChunkLog(f *testing.F) {
 		}
 	})
 }
+
+func TestTrackChunksSignsInOrderWrites(t *testing.T) {
+	s := chunked(t, t.TempDir())
+	defer s.Close()
+	b := data(1<<20 + 99)
+	d := digestOf(b)
+	var got []int
+	st, err := s.Fetch(context.Background(), d, func(ctx context.Context, p *Partial) error {
+		p.TrackChunks(func(i int, sum [32]byte) {
+			off, ln := chunkBounds(int64(len(b)), testChunk, i)
+			if sum != sha256.Sum256(b[off:off+ln]) {
+				t.Errorf("chunk %d: wrong sum", i)
+			}
+			got = append(got, i)
+			if err := p.SetChunkRecord(i, sum, []byte("signed")); err != nil {
+				t.Errorf("record %d: %v", i, err)
+			}
+		})
+		return sequential(b, 100_003, 0)(ctx, p)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readStream(t, st); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if len(got) != 5 || got[0] != 0 || got[4] != 4 {
+		t.Fatalf("chunks reported: %v", got)
+	}
+	v, err := s.Chunks(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	state, _ := v.State(context.Background())
+	for i, ok := range state.Servable {
+		if !ok {
+			t.Fatalf("chunk %d not servable", i)
+		}
+	}
+}

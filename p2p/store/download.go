@@ -130,6 +130,21 @@ type Partial struct {
 	off  int64 // in-order prefix, hashed
 	size int64
 	log  *os.File
+
+	// Chunk hashing of in-order writes, for a seeder that signs chunks.
+	onChunk  func(i int, sum [32]byte)
+	chunkH   hash.Hash
+	chunkIdx int
+}
+
+// TrackChunks asks Write to compute the SHA-256 of every chunk it completes
+// and to call fn with it (in order, on the writer's goroutine). It must be
+// called before the first Write, when Offset() is at a chunk boundary.
+func (p *Partial) TrackChunks(fn func(i int, sum [32]byte)) {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	p.onChunk, p.chunkH = fn, sha256.New()
+	p.chunkIdx = -1
 }
 
 // Digest is the digest being fetched.
@@ -178,6 +193,7 @@ func (p *Partial) truncateAll() error {
 	_ = os.Remove(p.dl.logPath())
 	p.h.Reset()
 	p.off = 0
+	p.chunkIdx = -1
 	return nil
 }
 
@@ -323,18 +339,36 @@ func (p *Partial) Reset() error {
 // given to SetSize. Chunks it completes count as held (without a signature).
 func (p *Partial) Write(b []byte) (int, error) {
 	p.hmu.Lock()
-	defer p.hmu.Unlock()
+	n, sums, err := p.write(b)
+	fn := p.onChunk
+	p.hmu.Unlock()
+	for _, c := range sums {
+		fn(c.i, c.sum)
+	}
+	return n, err
+}
+
+type chunkSum struct {
+	i   int
+	sum [32]byte
+}
+
+func (p *Partial) write(b []byte) (int, []chunkSum, error) {
 	if p.size < 0 {
-		return 0, fmt.Errorf("%w: Write before SetSize", ErrSizeMismatch)
+		return 0, nil, fmt.Errorf("%w: Write before SetSize", ErrSizeMismatch)
 	}
 	if p.off+int64(len(b)) > p.size {
-		return 0, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, p.size)
+		return 0, nil, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, p.size)
 	}
 	n, err := p.f.WriteAt(b, p.off)
 	p.h.Write(b[:n])
 	start := p.off
 	p.off += int64(n)
 	dl := p.dl
+	var sums []chunkSum
+	if p.onChunk != nil {
+		sums = p.hashChunks(b[:n], start)
+	}
 	dl.mu.Lock()
 	var done []int
 	if dl.chunkSize > 0 {
@@ -358,9 +392,38 @@ func (p *Partial) Write(b []byte) (int, error) {
 		}
 	}
 	if err != nil {
-		return n, fmt.Errorf("store: write partial: %w", err)
+		return n, sums, fmt.Errorf("store: write partial: %w", err)
 	}
-	return n, nil
+	return n, sums, nil
+}
+
+// hashChunks feeds in-order bytes written at start to the chunk hasher and
+// returns the chunks it completes. Callers hold p.hmu.
+func (p *Partial) hashChunks(b []byte, start int64) []chunkSum {
+	cs := p.dl.s.chunkSize(p.size)
+	var out []chunkSum
+	if p.chunkIdx < 0 {
+		if start%cs != 0 {
+			return nil // not at a boundary: TrackChunks was called too late
+		}
+		p.chunkIdx = int(start / cs)
+		p.chunkH.Reset()
+	}
+	pos := start
+	for len(b) > 0 {
+		off, ln := chunkBounds(p.size, cs, p.chunkIdx)
+		take := min(int64(len(b)), off+ln-pos)
+		p.chunkH.Write(b[:take])
+		b, pos = b[take:], pos+take
+		if pos == off+ln {
+			var sum [32]byte
+			copy(sum[:], p.chunkH.Sum(nil))
+			out = append(out, chunkSum{p.chunkIdx, sum})
+			p.chunkIdx++
+			p.chunkH.Reset()
+		}
+	}
+	return out
 }
 
 // SetChunkRecord attaches chunk i's SHA-256 and its signed record (opaque to

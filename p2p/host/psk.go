@@ -1,0 +1,106 @@
+package host
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/libp2p/go-libp2p/core/pnet"
+)
+
+// ErrPSK is wrapped by every error about a pre-shared key file.
+var ErrPSK = errors.New("host: invalid swarm key")
+
+const (
+	pskHeader = "/key/swarm/psk/1.0.0/"
+	pskSize   = 32
+	// maxPSKFileSize bounds how much of a swarm key file is read.
+	maxPSKFileSize = 4 << 10
+)
+
+// LoadPSK reads a libp2p swarm key file (see [ParsePSK]).
+func LoadPSK(path string) (pnet.PSK, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPSK, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPSKFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrPSK, path, err)
+	}
+	psk, err := ParsePSK(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return psk, nil
+}
+
+// ParsePSK parses the libp2p swarm key format: the line
+// "/key/swarm/psk/1.0.0/", an encoding line ("/base16/", "/base64/" or
+// "/bin/") and the 32-byte key in that encoding. Text encodings may be
+// surrounded by white space; nothing else may follow the key.
+func ParsePSK(data []byte) (pnet.PSK, error) {
+	if len(data) > maxPSKFileSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrPSK, maxPSKFileSize)
+	}
+	header, rest, ok := cutLine(data)
+	if !ok || string(header) != pskHeader {
+		return nil, fmt.Errorf("%w: first line is not %q", ErrPSK, pskHeader)
+	}
+	enc, body, ok := cutLine(rest)
+	if !ok {
+		return nil, fmt.Errorf("%w: missing encoding line", ErrPSK)
+	}
+	var key []byte
+	switch string(enc) {
+	case "/base16/":
+		b, err := hex.DecodeString(string(bytes.TrimSpace(body)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad base16 key: %w", ErrPSK, err)
+		}
+		key = b
+	case "/base64/":
+		b, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(body)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad base64 key: %w", ErrPSK, err)
+		}
+		key = b
+	case "/bin/":
+		key = body
+	default:
+		return nil, fmt.Errorf("%w: unknown encoding %q", ErrPSK, truncate(enc))
+	}
+	if len(key) != pskSize {
+		return nil, fmt.Errorf("%w: key is %d bytes, want %d", ErrPSK, len(key), pskSize)
+	}
+	return pnet.PSK(bytes.Clone(key)), nil
+}
+
+// GeneratePSK writes a new random swarm key in the base16 format to w.
+func GeneratePSK(w io.Writer) error {
+	key := make([]byte, pskSize)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("host: generate swarm key: %w", err)
+	}
+	_, err := fmt.Fprintf(w, "%s\n/base16/\n%s\n", pskHeader, hex.EncodeToString(key))
+	return err
+}
+
+// cutLine splits off the first line, accepting "\n" or "\r\n" endings.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	line, rest, ok = bytes.Cut(b, []byte{'\n'})
+	return bytes.TrimSuffix(line, []byte{'\r'}), rest, ok
+}
+
+func truncate(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
+}
