@@ -76,6 +76,10 @@ func BenchmarkWarmBlob(b *testing.B) {
 // Each shim sub-benchmark pulls direct-<origin> next to every measured
 // pull and reports the paired ratio as x-direct-<origin> (cold / direct
 // throughput, median).
+//
+// In a CPU profile (-cpuprofile) the goroutines carry the pprof label role:
+// origin, shim, client (measured pulls) or baseline-client, e.g.
+// go tool pprof -top -tagfocus role=shim bench.test cpu.prof.
 func BenchmarkColdBlob(b *testing.B) {
 	skipShort(b)
 	f := sharedFixture(b)

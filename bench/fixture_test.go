@@ -347,13 +347,12 @@ func runPulls(b *testing.B, f *fixture, pc pullCase) float64 {
 	if pc.verify {
 		digest = f.digest
 	}
-	timed := func(url string) (pullResult, error) {
+	timed := func(url, role string) (pullResult, error) {
 		client := newClient()
 		defer client.CloseIdleConnections()
-		runtime.GC()
 		var res pullResult
 		var err error
-		pprof.Do(context.Background(), pprof.Labels("role", "client"), func(ctx context.Context) {
+		pprof.Do(context.Background(), pprof.Labels("role", role), func(ctx context.Context) {
 			res, err = pull(ctx, client, url, f.size, digest)
 		})
 		return res, err
@@ -361,7 +360,7 @@ func runPulls(b *testing.B, f *fixture, pc pullCase) float64 {
 	baselines := func() ([]time.Duration, error) {
 		var out []time.Duration
 		for _, bl := range pc.baselines {
-			res, err := timed(bl.url)
+			res, err := timed(bl.url, "baseline-client")
 			if err != nil {
 				return nil, fmt.Errorf("baseline %s: %w", bl.name, err)
 			}
@@ -381,11 +380,12 @@ func runPulls(b *testing.B, f *fixture, pc pullCase) float64 {
 		var base []time.Duration
 		if i%2 == 0 {
 			if base, err = baselines(); err != nil {
-				b.Fatal(err)
+				b.Fatal(errors.Join(err, done()))
 			}
 		}
+		runtime.GC()
 		b.StartTimer()
-		res, err := timed(url)
+		res, err := timed(url, "client")
 		b.StopTimer()
 		if err == nil && i%2 == 1 {
 			base, err = baselines()

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/shoal-dev/shoal/registryshim/oci"
 )
@@ -247,4 +249,30 @@ func (v *ChunkView) Close() error {
 		return v.f.Close()
 	}
 	return nil
+}
+
+// Chunked lists the complete blobs that have signed chunk records (the ones
+// this node can serve to peers).
+func (s *Store) Chunked() []oci.Digest {
+	var out []oci.Digest
+	for _, alg := range []string{"sha256", "sha512"} {
+		ents, err := os.ReadDir(filepath.Join(s.dir, "meta", alg))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			hx, ok := strings.CutSuffix(e.Name(), ".chunks")
+			if !ok {
+				continue
+			}
+			d, err := oci.ParseDigest(alg + ":" + hx)
+			if err != nil {
+				continue
+			}
+			if _, err := s.Stat(d); err == nil {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }

@@ -35,6 +35,7 @@ type Download struct {
 	sigs      map[int]chunkEntry
 	avail     int64 // bytes from offset 0, in order, hashed: readable by streams
 	verified  bool  // the digest matched and the file is under blobs/
+	digestOK  bool  // the digest matched (the file may still be syncing)
 	err       error // terminal failure
 	done      bool
 	version   uint64 // bumps with every change, for chunk views
@@ -535,6 +536,12 @@ func (p *Partial) finish() error {
 	if !dl.d.Verify(sum) {
 		return fmt.Errorf("%w: %s", ErrDigestMismatch, dl.d)
 	}
+	// The bytes are right: streams may send the last byte now, while the
+	// file is synced and renamed (which only makes it durable).
+	dl.mu.Lock()
+	dl.digestOK = true
+	dl.notify()
+	dl.mu.Unlock()
 	if err := p.f.Sync(); err != nil {
 		return fmt.Errorf("store: sync: %w", err)
 	}

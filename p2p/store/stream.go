@@ -122,7 +122,7 @@ func (st *Stream) readable(ctx context.Context, pos int64) (int64, error) {
 	for {
 		dl.mu.Lock()
 		limit := dl.avail
-		if !dl.verified && limit == dl.size {
+		if !dl.verified && !dl.digestOK && limit == dl.size {
 			limit-- // hold the last byte back until the digest is checked
 		}
 		err, done, ch := dl.err, dl.done, dl.changed
