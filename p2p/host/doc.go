@@ -32,8 +32,11 @@
 // configured watermarks and a resource manager whose limits are libp2p's
 // auto-scaled defaults raised where shoal needs more: at least 256 streams
 // per peer and protocol (the chunk protocol keeps up to 64 requests in
-// flight to one peer), 64 MiB of stream buffers per connection, and a
+// flight to one peer), 128 MiB of yamux stream windows per peer, and a
 // system connection limit above the connection manager's high watermark.
+// The system-wide memory limit stays auto-scaled (1/8 of RAM): on a small
+// machine it caps the total number of open streams, which is backpressure,
+// not an error, for the protocols on top.
 // There is no relay, no NAT port mapping, no mDNS, and libp2p's own
 // Prometheus metrics are off (shoal's metrics are registered explicitly on
 // an injected registerer, see [RegisterMetrics]).

@@ -8,8 +8,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/pnet"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -29,8 +29,9 @@ var ErrConfig = errors.New("host: invalid config")
 // Resource limits shoal raises above libp2p's defaults (see the package doc).
 const (
 	minStreamsPerPeerProtocol = 256
-	minConnMemory             = 64 << 20
-	minProtocolPeerMemory     = 64 << 20
+	// yamux reserves a 256 KiB receive window per stream from the peer's
+	// scope: 128 MiB leaves room for those 256 streams and their growth.
+	minPeerMemory = 128 << 20
 )
 
 // Config configures [New].
@@ -54,7 +55,6 @@ func New(cfg Config, log *zap.Logger) (host.Host, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	log = log.Named("host")
 	if cfg.Key == nil {
 		return nil, fmt.Errorf("%w: no identity key", ErrConfig)
 	}
@@ -185,10 +185,9 @@ func limits(connHigh int) rcmgr.ConcreteLimitConfig {
 	raise(&p.ProtocolPeerDefault.StreamsInbound, minStreamsPerPeerProtocol)
 	raise(&p.ProtocolPeerDefault.StreamsOutbound, minStreamsPerPeerProtocol)
 	raise(&p.ProtocolPeerDefault.Streams, 2*minStreamsPerPeerProtocol)
-	raise64(&p.ProtocolPeerDefault.Memory, minProtocolPeerMemory)
 	raise(&p.PeerDefault.StreamsInbound, minStreamsPerPeerProtocol)
 	raise(&p.PeerDefault.StreamsOutbound, minStreamsPerPeerProtocol)
 	raise(&p.PeerDefault.Streams, 2*minStreamsPerPeerProtocol)
-	raise64(&p.Conn.Memory, minConnMemory)
+	raise64(&p.PeerDefault.Memory, minPeerMemory)
 	return p.Build(scaled)
 }

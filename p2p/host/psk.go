@@ -43,8 +43,9 @@ func LoadPSK(path string) (pnet.PSK, error) {
 
 // ParsePSK parses the libp2p swarm key format: the line
 // "/key/swarm/psk/1.0.0/", an encoding line ("/base16/", "/base64/" or
-// "/bin/") and the 32-byte key in that encoding. Text encodings may be
-// surrounded by white space; nothing else may follow the key.
+// "/bin/") and the 32-byte key in that encoding. A text-encoded key may be
+// followed by white space; nothing else may follow the key. Whatever it
+// accepts, libp2p's own decoder reads as the same key.
 func ParsePSK(data []byte) (pnet.PSK, error) {
 	if len(data) > maxPSKFileSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrPSK, maxPSKFileSize)
@@ -60,13 +61,13 @@ func ParsePSK(data []byte) (pnet.PSK, error) {
 	var key []byte
 	switch string(enc) {
 	case "/base16/":
-		b, err := hex.DecodeString(string(bytes.TrimSpace(body)))
+		b, err := hex.DecodeString(string(bytes.TrimRight(body, " \t\r\n")))
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad base16 key: %w", ErrPSK, err)
 		}
 		key = b
 	case "/base64/":
-		b, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(body)))
+		b, err := base64.StdEncoding.DecodeString(string(bytes.TrimRight(body, " \t\r\n")))
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad base64 key: %w", ErrPSK, err)
 		}
