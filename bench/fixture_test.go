@@ -226,7 +226,7 @@ type node struct {
 }
 
 func startNode(dataDir string, up upstreamOrigin) (*node, error) {
-	d, err := daemon.New(daemon.Config{
+	d, err := daemon.New(context.Background(), daemon.Config{
 		DataDir:         dataDir,
 		RegistryAddr:    "127.0.0.1:0",
 		Upstreams:       []string{up.host + "=" + up.url},

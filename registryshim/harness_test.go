@@ -68,7 +68,7 @@ func newNode(t testing.TB, origin *testorigin.Origin, o nodeOpts) *node {
 		t.Fatal(err)
 	}
 	n := &node{t: t, origin: origin, store: st, reg: reg, dir: o.dir}
-	fetcher := registryshim.NewOriginFetcher(up, log, func(src string, b int64) { n.shim.CountFetched(src, b) })
+	fetcher := registryshim.NewOriginFetcher(up, log, nil)
 	n.shim = registryshim.New(st, up, fetcher, registryshim.Options{TagTTL: o.ttl, TagStale: o.stale, Timeout: timeout}, log, reg)
 	n.srv = httptest.NewServer(n.shim)
 	n.host = strings.TrimPrefix(n.srv.URL, "http://")

@@ -4,7 +4,6 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	served   *prometheus.CounterVec
-	fetched  *prometheus.CounterVec
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	tags     *prometheus.CounterVec
@@ -16,10 +15,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_served_bytes_total",
 			Help: "Bytes the registry shim sent to clients, by where they came from (store, upstream).",
-		}, []string{"source"}),
-		fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shoal_fetched_bytes_total",
-			Help: "Bytes this node obtained for blobs it lacked, by source (origin; peer and seeder with the swarm).",
 		}, []string{"source"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_http_requests_total",
@@ -40,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.fetched, m.requests, m.duration, m.tags, m.inflight)
+		reg.MustRegister(m.served, m.requests, m.duration, m.tags, m.inflight)
 	}
 	return m
 }

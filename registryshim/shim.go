@@ -69,11 +69,6 @@ func New(st *store.Store, up Upstream, fetcher Fetcher, opts Options, log *zap.L
 	}
 }
 
-// CountFetched adds n bytes obtained from source to shoal_fetched_bytes_total.
-func (s *Shim) CountFetched(source string, n int64) {
-	s.m.fetched.WithLabelValues(source).Add(float64(n))
-}
-
 // reqInfo is filled by the handlers for the request log line.
 type reqInfo struct {
 	kind   string

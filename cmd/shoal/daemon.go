@@ -54,7 +54,7 @@ func defaultDockerConfig() string {
 }
 
 // daemonFlags declares the daemon's flags on fs, bound to cfg.
-func daemonFlags(fs *flag.FlagSet, cfg *daemon.Config, upstreams *settings.Repeated) {
+func daemonFlags(fs *flag.FlagSet, cfg *daemon.Config, upstreams *settings.Repeated, p2p *p2pFlags) {
 	fs.String("config", "", "YAML config file (keys are flag names)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal", "directory the daemon owns for its content store")
 	fs.StringVar(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5050", "listen address of the registry shim (keep it on localhost or the node address)")
@@ -67,6 +67,23 @@ func daemonFlags(fs *flag.FlagSet, cfg *daemon.Config, upstreams *settings.Repea
 	fs.DurationVar(&cfg.TagStale, "tag-stale", 10*time.Minute, "how long past its TTL a tag's last known digest is served while the upstream is unreachable")
 	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 15*time.Second, "bound on waiting for an upstream answer (connect, headers, a stalled body)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for requests in flight at shutdown")
+	fs.BoolVar(&cfg.P2P, "p2p", true, "fetch missing blobs from the swarm (peers and seeders) before the origin")
+	fs.Var(&p2p.listen, "p2p-listen", "libp2p listen multiaddr; repeatable (default /ip4/0.0.0.0/tcp/5052, plus QUIC on udp/5052 without a PSK)")
+	fs.Var(&p2p.bootstrap, "bootstrap", "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable")
+	fs.Var(&p2p.bootstrapDNS, "bootstrap-dns", "DNS name whose A/AAAA records are bootstrap peers (e.g. a headless service); repeatable")
+	fs.Var(&p2p.seeders, "trusted-seeder", "peer ID of a seeder whose chunk signatures are trusted; repeatable")
+	fs.StringVar(&cfg.PSKFile, "psk-file", "", "libp2p private network key file (peers without it cannot connect)")
+	fs.IntVar(&cfg.MaxSourcesPerBlob, "max-sources-per-blob", 8, "peers and seeders fetched from at once for one blob (1: a single source, no striping)")
+	fs.BoolVar(&cfg.SharePartial, "share-partial", true, "serve verified chunks of blobs still downloading (false: only complete blobs)")
+}
+
+// p2pFlags collects the repeatable swarm flags.
+type p2pFlags struct {
+	listen, bootstrap, bootstrapDNS, seeders settings.Repeated
+}
+
+func (p *p2pFlags) apply(cfg *daemon.Config) {
+	cfg.P2PListen, cfg.Bootstrap, cfg.BootstrapDNS, cfg.TrustedSeeders = p.listen, p.bootstrap, p.bootstrapDNS, p.seeders
 }
 
 func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -74,18 +91,20 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg daemon.Config
 	var upstreams settings.Repeated
-	daemonFlags(fs, &cfg, &upstreams)
+	var p2p p2pFlags
+	daemonFlags(fs, &cfg, &upstreams, &p2p)
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg.Upstreams = upstreams
+	p2p.apply(&cfg)
 	log, err := newLogger(*logLevel, stderr)
 	if err != nil {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
-	d, err := daemon.New(cfg, log.Named("daemon"))
+	d, err := daemon.New(ctx, cfg, log.Named("daemon"))
 	if err != nil {
 		return err
 	}

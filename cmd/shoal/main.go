@@ -1,6 +1,9 @@
 // Command shoal is the peer-to-peer container-image distribution daemon.
 //
-//	shoal daemon            run the node daemon (registry shim + store)
+//	shoal daemon            run the node daemon (registry shim + store + swarm)
+//	shoal seeder            run a seeder beside the origin registry
+//	shoal preheat           ask a seeder to pull an image before a rollout
+//	shoal id                print a data directory's peer ID
 //	shoal containerd-config write containerd hosts.toml files for the mirror
 //	shoal docker-config     print a Docker daemon.json fragment
 //	shoal registries-conf   print a containers registries.conf fragment
@@ -41,6 +44,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"daemon", "run the node daemon: the registry shim over the content store", runDaemon},
+		{"seeder", "run a seeder beside the origin registry: pulls each blob once, signs chunks, seeds the swarm", runSeeder},
+		{"preheat", "ask a seeder to pull every blob of an image before a rollout", runPreheat},
+		{"id", "print the peer ID of a data directory (creating its identity key if needed)", runID},
 		{"containerd-config", "write containerd hosts.toml files that use the shoal mirror", runContainerdConfig},
 		{"docker-config", "print the Docker Engine daemon.json fragment for the mirror", runDockerConfig},
 		{"registries-conf", "print the containers registries.conf fragment (podman, CRI-O, skopeo)", runRegistriesConf},

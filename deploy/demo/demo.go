@@ -72,7 +72,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	digest, _ := img.Digest()
 	fmt.Fprintf(out, "origin: pushed demo/app:v1 (%s)\n", digest)
 
-	d, err := daemon.New(daemon.Config{
+	d, err := daemon.New(context.Background(), daemon.Config{
 		DataDir:         filepath.Join(dir, "node-1"),
 		RegistryAddr:    "127.0.0.1:0",
 		Upstreams:       []string{origin.Host + "=" + origin.URL()},

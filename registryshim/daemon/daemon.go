@@ -10,12 +10,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim"
 	"github.com/shoal-dev/shoal/registryshim/upstream"
@@ -35,6 +38,16 @@ type Config struct {
 	TagStale        time.Duration
 	UpstreamTimeout time.Duration
 	ShutdownTimeout time.Duration
+
+	// The swarm (off: every miss goes to the origin).
+	P2P               bool
+	P2PListen         []string // multiaddrs
+	Bootstrap         []string // /p2p/<id> multiaddrs, usually the seeders
+	BootstrapDNS      []string
+	TrustedSeeders    []string // peer IDs
+	PSKFile           string
+	MaxSourcesPerBlob int
+	SharePartial      bool
 }
 
 // Daemon is a running node.
@@ -48,11 +61,13 @@ type Daemon struct {
 	metLn    net.Listener
 	ready    atomic.Bool
 	shutdown time.Duration
+	host     libhost.Host
+	closers  []func() error
 }
 
 // New opens the store, builds the components and binds the listeners, so
 // the addresses are known before Run.
-func New(cfg Config, log *zap.Logger) (*Daemon, error) {
+func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("daemon: a data directory is required")
 	}
@@ -73,29 +88,69 @@ func New(cfg Config, log *zap.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.DataDir, log.Named("store"))
+	st, err := store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size))
 	if err != nil {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg, store: st, shutdown: cfg.ShutdownTimeout}
-	var shim *registryshim.Shim
-	origin := registryshim.NewOriginFetcher(up, log.Named("fetch"), func(src string, n int64) { shim.CountFetched(src, n) })
-	shim = registryshim.New(st, up, origin, registryshim.Options{
+	fetched := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_fetched_bytes_total",
+		Help: "Bytes this node obtained for blobs it lacked, by source (peer, seeder, origin).",
+	}, []string{"source"})
+	reg.MustRegister(fetched)
+	var fetcher registryshim.Fetcher = registryshim.NewOriginFetcher(up, log.Named("fetch"), func(src string, n int64) {
+		fetched.WithLabelValues(src).Add(float64(n))
+	})
+	if cfg.P2P && len(cfg.TrustedSeeders) == 0 {
+		log.Warn("the swarm needs a --trusted-seeder to verify chunks; running as a plain pull-through mirror")
+		d.cfg.P2P, cfg.P2P = false, false
+	}
+	if cfg.P2P {
+		if fetcher, err = d.startP2P(ctx, fetcher, fetched); err != nil {
+			d.closeAll()
+			return nil, err
+		}
+	}
+	d.shim = registryshim.New(st, up, fetcher, registryshim.Options{
 		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.UpstreamTimeout,
 	}, log.Named("shim"), reg)
-	d.shim = shim
 	if d.regLn, err = net.Listen("tcp", cfg.RegistryAddr); err != nil {
-		st.Close()
+		d.closeAll()
 		return nil, fmt.Errorf("daemon: registry listener: %w", err)
 	}
 	if cfg.MetricsAddr != "" {
 		if d.metLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			d.regLn.Close()
-			st.Close()
+			d.closeAll()
 			return nil, fmt.Errorf("daemon: metrics listener: %w", err)
 		}
 	}
 	return d, nil
+}
+
+// closeAll releases the p2p parts (last opened first) and the store.
+func (d *Daemon) closeAll() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		_ = d.closers[i]()
+	}
+	d.closers = nil
+	_ = d.store.Close()
+}
+
+// PeerID is the node's libp2p identity ("" with the swarm off).
+func (d *Daemon) PeerID() string {
+	if d.host == nil {
+		return ""
+	}
+	return d.host.ID().String()
+}
+
+// P2PAddrs are the node's full libp2p multiaddrs.
+func (d *Daemon) P2PAddrs() []string {
+	if d.host == nil {
+		return nil
+	}
+	return host.FullAddrs(d.host)
 }
 
 // RegistryAddr is the address the registry shim listens on.
@@ -127,7 +182,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		g.Go(func() error { return serve(metSrv, d.metLn) })
 	}
 	d.ready.Store(true)
-	d.log.Info("daemon ready", zap.String("registry_addr", d.RegistryAddr()), zap.String("metrics_addr", d.MetricsAddr()), zap.String("data_dir", d.cfg.DataDir))
+	d.log.Info("daemon ready", zap.String("registry_addr", d.RegistryAddr()), zap.String("metrics_addr", d.MetricsAddr()),
+		zap.String("data_dir", d.cfg.DataDir), zap.String("peer", d.PeerID()), zap.Strings("p2p_addrs", d.P2PAddrs()))
 	g.Go(func() error {
 		<-gctx.Done()
 		d.ready.Store(false)
@@ -141,9 +197,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return nil
 	})
 	err := g.Wait()
-	if cerr := d.store.Close(); err == nil {
-		err = cerr
-	}
+	d.closeAll()
 	d.log.Info("daemon stopped")
 	return err
 }

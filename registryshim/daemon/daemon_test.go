@@ -35,7 +35,7 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	d, err := daemon.New(daemon.Config{
+	d, err := daemon.New(context.Background(), daemon.Config{
 		DataDir: dir, RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host,
 	}, zap.NewNop())
@@ -43,7 +43,7 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second daemon on the same data directory is refused.
-	if _, err := daemon.New(daemon.Config{DataDir: dir, RegistryAddr: "127.0.0.1:0"}, zap.NewNop()); !errors.Is(err, store.ErrLocked) {
+	if _, err := daemon.New(context.Background(), daemon.Config{DataDir: dir, RegistryAddr: "127.0.0.1:0"}, zap.NewNop()); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("second daemon on one data dir: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,204 @@
+// Package chunk is shoal's chunk protocol: how a peer asks another peer (or a
+// seeder) which chunks of a blob it holds and fetches them, and how a seeder
+// signs chunk hashes so that any peer can relay them. This comment is the
+// specification; the code follows it.
+//
+// # Chunk geometry
+//
+// A blob of S bytes is cut into Count(S, C) chunks of C = Size(S) bytes each,
+// the last one shorter when C does not divide S. C is a function of S alone,
+// so every peer and seeder cuts a blob the same way:
+//
+//   - C = 4 MiB (DefaultSize) while S <= 4096 * 4 MiB (16 GiB);
+//   - above that, the smallest power-of-two multiple of 4 MiB that keeps the
+//     count at or below 4096 (TargetChunks), capped at 64 MiB (MaxSize);
+//   - at 64 MiB the count may exceed 4096, up to MaxChunks = 2^20, so the
+//     largest blob is MaxBlobSize = 64 TiB; a bigger one is refused with
+//     ErrTooLarge.
+//
+// Chunk i covers bytes [i*C, min((i+1)*C, S)). An empty blob has no chunks.
+//
+// # Chunk signatures
+//
+// A seeder that holds a blob (or a verified range of it) hashes each chunk
+// with SHA-256 (whatever the blob's digest algorithm) and signs a Record with
+// its libp2p identity key. The signed message is exactly SigningBytes:
+//
+//	"shoal-chunk-sig/v1\x00"  19 bytes, domain separation
+//	u8  A                     length of the digest algorithm, 1..255
+//	A   algorithm             ASCII, e.g. "sha256"
+//	u8  D                     length of the raw digest, 1..255
+//	D   digest                raw digest bytes (not hex), e.g. 32 for sha256
+//	u64 blob size             big-endian
+//	u64 chunk size            big-endian, must equal Size(blob size)
+//	u32 index                 big-endian, 0 <= index < Count
+//	32  hash                  SHA-256 of the chunk's bytes
+//
+// Every field is fixed-width or length-prefixed, so two different records
+// never share signing bytes, and the prefix keeps these signatures apart from
+// anything else the key signs. A record is valid only if its digest parses,
+// its geometry is canonical (chunk size = Size(blob size), blob size <=
+// MaxBlobSize) and its index is in range (ErrBadRecord otherwise).
+//
+// The signer is named by its peer ID. A verifier (Signed.Verify) accepts a
+// signature only if the signer is in its trust set (ErrUntrustedSigner) and
+// the signature checks out under the public key embedded in the peer ID
+// (Ed25519 and secp256k1 IDs embed it; an ID that does not, or a wrong
+// signature, is ErrBadSignature). Signed.Check also hashes the chunk bytes and
+// compares them and their length with the record (ErrChunkMismatch). Signed
+// records can be relayed by any peer: trust comes from the signature, never
+// from the peer that sent it.
+//
+// MarshalSigned is the compact form of a signed record, used inside CHUNK
+// frames and stored on disk beside a partial blob:
+//
+//	u8  version = 1
+//	u8  A, A bytes algorithm; u8 D, D bytes raw digest
+//	u64 blob size; u64 chunk size; u32 index; 32 bytes hash
+//	u8  P, P bytes signer peer ID (1..MaxSignerLen)
+//	u16 G, G bytes signature (1..MaxSigLen)
+//
+// UnmarshalSigned rejects trailing bytes, unknown versions and invalid
+// records; it does not verify the signature.
+//
+// # Protocol
+//
+// Protocol ID: /shoal/chunks/1.0.0 (ProtocolID), one libp2p stream per
+// (client, blob). An incompatible change gets a new major version.
+//
+// # Framing
+//
+// Every frame is
+//
+//	u8      type
+//	uvarint body length (minimal encoding; at most the type's cap)
+//	body    that many bytes
+//
+// Integers in bodies are big-endian. A receiver checks the length against the
+// type's cap before it reads or allocates the body (ErrFrameTooLarge). An
+// unknown type is ErrUnknownType; a known type that may not travel in that
+// direction or at that point is ErrUnexpectedType; a body that does not
+// decode exactly (short, trailing bytes, out-of-range values) is
+// ErrMalformed.
+//
+// # Messages
+//
+// OPEN (0x01, client -> server, first frame only), cap 1794 bytes:
+//
+//	u8 A, A bytes digest algorithm; u8 D, D bytes raw digest
+//	u8 R, R bytes registry (<= 255)  hint: origin registry host, may be empty
+//	u16 P, P bytes repository (<= 1024)  hint: repository name, may be empty
+//
+// The digest must be a valid OCI digest (sha256 or sha512). The hints tell a
+// seeder where the blob lives at the origin; they are printable ASCII
+// (0x21-0x7e). They are not trusted for anything but that.
+//
+// HAVE (0x02, server -> client, exactly once, in answer to OPEN), cap
+// 17 + MaxChunks/8 bytes:
+//
+//	u64 blob size; u64 chunk size (= Size(blob size))
+//	u8  flags: bit 0 = complete (the server holds the whole blob, verified
+//	    against its digest); other bits zero; complete implies a full bitmap
+//	bitmap: ceil(Count/8) bytes, chunk i is bit 7-(i%8) of byte i/8 (most
+//	    significant bit first); bits past Count are zero
+//
+// A server that does not know the blob's size yet (a seeder still asking the
+// origin) waits until it does, up to its HAVE deadline, and otherwise answers
+// ERROR(UNAVAILABLE, -1).
+//
+// HAVE_UPDATE (0x03, server -> client, any time after HAVE), cap 65536 bytes:
+//
+//	u32 index, repeated 1..MaxUpdate (16384) times (body length = 4k)
+//
+// Chunks the server gained since HAVE (or the last HAVE_UPDATE), so a peer
+// shares what it has while it is still downloading. Indexes are < Count.
+// Receivers treat them idempotently. A server announces only chunks it can
+// serve and never withdraws an announcement; a chunk it loses later (e.g.
+// evicted) is answered with ERROR(UNAVAILABLE, i).
+//
+// REQUEST (0x04, client -> server), body exactly 4 bytes: u32 index.
+//
+// CANCEL (0x05, client -> server), body exactly 4 bytes: u32 index. Drops the
+// oldest still-queued REQUEST for that index, silently; if none is queued
+// (it is being sent or was answered) CANCEL does nothing, so a client must
+// still accept the answer. Used in the endgame when another peer won the race.
+//
+// CHUNK (0x06, server -> client, answers a REQUEST), cap MaxFrame = MaxSize +
+// 64 KiB:
+//
+//	u32 index
+//	u16 L, L bytes signed record (MarshalSigned, L <= MaxSignedLen); its
+//	    index equals the frame's
+//	payload: the rest, exactly the chunk's length per the record's geometry
+//
+// ERROR (0x07, server -> client), cap 1029 bytes:
+//
+//	u8  code: 1 NOT_FOUND (unknown blob), 2 UNAVAILABLE (not held yet, the
+//	    origin is failing, or the size is not known in time), 3 BUSY (try
+//	    later or elsewhere), 4 BAD_REQUEST (protocol violation; a reset
+//	    follows), 5 INTERNAL
+//	u32 index: the chunk this answers, or 0xFFFFFFFF (-1) for the whole blob
+//	message: the rest, UTF-8, <= 1024 bytes, for humans only
+//
+// All chunk indexes on the wire are < MaxChunks; HAVE_UPDATE, REQUEST,
+// CANCEL, CHUNK and ERROR indexes must also be < Count for the stream's blob.
+//
+// # Message flow
+//
+//	client                              server
+//	OPEN                 ------------>
+//	                     <------------  HAVE  | ERROR(-1), then close
+//	REQUEST i, REQUEST j ------------>
+//	                     <------------  HAVE_UPDATE k..   (any time)
+//	CANCEL j             ------------>
+//	                     <------------  CHUNK i | ERROR(code, i)
+//	close write          ------------>
+//	                     <------------  answers still queued, then close
+//
+// The client may pipeline REQUESTs. The server answers them one at a time in
+// the order received, each with exactly one CHUNK, or ERROR(code, index) when
+// it cannot serve that chunk (UNAVAILABLE: not held); such an ERROR does not
+// end the stream. A REQUEST dropped by CANCEL gets no answer. The server
+// queues at most MaxQueued (default 16) REQUESTs that it has received and not
+// yet begun to answer; one more is a protocol violation. A client that keeps
+// at most MaxQueued requests unanswered, not counting the cancelled ones, never
+// overflows the queue, because the server reads frames in order.
+//
+// The client half-closes its side when it has nothing more to request; the
+// server then answers what is queued and closes. ERROR(-1) after HAVE means
+// the server gave up on the blob; it closes the stream after it.
+//
+// # Errors and resets
+//
+// A protocol violation (a malformed, oversized, unknown or unexpected frame,
+// an index out of range, a second OPEN, a full request queue, a CHUNK or
+// ERROR for an index never requested) ends the stream with a reset. The
+// server first tries to send ERROR(BAD_REQUEST) when no other write is in
+// progress; that is a courtesy, not a guarantee. A reset is also how either
+// side abandons a stream (deadline, shutdown).
+//
+// # Deadlines (server defaults; ServerOptions)
+//
+//   - OPEN must arrive within OpenTimeout (10 s) of the stream opening.
+//   - HAVE must be ready (blob opened, size known) within HaveTimeout
+//     (30 s) of OPEN, else ERROR(UNAVAILABLE, -1).
+//   - A stream with no complete frame in either direction for IdleTimeout
+//     (60 s) is reset; the time a frame spends being written does not count
+//     as idle.
+//   - Each frame must be written within WriteTimeout (60 s), else reset.
+//
+// Client defaults (ClientOptions): HAVE must arrive within HaveTimeout (45 s,
+// longer than the server's so the server's ERROR wins), each OPEN, REQUEST or
+// CANCEL must be written within WriteTimeout (10 s). After HAVE the client
+// waits as long as the caller's context says.
+//
+// # Code layout
+//
+// Frames and their codec are WriteFrame and Reader. Stream plumbing (deadlines,
+// caps, write serialization, reset and close) is Serve/Handler on the server,
+// over the Blobs and Blob interfaces that the store or the seeder implement,
+// and Dial/Session on the client. The client does not verify chunks: the
+// caller does, with VerifyChunk and its trust set, before a byte is stored,
+// served or handed on. Package chunktest holds an in-memory Blobs and the
+// conformance suite every Blobs implementation must pass.
+package chunk

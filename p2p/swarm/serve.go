@@ -1,0 +1,179 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/store"
+)
+
+// Blobs serves this node's chunks to peers: it implements chunk.Blobs over
+// the content store.
+type Blobs struct {
+	st *store.Store
+	// fill, when set (the seeder), starts the origin fetch of a blob a
+	// peer asks for and does not find here.
+	fill func(req chunk.Open) store.Filler
+	// sharePartial serves chunks of blobs still downloading.
+	sharePartial bool
+	// rations, for a seeder, spreads fresh chunks over the swarm.
+	rations *rations
+}
+
+// NewBlobs serves the store's chunks. fill may be nil (a node: serve only
+// what is held).
+func NewBlobs(st *store.Store, fill func(req chunk.Open) store.Filler, sharePartial bool) *Blobs {
+	b := &Blobs{st: st, fill: fill, sharePartial: sharePartial}
+	if fill != nil {
+		b.rations = &rations{}
+	}
+	return b
+}
+
+// Open implements chunk.Blobs.
+func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
+	if b.fill != nil {
+		if _, err := b.st.Stat(req.Digest); err != nil {
+			s, err := b.st.Fetch(ctx, req.Digest, b.fill(req))
+			if err != nil {
+				return nil, err
+			}
+			s.Close() // the download goes on, owned by the store
+		}
+	}
+	v, err := b.st.Chunks(req.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", chunk.ErrNotFound, err)
+	}
+	blob := &servedBlob{st: b.st, req: req, v: v, partial: b.sharePartial || b.fill != nil, rations: b.rations}
+	if b.rations != nil {
+		blob.ration = b.rations.get(req.Digest.String())
+	}
+	if !blob.partial {
+		st, err := v.State(ctx)
+		if err != nil || !st.Complete {
+			v.Close()
+			return nil, fmt.Errorf("%w: %s is not complete here", chunk.ErrNotFound, req.Digest)
+		}
+	}
+	return blob, nil
+}
+
+type servedBlob struct {
+	st      *store.Store
+	req     chunk.Open
+	v       *store.ChunkView // for Have and ReadChunk; Updates opens its own
+	partial bool
+	last    store.ChunkState
+	rations *rations
+	ration  *ration
+	offered []bool // chunks announced to this session
+}
+
+// allowed applies the seeder's rationing to servable chunk i.
+func (s *servedBlob) allowed(i int) bool {
+	return s.ration == nil || s.rations.offer(s.ration, i, time.Now())
+}
+
+func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
+	st, err := s.v.State(ctx)
+	if err != nil {
+		return chunk.Have{}, err
+	}
+	s.last = st
+	s.offered = make([]bool, len(st.Servable))
+	bm := chunk.NewBitmap(len(st.Servable))
+	for i, ok := range st.Servable {
+		if ok && s.allowed(i) {
+			bm.Set(i)
+			s.offered[i] = true
+		}
+	}
+	return chunk.Have{BlobSize: st.Size, ChunkSize: st.ChunkSize, Bitmap: bm, Complete: st.Complete && bm.Full()}, nil
+}
+
+// Updates reports chunks that become servable after the last Have.
+func (s *servedBlob) Updates() (<-chan int, func()) {
+	ch := make(chan int, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	v, err := s.st.Chunks(s.req.Digest)
+	if err != nil {
+		close(ch)
+		return ch, cancel
+	}
+	offered := append([]bool(nil), s.offered...)
+	go func() {
+		defer close(ch)
+		defer v.Close()
+		recheck := time.NewTicker(250 * time.Millisecond)
+		defer recheck.Stop()
+		for {
+			st, err := v.State(ctx)
+			if err != nil {
+				return
+			}
+			if len(offered) != len(st.Servable) {
+				offered = make([]bool, len(st.Servable))
+			}
+			withheld := false
+			for i, ok := range st.Servable {
+				if !ok || offered[i] {
+					continue
+				}
+				if !s.allowed(i) {
+					withheld = true
+					continue
+				}
+				offered[i] = true
+				select {
+				case ch <- i:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if st.Complete && !withheld {
+				<-ctx.Done()
+				return
+			}
+			wctx, wcancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-recheck.C:
+				case <-wctx.Done():
+				}
+				if withheld {
+					wcancel()
+				}
+			}()
+			err = v.Wait(wctx, st.Version)
+			wcancel()
+			if ctx.Err() != nil {
+				return
+			}
+			_ = err
+		}
+	}()
+	return ch, cancel
+}
+
+func (s *servedBlob) ReadChunk(_ context.Context, i int, buf []byte) (chunk.Signed, []byte, error) {
+	data, _, rec, err := s.v.ReadChunk(i, buf)
+	if err != nil {
+		return chunk.Signed{}, nil, fmt.Errorf("%w: %v", chunk.ErrUnavailable, err)
+	}
+	sig, err := chunk.UnmarshalSigned(rec)
+	if err != nil {
+		return chunk.Signed{}, nil, err
+	}
+	return sig, data, nil
+}
+
+func (s *servedBlob) Close() error {
+	if s.ration != nil {
+		s.rations.put(s.req.Digest.String())
+		s.ration = nil
+	}
+	return s.v.Close()
+}

@@ -1,0 +1,213 @@
+package daemon_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/p2p/host"
+	"github.com/shoal-dev/shoal/registryshim/daemon"
+	"github.com/shoal-dev/shoal/seeder"
+)
+
+type cluster struct {
+	t      *testing.T
+	origin *testorigin.Origin
+	seeder *seeder.Seeder
+	cancel context.CancelFunc
+	done   []chan error
+}
+
+func startSeeder(t *testing.T, origin *testorigin.Origin, psk string) *cluster {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := seeder.New(ctx, seeder.Config{
+		DataDir: t.TempDir(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, AdminAddr: "127.0.0.1:0",
+		Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host,
+		UpstreamTimeout: 20 * time.Second, PSKFile: psk,
+	}, zap.NewNop())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, origin: origin, seeder: s, cancel: cancel}
+	c.run(func(ctx context.Context) error { return s.Run(ctx) }, ctx)
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cluster) run(f func(context.Context) error, ctx context.Context) {
+	done := make(chan error, 1)
+	c.done = append(c.done, done)
+	go func() { done <- f(ctx) }()
+}
+
+func (c *cluster) stop() {
+	c.cancel()
+	for _, d := range c.done {
+		select {
+		case <-d:
+		case <-time.After(20 * time.Second):
+			c.t.Error("a component did not stop")
+		}
+	}
+}
+
+// node starts a daemon that knows the seeder (bootstrap + trusted).
+func (c *cluster) node(psk string) *daemon.Daemon {
+	c.t.Helper()
+	d, err := daemon.New(context.Background(), daemon.Config{
+		DataDir: c.t.TempDir(), RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
+		Upstreams: []string{c.origin.Host + "=" + c.origin.URL()}, DefaultUpstream: c.origin.Host,
+		UpstreamTimeout: 20 * time.Second, TagTTL: time.Minute,
+		P2P: true, P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1],
+		TrustedSeeders: []string{c.seeder.ID().String()}, PSKFile: psk, SharePartial: true, MaxSourcesPerBlob: 8,
+	}, zap.NewNop())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	prev := c.cancel
+	c.cancel = func() { cancel(); prev() }
+	c.run(func(ctx context.Context) error { return d.Run(ctx) }, ctx)
+	return d
+}
+
+func pullImage(t *testing.T, d *daemon.Daemon, repoTag string) v1.Image {
+	t.Helper()
+	ref, err := name.ParseReference(d.RegistryAddr()+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatalf("layer: %v", err)
+		}
+		rc.Close()
+	}
+	return img
+}
+
+func metric(t *testing.T, d *daemon.Daemon, name, source string) float64 {
+	mfs, err := d.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := source == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "source" && l.GetValue() == source {
+					match = true
+				}
+			}
+			if match {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// One seeder and two daemons: A pulls, then B pulls, and B's bytes come
+// from A; the origin serves each blob exactly once.
+func TestSwarmSecondNodePullsFromFirst(t *testing.T) {
+	origin := testorigin.Start(t.TempDir())
+	defer origin.Close()
+	img, err := testorigin.BlobImage(7, 24<<20, 9<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := origin.Push(img, "swarm/app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	c := startSeeder(t, origin, "")
+	a := c.node("")
+	b := c.node("")
+	pullImage(t, a, "swarm/app:v1")
+	// A advertises; give the DHT a moment to carry the record.
+	time.Sleep(500 * time.Millisecond)
+	pullImage(t, b, "swarm/app:v1")
+
+	peerB, seederB, originB := metric(t, b, "shoal_fetched_bytes_total", "peer"), metric(t, b, "shoal_fetched_bytes_total", "seeder"), metric(t, b, "shoal_fetched_bytes_total", "origin")
+	if share := peerB / (peerB + seederB + originB); share < 0.95 {
+		t.Fatalf("B: peer %.0f seeder %.0f origin %.0f bytes (%.1f%% from peers)", peerB, seederB, originB, 100*share)
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		d, _ := l.Digest()
+		if n := origin.BlobGets(d.String()); n != 1 {
+			t.Fatalf("origin served %s %d times", d, n)
+		}
+	}
+	if metric(t, a, "shoal_uploaded_bytes_total", "") < peerB {
+		t.Fatalf("A uploaded %.0f bytes, B got %.0f from peers", metric(t, a, "shoal_uploaded_bytes_total", ""), peerB)
+	}
+}
+
+// With a PSK, a node that lacks it cannot reach the swarm: it falls back
+// to the origin, while a node with the key pulls from the seeder.
+func TestSwarmPSKKeepsStrangersOut(t *testing.T) {
+	dir := t.TempDir()
+	psk := filepath.Join(dir, "swarm.key")
+	other := filepath.Join(dir, "other.key")
+	for _, p := range []string{psk, other} {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := host.GeneratePSK(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	origin := testorigin.Start("")
+	defer origin.Close()
+	img, _ := testorigin.BlobImage(8, 6<<20)
+	if _, err := origin.Push(img, "psk/app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	c := startSeeder(t, origin, psk)
+	member := c.node(psk)
+	stranger := c.node(other)
+	pullImage(t, member, "psk/app:v1")
+	if got := metric(t, member, "shoal_fetched_bytes_total", "seeder"); got < 6<<20 {
+		t.Fatalf("member got %.0f bytes from the seeder", got)
+	}
+	pullImage(t, stranger, "psk/app:v1")
+	if got := metric(t, stranger, "shoal_fetched_bytes_total", "peer") + metric(t, stranger, "shoal_fetched_bytes_total", "seeder"); got != 0 {
+		t.Fatalf("a node with the wrong PSK got %.0f bytes from the swarm", got)
+	}
+	if got := metric(t, stranger, "shoal_fetched_bytes_total", "origin"); got < 6<<20 {
+		t.Fatalf("stranger fell back for %.0f bytes", got)
+	}
+	if n := len(stranger.P2PAddrs()); n == 0 || strings.Contains(stranger.PeerID(), member.PeerID()) {
+		t.Fatal("stranger has no p2p identity")
+	}
+}
