@@ -13,7 +13,7 @@ all: build
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/shoal ./cmd/shoal
 
-## demo: a local cluster (origin registry, shoal daemon) and a real pull through it
+## demo: a local cluster (origin registry, seeder, 4 daemons) and a real pull on every node at once
 demo:
 	$(GO) run ./cmd/shoal demo
 
@@ -27,6 +27,9 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	# The swarm at full scale (8 nodes, 256 MiB at once) runs without -race,
+	# which slows libp2p's stream stack several-fold.
+	$(GO) test -count=1 -timeout 10m -run 'TestEightNodesAtOnce' -v ./p2p/swarm/ | grep -E '^(---|ok|FAIL|\s+swarm_test)'
 
 # Every Fuzz* target in the module, run for FUZZTIME each.
 fuzz:

@@ -1,8 +1,9 @@
 // Package demo runs shoal's local demo cluster in one process: a real OCI
-// registry as the origin holding a generated image, shoal daemons in front
-// of it, and a real client (go-containerregistry) pulling the image through
-// a daemon's registry shim, with progress and a summary of where the bytes
-// came from.
+// registry as the origin holding a generated image, a seeder beside it,
+// several shoal daemons (each with its registry shim, store and libp2p
+// host), and a real client (go-containerregistry) pulling the image through
+// every daemon at the same moment, with progress and a table of where each
+// node's bytes came from: peers, the seeder, or the origin.
 package demo
 
 import (
@@ -12,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,12 +26,14 @@ import (
 
 	"github.com/shoal-dev/shoal/bench/testorigin"
 	"github.com/shoal-dev/shoal/registryshim/daemon"
+	"github.com/shoal-dev/shoal/seeder"
 )
 
 // Options shape the demo.
 type Options struct {
 	ImageBytes int64
 	Layers     int
+	Nodes      int
 	Dir        string // work directory; a temporary one when empty
 	Log        *zap.Logger
 }
@@ -40,6 +45,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 	if o.Layers <= 0 {
 		o.Layers = 4
+	}
+	if o.Nodes <= 0 {
+		o.Nodes = 4
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()
@@ -61,7 +69,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	for i := range sizes {
 		sizes[i] = o.ImageBytes / int64(o.Layers)
 	}
-	fmt.Fprintf(out, "origin: registry at %s; generating an image of %s in %d layers...\n", origin.URL(), human(o.ImageBytes), o.Layers)
+	fmt.Fprintf(out, "origin:  registry at %s; generating an image of %s in %d layers...\n", origin.URL(), human(o.ImageBytes), o.Layers)
 	img, err := testorigin.BlobImage(uint64(time.Now().UnixNano()), sizes...)
 	if err != nil {
 		return err
@@ -70,61 +78,92 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		return err
 	}
 	digest, _ := img.Digest()
-	fmt.Fprintf(out, "origin: pushed demo/app:v1 (%s)\n", digest)
+	fmt.Fprintf(out, "origin:  pushed demo/app:v1 (%s)\n", digest)
+	origin0 := origin.BlobBytes()
 
-	d, err := daemon.New(context.Background(), daemon.Config{
-		DataDir:         filepath.Join(dir, "node-1"),
-		RegistryAddr:    "127.0.0.1:0",
-		Upstreams:       []string{origin.Host + "=" + origin.URL()},
-		DefaultUpstream: origin.Host,
-		TagTTL:          5 * time.Second,
-		UpstreamTimeout: 15 * time.Second,
-	}, o.Log.Named("node-1"))
+	g, gctx := errgroup.WithContext(ctx)
+	runCtx, stop := context.WithCancel(gctx)
+	defer func() {
+		stop()
+		_ = g.Wait()
+	}()
+	up := []string{origin.Host + "=" + origin.URL()}
+	sd, err := seeder.New(runCtx, seeder.Config{
+		DataDir: filepath.Join(dir, "seeder"), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+		Upstreams: up, DefaultUpstream: origin.Host, UpstreamTimeout: 30 * time.Second,
+	}, o.Log.Named("seeder"))
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	dctx, stop := context.WithCancel(gctx)
-	g.Go(func() error { return d.Run(dctx) })
-	fmt.Fprintf(out, "node-1: shoal daemon, registry shim at http://%s\n\n", d.RegistryAddr())
+	g.Go(func() error { return sd.Run(runCtx) })
+	fmt.Fprintf(out, "seeder:  %s\n", sd.Addrs()[0])
 
-	var rows []row
-	for _, pass := range []string{"cold", "warm"} {
-		r, err := pull(ctx, out, d, origin, pass)
+	nodes := make([]*daemon.Daemon, o.Nodes)
+	for i := range nodes {
+		d, err := daemon.New(runCtx, daemon.Config{
+			DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), RegistryAddr: "127.0.0.1:0",
+			Upstreams: up, DefaultUpstream: origin.Host, TagTTL: 5 * time.Second, UpstreamTimeout: 30 * time.Second,
+			P2P: true, P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: sd.Addrs()[:1],
+			TrustedSeeders: []string{sd.ID().String()}, MaxSourcesPerBlob: 8, SharePartial: true,
+		}, o.Log.Named(fmt.Sprintf("node-%d", i+1)))
 		if err != nil {
-			stop()
-			_ = g.Wait()
 			return err
 		}
-		rows = append(rows, r)
+		nodes[i] = d
+		g.Go(func() error { return d.Run(runCtx) })
+		fmt.Fprintf(out, "node-%d:  shim http://%s, peer %s\n", i+1, d.RegistryAddr(), shortID(d.PeerID()))
 	}
-	stop()
-	if err := g.Wait(); err != nil {
+	fmt.Fprintf(out, "\nall %d nodes pull demo/app:v1 through their own shim at the same moment:\n", o.Nodes)
+
+	var total int64
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		sz, _ := l.Size()
+		total += sz
+	}
+	p := &progress{out: out, total: total * int64(len(nodes)), start: time.Now(), label: fmt.Sprintf("%d nodes", len(nodes))}
+	rows := make([]row, len(nodes))
+	var pg errgroup.Group
+	for i, d := range nodes {
+		pg.Go(func() error {
+			r, err := pull(ctx, d, p)
+			r.node = fmt.Sprintf("node-%d", i+1)
+			rows[i] = r
+			return err
+		})
+	}
+	if err := pg.Wait(); err != nil {
 		return err
 	}
+	p.done()
+
 	fmt.Fprintln(out)
-	fmt.Fprintf(out, "%-8s %-6s %10s %10s %12s %12s %12s\n", "node", "pull", "time", "rate", "from store", "from origin", "origin sent")
+	fmt.Fprintf(out, "%-8s %9s %12s %12s %12s %12s\n", "node", "time", "rate", "from peers", "from seeder", "from origin")
+	var peers, seeded, direct int64
 	for _, r := range rows {
-		fmt.Fprintf(out, "%-8s %-6s %10s %10s %12s %12s %12s\n", "node-1", r.pass, r.took.Round(time.Millisecond),
-			human(int64(float64(r.bytes)/r.took.Seconds()))+"/s", human(r.store), human(r.upstream), human(r.originSent))
+		fmt.Fprintf(out, "%-8s %9s %10s/s %12s %12s %12s\n", r.node, r.took.Round(time.Millisecond),
+			human(int64(float64(r.bytes)/r.took.Seconds())), human(r.peer), human(r.seeder), human(r.origin))
+		peers, seeded, direct = peers+r.peer, seeded+r.seeder, direct+r.origin
 	}
-	fmt.Fprintln(out, "\nThe cold pull streamed every blob from the origin once, through the store; the warm pull came from the store.")
-	fmt.Fprintln(out, "(Peers and the seeder join this table when the swarm lands.)")
+	all := max(peers+seeded+direct, 1)
+	fmt.Fprintf(out, "\n%d nodes received %s: %.0f%% from peers, %.0f%% from the seeder, %.0f%% straight from the origin.\n",
+		len(nodes), human(all), 100*float64(peers)/float64(all), 100*float64(seeded)/float64(all), 100*float64(direct)/float64(all))
+	fmt.Fprintf(out, "The origin registry sent %s in all (the image is %s): the seeder pulled each blob once.\n",
+		human(origin.BlobBytes()-origin0), human(total))
 	return nil
 }
 
 type row struct {
-	pass                               string
-	took                               time.Duration
-	bytes, store, upstream, originSent int64
+	node                        string
+	took                        time.Duration
+	bytes, peer, seeder, origin int64
 }
 
-func pull(ctx context.Context, out io.Writer, d *daemon.Daemon, origin *testorigin.Origin, pass string) (row, error) {
+func pull(ctx context.Context, d *daemon.Daemon, p *progress) (row, error) {
 	ref, err := name.ParseReference(d.RegistryAddr()+"/demo/app:v1", name.Insecure)
 	if err != nil {
 		return row{}, err
 	}
-	store0, up0, orig0 := served(d, "store"), served(d, "upstream"), origin.BlobBytes()
 	start := time.Now()
 	img, err := remote.Image(ref, remote.WithContext(ctx))
 	if err != nil {
@@ -134,23 +173,27 @@ func pull(ctx context.Context, out io.Writer, d *daemon.Daemon, origin *testorig
 	if err != nil {
 		return row{}, err
 	}
-	var total int64
-	for _, l := range layers {
-		sz, _ := l.Size()
-		total += sz
+	var wg sync.WaitGroup
+	errs := make([]error, len(layers))
+	var n atomic.Int64
+	for i, l := range layers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = readLayer(l, p, &n)
+		}()
 	}
-	p := &progress{out: out, total: total, start: start, label: pass + " pull"}
-	for _, l := range layers {
-		if err := readLayer(l, p); err != nil {
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return row{}, err
 		}
 	}
-	p.done()
-	return row{pass: pass, took: time.Since(start), bytes: total,
-		store: served(d, "store") - store0, upstream: served(d, "upstream") - up0, originSent: origin.BlobBytes() - orig0}, nil
+	return row{took: time.Since(start), bytes: n.Load(),
+		peer: fetched(d, "peer"), seeder: fetched(d, "seeder"), origin: fetched(d, "origin")}, nil
 }
 
-func readLayer(l v1.Layer, p *progress) error {
+func readLayer(l v1.Layer, p *progress, n *atomic.Int64) error {
 	rc, err := l.Compressed() // verifies the digest at EOF
 	if err != nil {
 		return err
@@ -158,8 +201,9 @@ func readLayer(l v1.Layer, p *progress) error {
 	defer rc.Close()
 	buf := make([]byte, 1<<20)
 	for {
-		n, err := rc.Read(buf)
-		p.add(int64(n))
+		k, err := rc.Read(buf)
+		p.add(int64(k))
+		n.Add(int64(k))
 		if err == io.EOF {
 			return nil
 		}
@@ -170,6 +214,7 @@ func readLayer(l v1.Layer, p *progress) error {
 }
 
 type progress struct {
+	mu          sync.Mutex
 	out         io.Writer
 	label       string
 	total, have int64
@@ -177,6 +222,8 @@ type progress struct {
 }
 
 func (p *progress) add(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.have += n
 	if time.Since(p.last) > 200*time.Millisecond {
 		p.last = time.Now()
@@ -188,20 +235,22 @@ func (p *progress) print() {
 	frac := float64(p.have) / float64(max(p.total, 1))
 	bar := strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
 	rate := float64(p.have) / max(time.Since(p.start).Seconds(), 1e-6)
-	fmt.Fprintf(p.out, "\r%-10s [%s] %5.1f%% %s / %s  %s/s   ", p.label, bar, frac*100, human(p.have), human(p.total), human(int64(rate)))
+	fmt.Fprintf(p.out, "\r%-8s [%s] %5.1f%% %s / %s  %s/s   ", p.label, bar, frac*100, human(p.have), human(p.total), human(int64(rate)))
 }
 
 func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.print()
 	fmt.Fprintln(p.out)
 }
 
-func served(d *daemon.Daemon, source string) int64 {
+func fetched(d *daemon.Daemon, source string) int64 {
 	mfs, err := d.Gatherer().Gather()
 	if err != nil {
 		return 0
 	}
-	return int64(sum(mfs, "shoal_served_bytes_total", "source", source))
+	return int64(sum(mfs, "shoal_fetched_bytes_total", "source", source))
 }
 
 func sum(mfs []*dto.MetricFamily, metric, label, value string) float64 {
@@ -219,6 +268,13 @@ func sum(mfs []*dto.MetricFamily, metric, label, value string) float64 {
 		}
 	}
 	return s
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:6] + ".." + id[len(id)-6:]
+	}
+	return id
 }
 
 func human(n int64) string {
