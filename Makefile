@@ -29,7 +29,7 @@ unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	# The swarm at full scale (8 nodes, 256 MiB at once) runs without -race,
 	# which slows libp2p's stream stack several-fold.
-	$(GO) test -count=1 -timeout 10m -run 'TestEightNodesAtOnce' -v ./p2p/swarm/ | grep -E '^(---|ok|FAIL|\s+swarm_test)'
+	set -o pipefail; $(GO) test -count=1 -timeout 10m -run 'TestEightNodesAtOnce' -v ./p2p/swarm/ | grep -E '^(---|ok|FAIL|\s+swarm_test)'
 
 # Every Fuzz* target in the module, run for FUZZTIME each.
 fuzz:
