@@ -249,10 +249,21 @@ func (n *node) stop() error {
 }
 
 // stored reports whether the node's store holds digest as complete content.
+// stored reports whether the blob is complete in the node's store. The
+// client may see the last byte a moment before the file is synced and
+// renamed into place, so it waits a little.
 func (n *node) stored(digest string) bool {
 	alg, hx, _ := strings.Cut(digest, ":")
-	_, err := os.Stat(filepath.Join(n.dataDir, "blobs", alg, hx))
-	return err == nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(n.dataDir, "blobs", alg, hx)); err == nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // newClient is a plain net/http client with its own connections.

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim/oci"
 	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
@@ -112,17 +113,22 @@ func SplitRef(ref string) (registry, repo, id string, err error) {
 // Preheat pulls every blob of ref (every platform of an index, or the one
 // named "os/arch") into the seeder, reporting progress about every 500 ms.
 func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(Progress)) error {
+	// A failure before the first blob still ends the report with an error.
+	fail := func(err error) error {
+		report(Progress{Error: err.Error()})
+		return err
+	}
 	registry, repo, id, err := SplitRef(ref)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	t, err := s.up.Target(registry, repo)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	blobs, err := s.collect(ctx, t, id, platform)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	var total int64
 	for _, b := range blobs {
@@ -169,6 +175,9 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 			if _, err := st.WriteRange(gctx, counter{&done}, 0, size); err != nil {
 				return fmt.Errorf("blob %s: %w", d, err)
 			}
+			if err := waitStored(gctx, st); err != nil {
+				return fmt.Errorf("blob %s: %w", d, err)
+			}
 			layersDone.Add(1)
 			return nil
 		})
@@ -183,6 +192,22 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 	}
 	report(final)
 	return err
+}
+
+// waitStored waits until the download behind st has ended. WriteRange
+// returns once the digest matched, a moment before the blob is synced and
+// renamed into the store (which may still fail).
+func waitStored(ctx context.Context, st *store.Stream) error {
+	for {
+		if done, err := st.Done(); done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 type counter struct{ n *atomic.Int64 }

@@ -66,6 +66,7 @@ func daemonFlags(fs *flag.FlagSet, cfg *daemon.Config, upstreams *settings.Repea
 	fs.DurationVar(&cfg.TagTTL, "tag-ttl", 5*time.Second, "how long a tag resolved at the upstream is reused")
 	fs.DurationVar(&cfg.TagStale, "tag-stale", 10*time.Minute, "how long past its TTL a tag's last known digest is served while the upstream is unreachable")
 	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 15*time.Second, "bound on waiting for an upstream answer (connect, headers, a stalled body)")
+	fs.Int64Var(&cfg.CacheMaxBytes, "cache-max-bytes", 0, "cap on stored content in bytes; least recently used blobs are evicted past 90% down to 80% (0: no cap)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for requests in flight at shutdown")
 	fs.BoolVar(&cfg.P2P, "p2p", true, "fetch missing blobs from the swarm (peers and seeders) before the origin")
 	fs.Var(&p2p.listen, "p2p-listen", "libp2p listen multiaddr; repeatable (default /ip4/0.0.0.0/tcp/5052, plus QUIC on udp/5052 without a PSK)")

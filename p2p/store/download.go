@@ -71,6 +71,9 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 			err = p.finish()
 		}
 		p.close()
+		if err == nil {
+			dl.s.added(dl.d, p.size)
+		}
 	}
 	dl.mu.Lock()
 	defer dl.mu.Unlock()

@@ -36,6 +36,7 @@ type Store struct {
 	wg     sync.WaitGroup
 
 	sizer ChunkSizer
+	quota quota
 
 	mu       sync.Mutex
 	inflight map[string]*Download
@@ -73,6 +74,7 @@ func Open(dir string, log *zap.Logger, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.loadUsage()
 	return s, nil
 }
 
@@ -124,6 +126,7 @@ func (s *Store) OpenBlob(d oci.Digest) (*os.File, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("store: stat %s: %w", d, err)
 	}
+	s.touch(d)
 	return f, fi.Size(), nil
 }
 
@@ -154,6 +157,7 @@ func (s *Store) ReadSmall(d oci.Digest) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("store: read %s: %w", d, err)
 	}
+	s.touch(d)
 	return b, mt, nil
 }
 
@@ -170,9 +174,14 @@ func (s *Store) PutSmall(d oci.Digest, mediaType string, b []byte) error {
 		return err
 	}
 	if cur, err := os.ReadFile(s.path("blobs", d)); err == nil && bytes.Equal(cur, b) {
+		s.touch(d)
 		return nil
 	}
-	return s.writeAtomic(s.path("blobs", d), b)
+	if err := s.writeAtomic(s.path("blobs", d), b); err != nil {
+		return err
+	}
+	s.added(d, int64(len(b)))
+	return nil
 }
 
 func (s *Store) writeAtomic(dst string, b []byte) error {
@@ -204,6 +213,11 @@ func (s *Store) writeAtomic(dst string, b []byte) error {
 
 // Delete removes complete content d (and its media type) if present.
 func (s *Store) Delete(d oci.Digest) error {
+	s.forget(d)
+	return s.removeContent(d)
+}
+
+func (s *Store) removeContent(d oci.Digest) error {
 	for _, p := range []string{s.path("blobs", d), s.path("meta", d), s.path("meta", d) + ".chunks"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("store: delete %s: %w", d, err)

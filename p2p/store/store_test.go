@@ -286,3 +286,73 @@ func TestFillerErrorReachesReaders(t *testing.T) {
 	}
 	_ = io.Discard
 }
+
+func TestQuotaEvictsLeastRecentlyUsed(t *testing.T) {
+	var mu sync.Mutex
+	var evicted []string
+	s, err := Open(t.TempDir(), zap.NewNop(), WithQuota(10<<20, func(d oci.Digest) {
+		mu.Lock()
+		evicted = append(evicted, d.String())
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ds []oci.Digest
+	for i := 0; i < 4; i++ {
+		b := data(2<<20 + i)
+		d := digestOf(b)
+		ds = append(ds, d)
+		st, err := s.Fetch(context.Background(), d, sequential(b, 1<<20, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readStream(t, st); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Use the oldest again so the second-oldest is the LRU one.
+	f, _, err := s.OpenBlob(ds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	time.Sleep(20 * time.Millisecond)
+	b := data(3 << 20)
+	st, err := s.Fetch(context.Background(), digestOf(b), sequential(b, 1<<20, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readStream(t, st); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		used, limit := s.Usage()
+		if used <= limit*8/10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage %d of %d never went under the low watermark", used, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(evicted) == 0 || evicted[0] != ds[1].String() {
+		t.Fatalf("evicted %v, want %s first", evicted, ds[1])
+	}
+	for _, e := range evicted {
+		if e == ds[0].String() {
+			t.Fatal("evicted the recently used blob")
+		}
+		d, _ := oci.ParseDigest(e)
+		if _, err := s.Stat(d); err == nil {
+			t.Fatalf("evicted %s still present", e)
+		}
+	}
+}

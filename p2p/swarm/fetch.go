@@ -573,12 +573,17 @@ func (r *run) receive(ctx context.Context, s *source, c *chunk.Chunk) {
 	r.send(ctx, event{kind: evChunk, id: s.id, idx: c.Index, n: int64(len(c.Data))})
 }
 
+// endgameAfter is how long a request must be outstanding before the
+// endgame duplicates it on another source.
+const endgameAfter = 750 * time.Millisecond
+
 // relookup is how often a fetch with room for more sources asks the DHT
 // again for providers.
 const relookup = time.Second
 
-// seederGrace is how long a fetch waits for peers before asking a seeder.
-const seederGrace = 500 * time.Millisecond
+// seederGrace bounds how long a fetch waits for its first DHT lookup and
+// the dials it started before it asks a seeder.
+const seederGrace = 2 * time.Second
 
 // schedule hands out requests to every source with room.
 func (r *run) schedule() {
@@ -667,7 +672,9 @@ func (r *run) pick(s *source, srcs []*source) int {
 }
 
 // endgame duplicates a request already in flight elsewhere when every
-// missing chunk is taken, at most twice per chunk.
+// missing chunk is taken and that request is slow (outstanding longer than
+// endgameAfter), at most twice per chunk. A seeder is only drafted for a
+// chunk no peer has.
 func (r *run) endgame(s *source) int {
 	missing := 0
 	for i := 0; i < r.n; i++ {
@@ -681,12 +688,30 @@ func (r *run) endgame(s *source) int {
 	if missing == 0 || missing > 2*r.f.cfg.MaxInflight {
 		return -1
 	}
+	now := time.Now()
 	for i := 0; i < r.n; i++ {
-		if !r.held[i] && s.have[i] && r.inflight[i] < 2 {
-			if _, mine := s.inflight[i]; !mine {
-				return i
+		if r.held[i] || !s.have[i] || r.inflight[i] >= 2 {
+			continue
+		}
+		if _, mine := s.inflight[i]; mine {
+			continue
+		}
+		oldest, peerHas := now, false
+		for _, o := range r.peers {
+			if o.closed {
+				continue
+			}
+			if t, ok := o.inflight[i]; ok && t.Before(oldest) {
+				oldest = t
+			}
+			if !o.seeder && o.have[i] {
+				peerHas = true
 			}
 		}
+		if now.Sub(oldest) < endgameAfter || (s.seeder && peerHas) {
+			continue
+		}
+		return i
 	}
 	return -1
 }

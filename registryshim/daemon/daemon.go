@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim"
+	"github.com/shoal-dev/shoal/registryshim/oci"
 	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	TagStale        time.Duration
 	UpstreamTimeout time.Duration
 	ShutdownTimeout time.Duration
+	// CacheMaxBytes caps complete content in the store (0: no limit); the
+	// least recently used blobs are evicted and withdrawn from the DHT.
+	CacheMaxBytes int64
 
 	// The swarm (off: every miss goes to the origin).
 	P2P               bool
@@ -63,6 +67,7 @@ type Daemon struct {
 	shutdown time.Duration
 	host     libhost.Host
 	closers  []func() error
+	withdraw func(oci.Digest) // the DHT's StopProviding, once the swarm is up
 }
 
 // New opens the store, builds the components and binds the listeners, so
@@ -88,11 +93,17 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size))
+	d := &Daemon{cfg: cfg, log: log, reg: reg, shutdown: cfg.ShutdownTimeout}
+	st, err := store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size),
+		store.WithQuota(cfg.CacheMaxBytes, func(dg oci.Digest) {
+			if d.withdraw != nil {
+				d.withdraw(dg)
+			}
+		}))
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, reg: reg, store: st, shutdown: cfg.ShutdownTimeout}
+	d.store = st
 	fetched := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_fetched_bytes_total",
 		Help: "Bytes this node obtained for blobs it lacked, by source (peer, seeder, origin).",

@@ -83,6 +83,7 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 		return nil, err
 	}
 	d.closers = append(d.closers, dht.Close)
+	d.withdraw = dht.StopProviding
 	m := swarm.NewMetrics(d.reg, fetched)
 	sw := swarm.NewFetcher(h, dht, swarm.Config{Seeders: seeders, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
 	blobs := swarm.NewBlobs(d.store, nil, cfg.SharePartial)

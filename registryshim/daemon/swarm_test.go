@@ -13,12 +13,20 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/shoal-dev/shoal/bench/testorigin"
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/registryshim/daemon"
 	"github.com/shoal-dev/shoal/seeder"
 )
+
+func testLogger(t *testing.T) *zap.Logger {
+	if os.Getenv("SHOAL_TEST_DEBUG") != "" {
+		return zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
+	}
+	return zap.NewNop()
+}
 
 type cluster struct {
 	t      *testing.T
@@ -72,7 +80,7 @@ func (c *cluster) node(psk string) *daemon.Daemon {
 		UpstreamTimeout: 20 * time.Second, TagTTL: time.Minute,
 		P2P: true, P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1],
 		TrustedSeeders: []string{c.seeder.ID().String()}, PSKFile: psk, SharePartial: true, MaxSourcesPerBlob: 8,
-	}, zap.NewNop())
+	}, testLogger(c.t))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -111,6 +119,10 @@ func pullImage(t *testing.T, d *daemon.Daemon, repoTag string) v1.Image {
 }
 
 func metric(t *testing.T, d *daemon.Daemon, name, source string) float64 {
+	return metricLabel(t, d, name, "source", source)
+}
+
+func metricLabel(t *testing.T, d *daemon.Daemon, name, label, value string) float64 {
 	mfs, err := d.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -121,9 +133,9 @@ func metric(t *testing.T, d *daemon.Daemon, name, source string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			match := source == ""
+			match := value == ""
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "source" && l.GetValue() == source {
+				if l.GetName() == label && l.GetValue() == value {
 					match = true
 				}
 			}
@@ -151,8 +163,15 @@ func TestSwarmSecondNodePullsFromFirst(t *testing.T) {
 	a := c.node("")
 	b := c.node("")
 	pullImage(t, a, "swarm/app:v1")
-	// A advertises; give the DHT a moment to carry the record.
-	time.Sleep(500 * time.Millisecond)
+	// A advertises its three layers in the background;
+	// wait until the DHT has taken them.
+	deadline := time.Now().Add(20 * time.Second)
+	for metricLabel(t, a, "shoal_dht_provides_total", "result", "ok") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("A never advertised its blobs: origin=%v seeder=%v ok=%v error=%v", metric(t, a, "shoal_fetched_bytes_total", "origin"), metric(t, a, "shoal_fetched_bytes_total", "seeder"), metricLabel(t, a, "shoal_dht_provides_total", "result", "ok"), metricLabel(t, a, "shoal_dht_provides_total", "result", "error"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	pullImage(t, b, "swarm/app:v1")
 
 	peerB, seederB, originB := metric(t, b, "shoal_fetched_bytes_total", "peer"), metric(t, b, "shoal_fetched_bytes_total", "seeder"), metric(t, b, "shoal_fetched_bytes_total", "origin")
