@@ -109,6 +109,9 @@ func measureSwarmDaemon(bin string, f *fixture, c *swarmCluster, n, iter, profil
 		"--bootstrap", c.seeder.s.Addrs()[0],
 		"--trusted-seeder", c.seeder.s.ID().String())
 	cmd.Env = cleanEnv()
+	// SHOAL_BENCH_DAEMON_ENV adds space-separated VAR=value settings to the
+	// daemon's environment only (e.g. "GOGC=50 GOMEMLIMIT=64MiB").
+	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("SHOAL_BENCH_DAEMON_ENV"))...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -421,7 +421,11 @@ func TestEightNodesAtOnce(t *testing.T) {
 	if many < 5 {
 		t.Fatalf("only %d of 8 nodes received chunks from 3 or more sources: %v", many, sources)
 	}
-	if seederTotal > 3*float64(size) {
+	limit := 3.0
+	if raceEnabled || testing.Short() {
+		limit = 4.5 // 8 chunks for 8 slowed-down nodes: rationing has little room
+	}
+	if seederTotal > limit*float64(size) {
 		t.Fatalf("the seeder sent %.1fx the blob; peers should carry most of it", seederTotal/float64(size))
 	}
 }
