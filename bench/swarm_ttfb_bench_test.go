@@ -52,6 +52,10 @@ const (
 // Extra samples (seeder-held) time a blob only the seeder holds (preheated,
 // no peer): the first pull of a blob in a cluster.
 //
+// For each seeder-held sample the probe also times a lookup for a key no
+// one provides, run as the fetcher runs it, to its end (ms-lookup-miss):
+// the fetcher holds the seeder back until its lookup ends (or 500 ms).
+//
 // Reported: ms-ttfb-p50, ms-ttfb-p90, ms-ttfb-max (first body byte, held
 // by one peer), ms-headers-p50, the probe's medians (ms-lookup, ms-dial,
 // ms-have, ms-chunk4MiB, ms-verify) and ms-ttfb-seeder-held-p50.
@@ -95,6 +99,7 @@ func BenchmarkSwarmTTFB(b *testing.B) {
 	b.ReportMetric(ms(percentile(ttfb(peerHeld, func(s ttfbSample) time.Duration { return s.chunk }), 50)), "ms-chunk4MiB")
 	b.ReportMetric(ms(percentile(ttfb(peerHeld, func(s ttfbSample) time.Duration { return s.verify }), 50)), "ms-verify")
 	b.ReportMetric(ms(percentile(ttfb(seederHeld, func(s ttfbSample) time.Duration { return s.firstByte }), 50)), "ms-ttfb-seeder-held-p50")
+	b.ReportMetric(ms(percentile(ttfb(seederHeld, func(s ttfbSample) time.Duration { return s.lookup }), 50)), "ms-lookup-miss")
 	var fromPeer float64
 	for _, s := range peerHeld {
 		fromPeer += s.peerShare
@@ -111,8 +116,15 @@ func BenchmarkSwarmTTFB(b *testing.B) {
 	}
 	summary("BenchmarkSwarmTTFB (N=%d): %d daemons; first body byte, blob held by one peer (+ the seeder), %d samples, ms: p50 %.1f, p90 %.1f, max %.1f; all: %s",
 		b.N, ttfbNodes, len(first), ms(percentile(first, 50)), ms(percentile(first, 90)), ms(percentile(first, 100)), sorted(first))
-	summary("BenchmarkSwarmTTFB (N=%d): blob held by the seeder only, %d samples, ms: %s",
-		b.N, len(seederHeld), sorted(ttfb(seederHeld, func(s ttfbSample) time.Duration { return s.firstByte })))
+	summary("BenchmarkSwarmTTFB (N=%d): blob held by the seeder only, %d samples, first body byte ms: %s; a lookup that finds no provider ends after ms: %s",
+		b.N, len(seederHeld), sorted(ttfb(seederHeld, func(s ttfbSample) time.Duration { return s.firstByte })),
+		sorted(ttfb(seederHeld, func(s ttfbSample) time.Duration { return s.lookup })))
+	summary("BenchmarkSwarmTTFB (N=%d): probe against the holder, medians ms: lookup %.2f, fresh dial %.1f, chunk session OPEN->HAVE %.1f, 4 MiB chunk %.1f, verify %.1f",
+		b.N, ms(percentile(ttfb(peerHeld, func(s ttfbSample) time.Duration { return s.lookup }), 50)),
+		ms(percentile(ttfb(peerHeld, func(s ttfbSample) time.Duration { return s.dial }), 50)),
+		ms(percentile(ttfb(peerHeld, func(s ttfbSample) time.Duration { return s.have }), 50)),
+		ms(percentile(ttfb(peerHeld, func(s ttfbSample) time.Duration { return s.chunk }), 50)),
+		ms(percentile(ttfb(peerHeld, func(s ttfbSample) time.Duration { return s.verify }), 50)))
 }
 
 func percentile(d []time.Duration, p int) time.Duration {
@@ -293,6 +305,19 @@ func (c *ttfbCluster) sample(b *testing.B, seederHeld bool) (ttfbSample, error) 
 		if err := c.probe.timeParts(ctx, &s, holder.id, d, size, c.seeder.s.ID()); err != nil {
 			return s, err
 		}
+	} else {
+		// How long a lookup for a blob no peer provides takes to end, as
+		// the fetcher runs it (up to 4*MaxSources providers): the fetcher
+		// holds the seeder back until then (or 500 ms). The key is fresh:
+		// the puller just became a provider of this one.
+		miss, err := oci.ParseDigest("sha256:" + strings.Repeat(fmt.Sprintf("%02x", k%256), 32))
+		if err != nil {
+			return s, err
+		}
+		start := time.Now()
+		for range c.probe.dht.FindProviders(ctx, miss, 32) {
+		}
+		s.lookup = time.Since(start)
 	}
 	return s, nil
 }

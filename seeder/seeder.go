@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 		return nil, err
 	}
 	_ = host.RegisterMetrics(s.h, reg)
-	boot, err := parseAddrInfos(cfg.Bootstrap)
+	boot, err := host.ParseAddrInfos(cfg.Bootstrap)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -254,14 +254,3 @@ func (s *Seeder) adminHandler() http.Handler {
 	return mux
 }
 
-func parseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
-	var out []peer.AddrInfo
-	for _, a := range addrs {
-		ai, err := peer.AddrInfoFromString(a)
-		if err != nil {
-			return nil, fmt.Errorf("bad multiaddr %q (want /ip4/.../tcp/.../p2p/<id>): %w", a, err)
-		}
-		out = append(out, *ai)
-	}
-	return out, nil
-}

@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -190,4 +191,18 @@ func limits(connHigh int) rcmgr.ConcreteLimitConfig {
 	raise(&p.PeerDefault.Streams, 2*minStreamsPerPeerProtocol)
 	raise64(&p.PeerDefault.Memory, minPeerMemory)
 	return p.Build(scaled)
+}
+
+// ParseAddrInfos parses /ip4/.../tcp/.../p2p/<id> multiaddrs (bootstrap
+// peers, seeders) into peer.AddrInfo values.
+func ParseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, a := range addrs {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad peer multiaddr %q (want /ip4/.../tcp/.../p2p/<id>): %v", ErrConfig, a, err)
+		}
+		out = append(out, *ai)
+	}
+	return out, nil
 }

@@ -48,7 +48,7 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	}
 	d.closers = append(d.closers, h.Close)
 	_ = host.RegisterMetrics(h, d.reg)
-	boot, err := parseAddrInfos(cfg.Bootstrap)
+	boot, err := host.ParseAddrInfos(cfg.Bootstrap)
 	if err != nil {
 		return nil, err
 	}
@@ -98,16 +98,5 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	return swarmFetcher{sw: sw, origin: origin}, nil
 }
 
-func parseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
-	var out []peer.AddrInfo
-	for _, a := range addrs {
-		ai, err := peer.AddrInfoFromString(a)
-		if err != nil {
-			return nil, fmt.Errorf("daemon: bad --bootstrap %q (want /ip4/.../tcp/.../p2p/<id>): %w", a, err)
-		}
-		out = append(out, *ai)
-	}
-	return out, nil
-}
 
 var _ = zap.String
