@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim/oci"
 	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
@@ -175,7 +174,7 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 			if _, err := st.WriteRange(gctx, counter{&done}, 0, size); err != nil {
 				return fmt.Errorf("blob %s: %w", d, err)
 			}
-			if err := waitStored(gctx, st); err != nil {
+			if err := st.Wait(gctx); err != nil {
 				return fmt.Errorf("blob %s: %w", d, err)
 			}
 			layersDone.Add(1)
@@ -192,22 +191,6 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 	}
 	report(final)
 	return err
-}
-
-// waitStored waits until the download behind st has ended. WriteRange
-// returns once the digest matched, a moment before the blob is synced and
-// renamed into the store (which may still fail).
-func waitStored(ctx context.Context, st *store.Stream) error {
-	for {
-		if done, err := st.Done(); done {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }
 
 type counter struct{ n *atomic.Int64 }

@@ -253,4 +253,3 @@ func (s *Seeder) adminHandler() http.Handler {
 	})
 	return mux
 }
-

@@ -81,6 +81,9 @@ func TestWriteChunkOutOfOrderStreamsInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := readStream(t, st)
+	if err == nil {
+		err = st.Wait(context.Background())
+	}
 	st.Close()
 	if err != nil || !bytes.Equal(got, b) {
 		t.Fatalf("stream: %v", err)
@@ -163,6 +166,9 @@ func TestChunkViewFollowsDownload(t *testing.T) {
 	close(release)
 	if got, err := readStream(t, st); err != nil || !bytes.Equal(got, b) {
 		t.Fatalf("stream: %v", err)
+	}
+	if err := st.Wait(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if state, err = v.State(ctx); err != nil || !state.Complete {
 		t.Fatalf("after completion: %+v %v", state, err)
@@ -277,6 +283,9 @@ func TestTrackChunksSignsInOrderWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := readStream(t, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -90,6 +90,9 @@ func TestFetchStoresVerifiedBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := readStream(t, st)
+	if err == nil {
+		err = st.Wait(context.Background())
+	}
 	st.Close()
 	if err != nil || !bytes.Equal(got, b) {
 		t.Fatalf("stream: %v (%d bytes)", err, len(got))

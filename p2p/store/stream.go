@@ -151,3 +151,26 @@ func (st *Stream) Close() error {
 	}
 	return nil
 }
+
+// Wait blocks until the blob is stored (nil) or its download failed (the
+// error). Streams may deliver the last byte a moment before the file is
+// synced and renamed into place; Wait covers that moment.
+func (st *Stream) Wait(ctx context.Context) error {
+	if st.complete {
+		return nil
+	}
+	dl := st.dl
+	for {
+		dl.mu.Lock()
+		done, err, ch := dl.done, dl.err, dl.changed
+		dl.mu.Unlock()
+		if done {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
