@@ -244,6 +244,7 @@ type run struct {
 	bytes        map[string]int64
 	lookupDone   bool
 	lastLookup   time.Time
+	reserve      []peer.AddrInfo // seeders held back in single-source mode
 }
 
 type eventKind int
@@ -370,9 +371,21 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	switch ev.kind {
 	case evLookupDone:
 		r.lookupDone = true
+		// With a single source allowed, a seeder is the reserve: dial it
+		// only when the lookup found no peer to take the slot.
+		if r.live()+len(r.dialing) == 0 {
+			for _, s := range r.reserve {
+				r.send(ctx, event{kind: evPeer, info: s})
+			}
+		}
+		r.reserve = nil
 	case evPeer:
 		id := ev.info.ID
 		if r.banned[id] || r.dialing[id] || r.peers[id] != nil && !r.peers[id].closed {
+			return nil
+		}
+		if r.f.cfg.MaxSources == 1 && r.f.seeder[id] && !r.lookupDone {
+			r.reserve = append(r.reserve, ev.info)
 			return nil
 		}
 		if r.live()+len(r.dialing) >= r.f.cfg.MaxSources {
@@ -383,6 +396,11 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		go r.dial(ctx, ev.info)
 	case evDialFailed:
 		delete(r.dialing, ev.id)
+		if r.f.cfg.MaxSources == 1 && r.live()+len(r.dialing) == 0 && !r.f.seeder[ev.id] {
+			for _, s := range r.f.cfg.Seeders {
+				r.send(ctx, event{kind: evPeer, info: s})
+			}
+		}
 		r.f.log.Debug("source unavailable", zap.String("digest", r.req.Digest.String()), zap.String("peer", ev.id.String()), zap.Error(ev.err))
 	case evSession:
 		delete(r.dialing, ev.id)

@@ -429,3 +429,25 @@ func TestEightNodesAtOnce(t *testing.T) {
 		t.Fatalf("the seeder sent %.1fx the blob; peers should carry most of it", seederTotal/float64(size))
 	}
 }
+
+// One source per blob (the one-peer baseline): B takes the whole blob from
+// A, not from the seeder, when A has it.
+func TestSingleSourcePrefersAPeer(t *testing.T) {
+	blob := randomBlob(12<<20, 6)
+	s := newSeeder(t, blob)
+	r := newRouter()
+	a := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{MaxSources: 1})
+	if err := a.pull(t, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	if a.fetched("seeder") != float64(len(blob)) {
+		t.Fatalf("A alone should use the seeder: %v", a.fetched("seeder"))
+	}
+	b := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{MaxSources: 1})
+	if err := b.pull(t, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	if b.fetched("peer") != float64(len(blob)) || b.fetched("seeder") != 0 {
+		t.Fatalf("B: peer %v seeder %v", b.fetched("peer"), b.fetched("seeder"))
+	}
+}
