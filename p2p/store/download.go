@@ -135,10 +135,47 @@ type Partial struct {
 	size int64
 	log  *os.File
 
+	// hq feeds in-order bytes to a goroutine that hashes them behind the
+	// writer (so receiving, writing and hashing use two cores); nil when no
+	// hashing is pending. Callers hold hmu to touch it.
+	hq  chan []byte
+	hwg sync.WaitGroup
+
 	// Chunk hashing of in-order writes, for a seeder that signs chunks.
 	onChunk  func(i int, sum [32]byte)
 	chunkH   hash.Hash
 	chunkIdx int
+}
+
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+// hashBehind queues a copy of b for the prefix hash. Callers hold p.hmu.
+func (p *Partial) hashBehind(b []byte) {
+	if p.hq == nil {
+		p.hq = make(chan []byte, 8)
+		p.hwg.Add(1)
+		go func(q chan []byte) {
+			defer p.hwg.Done()
+			for buf := range q {
+				p.h.Write(buf)
+				buf = buf[:0]
+				hashBufs.Put(&buf)
+			}
+		}(p.hq)
+	}
+	bp := hashBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], b...)
+	p.hq <- buf
+}
+
+// drainHash waits until the prefix hash has caught up with every write.
+// Callers hold p.hmu.
+func (p *Partial) drainHash() {
+	if p.hq != nil {
+		close(p.hq)
+		p.hwg.Wait()
+		p.hq = nil
+	}
 }
 
 // TrackChunks asks Write to compute the SHA-256 of every chunk it completes
@@ -184,6 +221,9 @@ func (p *Partial) HasChunk(i int) bool {
 }
 
 func (p *Partial) close() {
+	p.hmu.Lock()
+	p.drainHash()
+	p.hmu.Unlock()
 	p.f.Close()
 	if p.log != nil {
 		p.log.Close()
@@ -191,6 +231,7 @@ func (p *Partial) close() {
 }
 
 func (p *Partial) truncateAll() error {
+	p.drainHash()
 	if err := p.f.Truncate(0); err != nil {
 		return fmt.Errorf("store: truncate partial: %w", err)
 	}
@@ -365,7 +406,9 @@ func (p *Partial) write(b []byte) (int, []chunkSum, error) {
 		return 0, nil, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, p.size)
 	}
 	n, err := p.f.WriteAt(b, p.off)
-	p.h.Write(b[:n])
+	if n > 0 {
+		p.hashBehind(b[:n])
+	}
 	start := p.off
 	p.off += int64(n)
 	dl := p.dl
@@ -489,6 +532,7 @@ func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error
 // advance moves the in-order prefix over contiguous held chunks, hashing
 // them; data is chunk i's bytes, in hand. Callers hold p.hmu.
 func (p *Partial) advance(i int, data []byte) error {
+	p.drainHash()
 	dl := p.dl
 	dl.mu.Lock()
 	size, cs := dl.size, dl.chunkSize
@@ -530,6 +574,7 @@ func (p *Partial) advance(i int, data []byte) error {
 func (p *Partial) finish() error {
 	dl := p.dl
 	p.hmu.Lock()
+	p.drainHash()
 	off, size := p.off, p.size
 	sum := p.h.Sum(nil)
 	p.hmu.Unlock()
