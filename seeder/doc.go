@@ -15,5 +15,5 @@
 //	                   index, or one) and streams progress as JSON lines:
 //	                   {"bytes":N,"total":N,"layers":N,"layers_done":N,"rate":B/s}
 //	                   ending with {"done":true,...} or {"error":"..."}
-//	GET  /v1/status    the seeder's peer ID, addresses and blob counts
+//	GET  /v1/status    the seeder's peer ID, addresses and connected peer count
 package seeder
