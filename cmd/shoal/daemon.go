@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,6 +42,16 @@ func newLogger(level string, w io.Writer) (*zap.Logger, error) {
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), lvl)
 	return zap.New(core), nil
+}
+
+// setMemoryLimit sets the runtime's soft heap limit unless GOMEMLIMIT does.
+// Chunk buffers come and go at network speed; without a limit the heap
+// grows to twice the live set between collections.
+func setMemoryLimit(n int64) {
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok || n <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(n)
 }
 
 func defaultDockerConfig() string {
@@ -95,9 +106,11 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var p2p p2pFlags
 	daemonFlags(fs, &cfg, &upstreams, &p2p)
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	memLimit := fs.Int64("memory-limit", 64<<20, "Go heap soft limit in bytes (GOMEMLIMIT wins when set; 0: none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	setMemoryLimit(*memLimit)
 	cfg.Upstreams = upstreams
 	p2p.apply(&cfg)
 	log, err := newLogger(*logLevel, stderr)

@@ -36,9 +36,11 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.PSKFile, "psk-file", "", "libp2p private network key file")
 	fs.Var(&boot, "bootstrap", "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	memLimit := fs.Int64("memory-limit", 256<<20, "Go heap soft limit in bytes (GOMEMLIMIT wins when set; 0: none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	setMemoryLimit(*memLimit)
 	cfg.Upstreams, cfg.Listen, cfg.Bootstrap = upstreams, listen, boot
 	log, err := newLogger(*logLevel, stderr)
 	if err != nil {

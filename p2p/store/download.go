@@ -138,8 +138,9 @@ type Partial struct {
 	// hq feeds in-order bytes to a goroutine that hashes them behind the
 	// writer (so receiving, writing and hashing use two cores); nil when no
 	// hashing is pending. Callers hold hmu to touch it.
-	hq  chan []byte
-	hwg sync.WaitGroup
+	hq      chan []byte
+	hwg     sync.WaitGroup
+	readBuf []byte // for reading back chunks that arrived ahead of the prefix
 
 	// Chunk hashing of in-order writes, for a seeder that signs chunks.
 	onChunk  func(i int, sum [32]byte)
@@ -152,7 +153,7 @@ var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &
 // hashBehind queues a copy of b for the prefix hash. Callers hold p.hmu.
 func (p *Partial) hashBehind(b []byte) {
 	if p.hq == nil {
-		p.hq = make(chan []byte, 8)
+		p.hq = make(chan []byte, 4)
 		p.hwg.Add(1)
 		go func(q chan []byte) {
 			defer p.hwg.Done()
@@ -529,15 +530,16 @@ func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error
 	return p.advance(i, data)
 }
 
-// advance moves the in-order prefix over contiguous held chunks, hashing
-// them; data is chunk i's bytes, in hand. Callers hold p.hmu.
+// advance moves the in-order prefix over contiguous held chunks; data is
+// chunk i's bytes, in hand. The bytes go to the hash goroutine, so readers
+// see them at once (the last byte stays held back until the digest is
+// checked) and concurrent chunk writers do not wait on hashing. Callers
+// hold p.hmu.
 func (p *Partial) advance(i int, data []byte) error {
-	p.drainHash()
 	dl := p.dl
 	dl.mu.Lock()
 	size, cs := dl.size, dl.chunkSize
 	dl.mu.Unlock()
-	var buf []byte
 	for p.off < size {
 		j := int(p.off / cs)
 		dl.mu.Lock()
@@ -551,15 +553,15 @@ func (p *Partial) advance(i int, data []byte) error {
 		if j == i {
 			b = data
 		} else {
-			if buf == nil {
-				buf = make([]byte, cs)
+			if int64(cap(p.readBuf)) < ln {
+				p.readBuf = make([]byte, cs)
 			}
-			b = buf[:ln]
+			b = p.readBuf[:ln]
 			if _, err := p.f.ReadAt(b, off); err != nil {
 				return fmt.Errorf("store: read back chunk %d: %w", j, err)
 			}
 		}
-		p.h.Write(b[p.off-off:])
+		p.hashBehind(b[p.off-off:])
 		p.off = off + ln
 		dl.mu.Lock()
 		dl.avail = p.off

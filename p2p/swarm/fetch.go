@@ -657,17 +657,17 @@ func (r *run) pick(s *source, srcs []*source) int {
 		return c
 	}
 	wanted := func(i int) bool { return !r.held[i] && r.inflight[i] == 0 && s.have[i] }
-	if !s.seeder {
-		// The window: the next chunks the client is waiting for.
-		window, seen := 2*r.f.cfg.MaxInflight, 0
-		for i := 0; i < r.n && seen < window; i++ {
-			if r.held[i] {
-				continue
-			}
-			seen++
-			if wanted(i) {
-				return i
-			}
+	// The window: the next chunks the client is waiting for. A seeder
+	// takes part only for chunks no peer holds (its rationing spreads
+	// simultaneous pullers).
+	window, seen := 2*r.f.cfg.MaxInflight, 0
+	for i := 0; i < r.n && seen < window; i++ {
+		if r.held[i] {
+			continue
+		}
+		seen++
+		if wanted(i) && (!s.seeder || peerHas(i) == 0) {
+			return i
 		}
 	}
 	best, bestCount, bestRank := -1, 1<<30, 1<<30
