@@ -98,5 +98,4 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	return swarmFetcher{sw: sw, origin: origin}, nil
 }
 
-
 var _ = zap.String
