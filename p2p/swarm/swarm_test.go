@@ -202,7 +202,7 @@ func (n *node) fetched(src string) float64 {
 
 // pull fetches b through the node's store and swarm and checks the bytes.
 func (n *node) pull(t *testing.T, b []byte, fallback swarm.Fallback) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	d := digestOf(b)
 	st, err := n.st.Fetch(ctx, d, func(ctx context.Context, p *store.Partial) error {
@@ -371,7 +371,7 @@ func TestServingPeerStoppedMidTransfer(t *testing.T) {
 func TestEightNodesAtOnce(t *testing.T) {
 	size := 256 << 20
 	if testing.Short() || raceEnabled {
-		size = 32 << 20 // the full size runs without -race in make test
+		size = 24 << 20 // the full size runs without -race in make test
 	}
 	blob := randomBlob(size, 5)
 	s := newSeeder(t, blob)
