@@ -658,16 +658,26 @@ func (r *run) pick(s *source, srcs []*source) int {
 	}
 	wanted := func(i int) bool { return !r.held[i] && r.inflight[i] == 0 && s.have[i] }
 	// The window: the next chunks the client is waiting for. A seeder
-	// takes part only for chunks no peer holds (its rationing spreads
-	// simultaneous pullers).
-	window, seen := 2*r.f.cfg.MaxInflight, 0
-	for i := 0; i < r.n && seen < window; i++ {
-		if r.held[i] {
-			continue
+	// serves it only to a node that has no peer to share with (the first
+	// puller); with peers around it follows the random rarest-first order,
+	// so simultaneous pullers take different chunks from it.
+	alone := true
+	for _, o := range srcs {
+		if !o.seeder && !o.closed {
+			alone = false
+			break
 		}
-		seen++
-		if wanted(i) && (!s.seeder || peerHas(i) == 0) {
-			return i
+	}
+	if !s.seeder || alone {
+		window, seen := 2*r.f.cfg.MaxInflight, 0
+		for i := 0; i < r.n && seen < window; i++ {
+			if r.held[i] {
+				continue
+			}
+			seen++
+			if wanted(i) && (!s.seeder || peerHas(i) == 0) {
+				return i
+			}
 		}
 	}
 	best, bestCount, bestRank := -1, 1<<30, 1<<30
