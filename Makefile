@@ -37,7 +37,11 @@ fuzz:
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
 	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg > /tmp/shoal-fuzz.log 2>&1 || { cat /tmp/shoal-fuzz.log; exit 1; }; \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg > /tmp/shoal-fuzz.log 2>&1; then \
+	      cat /tmp/shoal-fuzz.log; \
+	      if grep -q 'Failing input written' /tmp/shoal-fuzz.log || ! grep -q 'context deadline exceeded' /tmp/shoal-fuzz.log; then exit 1; fi; \
+	      echo "(the fuzzer's own deadline hit a run in progress; no failing input: not a finding)"; \
+	    fi; \
 	  done; \
 	done
 
