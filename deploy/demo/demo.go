@@ -148,8 +148,12 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	all := max(peers+seeded+direct, 1)
 	fmt.Fprintf(out, "\n%d nodes received %s: %.0f%% from peers, %.0f%% from the seeder, %.0f%% straight from the origin.\n",
 		len(nodes), human(all), 100*float64(peers)/float64(all), 100*float64(seeded)/float64(all), 100*float64(direct)/float64(all))
-	fmt.Fprintf(out, "The origin registry sent %s in all (the image is %s): the seeder pulled each blob once.\n",
-		human(origin.BlobBytes()-origin0), human(total))
+	sent := origin.BlobBytes() - origin0
+	verdict := "the seeder pulled each blob once"
+	if sent > total {
+		verdict = "more than once: some nodes fell back to the origin"
+	}
+	fmt.Fprintf(out, "The origin registry sent %s in all (the image is %s): %s.\n", human(sent), human(total), verdict)
 	return nil
 }
 

@@ -509,7 +509,9 @@ func (r *run) dial(ctx context.Context, info peer.AddrInfo) {
 	if len(info.Addrs) > 0 {
 		r.f.h.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
 	}
-	octx, cancel := context.WithTimeout(ctx, r.f.cfg.LookupTimeout)
+	// A seeder answers HAVE only once the origin told it the size: give
+	// the dial and the handshake more room than the lookup.
+	octx, cancel := context.WithTimeout(ctx, 3*r.f.cfg.LookupTimeout)
 	defer cancel()
 	sess, err := chunk.Dial(octx, r.f.h, info.ID, chunk.Open{Digest: r.req.Digest, Registry: r.req.Registry, Repo: r.req.Repo},
 		chunk.ClientOptions{Alloc: r.f.alloc})
@@ -775,8 +777,8 @@ func (r *run) checkTimers(ctx context.Context) error {
 	switch {
 	case r.n == 0 && live == 0 && len(r.dialing) == 0 && (r.lookupDone || now.Sub(r.start) > r.f.cfg.LookupTimeout):
 		return fmt.Errorf("%w: no source answered", ErrNoSources)
-	case r.n == 0 && now.Sub(r.start) > 2*r.f.cfg.LookupTimeout:
-		return fmt.Errorf("%w: no source answered within %v", ErrNoSources, 2*r.f.cfg.LookupTimeout)
+	case r.n == 0 && now.Sub(r.start) > 4*r.f.cfg.LookupTimeout:
+		return fmt.Errorf("%w: no source answered within %v", ErrNoSources, 4*r.f.cfg.LookupTimeout)
 	case r.n > 0 && live == 0 && len(r.dialing) == 0 && now.Sub(r.lastProgress) > r.f.cfg.StallTimeout/4:
 		// Every source is gone: look for more once, then give up.
 		if r.lookupDone {
