@@ -77,7 +77,7 @@ func (c *Config) defaults() {
 		c.LookupTimeout = 5 * time.Second
 	}
 	if c.StallTimeout <= 0 {
-		c.StallTimeout = 10 * time.Second
+		c.StallTimeout = 30 * time.Second
 	}
 	if c.MinChunkTimeout <= 0 {
 		c.MinChunkTimeout = 3 * time.Second
@@ -754,9 +754,12 @@ func (r *run) checkTimers(ctx context.Context) error {
 		if s.closed {
 			continue
 		}
-		limit := r.f.cfg.MinChunkTimeout
+		// Until a source has delivered a chunk its speed is unknown: a busy
+		// seeder shared by many sessions may need far longer than the
+		// floor, and cancelling wastes what it already sent.
+		limit := 10 * r.f.cfg.MinChunkTimeout
 		if s.rate > 0 && r.cs > 0 {
-			limit = max(limit, time.Duration(4*float64(r.cs)/s.rate*float64(time.Second)))
+			limit = max(r.f.cfg.MinChunkTimeout, time.Duration(4*float64(r.cs)/s.rate*float64(time.Second)))
 		}
 		for i, sent := range s.inflight {
 			if now.Sub(sent) > limit {

@@ -1,0 +1,166 @@
+// Command shoal-bench runs shoal's bulk-rollout lab on network namespaces
+// (see package bench/lab): real shoal daemons, a real seeder and a real
+// distribution registry on shaped links, the same scenario in the modes
+// shoal, direct and one-peer, and results.json, results.md and PNG plots.
+// It needs root. It is its own binary: the production shoal binary does
+// not carry it.
+//
+//	go run ./bench/cmd/shoal-bench --scenario cold-rollout --nodes 20 \
+//	  --image-size 536870912 --layers 4 --node-rate 100mbit --origin-rate 100mbit \
+//	  --modes shoal,direct,one-peer --out bench-results
+//	go run ./bench/cmd/shoal-bench --scenario smoke --out /tmp/smoke
+//	go run ./bench/cmd/shoal-bench --cleanup-stale
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shoal-dev/shoal/bench/lab"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "shoal-bench: interrupted; the lab is torn down")
+			os.Exit(130)
+		}
+		fmt.Fprintln(os.Stderr, "shoal-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if lab.IsHelper(args) {
+		return lab.RunHelper(ctx, args, stdout)
+	}
+	fs := flag.NewFlagSet("shoal-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scenario := fs.String("scenario", "cold-rollout", "scenario: "+strings.Join(lab.ScenarioNames(), ", "))
+	nodes := fs.Int("nodes", 20, "node hosts (scenario default)")
+	size := fs.Int64("image-size", 512<<20, "bytes of layers in the image (scenario default)")
+	layers := fs.Int("layers", 4, "layers in the image (scenario default)")
+	nodeRate := fs.String("node-rate", "100mbit", "each node's link, both directions, as tc writes rates")
+	originRate := fs.String("origin-rate", "100mbit", "the origin's (and the seeder's) link, both directions")
+	modes := fs.String("modes", "shoal,direct,one-peer", "modes to run, in order, comma-separated")
+	out := fs.String("out", "", "results directory (results.json, results.md, *.png)")
+	waveSize := fs.Int("wave-size", 0, "waves: nodes per wave (default a quarter of the nodes)")
+	late := fs.Int("late-joiners", 0, "late-joiner: nodes that pull after the others have the image (default a quarter)")
+	conc := fs.Int("pull-concurrency", 3, "layers a client fetches at once (containerd's default)")
+	timeout := fs.Duration("phase-timeout", 0, "bound on one group of pulls (default 3x the direct ideal + 2m)")
+	settle := fs.Duration("settle", 2*time.Second, "pause between daemons ready and the clock")
+	preheat := fs.Bool("preheat", false, "preheat the seeder before the clock (swarm modes)")
+	profile := fs.Bool("pprof", false, "CPU and heap profile of one daemon in shoal mode, into OUT/pprof")
+	profileSecs := fs.Int("pprof-seconds", 0, "length of the CPU profile (default 1.2x the ideal, 5-60 s)")
+	shoalBin := fs.String("shoal-bin", "", "a built shoal binary (default: go build ./cmd/shoal)")
+	registryBin := fs.String("registry-bin", "docker-registry", "the origin registry binary (Debian's docker-registry)")
+	var daemonFlags, seederFlags multi
+	fs.Var(&daemonFlags, "daemon-flag", "extra flag for every shoal daemon, e.g. --daemon-flag=--log-level=debug; repeatable")
+	fs.Var(&seederFlags, "seeder-flag", "extra flag for the seeder; repeatable")
+	keep := fs.Bool("keep-temp", false, "keep data dirs and logs in the temp dir")
+	cleanup := fs.Bool("cleanup-stale", false, "remove namespaces and temp dirs left by killed runs, then exit")
+	replot := fs.String("replot", "", "rewrite results.md and the plots of an existing results directory, then exit")
+	force := fs.Bool("force", false, "with --cleanup-stale: also runs that look alive")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *replot != "" {
+		results, err := lab.ReadJSON(*replot)
+		if err != nil {
+			return err
+		}
+		cmdline := ""
+		if len(results) > 0 {
+			cmdline = results[0].CommandLine
+		}
+		if err := lab.WriteAll(*replot, results, cmdline); err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, lab.Summary(results))
+		return nil
+	}
+	if *cleanup {
+		if os.Geteuid() != 0 {
+			return errors.New("--cleanup-stale needs root")
+		}
+		removed, err := lab.CleanupStale(ctx, *force)
+		for _, r := range removed {
+			fmt.Fprintln(stdout, "removed", r)
+		}
+		if len(removed) == 0 && err == nil {
+			fmt.Fprintln(stdout, "nothing stale")
+		}
+		return err
+	}
+	def, ok := lab.Scenarios[*scenario]
+	if !ok {
+		return fmt.Errorf("unknown scenario %q (have %s)", *scenario, strings.Join(lab.ScenarioNames(), ", "))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["nodes"] {
+		*nodes = def.Nodes
+	}
+	if !set["image-size"] {
+		*size = def.ImageBytes
+	}
+	if !set["layers"] {
+		*layers = def.Layers
+	}
+	nr, err := lab.ParseRate(*nodeRate)
+	if err != nil {
+		return fmt.Errorf("--node-rate: %w", err)
+	}
+	or, err := lab.ParseRate(*originRate)
+	if err != nil {
+		return fmt.Errorf("--origin-rate: %w", err)
+	}
+	var ms []string
+	for _, m := range strings.Split(*modes, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			ms = append(ms, m)
+		}
+	}
+	cfg := lab.Config{
+		Scenario: *scenario, Nodes: *nodes, ImageBytes: *size, Layers: *layers, NodeRate: nr, OriginRate: or,
+		Modes: ms, Out: *out, ShoalBin: *shoalBin, RegistryBin: *registryBin, WaveSize: *waveSize, LateJoiners: *late,
+		PullConcurrency: *conc, PhaseTimeout: *timeout, Settle: *settle, Preheat: *preheat, Profile: *profile, ProfileSeconds: *profileSecs,
+		KeepTemp: *keep, Progress: stderr, DaemonFlags: daemonFlags, SeederFlags: seederFlags,
+		CommandLine: fmt.Sprintf("shoal-bench --scenario %s --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --modes %s",
+			*scenario, *nodes, *size, *layers, nr, or, strings.Join(ms, ",")),
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	results, err := lab.Run(ctx, cfg)
+	if len(results) > 0 {
+		fmt.Fprint(stdout, lab.Summary(results))
+		fmt.Fprintf(stdout, "results: %s/results.json, results.md, completion-cdf.png, origin-egress.png, bytes-by-source.png\n", *out)
+	}
+	if err != nil {
+		return err
+	}
+	// Every requested mode must have completed on every node.
+	return lab.Check(results, ms)
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string { return strings.Join(*m, " ") }
+
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }

@@ -1,0 +1,23 @@
+// Package lab is shoal's bulk-rollout benchmark lab: a star of Linux network
+// namespaces (a hub with a bridge, one host per node, an origin host running
+// a real distribution registry, a seeder host), every link shaped in both
+// directions with tc tbf, one real `shoal daemon` process per node, and a
+// real go-containerregistry client pulling through each node's shim.
+//
+// It runs the same scenario in several modes on identical settings (shoal's
+// swarm, direct pulls from the origin, one peer per blob) and writes
+// results.json, results.md and PNG plots beside the physical limit of the
+// links.
+//
+// The pure parts (rates, results, percentiles, ideal times, plots) need
+// nothing; the lab itself needs root, ip, tc and docker-registry. The lab is
+// driven by bench/cmd/shoal-bench, its own binary: the production shoal
+// binary does not carry it.
+//
+// Addresses: everything lives in namespaces named shoalb-<pid>-* (hub, org,
+// sdr, h1..hN), on 10.213.0.0/16: origin 10.213.0.2, seeder 10.213.0.3
+// (its own host, shaped at the origin's rate), node i at
+// 10.213.(1+(i-1)/250).(1+(i-1)%250). Nothing is added to the root
+// namespace; helpers that talk to a daemon run inside its namespace
+// (ip netns exec), the image is pushed over the origin namespace's loopback.
+package lab

@@ -1,0 +1,220 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// run runs a short command with a deadline and returns its combined output.
+func run(ctx context.Context, timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// proc is a long-running process the lab started (a daemon, the seeder,
+// the registry, a puller), in its own process group, killed when the
+// bench dies (Pdeathsig).
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	stdout  string
+	stderr  string
+	done    chan struct{}
+	err     error
+	started time.Time
+}
+
+// procs tracks every process the lab started, for teardown.
+type procs struct {
+	mu   sync.Mutex
+	list []*proc
+}
+
+// start runs name args with stdout and stderr in files.
+func (ps *procs) start(label, stdout, stderr string, name string, args ...string) (*proc, error) {
+	so, err := os.Create(stdout)
+	if err != nil {
+		return nil, err
+	}
+	se, err := os.Create(stderr)
+	if err != nil {
+		so.Close()
+		return nil, err
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = so, se
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		so.Close()
+		se.Close()
+		return nil, fmt.Errorf("start %s: %w", label, err)
+	}
+	p := &proc{name: label, cmd: cmd, stdout: stdout, stderr: stderr, done: make(chan struct{}), started: time.Now()}
+	go func() {
+		p.err = cmd.Wait()
+		so.Close()
+		se.Close()
+		close(p.done)
+	}()
+	ps.mu.Lock()
+	ps.list = append(ps.list, p)
+	ps.mu.Unlock()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the process to exit, at most until ctx ends.
+func (p *proc) wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL after grace.
+func (p *proc) stop(grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	_ = syscall.Kill(-p.pid(), syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(grace):
+	}
+	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// stopAll stops every process still running, in parallel.
+func (ps *procs) stopAll(grace time.Duration) {
+	ps.mu.Lock()
+	list := ps.list
+	ps.list = nil
+	ps.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range list {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop(grace) }()
+	}
+	wg.Wait()
+}
+
+// procStats is a process's CPU seconds (user+system) and peak RSS.
+func procStats(pid int) (cpu float64, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	cpu, err = parseStatCPU(string(b))
+	if err != nil {
+		return 0, 0, err
+	}
+	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return cpu, 0, err
+	}
+	return cpu, parseVmHWM(string(s)), nil
+}
+
+// clkTck is USER_HZ, 100 on every Linux this runs on.
+const clkTck = 100
+
+// parseStatCPU reads utime+stime from /proc/PID/stat.
+func parseStatCPU(stat string) (float64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(stat[i+1:])
+	// After the command: state(0) ppid ... utime is field 14 of the whole
+	// line, index 11 here; stime index 12.
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad /proc stat times")
+	}
+	return (ut + st) / clkTck, nil
+}
+
+func parseVmHWM(status string) int64 {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) >= 1 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// cpuSnapshot is the machine's busy and total jiffies (/proc/stat).
+type cpuSnapshot struct{ busy, total float64 }
+
+func readCPU() cpuSnapshot {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSnapshot{}
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	var s cpuSnapshot
+	for i, v := range f[1:] {
+		x, _ := strconv.ParseFloat(v, 64)
+		if i >= 8 { // guest times are already in user
+			break
+		}
+		s.total += x
+		if i != 3 && i != 4 { // idle, iowait
+			s.busy += x
+		}
+	}
+	return s
+}
+
+// busyCores is the average number of busy cores between a and b.
+func busyCores(a, b cpuSnapshot, ncpu int) float64 {
+	if b.total <= a.total {
+		return 0
+	}
+	return (b.busy - a.busy) / (b.total - a.total) * float64(ncpu)
+}

@@ -1,0 +1,744 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// SeederPlacement is where the lab runs the seeder.
+const SeederPlacement = "own host (" + seederAddr + ") beside the origin, link shaped at the origin rate"
+
+const (
+	imageRepo = "bench/img"
+	imageTag  = "v1"
+	shimAddr  = "127.0.0.1:5050"
+	metAddr   = "127.0.0.1:5051"
+)
+
+// registryName is the origin's name as nodes and the seeder know it.
+var registryName = fmt.Sprintf("%s:%d", originAddr, registryPort)
+
+// Preflight checks root and the tools the lab needs.
+func Preflight(cfg Config) error {
+	if os.Geteuid() != 0 {
+		return errors.New("shoal-bench needs root (network namespaces, veth, tc): run it as root, e.g. sudo -E go run ./bench/cmd/shoal-bench ...")
+	}
+	var missing []string
+	for _, t := range []struct{ bin, hint string }{
+		{"ip", "apt-get install -y iproute2"},
+		{"tc", "apt-get install -y iproute2"},
+		{cfg.RegistryBin, "apt-get install -y docker-registry"},
+	} {
+		if _, err := exec.LookPath(t.bin); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (%s)", t.bin, t.hint))
+		}
+	}
+	if cfg.ShoalBin == "" {
+		if _, err := exec.LookPath("go"); err != nil {
+			missing = append(missing, "go (to build ./cmd/shoal; or pass --shoal-bin)")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing tools: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Lab is one invocation: the network, the origin, and the modes.
+type Lab struct {
+	cfg    Config
+	prefix string
+	tmp    string
+	net    *network
+	procs  procs // the registry, for the whole run
+	mode   *procs
+	modeMu sync.Mutex
+	image  PushResult
+	// registry is the origin registry's process; pullCPU the CPU seconds
+	// of the pullers that exited (for the lab's own CPU use).
+	registry *proc
+	pullCPU  float64
+	logf     func(format string, args ...any)
+}
+
+// Run builds the lab, runs every mode and writes the results into
+// cfg.Out after each mode. Everything it made is torn down before it
+// returns, also when ctx is cancelled (Ctrl-C) or a step fails.
+func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := Preflight(cfg); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, err
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	start := time.Now()
+	l := &Lab{cfg: cfg, prefix: fmt.Sprintf("%s%d-", Prefix, os.Getpid())}
+	l.logf = func(format string, args ...any) {
+		fmt.Fprintf(progress, "[shoal-bench %6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	if l.tmp, err = os.MkdirTemp("", l.prefix); err != nil {
+		return nil, err
+	}
+	defer l.teardown()
+
+	if l.cfg.SelfBin == "" {
+		if l.cfg.SelfBin, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	if l.cfg.ShoalBin == "" {
+		l.logf("building shoal")
+		if l.cfg.ShoalBin, err = buildShoal(ctx, l.tmp); err != nil {
+			return nil, err
+		}
+	}
+	l.net = newNetwork(l.prefix, cfg.Nodes, cfg.NodeRate, cfg.OriginRate)
+	l.logf("network: %d namespaces %s* on %s.0.0/%d, nodes %s, origin and seeder %s", len(l.net.hosts())+1, l.prefix, subnetBase, maskBits, cfg.NodeRate, cfg.OriginRate)
+	if err := l.net.up(ctx); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	if err := l.startOrigin(ctx); err != nil {
+		return nil, err
+	}
+	l.logf("image pushed: %s, %s in %d layers", l.image.Digest, mib(l.image.ImageBytes), len(l.image.Layers))
+	for _, mode := range cfg.Modes {
+		if ctx.Err() != nil {
+			return results, ctx.Err()
+		}
+		r, err := l.runMode(ctx, mode)
+		if err != nil {
+			if ctx.Err() != nil {
+				return results, ctx.Err()
+			}
+			l.logf("%s: %v", mode, err)
+			r.Notes = append(r.Notes, "mode failed: "+err.Error())
+		}
+		results = append(results, r)
+		if werr := WriteAll(cfg.Out, results, cfg.CommandLine); werr != nil {
+			return results, werr
+		}
+		l.logf("%s: all complete in %.1f s (ideal %.1f s), p50 %.1f s, p99 %.1f s, origin egress %s, failed %d",
+			mode, r.AllCompleteS, r.IdealS, r.P50S, r.P99S, mib(r.OriginEgressBytes), r.FailedNodes)
+	}
+	return results, nil
+}
+
+// WriteAll writes results.json, results.md and the plots into dir.
+func WriteAll(dir string, results []ModeResult, cmdline string) error {
+	if err := WriteJSON(dir, results); err != nil {
+		return err
+	}
+	var md bytes.Buffer
+	if err := WriteMarkdown(&md, results, cmdline); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "results.md"), md.Bytes()); err != nil {
+		return err
+	}
+	return WritePlots(dir, results)
+}
+
+func (l *Lab) teardown() {
+	l.modeMu.Lock()
+	mp := l.mode
+	l.modeMu.Unlock()
+	if mp != nil {
+		mp.stopAll(3 * time.Second)
+	}
+	l.procs.stopAll(3 * time.Second)
+	if l.net != nil {
+		if err := l.net.down(); err != nil {
+			l.logf("teardown: %v", err)
+		}
+	}
+	if l.tmp != "" && !l.cfg.KeepTemp {
+		_ = os.RemoveAll(l.tmp)
+	} else if l.tmp != "" {
+		l.logf("kept %s", l.tmp)
+	}
+}
+
+// buildShoal builds ./cmd/shoal of the module in the working directory.
+func buildShoal(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "bin", "shoal")
+	gomod, err := run(ctx, 30*time.Second, "go", "env", "GOMOD")
+	if err != nil {
+		return "", err
+	}
+	gomod = strings.TrimSpace(gomod)
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the shoal module: run from the repository, or pass --shoal-bin")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/shoal")
+	cmd.Dir = filepath.Dir(gomod)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/shoal: %w: %s", err, b)
+	}
+	return out, nil
+}
+
+// nsCmd is the argv that runs bin args inside namespace ns.
+func nsCmd(ns, bin string, args ...string) []string {
+	return append([]string{"netns", "exec", ns, bin}, args...)
+}
+
+// helper runs a shoal-bench helper inside ns and returns its stdout.
+func (l *Lab) helper(ctx context.Context, ns string, timeout time.Duration, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", nsCmd(ns, l.cfg.SelfBin, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 2 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%s in %s: %w: %s", args[0], ns, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+const registryConfig = `version: 0.1
+log:
+  level: info
+  formatter: json
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  cache:
+    blobdescriptor: inmemory
+  delete:
+    enabled: true
+http:
+  addr: :%d
+`
+
+// startOrigin runs the registry in the origin's namespace and pushes the
+// image into it over that namespace's loopback (not the shaped link).
+func (l *Lab) startOrigin(ctx context.Context) error {
+	dir := filepath.Join(l.tmp, "registry")
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, registryConfig, filepath.Join(dir, "data"), registryPort), 0o644); err != nil {
+		return err
+	}
+	p, err := l.procs.start("registry", filepath.Join(dir, "stdout"), l.registryLog(), "ip", nsCmd(l.net.origin.ns, l.cfg.RegistryBin, "serve", conf)...)
+	if err != nil {
+		return err
+	}
+	l.registry = p
+	l.logf("origin: docker-registry in %s at %s, pushing the image", l.net.origin.ns, registryName)
+	out, err := l.helper(ctx, l.net.origin.ns, 15*time.Minute, "_push",
+		"--registry", fmt.Sprintf("127.0.0.1:%d", registryPort), "--repo", imageRepo, "--tag", imageTag,
+		"--image-size", strconv.FormatInt(l.cfg.ImageBytes, 10), "--layers", strconv.Itoa(l.cfg.Layers))
+	if err != nil {
+		if p.exited() {
+			return fmt.Errorf("origin registry exited: %s", tail(l.registryLog(), 2000))
+		}
+		return err
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &l.image); err != nil {
+		return fmt.Errorf("push helper said %q: %w", out, err)
+	}
+	return nil
+}
+
+func (l *Lab) registryLog() string { return filepath.Join(l.tmp, "registry", "log") }
+
+// tail is the last n bytes of a file.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	if st != nil && st.Size() > n {
+		_, _ = f.Seek(-n, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
+
+// nodeProc is a node's daemon in one mode.
+type nodeProc struct {
+	idx  int
+	h    host
+	p    *proc
+	dir  string
+	log  string
+	peer string
+	cpu0 float64 // CPU seconds when the clock started
+}
+
+// counters is a snapshot taken at the start and end of the measured pulls.
+type counters struct {
+	originTx int64
+	hub      map[string]linkStats
+	cpu      cpuSnapshot
+	regLog   int64
+}
+
+func (l *Lab) snapshot(ctx context.Context) (counters, error) {
+	var c counters
+	c.cpu = readCPU()
+	org, err := ifStats(ctx, l.net.origin.ns)
+	if err != nil {
+		return c, err
+	}
+	c.originTx = org["eth0"].tx
+	if c.hub, err = ifStats(ctx, l.net.hub); err != nil {
+		return c, err
+	}
+	if st, err := os.Stat(l.registryLog()); err == nil {
+		c.regLog = st.Size()
+	}
+	return c, nil
+}
+
+func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error) {
+	cfg := l.cfg
+	ps := phases(cfg, mode)
+	res = ModeResult{Scenario: cfg.Scenario, Mode: mode, CommandLine: cfg.CommandLine, Nodes: cfg.Nodes, ImageBytes: l.image.ImageBytes, Layers: cfg.Layers,
+		HostCPUs: hostCPUs()}
+	if mode != ModeDirect {
+		res.SeederPlacement = SeederPlacement
+	} else {
+		res.SeederPlacement = "none (direct)"
+	}
+	var measured []int
+	for _, p := range ps {
+		if p.measured {
+			measured = append(measured, p.nodes...)
+		}
+	}
+	// Until the nodes report, every measured node counts as failed.
+	for _, i := range measured {
+		h := l.net.nodes[i]
+		res.NodesList = append(res.NodesList, NodeResult{Node: i + 1, Host: h.ns, Addr: h.addr, Error: "not run", BytesBySource: map[string]int64{}})
+	}
+	defer res.Summarize(measuredWaves(ps), cfg.NodeRate, cfg.OriginRate)
+	if mode == ModeDirect && cfg.Scenario == "late-joiner" {
+		res.Notes = append(res.Notes, "direct: no warm-up phase (direct nodes share nothing, so earlier pulls do not change the late joiners' pulls)")
+	}
+
+	mp := &procs{}
+	l.modeMu.Lock()
+	l.mode = mp
+	l.modeMu.Unlock()
+	defer func() {
+		mp.stopAll(3 * time.Second)
+		l.modeMu.Lock()
+		l.mode = nil
+		l.modeMu.Unlock()
+	}()
+	dir := filepath.Join(l.tmp, mode)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return res, err
+	}
+
+	// The seeder, fresh for the mode.
+	var seederID string
+	var seeder *proc
+	if mode != ModeDirect {
+		sd := filepath.Join(dir, "seeder")
+		out, errlog := filepath.Join(dir, "seeder.out"), filepath.Join(dir, "seeder.log")
+		var err error
+		sargs := append([]string{"seeder",
+			"--data-dir", sd, "--p2p-listen", fmt.Sprintf("/ip4/%s/tcp/%d", seederAddr, p2pPort),
+			"--admin-addr", "127.0.0.1:5061", "--metrics-addr", "127.0.0.1:5062",
+			"--upstream", registryName + "=http://" + registryName, "--default-upstream", registryName,
+			"--docker-config="}, cfg.SeederFlags...)
+		seeder, err = mp.start("seeder", out, errlog, "ip", nsCmd(l.net.seeder.ns, cfg.ShoalBin, sargs...)...)
+		if err != nil {
+			return res, err
+		}
+		if err := waitFor(ctx, 30*time.Second, seeder, func() bool { seederID = parsePeerID(readFile(out)); return seederID != "" }); err != nil {
+			return res, fmt.Errorf("seeder did not start: %w: %s", err, tail(errlog, 2000))
+		}
+		l.logf("%s: seeder %s in %s", mode, seederID, l.net.seeder.ns)
+		if cfg.Preheat {
+			ref := registryName + "/" + imageRepo + ":" + imageTag
+			if _, err := run(ctx, cfg.phaseTimeout(1, l.image.ImageBytes), "ip", nsCmd(l.net.seeder.ns, cfg.ShoalBin, "preheat", "--seeder", "http://127.0.0.1:5061", ref)...); err != nil {
+				return res, fmt.Errorf("preheat: %w", err)
+			}
+			res.Notes = append(res.Notes, "the seeder was preheated before the clock")
+		}
+	}
+
+	// A daemon per node, fresh data dirs.
+	nodes := make([]*nodeProc, cfg.Nodes)
+	for i, h := range l.net.nodes {
+		np := &nodeProc{idx: i, h: h, dir: filepath.Join(dir, h.ns), log: filepath.Join(dir, h.ns+".log")}
+		args := []string{"daemon", "--data-dir", np.dir, "--registry-addr", shimAddr, "--metrics-addr", metAddr,
+			"--upstream", registryName + "=http://" + registryName, "--default-upstream", registryName,
+			"--docker-config=", "--shutdown-timeout", "2s"}
+		switch mode {
+		case ModeDirect:
+			args = append(args, "--p2p=false")
+		default:
+			args = append(args, "--p2p-listen", fmt.Sprintf("/ip4/%s/tcp/%d", h.addr, p2pPort),
+				"--bootstrap", fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", seederAddr, p2pPort, seederID),
+				"--trusted-seeder", seederID)
+			if mode == ModeOnePeer {
+				args = append(args, "--max-sources-per-blob", "1", "--share-partial=false")
+			}
+		}
+		args = append(args, cfg.DaemonFlags...)
+		p, err := mp.start(h.ns, filepath.Join(dir, h.ns+".out"), np.log, "ip", nsCmd(h.ns, cfg.ShoalBin, args...)...)
+		if err != nil {
+			return res, err
+		}
+		np.p = p
+		nodes[i] = np
+	}
+	for _, np := range nodes {
+		if err := waitFor(ctx, 60*time.Second, np.p, func() bool { return strings.Contains(readFile(np.log), `"daemon ready"`) }); err != nil {
+			return res, fmt.Errorf("daemon %s did not start: %w: %s", np.h.ns, err, tail(np.log, 2000))
+		}
+		np.peer = ParseDaemonLog(strings.NewReader(readFile(np.log))).PeerID
+	}
+	l.logf("%s: %d daemons ready", mode, len(nodes))
+	if cfg.Settle > 0 {
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+
+	// The pulls, phase by phase; the clock starts with the first measured one.
+	first, err := l.snapshot(ctx)
+	if err != nil {
+		return res, err
+	}
+	var before counters
+	var seederCPU0, registryCPU0 float64
+	var clock0 time.Time
+	var t0 int64
+	outcomes := map[int]PullResult{}
+	for pi, p := range ps {
+		if p.measured && t0 == 0 {
+			var err error
+			if before, err = l.snapshot(ctx); err != nil {
+				return res, err
+			}
+			for _, np := range nodes {
+				np.cpu0, _, _ = procStats(np.p.pid())
+			}
+			if seeder != nil {
+				seederCPU0, _, _ = procStats(seeder.pid())
+			}
+			registryCPU0, _, _ = procStats(l.registry.pid())
+			l.pullCPU = 0
+			clock0 = time.Now()
+		}
+		startAt := time.Now().Add(time.Second + time.Duration(len(p.nodes))*30*time.Millisecond)
+		if p.measured && t0 == 0 {
+			t0 = startAt.UnixNano()
+			if cfg.Profile && mode == ModeShoal {
+				l.profile(ctx, nodes[p.nodes[0]], res.NodesList, startAt)
+			}
+		}
+		timeout := cfg.phaseTimeout(len(p.nodes), l.image.ImageBytes)
+		kind := "measured"
+		if !p.measured {
+			kind = "warm-up"
+		}
+		l.logf("%s: phase %d/%d (%s): %d nodes pull, bounded by %s", mode, pi+1, len(ps), kind, len(p.nodes), timeout.Round(time.Second))
+		got, err := l.pullPhase(ctx, dir, nodes, p.nodes, startAt, timeout)
+		if err != nil {
+			return res, err
+		}
+		if !p.measured {
+			var last float64
+			failed := 0
+			for _, r := range got {
+				if r.Error != "" {
+					failed++
+				}
+				last = math.Max(last, float64(r.EndNS-startAt.UnixNano())/1e9)
+			}
+			res.Warmup = &Phase{Nodes: len(p.nodes), AllCompleteS: last, FailedNodes: failed}
+			if failed > 0 {
+				return res, fmt.Errorf("warm-up: %d nodes failed", failed)
+			}
+			continue
+		}
+		for i, r := range got {
+			outcomes[i] = r
+		}
+	}
+	after, err := l.snapshot(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.OriginEgressBytes = after.originTx - before.originTx
+	res.SeederEgressBytes = after.hub[l.net.seeder.veth].rx - before.hub[l.net.seeder.veth].rx
+	res.HostCPUBusyCores = busyCores(before.cpu, after.cpu, hostCPUs())
+	wall := time.Since(clock0).Seconds()
+	res.HostCPUS = res.HostCPUBusyCores * wall
+	labCPU := l.pullCPU
+	if cpu, _, err := procStats(l.registry.pid()); err == nil {
+		labCPU += cpu - registryCPU0
+	}
+	res.OriginBlobBytes = registryBlobBytes(l.registryLog(), before.regLog, after.regLog)
+	if res.Warmup != nil {
+		res.Warmup.OriginEgressBytes = before.originTx - first.originTx
+	}
+
+	// Per node: metrics, logs, cost.
+	for k := range res.NodesList {
+		n := &res.NodesList[k]
+		np := nodes[n.Node-1]
+		r := outcomes[np.idx]
+		n.PeerID = np.peer
+		n.Error = r.Error
+		n.OK = r.Error == "" && r.EndNS > 0 && r.Bytes >= l.image.ImageBytes
+		if r.Error == "" && !n.OK {
+			n.Error = fmt.Sprintf("short pull: %d of %d bytes", r.Bytes, l.image.ImageBytes)
+		}
+		n.PulledBytes = r.Bytes
+		if r.StartNS > 0 {
+			n.StartS = float64(r.StartNS-t0) / 1e9
+			n.CompleteS = float64(r.EndNS-r.StartNS) / 1e9
+			n.DoneAtS = n.StartS + n.CompleteS
+		}
+		n.Wave = waveOf(ps, np.idx)
+		hs := after.hub[np.h.veth]
+		hb := before.hub[np.h.veth]
+		n.RxBytes, n.TxBytes = hs.tx-hb.tx, hs.rx-hb.rx
+		if out, err := l.helper(ctx, np.h.ns, 15*time.Second, "_get", "http://"+metAddr+"/metrics"); err == nil {
+			m := ParseMetrics(string(out))
+			for _, s := range Sources {
+				n.BytesBySource[s] = m.Fetched[s]
+			}
+			n.UploadedBytes = m.Uploaded
+		} else if n.OK {
+			n.Error = "metrics: " + err.Error()
+		}
+		if cpu, hwm, err := procStats(np.p.pid()); err == nil {
+			n.CPUS, n.PeakRSSBytes = cpu-np.cpu0, hwm
+		}
+		dl := ParseDaemonLog(strings.NewReader(readFile(np.log)))
+		for s := range dl.Sources {
+			n.Sources = append(n.Sources, s)
+		}
+	}
+	// Every daemon counts (late-joiner's holders serve the measured pulls).
+	for _, np := range nodes {
+		if cpu, _, err := procStats(np.p.pid()); err == nil {
+			labCPU += cpu - np.cpu0
+		}
+	}
+	if seeder != nil {
+		if cpu, hwm, err := procStats(seeder.pid()); err == nil {
+			res.SeederCPUS, res.SeederPeakRSS = cpu-seederCPU0, hwm
+			labCPU += res.SeederCPUS
+		}
+		if out, err := l.helper(ctx, l.net.seeder.ns, 15*time.Second, "_get", "http://127.0.0.1:5062/metrics"); err == nil {
+			res.SeederOriginByte = ParseMetrics(string(out)).OriginBytes
+		}
+	}
+	res.LabProcessCPUS = labCPU
+	if cfg.Profile && mode == ModeShoal && len(measured) > 0 {
+		np := nodes[measured[0]]
+		if out, err := l.helper(ctx, np.h.ns, 30*time.Second, "_get", "http://"+metAddr+"/debug/pprof/heap"); err == nil {
+			_ = os.MkdirAll(filepath.Join(cfg.Out, "pprof"), 0o755)
+			_ = os.WriteFile(filepath.Join(cfg.Out, "pprof", fmt.Sprintf("%s-%s-%s.heap.pb.gz", cfg.Scenario, mode, np.h.ns[len(l.prefix):])), out, 0o644)
+		}
+	}
+	// Keep the logs of failed nodes beside the results.
+	for _, n := range res.NodesList {
+		if !n.OK {
+			ld := filepath.Join(cfg.Out, "logs", mode)
+			_ = os.MkdirAll(ld, 0o755)
+			np := nodes[n.Node-1]
+			_ = os.WriteFile(filepath.Join(ld, np.h.ns[len(l.prefix):]+".log"), []byte(tail(np.log, 1<<20)), 0o644)
+			if seeder != nil {
+				_ = os.WriteFile(filepath.Join(ld, "seeder.log"), []byte(tail(seeder.stderr, 1<<20)), 0o644)
+			}
+		}
+	}
+	return res, nil
+}
+
+func waveOf(ps []phase, idx int) int {
+	w := 0
+	for _, p := range ps {
+		if !p.measured {
+			continue
+		}
+		for _, x := range p.nodes {
+			if x == idx {
+				return w
+			}
+		}
+		w++
+	}
+	return 0
+}
+
+// profile takes a CPU profile of one daemon during the measured pulls.
+func (l *Lab) profile(ctx context.Context, np *nodeProc, _ []NodeResult, startAt time.Time) {
+	secs := int(math.Min(60, math.Max(5, 1.2*Ideal1(l.image.ImageBytes, l.cfg))))
+	if l.cfg.ProfileSeconds > 0 {
+		secs = l.cfg.ProfileSeconds
+	}
+	dir := filepath.Join(l.cfg.Out, "pprof")
+	_ = os.MkdirAll(dir, 0o755)
+	path := filepath.Join(dir, fmt.Sprintf("%s-shoal-%s.cpu.pb.gz", l.cfg.Scenario, np.h.ns[len(l.prefix):]))
+	go func() {
+		select {
+		case <-time.After(time.Until(startAt)):
+		case <-ctx.Done():
+			return
+		}
+		out, err := l.helper(ctx, np.h.ns, time.Duration(secs+30)*time.Second, "_get", "--timeout", fmt.Sprintf("%ds", secs+20),
+			fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", metAddr, secs))
+		if err != nil {
+			l.logf("profile: %v", err)
+			return
+		}
+		_ = os.WriteFile(path, out, 0o644)
+		l.logf("profile: %s (%d s of %s)", path, secs, np.h.ns)
+	}()
+}
+
+// Ideal1 is one node's ideal pull time on the lab's links.
+func Ideal1(image int64, c Config) float64 {
+	s, _ := Ideal(image, []Wave{{Nodes: 1}}, c.NodeRate, c.OriginRate)
+	return s
+}
+
+// pullPhase starts a puller in each node's namespace, all at startAt,
+// and collects what they report.
+func (l *Lab) pullPhase(ctx context.Context, dir string, nodes []*nodeProc, idx []int, startAt time.Time, timeout time.Duration) (map[int]PullResult, error) {
+	type puller struct {
+		i   int
+		p   *proc
+		out string
+	}
+	mp := l.mode
+	var ps []puller
+	for _, i := range idx {
+		np := nodes[i]
+		out := filepath.Join(dir, fmt.Sprintf("pull-%s-%d.json", np.h.ns[len(l.prefix):], startAt.UnixNano()))
+		p, err := mp.start("pull "+np.h.ns, out, out+".err", "ip", nsCmd(np.h.ns, l.cfg.SelfBin, "_pull",
+			"--ref", shimAddr+"/"+imageRepo+":"+imageTag, "--ready", "http://"+metAddr+"/readyz",
+			"--start-at", strconv.FormatInt(startAt.UnixNano(), 10), "--timeout", timeout.String(),
+			"--concurrency", strconv.Itoa(l.cfg.PullConcurrency))...)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, puller{i: i, p: p, out: out})
+	}
+	wctx, cancel := context.WithDeadline(ctx, startAt.Add(timeout+30*time.Second))
+	defer cancel()
+	got := map[int]PullResult{}
+	done := 0
+	for _, pu := range ps {
+		_ = pu.p.wait(wctx)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var r PullResult
+		if pu.p.exited() && pu.p.cmd.ProcessState != nil {
+			l.pullCPU += (pu.p.cmd.ProcessState.UserTime() + pu.p.cmd.ProcessState.SystemTime()).Seconds()
+		}
+		if !pu.p.exited() {
+			pu.p.stop(time.Second)
+			r.Error = "timed out"
+		} else if err := json.Unmarshal(bytes.TrimSpace([]byte(readFile(pu.out))), &r); err != nil {
+			r.Error = fmt.Sprintf("puller said nothing: %s", strings.TrimSpace(tail(pu.out+".err", 1000)))
+		}
+		if r.Error == "" {
+			done++
+		}
+		got[pu.i] = r
+	}
+	l.logf("phase done: %d/%d pulls complete", done, len(ps))
+	return got, nil
+}
+
+// waitFor polls cond every 100 ms until it holds, p exits, or d passes.
+func waitFor(ctx context.Context, d time.Duration, p *proc, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return nil
+		}
+		if p != nil && p.exited() {
+			return fmt.Errorf("exited (%v)", p.err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("not ready after %s", d)
+}
+
+// registryBlobBytes sums the blob bytes distribution logged as written
+// ("response completed" lines of GET .../blobs/...) between two offsets
+// of its log.
+func registryBlobBytes(path string, from, to int64) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return 0
+	}
+	return sumRegistryBlobBytes(io.LimitReader(f, to-from))
+}
+
+func sumRegistryBlobBytes(r io.Reader) int64 {
+	var total int64
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var l struct {
+			Msg     string `json:"msg"`
+			Method  string `json:"http.request.method"`
+			URI     string `json:"http.request.uri"`
+			Written int64  `json:"http.response.written"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		if l.Msg == "response completed" && l.Method == "GET" && strings.Contains(l.URI, "/blobs/") {
+			total += l.Written
+		}
+	}
+	return total
+}
