@@ -6,7 +6,7 @@ PKGS := ./...
 FUZZTIME ?= 4s
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo test unit fuzz fuzz-long lint bench clean
+.PHONY: all build demo test unit fuzz fuzz-long lint bench bench-go bench-smoke clean
 
 all: build
 
@@ -48,9 +48,19 @@ fuzz:
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=2m
 
-## bench: the node against its origin, in one run (see docs/ARCHITECTURE.md)
-bench:
+## bench-go: the node and the swarm against the origin on loopback, in one run
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./bench/
+
+## bench: the rollout lab (root, iproute2, docker-registry): cold-rollout, 20 nodes,
+## 512 MiB in 4 layers, 100 Mbit/s links, modes shoal, direct, one-peer (30-45 min)
+bench:
+	$(GO) run ./bench/cmd/shoal-bench --scenario cold-rollout --nodes 20 --image-size 536870912 --layers 4 \
+	  --node-rate 100mbit --origin-rate 100mbit --modes shoal,direct,one-peer --out bench-results/cold-rollout
+
+## bench-smoke: 3 nodes, 32 MiB in 2 layers, every mode (about a minute)
+bench-smoke:
+	$(GO) run ./bench/cmd/shoal-bench --scenario smoke --out bench-results/smoke
 
 clean:
 	rm -rf bin
