@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/shoal-dev/shoal/bench/testorigin"
@@ -366,7 +366,5 @@ func TestStalledUpstreamFailsInBoundedTime(t *testing.T) {
 }
 
 func appendLayer(img v1.Image, l v1.Layer) (v1.Image, error) {
-	return mutateAppend(img, l)
+	return mutate.AppendLayers(img, l)
 }
-
-var _ = name.Insecure

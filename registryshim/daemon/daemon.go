@@ -79,17 +79,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
-	mapping, err := upstream.NewMapping(cfg.Upstreams, cfg.DefaultUpstream)
-	if err != nil {
-		return nil, err
-	}
-	creds, err := upstream.LoadCredentials(cfg.DockerConfig)
-	if err != nil {
-		return nil, err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	up, err := upstream.New(mapping, creds, upstream.Config{CAFile: cfg.CAFile, Timeout: cfg.UpstreamTimeout}, log.Named("upstream"), reg)
+	up, err := upstream.Open(cfg.Upstreams, cfg.DefaultUpstream, cfg.DockerConfig,
+		upstream.Config{CAFile: cfg.CAFile, Timeout: cfg.UpstreamTimeout}, log.Named("upstream"), reg)
 	if err != nil {
 		return nil, err
 	}

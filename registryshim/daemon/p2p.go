@@ -6,7 +6,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/discovery"
@@ -97,5 +96,3 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	}
 	return swarmFetcher{sw: sw, origin: origin}, nil
 }
-
-var _ = zap.String

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -214,5 +213,3 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		}
 	})
 }
-
-var _ = fmt.Sprintf

@@ -1,7 +1,6 @@
 package shimtest_test
 
 import (
-	"net/http"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -81,5 +80,3 @@ func TestOriginFetcherConformance(t *testing.T) {
 		return registryshim.NewOriginFetcher(c, zap.NewNop(), nil), tgt
 	})
 }
-
-var _ = http.StatusOK

@@ -6,7 +6,6 @@ package shimtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -207,6 +206,3 @@ var (
 	_ registryshim.Upstream     = (*MemUpstream)(nil)
 	_ registryshim.BlobUpstream = (*MemUpstream)(nil)
 )
-
-// ErrConformance marks a conformance failure.
-var ErrConformance = errors.New("shimtest: conformance failure")

@@ -310,3 +310,17 @@ func (s *stallReader) Close() error {
 	s.cancel()
 	return err
 }
+
+// Open builds a Client from the command-line shape of its settings:
+// NAME=URL pairs, the default registry name and a docker config.json path.
+func Open(pairs []string, defaultName, dockerConfig string, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
+	mapping, err := NewMapping(pairs, defaultName)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := LoadCredentials(dockerConfig)
+	if err != nil {
+		return nil, err
+	}
+	return New(mapping, creds, cfg, log, reg)
+}
