@@ -226,7 +226,9 @@ func (n *node) pull(t *testing.T, b []byte, fallback swarm.Fallback) error {
 	if !bytes.Equal(buf.Bytes(), b) {
 		t.Fatalf("pulled bytes differ")
 	}
-	return nil
+	// The last byte is released once the digest matches, before the commit;
+	// wait for the blob to be stored so callers can open it.
+	return st.Wait(ctx)
 }
 
 func randomBlob(n int, seed uint64) []byte {
