@@ -6,7 +6,7 @@ PKGS := ./...
 FUZZTIME ?= 4s
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build demo test unit fuzz fuzz-long lint bench bench-go bench-smoke clean
+.PHONY: all build demo test unit lab-smoke fuzz fuzz-long lint bench bench-go bench-smoke clean
 
 all: build
 
@@ -18,8 +18,9 @@ demo:
 	$(GO) run ./cmd/shoal demo
 
 ## test: format and vet checks, every test with -race (real origin registry,
-## real containerd, the OCI conformance suite), then each fuzz target briefly
-test: lint unit fuzz
+## real containerd, the OCI conformance suite), the bench lab's smoke scenario
+## (network namespaces, every mode must complete), then each fuzz target briefly
+test: lint unit lab-smoke fuzz
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -30,6 +31,12 @@ unit:
 	# The swarm at full scale (8 nodes, 256 MiB at once) runs without -race,
 	# which slows libp2p's stream stack several-fold.
 	set -o pipefail; $(GO) test -count=1 -timeout 10m -run 'TestEightNodesAtOnce' -v ./p2p/swarm/ | grep -E '^(---|ok|FAIL|\s+swarm_test)'
+
+# The rollout lab's smoke scenario through the real shoal-bench binary (root,
+# iproute2, docker-registry): fails when a mode does not complete or a result
+# file is missing.
+lab-smoke:
+	SHOAL_LAB=1 $(GO) test -count=1 -timeout 6m -run 'TestSmokeLab' -v ./bench/lab/ 2>&1 | tail -40; exit $${PIPESTATUS[0]}
 
 # Every Fuzz* target in the module, run for FUZZTIME each.
 fuzz:

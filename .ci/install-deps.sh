@@ -3,6 +3,9 @@
 # machine (run as root). Idempotent and quick when everything is present:
 #   - containerd, ctr, runc  (cmd/shoal e2e_containerd_test.go)
 #   - skopeo                 (client tests)
+#   - docker-registry, ip, tc (the bench lab's smoke scenario: a real
+#                             distribution/registry origin and network
+#                             namespaces with shaped links)
 #   - oci-conformance        (OCI distribution-spec conformance suite,
 #                             cmd/shoal e2e_conformance_test.go)
 set -euo pipefail
@@ -17,7 +20,7 @@ log() { echo "install-deps: $*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
 missing=()
-for tool in containerd:containerd ctr:containerd runc:runc skopeo:skopeo; do
+for tool in containerd:containerd ctr:containerd runc:runc skopeo:skopeo docker-registry:docker-registry ip:iproute2 tc:iproute2; do
 	cmd=${tool%%:*} pkg=${tool##*:}
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		case " ${missing[*]:-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
@@ -29,7 +32,7 @@ if ((${#missing[@]})); then
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-	log "containerd, ctr, runc, skopeo: present"
+	log "containerd, ctr, runc, skopeo, docker-registry, ip, tc: present"
 fi
 
 # --- OCI conformance suite ------------------------------------------------

@@ -248,7 +248,6 @@ func (n *node) stop() error {
 	return <-n.done
 }
 
-// stored reports whether the node's store holds digest as complete content.
 // stored reports whether the blob is complete in the node's store. The
 // client may see the last byte a moment before the file is synced and
 // renamed into place, so it waits a little.
