@@ -38,10 +38,7 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 		ri.source = "upstream"
 		return s.writeBlob(ctx, w, r, d, size, ri.source, nil)
 	}
-	req := BlobRequest{Target: t, Digest: d}
-	st, err := s.store.Fetch(ctx, d, func(ctx context.Context, p *store.Partial) error {
-		return s.fetcher.Fetch(ctx, req, p)
-	})
+	st, err := s.store.Fetch(ctx, d, s.filler(t, d))
 	if err != nil {
 		return upstreamError(err, oci.CodeBlobUnknown, "blob")
 	}
@@ -59,6 +56,14 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	return s.writeBlob(ctx, w, r, d, size, ri.source, func(w io.Writer, off, n int64) (int64, error) {
 		return st.WriteRange(ctx, w, off, n)
 	})
+}
+
+// filler fills blob d of t through the fetcher (swarm, then origin).
+func (s *Shim) filler(t upstream.Target, d oci.Digest) store.Filler {
+	req := BlobRequest{Target: t, Digest: d}
+	return func(ctx context.Context, p *store.Partial) error {
+		return s.fetcher.Fetch(ctx, req, p)
+	}
 }
 
 // writeBlob sends blob headers and, for GET, the requested bytes through

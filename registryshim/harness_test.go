@@ -37,6 +37,7 @@ type nodeOpts struct {
 	dir                 string
 	extraUpstreams      []string
 	quiet               bool
+	prefetch            bool
 }
 
 func newNode(t testing.TB, origin *testorigin.Origin, o nodeOpts) *node {
@@ -69,7 +70,7 @@ func newNode(t testing.TB, origin *testorigin.Origin, o nodeOpts) *node {
 	}
 	n := &node{t: t, origin: origin, store: st, reg: reg, dir: o.dir}
 	fetcher := registryshim.NewOriginFetcher(up, log, nil)
-	n.shim = registryshim.New(st, up, fetcher, registryshim.Options{TagTTL: o.ttl, TagStale: o.stale, Timeout: timeout}, log, reg)
+	n.shim = registryshim.New(st, up, fetcher, registryshim.Options{TagTTL: o.ttl, TagStale: o.stale, Timeout: timeout, PrefetchLayers: o.prefetch}, log, reg)
 	n.srv = httptest.NewServer(n.shim)
 	n.host = strings.TrimPrefix(n.srv.URL, "http://")
 	t.Cleanup(n.close)

@@ -39,6 +39,9 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	ri.digest = d.String()
 	if body, mt, err := s.store.ReadSmall(d); err == nil {
 		ri.source = "store"
+		if r.Method == http.MethodGet {
+			s.prefetch(ctx, t, body)
+		}
 		return s.writeManifest(w, r, d, mt, body)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -50,6 +53,9 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	ri.source = "upstream"
 	if err := s.store.PutSmall(d, desc.MediaType, body); err != nil {
 		s.log.Warn("cannot cache manifest", zap.String("digest", d.String()), zap.Error(err))
+	}
+	if r.Method == http.MethodGet {
+		s.prefetch(ctx, t, body)
 	}
 	return s.writeManifest(w, r, d, desc.MediaType, body)
 }

@@ -3,11 +3,12 @@ package registryshim
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	served   *prometheus.CounterVec
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	tags     *prometheus.CounterVec
-	inflight prometheus.Gauge
+	served     *prometheus.CounterVec
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	tags       *prometheus.CounterVec
+	inflight   prometheus.Gauge
+	prefetched prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +34,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shoal_http_requests_in_flight",
 			Help: "Registry shim requests being served.",
 		}),
+		prefetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_prefetched_blobs_total",
+			Help: "Blob downloads started because a client fetched their image manifest.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.requests, m.duration, m.tags, m.inflight)
+		reg.MustRegister(m.served, m.requests, m.duration, m.tags, m.inflight, m.prefetched)
 	}
 	return m
 }

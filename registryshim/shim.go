@@ -37,6 +37,10 @@ type Options struct {
 	// Timeout bounds how long a request waits for an upstream answer before
 	// it fails with an OCI error.
 	Timeout time.Duration
+	// PrefetchLayers starts fetching every blob of an image manifest when
+	// a client GETs the manifest, so the layers a client asks for a few at
+	// a time are all under way at once (see prefetch.go).
+	PrefetchLayers bool
 }
 
 // Shim is the registry shim's HTTP handler.

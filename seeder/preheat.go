@@ -2,11 +2,8 @@ package seeder
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +16,6 @@ import (
 	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
-// ErrBadManifest is returned for a manifest preheat cannot walk.
-var ErrBadManifest = errors.New("seeder: bad manifest")
-
 // Progress is one preheat progress report.
 type Progress struct {
 	Bytes      int64   `json:"bytes"`
@@ -31,68 +25,6 @@ type Progress struct {
 	Rate       float64 `json:"rate"`
 	Done       bool    `json:"done,omitempty"`
 	Error      string  `json:"error,omitempty"`
-}
-
-// Descriptor is a blob an image needs.
-type Descriptor struct {
-	MediaType string `json:"mediaType"`
-	Digest    string `json:"digest"`
-	Size      int64  `json:"size"`
-	Platform  *struct {
-		OS           string `json:"os"`
-		Architecture string `json:"architecture"`
-		Variant      string `json:"variant,omitempty"`
-	} `json:"platform,omitempty"`
-}
-
-// Manifest is the part of an image manifest or index preheat reads.
-type Manifest struct {
-	MediaType string       `json:"mediaType"`
-	Config    *Descriptor  `json:"config"`
-	Layers    []Descriptor `json:"layers"`
-	Manifests []Descriptor `json:"manifests"`
-}
-
-// ParseManifest decodes a manifest or index and checks its descriptors.
-func ParseManifest(b []byte) (*Manifest, error) {
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
-	}
-	all := append(append([]Descriptor{}, m.Layers...), m.Manifests...)
-	if m.Config != nil {
-		all = append(all, *m.Config)
-	}
-	for _, d := range all {
-		if _, err := oci.ParseDigest(d.Digest); err != nil {
-			return nil, fmt.Errorf("%w: descriptor digest %q", ErrBadManifest, d.Digest)
-		}
-		if d.Size < 0 {
-			return nil, fmt.Errorf("%w: negative size", ErrBadManifest)
-		}
-	}
-	if len(m.Manifests) == 0 && m.Config == nil && len(m.Layers) == 0 {
-		return nil, fmt.Errorf("%w: neither an image nor an index", ErrBadManifest)
-	}
-	return &m, nil
-}
-
-// IsIndex reports whether m lists manifests.
-func (m *Manifest) IsIndex() bool { return len(m.Manifests) > 0 }
-
-// matches reports whether a descriptor fits the platform filter.
-func matches(d Descriptor, platform string) bool {
-	if platform == "" || platform == "all" {
-		return true
-	}
-	if d.Platform == nil {
-		return false
-	}
-	p := d.Platform.OS + "/" + d.Platform.Architecture
-	if d.Platform.Variant != "" && strings.Count(platform, "/") == 2 {
-		p += "/" + d.Platform.Variant
-	}
-	return p == platform
 }
 
 // SplitRef turns an image reference into the registry name (as clients
@@ -201,19 +133,19 @@ var _ io.Writer = counter{}
 
 // collect walks ref's manifest (and an index's children) and returns the
 // blobs to pull; manifests go into the store on the way.
-func (s *Seeder) collect(ctx context.Context, t upstream.Target, id, platform string) ([]Descriptor, error) {
+func (s *Seeder) collect(ctx context.Context, t upstream.Target, id, platform string) ([]oci.Descriptor, error) {
 	desc, body, err := s.up.GetManifest(ctx, t, id, nil)
 	if err != nil {
 		return nil, err
 	}
 	_ = s.store.PutSmall(desc.Digest, desc.MediaType, body)
-	m, err := ParseManifest(body)
+	m, err := oci.ParseManifest(body)
 	if err != nil {
 		return nil, err
 	}
-	var out []Descriptor
+	var out []oci.Descriptor
 	seen := map[string]bool{}
-	add := func(ds ...Descriptor) {
+	add := func(ds ...oci.Descriptor) {
 		for _, d := range ds {
 			if !seen[d.Digest] {
 				seen[d.Digest] = true
@@ -221,11 +153,11 @@ func (s *Seeder) collect(ctx context.Context, t upstream.Target, id, platform st
 			}
 		}
 	}
-	images := []*Manifest{m}
+	images := []*oci.Manifest{m}
 	if m.IsIndex() {
 		images = nil
 		for _, child := range m.Manifests {
-			if !matches(child, platform) {
+			if !child.Matches(platform) {
 				continue
 			}
 			cdesc, cbody, err := s.up.GetManifest(ctx, t, child.Digest, nil)
@@ -233,7 +165,7 @@ func (s *Seeder) collect(ctx context.Context, t upstream.Target, id, platform st
 				return nil, err
 			}
 			_ = s.store.PutSmall(cdesc.Digest, cdesc.MediaType, cbody)
-			cm, err := ParseManifest(cbody)
+			cm, err := oci.ParseManifest(cbody)
 			if err != nil {
 				return nil, err
 			}

@@ -40,6 +40,8 @@ type Config struct {
 	UpstreamTimeout time.Duration
 	PSKFile         string
 	Bootstrap       []string // other seeders, to share one DHT
+	// UploadSlots bounds the chunks sent at once (0: the default).
+	UploadSlots int
 }
 
 // Seeder is a running seeder.
@@ -109,6 +111,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	}
 	blobs := swarm.NewBlobs(s.store, s.filler, true)
 	s.h.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
+		Uploads:  chunk.NewUploads(cfg.UploadSlots),
 		OnUpload: func(_ peer.ID, n int64) { s.m.Uploaded.Add(float64(n)) },
 	}, log.Named("chunks")))
 	if cfg.AdminAddr != "" {

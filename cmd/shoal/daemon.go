@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/shoal-dev/shoal/deploy/settings"
+	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/registryshim/daemon"
 )
 
@@ -86,6 +87,8 @@ func daemonFlags(fs *flag.FlagSet, cfg *daemon.Config, upstreams *settings.Repea
 	fs.Var(&p2p.seeders, "trusted-seeder", "peer ID of a seeder whose chunk signatures are trusted; repeatable")
 	fs.StringVar(&cfg.PSKFile, "psk-file", "", "libp2p private network key file (peers without it cannot connect)")
 	fs.IntVar(&cfg.MaxSourcesPerBlob, "max-sources-per-blob", 8, "peers and seeders fetched from at once for one blob (1: a single source, no striping)")
+	fs.BoolVar(&cfg.PrefetchLayers, "prefetch-layers", true, "when a client GETs an image manifest, start fetching every layer it lists that is not here (clients ask a few at a time)")
+	fs.IntVar(&cfg.UploadSlots, "upload-slots", chunk.DefaultUploads, "chunks sent to peers at once; more requests wait their turn, so each chunk leaves fast and can be relayed")
 	fs.BoolVar(&cfg.SharePartial, "share-partial", true, "serve verified chunks of blobs still downloading (false: only complete blobs)")
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/deploy/settings"
+	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/seeder"
 )
@@ -32,6 +33,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.DefaultUpstream, "default-upstream", "docker.io", "registry name for references without one")
 	fs.StringVar(&cfg.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with origin credentials")
 	fs.StringVar(&cfg.CAFile, "ca-file", "", "extra PEM CA bundle trusted for https origins")
+	fs.IntVar(&cfg.UploadSlots, "upload-slots", chunk.DefaultUploads, "chunks sent to nodes at once; more requests wait their turn")
 	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 15*time.Second, "bound on waiting for an origin answer")
 	fs.StringVar(&cfg.PSKFile, "psk-file", "", "libp2p private network key file")
 	fs.Var(&boot, "bootstrap", "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")

@@ -155,14 +155,21 @@
 //	close write          ------------>
 //	                     <------------  answers still queued, then close
 //
-// The client may pipeline REQUESTs. The server answers them one at a time in
-// the order received, each with exactly one CHUNK, or ERROR(code, index) when
+// The client may pipeline REQUESTs. The server answers them one at a time,
+// each with exactly one CHUNK, or ERROR(code, index) when
 // it cannot serve that chunk (UNAVAILABLE: not held); such an ERROR does not
 // end the stream. A REQUEST dropped by CANCEL gets no answer. The server
 // queues at most MaxQueued (default 16) REQUESTs that it has received and not
 // yet begun to answer; one more is a protocol violation. A client that keeps
 // at most MaxQueued requests unanswered, not counting the cancelled ones, never
 // overflows the queue, because the server reads frames in order.
+//
+// Answers need not follow the order of the REQUESTs: a server bounds the
+// CHUNKs it sends at once across all its streams (upload slots) and, when a
+// slot frees, answers first the queued request for the chunk it has sent the
+// fewest times, less one per 10 seconds the request has waited (oldest first
+// among equals): a seeder sends fresh chunks before repeats, and a repeat is
+// delayed, never starved. A client matches answers by index.
 //
 // The client half-closes its side when it has nothing more to request; the
 // server then answers what is queued and closes. ERROR(-1) after HAVE means

@@ -59,6 +59,9 @@ type ServerOptions struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds the write of each frame (60 s).
 	WriteTimeout time.Duration
+	// Uploads, if set, bounds the CHUNK payloads sent at once across every
+	// stream that shares it (nil: no bound).
+	Uploads *Uploads
 	// OnUpload, if set, is called with each CHUNK payload's size after it
 	// was written (for shoal_uploaded_bytes_total).
 	OnUpload func(p peer.ID, n int64)
@@ -249,12 +252,26 @@ func (sv *server) readLoop(rd *Reader, q *queue, count int) error {
 // answerLoop answers queued requests in order until the queue is closed and
 // drained.
 func (sv *server) answerLoop(ctx context.Context, q *queue, blob Blob, req Open, have Have) error {
+	prio := func(int) int { return 0 }
+	if p, ok := blob.(Prioritizer); ok {
+		prio = p.Priority
+	}
 	for {
-		i, ok := q.pop(ctx)
-		if !ok {
+		if !q.wait(ctx) {
 			return nil
 		}
-		if err := sv.answer(ctx, blob, req, have, i); err != nil {
+		if err := sv.opts.Uploads.acquire(ctx, func() int { return q.best(prio) }); err != nil {
+			return err
+		}
+		// The best request now: a CANCEL may have emptied the queue while
+		// it waited for the slot.
+		i, ok := q.take(prio)
+		var err error
+		if ok {
+			err = sv.answer(ctx, blob, req, have, i)
+		}
+		sv.opts.Uploads.release()
+		if err != nil {
 			return err
 		}
 	}
@@ -417,10 +434,20 @@ func message(code Code, err error) string {
 	return sanitize(err.Error())
 }
 
+// agingStep is how long a queued request waits to gain one step of
+// priority, so a chunk already sent many times is delayed, never starved.
+const agingStep = 10 * time.Second
+
+// queued is one received request.
+type queued struct {
+	index int
+	at    time.Time
+}
+
 // queue holds received, not yet answered requests.
 type queue struct {
 	mu     sync.Mutex
-	items  []int
+	items  []queued
 	closed bool
 	max    int
 	wake   chan struct{}
@@ -438,7 +465,7 @@ func (q *queue) push(i int) bool {
 	q.mu.Lock()
 	full := len(q.items) >= q.max
 	if !full {
-		q.items = append(q.items, i)
+		q.items = append(q.items, queued{i, time.Now()})
 	}
 	q.mu.Unlock()
 	q.signal()
@@ -450,7 +477,7 @@ func (q *queue) cancel(i int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for k, v := range q.items {
-		if v == i {
+		if v.index == i {
 			q.items = append(q.items[:k], q.items[k+1:]...)
 			return
 		}
@@ -465,28 +492,65 @@ func (q *queue) close() {
 	q.signal()
 }
 
-// pop returns the oldest request; false once the queue is closed and empty
-// or ctx ends.
-func (q *queue) pop(ctx context.Context) (int, bool) {
+// wait blocks until a request is queued; false once the queue is closed and
+// empty or ctx ends.
+func (q *queue) wait(ctx context.Context) bool {
 	for {
 		q.mu.Lock()
-		if len(q.items) > 0 {
-			i := q.items[0]
-			q.items = append(q.items[:0], q.items[1:]...)
-			q.mu.Unlock()
-			return i, true
-		}
-		closed := q.closed
+		n, closed := len(q.items), q.closed
 		q.mu.Unlock()
+		if n > 0 {
+			return true
+		}
 		if closed {
-			return 0, false
+			return false
 		}
 		select {
 		case <-q.wake:
 		case <-ctx.Done():
-			return 0, false
+			return false
 		}
 	}
+}
+
+// bestIndex is the position of the queued request to answer next: the
+// lowest priority value less a step per agingStep waited, the oldest among
+// equals; -1 if none. q.mu held.
+func (q *queue) bestIndex(prio func(int) int) (int, int) {
+	best, bestPrio := -1, 0
+	now := time.Now()
+	for k, it := range q.items {
+		p := prio(it.index) - int(now.Sub(it.at)/agingStep)
+		if best < 0 || p < bestPrio {
+			best, bestPrio = k, p
+		}
+	}
+	return best, bestPrio
+}
+
+// best is the priority of the request take would return (an empty queue
+// ranks last).
+func (q *queue) best(prio func(int) int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k, p := q.bestIndex(prio)
+	if k < 0 {
+		return int(^uint(0) >> 1)
+	}
+	return p
+}
+
+// take removes and returns the request to answer next.
+func (q *queue) take(prio func(int) int) (int, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k, _ := q.bestIndex(prio)
+	if k < 0 {
+		return 0, false
+	}
+	i := q.items[k].index
+	q.items = append(q.items[:k], q.items[k+1:]...)
+	return i, true
 }
 
 // bufPool pools chunk buffers by power-of-two capacity class (64 KiB up).

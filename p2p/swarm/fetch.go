@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -38,7 +39,10 @@ type Config struct {
 	Seeders []peer.AddrInfo
 	// MaxSources caps the sessions per blob (1: one source, no striping).
 	MaxSources int
-	// MaxInflight caps requests in flight per peer.
+	// MaxInflight caps requests in flight per peer, across every blob
+	// this node fetches at once: a peer's upload is shared by all of them,
+	// and a request parked in a long queue there holds a chunk no other
+	// peer is asked for.
 	MaxInflight int
 	// SharePartial advertises a blob with its first verified chunk (true)
 	// or only once complete.
@@ -96,14 +100,16 @@ type Fallback func(ctx context.Context, p *store.Partial) error
 
 // Fetcher fetches blobs from the swarm.
 type Fetcher struct {
-	h      host.Host
-	router Router
-	cfg    Config
-	trust  chunk.TrustSet
-	seeder map[peer.ID]bool
-	log    *zap.Logger
-	m      *Metrics
-	pool   sync.Pool
+	load      peerLoad
+	lastChunk atomic.Int64 // unix nanoseconds of the last chunk any fetch received
+	h         host.Host
+	router    Router
+	cfg       Config
+	trust     chunk.TrustSet
+	seeder    map[peer.ID]bool
+	log       *zap.Logger
+	m         *Metrics
+	pool      sync.Pool
 }
 
 // NewFetcher builds a Fetcher. router may be nil (seeders only).
@@ -115,6 +121,49 @@ func NewFetcher(h host.Host, router Router, cfg Config, m *Metrics, log *zap.Log
 		f.seeder[s.ID] = true
 	}
 	return f
+}
+
+// peerLoad counts the requests in flight per peer across the fetches of
+// one node: each fetch publishes its own counts.
+type peerLoad struct {
+	mu  sync.Mutex
+	per map[peer.ID]map[*run]int
+}
+
+func (l *peerLoad) set(r *run, id peer.ID, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.per == nil {
+		l.per = map[peer.ID]map[*run]int{}
+	}
+	m := l.per[id]
+	if n == 0 {
+		if m != nil {
+			delete(m, r)
+			if len(m) == 0 {
+				delete(l.per, id)
+			}
+		}
+		return
+	}
+	if m == nil {
+		m = map[*run]int{}
+		l.per[id] = m
+	}
+	m[r] = n
+}
+
+// others is the load on id from fetches other than r.
+func (l *peerLoad) others(r *run, id peer.ID) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for o, c := range l.per[id] {
+		if o != r {
+			n += c
+		}
+	}
+	return n
 }
 
 // Trust is the set of trusted seeders.
@@ -175,9 +224,16 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request, p *store.Partial, fall
 	err := r.loop(ctx)
 	cancel()
 	r.wg.Wait()
+	for id := range r.peers {
+		f.load.set(r, id, 0)
+	}
+	// Reset, not Close: a server may be in the middle of a CHUNK nobody
+	// will read (an endgame duplicate, a request the fallback overtook).
+	// Closing would leave its write blocked on flow control, holding one
+	// of its upload slots until the write deadline; a reset frees it now.
 	for _, s := range r.peers {
 		if !s.closed {
-			s.sess.Close()
+			s.sess.Reset()
 		}
 	}
 	ctx = parent
@@ -244,6 +300,9 @@ type run struct {
 	bytes        map[string]int64
 	lookupDone   bool
 	lastLookup   time.Time
+	lookupEvery  time.Duration   // the wait before the next re-lookup; doubles when one finds nobody new
+	lookupFound  bool            // the lookup under way offered a peer not yet known
+	rediscovered time.Time       // when a fetch that lost every source looked again
 	reserve      []peer.AddrInfo // seeders held back in single-source mode
 }
 
@@ -371,6 +430,12 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	switch ev.kind {
 	case evLookupDone:
 		r.lookupDone = true
+		if r.lookupFound {
+			r.lookupEvery = relookup
+		} else {
+			r.lookupEvery = min(2*max(r.lookupEvery, relookup), maxRelookup)
+		}
+		r.lookupFound = false
 		// With a single source allowed, a seeder is the reserve: dial it
 		// only when the lookup found no peer to take the slot.
 		if r.live()+len(r.dialing) == 0 {
@@ -384,6 +449,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		if r.banned[id] || r.dialing[id] || r.peers[id] != nil && !r.peers[id].closed {
 			return nil
 		}
+		r.lookupFound = true
 		if r.f.cfg.MaxSources == 1 && r.f.seeder[id] && !r.lookupDone {
 			r.reserve = append(r.reserve, ev.info)
 			return nil
@@ -435,12 +501,17 @@ func (r *run) handle(ctx context.Context, ev event) error {
 				s.rate = 0.7*s.rate + 0.3*rate
 			}
 		}
+		if ce := r.f.log.Check(zap.DebugLevel, "chunk received"); ce != nil {
+			ce.Write(zap.String("digest", r.req.Digest.String()), zap.String("peer", ev.id.String()), zap.Int("chunk", ev.idx),
+				zap.Duration("took", ev.took), zap.Bool("duplicate", r.held[ev.idx]))
+		}
 		if r.held[ev.idx] {
 			return nil
 		}
 		r.held[ev.idx] = true
 		r.heldCount++
 		r.lastProgress = time.Now()
+		r.f.lastChunk.Store(r.lastProgress.UnixNano())
 		src := "peer"
 		if s != nil && s.seeder {
 			src = "seeder"
@@ -501,6 +572,7 @@ func (r *run) closeSource(id peer.ID) {
 		r.inflight[i]--
 	}
 	s.inflight = map[int]time.Time{}
+	r.f.load.set(r, id, 0)
 	s.sess.Reset()
 }
 
@@ -597,9 +669,13 @@ func (r *run) receive(ctx context.Context, s *source, c *chunk.Chunk) {
 // endgame duplicates it on another source.
 const endgameAfter = 750 * time.Millisecond
 
-// relookup is how often a fetch with room for more sources asks the DHT
-// again for providers.
-const relookup = time.Second
+// relookup is how soon a fetch with room for more sources asks the DHT
+// again for providers; each lookup that finds nobody new doubles the wait,
+// up to maxRelookup (a lookup costs every DHT node on its path some work).
+const (
+	relookup    = time.Second
+	maxRelookup = 16 * time.Second
+)
 
 // seederGrace bounds how long a fetch waits for its first DHT lookup and
 // the dials it started before it asks a seeder.
@@ -630,7 +706,11 @@ func (r *run) schedule() {
 		if s.seeder && waitForPeers {
 			continue
 		}
-		for len(s.inflight) < r.f.cfg.MaxInflight {
+		room := r.f.cfg.MaxInflight
+		if !s.seeder {
+			room -= r.f.load.others(r, s.id)
+		}
+		for len(s.inflight) < room {
 			i := r.pick(s, srcs)
 			if i < 0 {
 				break
@@ -639,8 +719,50 @@ func (r *run) schedule() {
 				r.closeSource(s.id)
 				break
 			}
+			if !s.seeder && r.inflight[i] > 0 {
+				r.cancelAtSeeders(i)
+			}
+			if ce := r.f.log.Check(zap.DebugLevel, "chunk requested"); ce != nil {
+				ce.Write(zap.String("digest", r.req.Digest.String()), zap.String("peer", s.id.String()), zap.Bool("seeder", s.seeder), zap.Int("chunk", i))
+			}
 			s.inflight[i] = time.Now()
 			r.inflight[i]++
+		}
+	}
+	for _, s := range srcs {
+		r.f.load.set(r, s.id, len(s.inflight))
+	}
+}
+
+// progress is when the swarm last delivered: to this fetch, or to any
+// other of this node's. A node fetching several blobs at once shares its
+// link among them, so one blob may wait its turn while the others flow;
+// that is no reason to load the origin.
+func (r *run) progress() time.Time {
+	if t := time.Unix(0, r.f.lastChunk.Load()); t.After(r.lastProgress) {
+		return t
+	}
+	return r.lastProgress
+}
+
+// atSeeders counts the requests for chunk i outstanding at seeders.
+func (r *run) atSeeders(i int) int {
+	n := 0
+	for _, o := range r.peers {
+		if _, ok := o.inflight[i]; ok && o.seeder && !o.closed {
+			n++
+		}
+	}
+	return n
+}
+
+// cancelAtSeeders withdraws the requests for chunk i queued at seeders.
+func (r *run) cancelAtSeeders(i int) {
+	for _, o := range r.peers {
+		if _, ok := o.inflight[i]; ok && o.seeder && !o.closed {
+			delete(o.inflight, i)
+			r.inflight[i]--
+			_ = o.sess.Cancel(i)
 		}
 	}
 }
@@ -658,7 +780,25 @@ func (r *run) pick(s *source, srcs []*source) int {
 		}
 		return c
 	}
-	wanted := func(i int) bool { return !r.held[i] && r.inflight[i] == 0 && s.have[i] }
+	wanted := func(i int) bool {
+		if r.held[i] || !s.have[i] {
+			return false
+		}
+		if r.inflight[i] == 0 {
+			return true
+		}
+		_, mine := s.inflight[i]
+		if mine {
+			return false
+		}
+		if s.seeder {
+			return false
+		}
+		// A peer takes over a chunk that only a seeder was asked for: the
+		// seeder's link is the one every new byte must cross, and its
+		// queue may hold the request for a while.
+		return r.atSeeders(i) == r.inflight[i]
+	}
 	// The window: the next chunks the client is waiting for. A seeder
 	// serves it only to a node that has no peer to share with (the first
 	// puller); with peers around it follows the random rarest-first order,
@@ -773,7 +913,10 @@ func (r *run) checkTimers(ctx context.Context) error {
 	}
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.
-	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && now.Sub(r.lastLookup) > relookup {
+	if r.lookupEvery == 0 {
+		r.lookupEvery = relookup
+	}
+	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && now.Sub(r.lastLookup) > r.lookupEvery {
 		r.lookupDone = false
 		r.lookup(ctx)
 	}
@@ -784,16 +927,16 @@ func (r *run) checkTimers(ctx context.Context) error {
 		return fmt.Errorf("%w: no source answered within %v", ErrNoSources, 4*r.f.cfg.LookupTimeout)
 	case r.n > 0 && live == 0 && len(r.dialing) == 0 && now.Sub(r.lastProgress) > r.f.cfg.StallTimeout/4:
 		// Every source is gone: look for more once, then give up.
-		if r.lookupDone {
+		if r.rediscovered.IsZero() {
+			r.rediscovered = now
 			r.lookupDone = false
 			r.discover(ctx)
-			r.lastProgress = now
 			return nil
 		}
-		if now.Sub(r.lastProgress) > r.f.cfg.StallTimeout {
+		if now.Sub(r.rediscovered) > r.f.cfg.StallTimeout/4 {
 			return fmt.Errorf("%w: every source is gone", ErrNoSources)
 		}
-	case r.n > 0 && now.Sub(r.lastProgress) > r.f.cfg.StallTimeout:
+	case r.n > 0 && now.Sub(r.progress()) > r.f.cfg.StallTimeout:
 		return fmt.Errorf("%w: no progress for %v", ErrNoSources, r.f.cfg.StallTimeout)
 	}
 	return nil

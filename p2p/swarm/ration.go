@@ -6,17 +6,21 @@ import (
 )
 
 // A seeder rations its announcements (super-seeding): each chunk is offered
-// at once to at most rationFirst peer sessions; the others learn of it only
-// after rationDelay, by which time the first takers have it and offer it
-// themselves. Without this, every node that starts at the same moment asks
-// the seeder for the same fresh chunk, and the seeder's link carries each
-// chunk once per node instead of about once.
+// at once to rationFirst peer sessions; the others learn of it only
+// rationDelay after the seeder started sending it to a taker (by then the
+// taker has it and offers it to its own peers), or rationIdle after the
+// first offer when no taker asked for it. Without this, every node that
+// starts at the same moment asks the seeder for the same fresh chunk, and
+// the seeder's link carries each chunk once per node instead of about once;
+// the seeder's link is the one every byte must cross first.
 const (
-	rationFirst = 2
+	rationFirst = 1
 	rationDelay = 3 * time.Second
+	rationIdle  = 3 * rationDelay
 )
 
-// rations tracks, per blob, to how many sessions each chunk was offered.
+// rations tracks, per blob, to how many sessions each chunk was offered
+// (a seeder) and how many times it was sent (every node: the upload order).
 type rations struct {
 	mu    sync.Mutex
 	blobs map[string]*ration
@@ -25,7 +29,9 @@ type rations struct {
 type ration struct {
 	refs   int
 	offers map[int]int
-	since  map[int]time.Time
+	since  map[int]time.Time // first offer
+	sent   map[int]time.Time // first send
+	copies map[int]int       // sends started
 }
 
 func (r *rations) get(key string) *ration {
@@ -36,7 +42,7 @@ func (r *rations) get(key string) *ration {
 	}
 	ra := r.blobs[key]
 	if ra == nil {
-		ra = &ration{offers: map[int]int{}, since: map[int]time.Time{}}
+		ra = &ration{offers: map[int]int{}, since: map[int]time.Time{}, sent: map[int]time.Time{}, copies: map[int]int{}}
 		r.blobs[key] = ra
 	}
 	ra.refs++
@@ -58,14 +64,32 @@ func (r *rations) put(key string) {
 func (r *rations) offer(ra *ration, i int, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t, ok := ra.since[i]
+	first, ok := ra.since[i]
 	if !ok {
 		ra.since[i] = now
-		t = now
+		first = now
 	}
-	if ra.offers[i] < rationFirst || now.Sub(t) >= rationDelay {
+	sent, sending := ra.sent[i]
+	if ra.offers[i] < rationFirst || sending && now.Sub(sent) >= rationDelay || now.Sub(first) >= rationIdle {
 		ra.offers[i]++
 		return true
 	}
 	return false
+}
+
+// sending notes that chunk i is going out to a taker.
+func (r *rations) sending(ra *ration, i int, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := ra.sent[i]; !ok {
+		ra.sent[i] = now
+	}
+	ra.copies[i]++
+}
+
+// copies is how many times chunk i has started going out.
+func (r *rations) copies(ra *ration, i int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ra.copies[i]
 }

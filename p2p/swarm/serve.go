@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/p2p/chunk"
@@ -18,18 +19,15 @@ type Blobs struct {
 	fill func(req chunk.Open) store.Filler
 	// sharePartial serves chunks of blobs still downloading.
 	sharePartial bool
-	// rations, for a seeder, spreads fresh chunks over the swarm.
+	// rations counts the copies sent of each chunk and, for a seeder,
+	// spreads fresh chunks over the swarm.
 	rations *rations
 }
 
 // NewBlobs serves the store's chunks. fill may be nil (a node: serve only
 // what is held).
 func NewBlobs(st *store.Store, fill func(req chunk.Open) store.Filler, sharePartial bool) *Blobs {
-	b := &Blobs{st: st, fill: fill, sharePartial: sharePartial}
-	if fill != nil {
-		b.rations = &rations{}
-	}
-	return b
+	return &Blobs{st: st, fill: fill, sharePartial: sharePartial, rations: &rations{}}
 }
 
 // Open implements chunk.Blobs.
@@ -47,10 +45,8 @@ func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", chunk.ErrNotFound, err)
 	}
-	blob := &servedBlob{st: b.st, req: req, v: v, partial: b.sharePartial || b.fill != nil, rations: b.rations}
-	if b.rations != nil {
-		blob.ration = b.rations.get(req.Digest.String())
-	}
+	blob := &servedBlob{st: b.st, req: req, v: v, partial: b.sharePartial || b.fill != nil, rations: b.rations,
+		seeder: b.fill != nil, ration: b.rations.get(req.Digest.String())}
 	if !blob.partial {
 		st, err := v.State(ctx)
 		if err != nil || !st.Complete {
@@ -69,13 +65,20 @@ type servedBlob struct {
 	last    store.ChunkState
 	rations *rations
 	ration  *ration
+	seeder  bool   // ration the announcements
 	offered []bool // chunks announced to this session
+
+	closeOnce sync.Once
 }
 
 // allowed applies the seeder's rationing to servable chunk i.
 func (s *servedBlob) allowed(i int) bool {
-	return s.ration == nil || s.rations.offer(s.ration, i, time.Now())
+	return !s.seeder || s.rations.offer(s.ration, i, time.Now())
 }
+
+// Priority implements chunk.Prioritizer: the chunk sent the fewest times
+// goes out first.
+func (s *servedBlob) Priority(i int) int { return s.rations.copies(s.ration, i) }
 
 func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
 	st, err := s.v.State(ctx)
@@ -159,6 +162,7 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 }
 
 func (s *servedBlob) ReadChunk(_ context.Context, i int, buf []byte) (chunk.Signed, []byte, error) {
+	s.rations.sending(s.ration, i, time.Now())
 	data, _, rec, err := s.v.ReadChunk(i, buf)
 	if err != nil {
 		return chunk.Signed{}, nil, fmt.Errorf("%w: %v", chunk.ErrUnavailable, err)
@@ -170,10 +174,9 @@ func (s *servedBlob) ReadChunk(_ context.Context, i int, buf []byte) (chunk.Sign
 	return sig, data, nil
 }
 
+// Close releases the view and the blob's tally. The Updates goroutine may
+// still consult the tally for a moment; it stays valid (only unshared).
 func (s *servedBlob) Close() error {
-	if s.ration != nil {
-		s.rations.put(s.req.Digest.String())
-		s.ration = nil
-	}
+	s.closeOnce.Do(func() { s.rations.put(s.req.Digest.String()) })
 	return s.v.Close()
 }

@@ -52,6 +52,11 @@ type Config struct {
 	PSKFile           string
 	MaxSourcesPerBlob int
 	SharePartial      bool
+	// UploadSlots bounds the chunks sent to peers at once (0: the default).
+	UploadSlots int
+	// PrefetchLayers fetches all of an image's blobs once its manifest is
+	// asked for.
+	PrefetchLayers bool
 }
 
 // Daemon is a running node.
@@ -116,7 +121,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		}
 	}
 	d.shim = registryshim.New(st, up, fetcher, registryshim.Options{
-		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.UpstreamTimeout,
+		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.UpstreamTimeout, PrefetchLayers: cfg.PrefetchLayers,
 	}, log.Named("shim"), reg)
 	if d.regLn, err = net.Listen("tcp", cfg.RegistryAddr); err != nil {
 		d.closeAll()

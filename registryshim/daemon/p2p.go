@@ -87,6 +87,7 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	sw := swarm.NewFetcher(h, dht, swarm.Config{Seeders: seeders, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
 	blobs := swarm.NewBlobs(d.store, nil, cfg.SharePartial)
 	h.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
+		Uploads:  chunk.NewUploads(cfg.UploadSlots),
 		OnUpload: func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) },
 	}, d.log.Named("chunks")))
 	d.host = h
