@@ -9,8 +9,8 @@
 // the last one shorter when C does not divide S. C is a function of S alone,
 // so every peer and seeder cuts a blob the same way:
 //
-//   - C = 4 MiB (DefaultSize) while S <= 4096 * 4 MiB (16 GiB);
-//   - above that, the smallest power-of-two multiple of 4 MiB that keeps the
+//   - C = 1 MiB (DefaultSize) while S <= 4096 * 1 MiB (4 GiB);
+//   - above that, the smallest power-of-two multiple of 1 MiB that keeps the
 //     count at or below 4096 (TargetChunks), capped at 64 MiB (MaxSize);
 //   - at 64 MiB the count may exceed 4096, up to MaxChunks = 2^20, so the
 //     largest blob is MaxBlobSize = 64 TiB; a bigger one is refused with
@@ -63,8 +63,10 @@
 //
 // # Protocol
 //
-// Protocol ID: /shoal/chunks/1.0.0 (ProtocolID), one libp2p stream per
-// (client, blob). An incompatible change gets a new major version.
+// Protocol ID: /shoal/chunks/2.0.0 (ProtocolID), one libp2p stream per
+// (client, blob). An incompatible change gets a new major version: 2.0.0
+// cut blobs into 1 MiB chunks (1.0.0: 4 MiB; a chunk relays a hop four
+// times sooner) and lets a server answer out of order (upload slots).
 //
 // # Framing
 //

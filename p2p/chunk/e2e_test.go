@@ -48,6 +48,10 @@ func newHost(t *testing.T) (host.Host, crypto.PrivKey) {
 
 // fixture is a server host serving a MemBlobs (optionally wrapped) with
 // chunk.Serve, and a client host connected to it.
+// u is a quarter chunk: blob sizes here are written in u so their chunk
+// counts do not depend on chunk.DefaultSize.
+const u = chunk.DefaultSize / 4
+
 type fixture struct {
 	server, client host.Host
 	blobs          *chunktest.MemBlobs
@@ -202,7 +206,7 @@ func TestPullEndToEnd(t *testing.T) {
 	}, zap.NewNop()))
 	must(t, client.Connect(ctxT(t, 10*time.Second), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}))
 
-	size := int64(20<<20 + 12345) // 6 chunks, the last one short
+	size := 20*u + 12345 // 6 chunks, the last one short
 	data := make([]byte, size)
 	_, _ = rand.NewChaCha8([32]byte{9}).Read(data)
 	d := oci.DigestOf(data)
@@ -316,7 +320,7 @@ func (c corruptBlob) ReadChunk(ctx context.Context, i int, buf []byte) (chunk.Si
 
 func TestCorruptPayloadCaught(t *testing.T) {
 	f := newFixture(t, chunk.ServerOptions{}, func(b chunk.Blobs) chunk.Blobs { return corrupting{b} })
-	d, data := f.put(t, 1, 5<<20, 0, 1)
+	d, data := f.put(t, 1, 5*u, 0, 1)
 	s := f.dial(t, d, chunk.ClientOptions{})
 	must(t, s.Request(1))
 	m, err := s.Next(ctxT(t, 10*time.Second))
@@ -335,7 +339,7 @@ func TestCorruptPayloadCaught(t *testing.T) {
 
 func TestNotHeldIsAnErrorNotAReset(t *testing.T) {
 	f := newFixture(t, chunk.ServerOptions{}, nil)
-	d, data := f.put(t, 2, 9<<20, 0)
+	d, data := f.put(t, 2, 9*u, 0)
 	s := f.dial(t, d, chunk.ClientOptions{})
 	ctx := ctxT(t, 10*time.Second)
 	must(t, s.Request(2))
@@ -388,7 +392,7 @@ func TestOpenErrors(t *testing.T) {
 
 func TestGracefulHalfClose(t *testing.T) {
 	f := newFixture(t, chunk.ServerOptions{}, nil)
-	d, _ := f.put(t, 3, 9<<20, 0, 1, 2)
+	d, _ := f.put(t, 3, 9*u, 0, 1, 2)
 	st := f.raw(t)
 	rd, _ := openRaw(t, st, d)
 	must(t, chunk.WriteFrame(st, chunk.Request{Index: 2}))
@@ -458,7 +462,7 @@ func (b gatedBlob) ReadChunk(ctx context.Context, i int, buf []byte) (chunk.Sign
 func TestCancelDropsQueuedRequest(t *testing.T) {
 	g := &gated{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	f := newFixture(t, chunk.ServerOptions{MaxQueued: 2}, func(b chunk.Blobs) chunk.Blobs { g.Blobs = b; return g })
-	d, _ := f.put(t, 4, 17<<20, 0, 1, 2, 3, 4)
+	d, _ := f.put(t, 4, 17*u, 0, 1, 2, 3, 4)
 	s := f.dial(t, d, chunk.ClientOptions{MaxInFlight: 8})
 	ctx := ctxT(t, 10*time.Second)
 	must(t, s.Request(0))
@@ -525,7 +529,7 @@ func TestMisbehavingClientIsReset(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := &gated{entered: make(chan struct{}, 8), release: make(chan struct{})}
 			f := newFixture(t, chunk.ServerOptions{MaxQueued: 4}, func(b chunk.Blobs) chunk.Blobs { g.Blobs = b; return g })
-			d, _ := f.put(t, 5, 9<<20, 0, 1, 2)
+			d, _ := f.put(t, 5, 9*u, 0, 1, 2)
 			s := f.raw(t)
 			tc.send(t, s, d)
 			expectReset(t, s)
@@ -539,7 +543,7 @@ func TestMisbehavingClientIsReset(t *testing.T) {
 func TestSessionPipelineCap(t *testing.T) {
 	g := &gated{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	f := newFixture(t, chunk.ServerOptions{}, func(b chunk.Blobs) chunk.Blobs { g.Blobs = b; return g })
-	d, _ := f.put(t, 6, 9<<20, 0, 1, 2)
+	d, _ := f.put(t, 6, 9*u, 0, 1, 2)
 	s := f.dial(t, d, chunk.ClientOptions{})
 	for k := 0; k < chunk.DefaultMaxQueued; k++ {
 		must(t, s.Request(k%3))
@@ -599,7 +603,7 @@ func TestDeadlines(t *testing.T) {
 	})
 	t.Run("client does not read", func(t *testing.T) {
 		f := newFixture(t, chunk.ServerOptions{WriteTimeout: 300 * time.Millisecond}, nil)
-		d, _ := f.put(t, 8, 9<<20, 0, 1, 2)
+		d, _ := f.put(t, 8, 9*u, 0, 1, 2)
 		s := f.raw(t)
 		openRaw(t, s, d)
 		for i := 0; i < 3; i++ {

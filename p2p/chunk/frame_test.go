@@ -16,12 +16,12 @@ import (
 // sampleMessages returns one valid message of each type (two for some).
 func sampleMessages(t testing.TB) []Message {
 	key, _ := testKey(t, 1)
-	r, data := testChunk(4<<20+10, 1)
+	r, data := testChunk(4*u+10, 1)
 	s, err := Sign(key, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	have := NewBitmap(Count(20<<20+5, 4<<20))
+	have := NewBitmap(Count(20*u+5, DefaultSize))
 	have.Set(0)
 	have.Set(5)
 	full := NewBitmap(3)
@@ -32,9 +32,9 @@ func sampleMessages(t testing.TB) []Message {
 	return []Message{
 		Open{Digest: r.Digest, Registry: "registry-1.docker.io", Repo: "library/ubuntu"},
 		Open{Digest: d512},
-		Have{BlobSize: 20<<20 + 5, ChunkSize: 4 << 20, Bitmap: have},
-		Have{BlobSize: 12 << 20, ChunkSize: 4 << 20, Bitmap: full, Complete: true},
-		Have{BlobSize: 0, ChunkSize: 4 << 20, Bitmap: NewBitmap(0), Complete: true},
+		Have{BlobSize: 20*u + 5, ChunkSize: DefaultSize, Bitmap: have},
+		Have{BlobSize: 12 * u, ChunkSize: DefaultSize, Bitmap: full, Complete: true},
+		Have{BlobSize: 0, ChunkSize: DefaultSize, Bitmap: NewBitmap(0), Complete: true},
 		HaveUpdate{Indexes: []int{3, 1, MaxChunks - 1}},
 		Request{Index: 0},
 		Request{Index: MaxChunks - 1},
@@ -137,7 +137,7 @@ func TestFrameCaps(t *testing.T) {
 
 func TestChunkPayloadLimit(t *testing.T) {
 	key, _ := testKey(t, 1)
-	r, data := testChunk(4<<20+10, 0)
+	r, data := testChunk(4*u+10, 0)
 	s, _ := Sign(key, r)
 	var buf bytes.Buffer
 	if err := WriteFrame(&buf, Chunk{Index: 0, Signed: s, Data: data}); err != nil {
@@ -147,7 +147,7 @@ func TestChunkPayloadLimit(t *testing.T) {
 		t.Fatal("alloc called for a payload over the limit")
 		return nil
 	})
-	rd.LimitPayload(1 << 20)
+	rd.LimitPayload(u)
 	if _, err := rd.Next(); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("payload over LimitPayload: %v, want ErrFrameTooLarge", err)
 	}
@@ -201,14 +201,14 @@ func TestReaderErrors(t *testing.T) {
 		{"open repo too long", frame(TypeOpen, openBody("r", strings.Repeat("a", MaxRepoLen+1))), ErrMalformed},
 		{"open bad algorithm", frame(TypeOpen, append([]byte{3, 'm', 'd', '5', 1, 0}, 0, 0, 0)), ErrMalformed},
 		{"open short digest", frame(TypeOpen, append([]byte{6, 's', 'h', 'a', '2', '5', '6', 1, 0}, 0, 0, 0)), ErrMalformed},
-		{"have good", frame(TypeHave, haveBody(10, 4<<20, 0, 0x80)), nil},
-		{"have geometry", frame(TypeHave, haveBody(10, 8<<20, 0, 0x80)), ErrMalformed},
+		{"have good", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0, 0x80)), nil},
+		{"have geometry", frame(TypeHave, haveBody(10, uint64(2*DefaultSize), 0, 0x80)), ErrMalformed},
 		{"have too large", frame(TypeHave, haveBody(1<<62, 64<<20, 0)), ErrMalformed},
-		{"have flags", frame(TypeHave, haveBody(10, 4<<20, 2, 0x80)), ErrMalformed},
-		{"have stray bit", frame(TypeHave, haveBody(10, 4<<20, 0, 0xc0)), ErrMalformed},
-		{"have bitmap length", frame(TypeHave, haveBody(10, 4<<20, 0, 0x80, 0)), ErrMalformed},
-		{"have complete partial", frame(TypeHave, haveBody(10, 4<<20, 1, 0)), ErrMalformed},
-		{"have short", frame(TypeHave, haveBody(10, 4<<20, 0)[:10]), ErrMalformed},
+		{"have flags", frame(TypeHave, haveBody(10, uint64(DefaultSize), 2, 0x80)), ErrMalformed},
+		{"have stray bit", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0, 0xc0)), ErrMalformed},
+		{"have bitmap length", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0, 0x80, 0)), ErrMalformed},
+		{"have complete partial", frame(TypeHave, haveBody(10, uint64(DefaultSize), 1, 0)), ErrMalformed},
+		{"have short", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0)[:10]), ErrMalformed},
 		{"update empty", frame(TypeHaveUpdate, nil), ErrMalformed},
 		{"update ragged", frame(TypeHaveUpdate, []byte{0, 0, 0, 1, 0}), ErrMalformed},
 		{"update out of range", frame(TypeHaveUpdate, u32(MaxChunks)), ErrMalformed},
@@ -273,9 +273,9 @@ func TestWriteFrameRejects(t *testing.T) {
 		{"nil", nil, ErrMalformed},
 		{"open digest", Open{}, ErrMalformed},
 		{"open registry", Open{Digest: r.Digest, Registry: strings.Repeat("r", 256)}, ErrMalformed},
-		{"have nil bitmap", Have{BlobSize: 10, ChunkSize: 4 << 20}, ErrMalformed},
+		{"have nil bitmap", Have{BlobSize: 10, ChunkSize: DefaultSize}, ErrMalformed},
 		{"have geometry", Have{BlobSize: 10, ChunkSize: 1, Bitmap: NewBitmap(10)}, ErrMalformed},
-		{"have complete partial", Have{BlobSize: 10, ChunkSize: 4 << 20, Bitmap: NewBitmap(1), Complete: true}, ErrMalformed},
+		{"have complete partial", Have{BlobSize: 10, ChunkSize: DefaultSize, Bitmap: NewBitmap(1), Complete: true}, ErrMalformed},
 		{"update empty", HaveUpdate{}, ErrMalformed},
 		{"update too many", HaveUpdate{Indexes: ups}, ErrMalformed},
 		{"update negative", HaveUpdate{Indexes: []int{-1}}, ErrMalformed},

@@ -4,8 +4,9 @@ import "fmt"
 
 // Chunk geometry limits; see the package documentation.
 const (
-	// DefaultSize is the chunk size of every blob up to 16 GiB.
-	DefaultSize int64 = 4 << 20
+	// DefaultSize is the chunk size of every blob up to 4 GiB. Small
+	// chunks relay fast: a node can pass a chunk on once it has all of it.
+	DefaultSize int64 = 1 << 20
 	// MaxSize is the largest chunk size.
 	MaxSize int64 = 64 << 20
 	// TargetChunks is the chunk count Size keeps a blob under while the

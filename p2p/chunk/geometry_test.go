@@ -9,6 +9,9 @@ import (
 
 const (
 	mib = int64(1) << 20
+	// u is a quarter chunk: blob sizes in tests are written in u so their
+	// chunk counts do not depend on DefaultSize.
+	u = DefaultSize / 4
 	gib = int64(1) << 30
 	tib = int64(1) << 40
 )
@@ -17,10 +20,14 @@ func TestSize(t *testing.T) {
 	for _, tc := range []struct {
 		blob, want int64
 	}{
-		{-1, 4 * mib},
-		{0, 4 * mib},
-		{1, 4 * mib},
-		{20 * mib, 4 * mib},
+		{-1, 1 * mib},
+		{0, 1 * mib},
+		{1, 1 * mib},
+		{20 * mib, 1 * mib},
+		{4 * gib, 1 * mib},
+		{4*gib + 1, 2 * mib},
+		{8 * gib, 2 * mib},
+		{8*gib + 1, 4 * mib},
 		{16 * gib, 4 * mib},
 		{16*gib + 1, 8 * mib},
 		{32 * gib, 8 * mib},
@@ -118,9 +125,9 @@ func TestCheckGeometry(t *testing.T) {
 		blob, chunk int64
 		want        error
 	}{
-		{0, 4 * mib, nil},
-		{20 * mib, 4 * mib, nil},
-		{20 * mib, 8 * mib, ErrBadGeometry},
+		{0, DefaultSize, nil},
+		{20 * mib, DefaultSize, nil},
+		{20 * mib, 2 * DefaultSize, ErrBadGeometry},
 		{20 * mib, 0, ErrBadGeometry},
 		{-1, 4 * mib, ErrBadGeometry},
 		{MaxBlobSize, MaxSize, nil},

@@ -68,7 +68,7 @@ func TestSigningBytesLayout(t *testing.T) {
 func TestSignVerify(t *testing.T) {
 	key, id := testKey(t, 1)
 	trust := NewTrustSet(id)
-	r, data := testChunk(9<<20, 2)
+	r, data := testChunk(9*u, 2)
 	s, err := Sign(key, r)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +178,7 @@ func TestSignRejectsBadRecords(t *testing.T) {
 
 func TestMarshalSigned(t *testing.T) {
 	key, id := testKey(t, 1)
-	r, data := testChunk(20<<20+5, 5)
+	r, data := testChunk(20*u+5, 5)
 	s, err := Sign(key, r)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func TestMarshalSigned(t *testing.T) {
 func TestVerifyChunk(t *testing.T) {
 	key, id := testKey(t, 1)
 	trust := NewTrustSet(id)
-	size := int64(9 << 20)
+	size := 9 * u
 	r, data := testChunk(size, 1)
 	s, err := Sign(key, r)
 	if err != nil {
