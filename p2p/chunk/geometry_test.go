@@ -11,7 +11,7 @@ const (
 	mib = int64(1) << 20
 	// u is a quarter chunk: blob sizes in tests are written in u so their
 	// chunk counts do not depend on DefaultSize.
-	u = DefaultSize / 4
+	u   = DefaultSize / 4
 	gib = int64(1) << 30
 	tib = int64(1) << 40
 )
