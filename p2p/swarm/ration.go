@@ -15,8 +15,8 @@ import (
 // the seeder's link is the one every byte must cross first.
 const (
 	rationFirst = 1
-	rationDelay = 3 * time.Second
-	rationIdle  = 3 * rationDelay
+	rationDelay = 8 * time.Second
+	rationIdle  = 9 * time.Second
 )
 
 // rations tracks, per blob, to how many sessions each chunk was offered
