@@ -199,7 +199,7 @@ func requireAbsent(t *testing.T, st *store.Store, d string) {
 // CHUNK carries a record signed by the seeder's key.
 func TestSeederServesChunksWhileBlobStreams(t *testing.T) {
 	const (
-		blobSize = 24 << 20 // 6 chunks of 4 MiB
+		blobSize = 24 << 20 // 24 chunks of 1 MiB
 		rate     = 4 << 20  // bytes/s: the pull takes about 6 s
 	)
 	origin := startOrigin(t)

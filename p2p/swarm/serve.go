@@ -65,15 +65,31 @@ type servedBlob struct {
 	last    store.ChunkState
 	rations *rations
 	ration  *ration
-	seeder  bool   // ration the announcements
-	offered []bool // chunks announced to this session
+	seeder  bool // ration the announcements
+
+	mu   sync.Mutex
+	told map[int]bool // chunks announced to this session, by HAVE or HAVE_UPDATE
 
 	closeOnce sync.Once
 }
 
-// allowed applies the seeder's rationing to servable chunk i.
-func (s *servedBlob) allowed(i int) bool {
-	return !s.seeder || s.rations.offer(s.ration, i, time.Now())
+// tell reports whether servable chunk i may be announced to this session:
+// it was already, or the seeder's rationing allows it now (counted once per
+// session, whether HAVE or the update stream asks first).
+func (s *servedBlob) tell(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.told[i] {
+		return true
+	}
+	if s.seeder && !s.rations.offer(s.ration, i, time.Now()) {
+		return false
+	}
+	if s.told == nil {
+		s.told = map[int]bool{}
+	}
+	s.told[i] = true
+	return true
 }
 
 // Priority implements chunk.Prioritizer: the chunk sent the fewest times
@@ -86,12 +102,10 @@ func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
 		return chunk.Have{}, err
 	}
 	s.last = st
-	s.offered = make([]bool, len(st.Servable))
 	bm := chunk.NewBitmap(len(st.Servable))
 	for i, ok := range st.Servable {
-		if ok && s.allowed(i) {
+		if ok && s.tell(i) {
 			bm.Set(i)
-			s.offered[i] = true
 		}
 	}
 	return chunk.Have{BlobSize: st.Size, ChunkSize: st.ChunkSize, Bitmap: bm, Complete: st.Complete && bm.Full()}, nil
@@ -106,7 +120,7 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 		close(ch)
 		return ch, cancel
 	}
-	offered := append([]bool(nil), s.offered...)
+	var offered []bool // sent on this stream
 	go func() {
 		defer close(ch)
 		defer v.Close()
@@ -125,7 +139,7 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 				if !ok || offered[i] {
 					continue
 				}
-				if !s.allowed(i) {
+				if !s.tell(i) {
 					withheld = true
 					continue
 				}
