@@ -44,9 +44,6 @@ func (s *Shim) prefetch(ctx context.Context, t upstream.Target, body []byte) {
 		if err != nil {
 			continue
 		}
-		if _, err := s.store.Stat(d); err == nil {
-			continue
-		}
 		st, err := s.store.Fetch(context.WithoutCancel(ctx), d, s.filler(t, d))
 		if err != nil {
 			if !errors.Is(err, store.ErrClosed) {
@@ -54,7 +51,11 @@ func (s *Shim) prefetch(ctx context.Context, t upstream.Target, body []byte) {
 			}
 			continue
 		}
+		complete := st.Complete() // already stored: nothing started
 		st.Close()
+		if complete {
+			continue
+		}
 		started++
 		s.m.prefetched.Inc()
 	}

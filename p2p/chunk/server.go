@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"os"
 	"sync"
@@ -249,7 +250,8 @@ func (sv *server) readLoop(rd *Reader, q *queue, count int) error {
 	}
 }
 
-// answerLoop answers queued requests in order until the queue is closed and
+// answerLoop answers queued requests, each when it gets an upload slot and
+// then the best one queued (see bestIndex), until the queue is closed and
 // drained.
 func (sv *server) answerLoop(ctx context.Context, q *queue, blob Blob, req Open, have Have) error {
 	prio := func(int) int { return 0 }
@@ -535,7 +537,7 @@ func (q *queue) best(prio func(int) int) int {
 	defer q.mu.Unlock()
 	k, p := q.bestIndex(prio)
 	if k < 0 {
-		return int(^uint(0) >> 1)
+		return math.MaxInt
 	}
 	return p
 }

@@ -216,7 +216,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 // Fetch fills p from the swarm, falling back to fallback (the origin) when
 // no source can serve within the configured bounds.
 func (f *Fetcher) Fetch(ctx context.Context, req Request, p *store.Partial, fallback Fallback) error {
-	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{},
+	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{}}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -787,11 +787,7 @@ func (r *run) pick(s *source, srcs []*source) int {
 		if r.inflight[i] == 0 {
 			return true
 		}
-		_, mine := s.inflight[i]
-		if mine {
-			return false
-		}
-		if s.seeder {
+		if _, mine := s.inflight[i]; mine || s.seeder {
 			return false
 		}
 		// A peer takes over a chunk that only a seeder was asked for: the
@@ -913,9 +909,6 @@ func (r *run) checkTimers(ctx context.Context) error {
 	}
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.
-	if r.lookupEvery == 0 {
-		r.lookupEvery = relookup
-	}
 	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && now.Sub(r.lastLookup) > r.lookupEvery {
 		r.lookupDone = false
 		r.lookup(ctx)

@@ -28,10 +28,25 @@ type rations struct {
 
 type ration struct {
 	refs   int
-	offers map[int]int
-	since  map[int]time.Time // first offer
-	sent   map[int]time.Time // first send
-	copies map[int]int       // sends started
+	chunks map[int]*tally
+}
+
+// tally is one chunk's record.
+type tally struct {
+	offers int       // sessions told
+	since  time.Time // first offer
+	sent   time.Time // first send (zero: not sent)
+	copies int       // sends started
+}
+
+// chunk returns chunk i's record, creating it; r.mu held.
+func (ra *ration) chunk(i int) *tally {
+	t := ra.chunks[i]
+	if t == nil {
+		t = &tally{}
+		ra.chunks[i] = t
+	}
+	return t
 }
 
 func (r *rations) get(key string) *ration {
@@ -42,7 +57,7 @@ func (r *rations) get(key string) *ration {
 	}
 	ra := r.blobs[key]
 	if ra == nil {
-		ra = &ration{offers: map[int]int{}, since: map[int]time.Time{}, sent: map[int]time.Time{}, copies: map[int]int{}}
+		ra = &ration{chunks: map[int]*tally{}}
 		r.blobs[key] = ra
 	}
 	ra.refs++
@@ -64,14 +79,12 @@ func (r *rations) put(key string) {
 func (r *rations) offer(ra *ration, i int, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	first, ok := ra.since[i]
-	if !ok {
-		ra.since[i] = now
-		first = now
+	t := ra.chunk(i)
+	if t.since.IsZero() {
+		t.since = now
 	}
-	sent, sending := ra.sent[i]
-	if ra.offers[i] < rationFirst || sending && now.Sub(sent) >= rationDelay || now.Sub(first) >= rationIdle {
-		ra.offers[i]++
+	if t.offers < rationFirst || !t.sent.IsZero() && now.Sub(t.sent) >= rationDelay || now.Sub(t.since) >= rationIdle {
+		t.offers++
 		return true
 	}
 	return false
@@ -81,15 +94,19 @@ func (r *rations) offer(ra *ration, i int, now time.Time) bool {
 func (r *rations) sending(ra *ration, i int, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := ra.sent[i]; !ok {
-		ra.sent[i] = now
+	t := ra.chunk(i)
+	if t.sent.IsZero() {
+		t.sent = now
 	}
-	ra.copies[i]++
+	t.copies++
 }
 
 // copies is how many times chunk i has started going out.
 func (r *rations) copies(ra *ration, i int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return ra.copies[i]
+	if t := ra.chunks[i]; t != nil {
+		return t.copies
+	}
+	return 0
 }

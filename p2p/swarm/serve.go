@@ -62,7 +62,6 @@ type servedBlob struct {
 	req     chunk.Open
 	v       *store.ChunkView // for Have and ReadChunk; Updates opens its own
 	partial bool
-	last    store.ChunkState
 	rations *rations
 	ration  *ration
 	seeder  bool // ration the announcements
@@ -73,23 +72,24 @@ type servedBlob struct {
 	closeOnce sync.Once
 }
 
-// tell reports whether servable chunk i may be announced to this session:
-// it was already, or the seeder's rationing allows it now (counted once per
-// session, whether HAVE or the update stream asks first).
-func (s *servedBlob) tell(i int) bool {
+// tell reports whether servable chunk i may be announced to this session
+// (ok: it was already, or the seeder's rationing allows it now) and whether
+// this call is the first to say so (fresh). An offer is counted once per
+// session, whether HAVE or the update stream asks first.
+func (s *servedBlob) tell(i int) (ok, fresh bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.told[i] {
-		return true
+		return true, false
 	}
 	if s.seeder && !s.rations.offer(s.ration, i, time.Now()) {
-		return false
+		return false, false
 	}
 	if s.told == nil {
 		s.told = map[int]bool{}
 	}
 	s.told[i] = true
-	return true
+	return true, true
 }
 
 // Priority implements chunk.Prioritizer: the chunk sent the fewest times
@@ -101,10 +101,12 @@ func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
 	if err != nil {
 		return chunk.Have{}, err
 	}
-	s.last = st
 	bm := chunk.NewBitmap(len(st.Servable))
-	for i, ok := range st.Servable {
-		if ok && s.tell(i) {
+	for i, servable := range st.Servable {
+		if !servable {
+			continue
+		}
+		if ok, _ := s.tell(i); ok {
 			bm.Set(i)
 		}
 	}
@@ -120,7 +122,6 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 		close(ch)
 		return ch, cancel
 	}
-	var offered []bool // sent on this stream
 	go func() {
 		defer close(ch)
 		defer v.Close()
@@ -131,19 +132,19 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 			if err != nil {
 				return
 			}
-			if len(offered) != len(st.Servable) {
-				offered = make([]bool, len(st.Servable))
-			}
 			withheld := false
-			for i, ok := range st.Servable {
-				if !ok || offered[i] {
+			for i, servable := range st.Servable {
+				if !servable {
 					continue
 				}
-				if !s.tell(i) {
+				// A chunk told before (in HAVE or here) is not sent again.
+				ok, fresh := s.tell(i)
+				if !ok {
 					withheld = true
+				}
+				if !fresh {
 					continue
 				}
-				offered[i] = true
 				select {
 				case ch <- i:
 				case <-ctx.Done():
@@ -164,12 +165,11 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 					wcancel()
 				}
 			}()
-			err = v.Wait(wctx, st.Version)
+			_ = v.Wait(wctx, st.Version) // ctx's end is checked below
 			wcancel()
 			if ctx.Err() != nil {
 				return
 			}
-			_ = err
 		}
 	}()
 	return ch, cancel
