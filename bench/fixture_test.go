@@ -27,8 +27,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/registryshim/daemon"
+	"github.com/shoal-dev/shoal/internal/harness"
+	daemon "github.com/shoal-dev/shoal/internal/node"
 )
 
 // The benchmarks move one blob of this size (SHOAL_BENCH_BLOB_MIB overrides
@@ -59,7 +59,7 @@ func skipShort(b *testing.B) {
 // ceiling for any origin on this machine).
 type fixture struct {
 	dir    string // go-containerregistry disk layout: dir/sha256/<hex>
-	ggcr   *testorigin.Origin
+	ggcr   *harness.Origin
 	file   *httptest.Server
 	digest string // sha256:<hex>
 	size   int64
@@ -97,8 +97,8 @@ func newFixture(size int64, seed uint64) (_ *fixture, err error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	setup := testorigin.Start(dir)
-	img, err := testorigin.BlobImage(seed, size)
+	setup := harness.StartOrigin(dir)
+	img, err := harness.BlobImage(seed, size)
 	if err != nil {
 		setup.Close()
 		return nil, err
@@ -127,7 +127,7 @@ func newFixture(size int64, seed uint64) (_ *fixture, err error) {
 	}
 	f := &fixture{dir: dir, digest: dg.String(), size: size}
 	pprof.Do(context.Background(), pprof.Labels("role", "origin"), func(context.Context) {
-		f.ggcr = testorigin.Start(dir)
+		f.ggcr = harness.StartOrigin(dir)
 		f.file = httptest.NewServer(fileRegistry(dir))
 	})
 	return f, nil

@@ -24,15 +24,16 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
+	daemon "github.com/shoal-dev/shoal/internal/node"
+	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/p2p/discovery"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/registryshim/daemon"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 	"github.com/shoal-dev/shoal/seeder"
 )
 
@@ -239,7 +240,7 @@ func (p *dhtProbe) close() {
 
 // waitProviders polls the DHT until every peer in want is listed as a
 // provider of d.
-func (p *dhtProbe) waitProviders(ctx context.Context, d oci.Digest, want []peer.ID, timeout time.Duration) error {
+func (p *dhtProbe) waitProviders(ctx context.Context, d digest.Digest, want []peer.ID, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -398,7 +399,7 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 
 // tagBlob pushes an OCI image manifest whose one layer is the blob digest
 // (already at the origin) as repoTag, with a small config.
-func tagBlob(o *testorigin.Origin, repoTag, digest string, size int64) error {
+func tagBlob(o *harness.Origin, repoTag, digest string, size int64) error {
 	ref, err := name.ParseReference(o.Host+"/"+repoTag, name.Insecure)
 	if err != nil {
 		return err

@@ -23,13 +23,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/p2p/swarm"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 const (
@@ -56,7 +57,7 @@ const (
 // open, OPEN -> HAVE), one 4 MiB chunk (REQUEST -> CHUNK) and its
 // verification (signature + SHA-256).
 //
-// A fetch tracer (swarm.Fetcher over a store in this process, joined to the
+// A fetch tracer (swarm.Client over a store in this process, joined to the
 // same DHT, daemon settings, not advertising) then fetches the same blob
 // and timestamps it from inside: first provider from the DHT, size known
 // (the first HAVE), first byte readable; the difference to the shim's
@@ -142,7 +143,7 @@ func BenchmarkSwarmTTFB(b *testing.B) {
 		s    []ttfbSample
 	}{{"held by one peer", peerHeld}, {"held by the seeder only", seederHeld}} {
 		med := func(f func(ttfbSample) time.Duration) float64 { return ms(percentile(ttfb(set.s, f), 50)) }
-		summary("BenchmarkSwarmTTFB (N=%d): fetch tracer (swarm.Fetcher + store, no shim), blob %s, medians ms after the fetch began: first provider from the DHT %.1f, size known (first HAVE) %.1f; the serving source's chunk stream: asked %.1f, open %.1f, HAVE in %.1f, first 4 MiB in %.1f; first byte readable %.1f",
+		summary("BenchmarkSwarmTTFB (N=%d): fetch tracer (swarm.Client + store, no shim), blob %s, medians ms after the fetch began: first provider from the DHT %.1f, size known (first HAVE) %.1f; the serving source's chunk stream: asked %.1f, open %.1f, HAVE in %.1f, first 4 MiB in %.1f; first byte readable %.1f",
 			b.N, set.name, med(func(s ttfbSample) time.Duration { return s.fetchProvider }),
 			med(func(s ttfbSample) time.Duration { return s.fetchSize }),
 			med(func(s ttfbSample) time.Duration { return s.streamAsked }),
@@ -183,7 +184,7 @@ type ttfbSample struct {
 }
 
 type ttfbCluster struct {
-	origin *testorigin.Origin
+	origin *harness.Origin
 	up     upstreamOrigin
 	seeder *swarmSeeder
 	nodes  []*swarmNode
@@ -234,7 +235,7 @@ func newTTFBCluster() (_ *ttfbCluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c.origin = testorigin.Start(odir)
+	c.origin = harness.StartOrigin(odir)
 	c.up = upstreamOrigin{name: "ggcr", host: c.origin.Host, url: c.origin.URL()}
 	sdir, err := mkdir("shoal-bench-ttfb-seeder-")
 	if err != nil {
@@ -296,7 +297,7 @@ func (c *ttfbCluster) sample(b *testing.B, seederHeld bool) (ttfbSample, error) 
 	k := c.next
 	c.next++
 	repoTag := fmt.Sprintf("ttfb/blob%d:v1", k)
-	img, err := testorigin.BlobImage(uint64(5000+k), ttfbBlobMiB<<20)
+	img, err := harness.BlobImage(uint64(5000+k), ttfbBlobMiB<<20)
 	if err != nil {
 		return ttfbSample{}, err
 	}
@@ -419,7 +420,7 @@ func firstByte(ctx context.Context, c *http.Client, url string, size int64, dige
 // timeParts times, from the probe, the steps a fetch takes against the
 // holder: provider lookup, a fresh dial, the chunk session's HAVE, chunk 0
 // and its verification.
-func (p *dhtProbe) timeParts(ctx context.Context, s *ttfbSample, holder peer.ID, d oci.Digest, size int64, seederID peer.ID) error {
+func (p *dhtProbe) timeParts(ctx context.Context, s *ttfbSample, holder peer.ID, d digest.Digest, size int64, seederID peer.ID) error {
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	var found []peer.AddrInfo
@@ -469,7 +470,7 @@ func (p *dhtProbe) timeParts(ctx context.Context, s *ttfbSample, holder peer.ID,
 }
 
 // fetchTracer is a bare swarm node in this process (libp2p host, the real
-// DHT joined through the seeder, a store, swarm.Fetcher; no shim, not a
+// DHT joined through the seeder, a store, swarm.Client; no shim, not a
 // provider) that fetches a blob the way a daemon does and timestamps the
 // steps from inside: the first provider the DHT yields, the blob's size
 // being known (the first HAVE), the first byte readable in order.
@@ -504,7 +505,7 @@ type timedRouter struct {
 	first time.Time
 }
 
-func (r *timedRouter) FindProviders(ctx context.Context, d oci.Digest, max int) <-chan peer.AddrInfo {
+func (r *timedRouter) FindProviders(ctx context.Context, d digest.Digest, max int) <-chan peer.AddrInfo {
 	in := r.Router.FindProviders(ctx, d, max)
 	out := make(chan peer.AddrInfo)
 	go func() {
@@ -541,11 +542,11 @@ func (w *firstWrite) Write(b []byte) (int, error) {
 
 // trace fetches d (repo names it at the origin) and fills s's fetch*
 // fields: time to the first provider, to the size, to the first byte.
-func (t *fetchTracer) trace(ctx context.Context, s *ttfbSample, d oci.Digest, registry, repo string) error {
+func (t *fetchTracer) trace(ctx context.Context, s *ttfbSample, d digest.Digest, registry, repo string) error {
 	tr := &timedRouter{Router: t.probe.dht}
 	th := &timedHost{Host: t.probe.h, streams: map[peer.ID]*streamTimes{}}
 	// The daemon's settings, except that this node does not advertise.
-	r := swarm.NewFetcher(th, tr, swarm.Config{Seeders: []peer.AddrInfo{t.seeder}, MaxSources: 8},
+	r := swarm.NewClient(th, tr, swarm.Config{Seeders: []peer.AddrInfo{t.seeder}, MaxSources: 8},
 		swarm.NewMetrics(nil, nil), zap.NewNop())
 	if path := os.Getenv("SHOAL_BENCH_TTFB_TRACE"); path != "" {
 		// An execution trace of the tracer's fetches (the last wins).

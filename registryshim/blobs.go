@@ -10,12 +10,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/p2p/store"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
-func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, d oci.Digest, ri *reqInfo) error {
+func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, d digest.Digest, ri *reqInfo) error {
 	if f, size, err := s.store.OpenBlob(d); err == nil {
 		defer f.Close()
 		ri.source = "store"
@@ -59,8 +60,8 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 }
 
 // filler fills blob d of t through the fetcher (swarm, then origin).
-func (s *Shim) filler(t upstream.Target, d oci.Digest) store.Filler {
-	req := BlobRequest{Target: t, Digest: d}
+func (s *Shim) filler(t upstream.Target, d digest.Digest) store.Filler {
+	req := upstream.BlobRequest{Target: t, Digest: d}
 	return func(ctx context.Context, p *store.Partial) error {
 		return s.fetcher.Fetch(ctx, req, p)
 	}
@@ -69,7 +70,7 @@ func (s *Shim) filler(t upstream.Target, d oci.Digest) store.Filler {
 // writeBlob sends blob headers and, for GET, the requested bytes through
 // copyRange. A failure after the headers aborts the connection so the
 // client sees a truncated body, never a short one passed off as whole.
-func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, d oci.Digest, size int64, source string,
+func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, d digest.Digest, size int64, source string,
 	copyRange func(w io.Writer, off, n int64) (int64, error)) error {
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // A data directory on a tiny tmpfs: a blob that does not fit is a clear
@@ -27,10 +27,10 @@ func TestFullDiskIsAClearError(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
 
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
-	big := testorigin.BlobLayer(8<<20, 1)
-	small := testorigin.BlobLayer(64<<10, 2)
+	big := harness.BlobLayer(8<<20, 1)
+	small := harness.BlobLayer(64<<10, 2)
 	img, _ := appendLayer(mustImage(t, 30), big)
 	img, _ = appendLayer(img, small)
 	mustPush(t, origin, img, "full/app:v1")

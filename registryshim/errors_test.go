@@ -10,12 +10,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/harness"
+	originpkg "github.com/shoal-dev/shoal/internal/origin"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 func TestReadOnlyAndErrorResponses(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	img := mustImage(t, 21, 4096)
 	mustPush(t, origin, img, "err/app:v1")
@@ -65,7 +66,7 @@ func TestReadOnlyAndErrorResponses(t *testing.T) {
 // An origin that sends bytes that do not match the digest: the client must
 // get an error (a cut body), and nothing may be stored.
 func TestCorruptOriginBlobIsNeverServedWhole(t *testing.T) {
-	good := testorigin.RandomBytes(2<<20, 5)
+	good := harness.RandomBytes(2<<20, 5)
 	sum := sha256.Sum256(good)
 	d := "sha256:" + hex.EncodeToString(sum[:])
 	bad := append([]byte(nil), good...)
@@ -84,7 +85,7 @@ func TestCorruptOriginBlobIsNeverServedWhole(t *testing.T) {
 		w.WriteHeader(404)
 	}))
 	defer evil.Close()
-	origin := &testorigin.Origin{Server: evil, Host: strings.TrimPrefix(evil.URL, "http://")}
+	origin := &harness.Origin{Origin: &originpkg.Origin{Server: evil, Host: strings.TrimPrefix(evil.URL, "http://")}}
 	n := newNode(t, origin, nodeOpts{quiet: true})
 	for i := 0; i < 2; i++ {
 		resp, err := http.Get(n.srv.URL + "/v2/evil/blobs/" + d)

@@ -14,16 +14,16 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/p2p/store"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 // node is a shim in front of an origin, on loopback.
 type node struct {
 	t      testing.TB
-	origin *testorigin.Origin
+	origin *harness.Origin
 	store  *store.Store
 	shim   *registryshim.Shim
 	srv    *httptest.Server
@@ -40,7 +40,7 @@ type nodeOpts struct {
 	prefetch            bool
 }
 
-func newNode(t testing.TB, origin *testorigin.Origin, o nodeOpts) *node {
+func newNode(t testing.TB, origin *harness.Origin, o nodeOpts) *node {
 	t.Helper()
 	if o.dir == "" {
 		o.dir = t.TempDir()
@@ -69,7 +69,7 @@ func newNode(t testing.TB, origin *testorigin.Origin, o nodeOpts) *node {
 		t.Fatal(err)
 	}
 	n := &node{t: t, origin: origin, store: st, reg: reg, dir: o.dir}
-	fetcher := registryshim.NewOriginFetcher(up, log, nil)
+	fetcher := upstream.NewOrigin(up, log, nil)
 	n.shim = registryshim.New(st, up, fetcher, registryshim.Options{TagTTL: o.ttl, TagStale: o.stale, Timeout: timeout, PrefetchLayers: o.prefetch}, log, reg)
 	n.srv = httptest.NewServer(n.shim)
 	n.host = strings.TrimPrefix(n.srv.URL, "http://")

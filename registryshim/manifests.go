@@ -9,9 +9,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/p2p/store"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, ref oci.Reference, ri *reqInfo) error {
@@ -60,7 +61,7 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	return s.writeManifest(w, r, d, desc.MediaType, body)
 }
 
-func (s *Shim) writeManifestHeaders(w http.ResponseWriter, d oci.Digest, mediaType string, size int64) error {
+func (s *Shim) writeManifestHeaders(w http.ResponseWriter, d digest.Digest, mediaType string, size int64) error {
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Etag", `"`+d.String()+`"`)
@@ -72,7 +73,7 @@ func (s *Shim) writeManifestHeaders(w http.ResponseWriter, d oci.Digest, mediaTy
 	return nil
 }
 
-func (s *Shim) writeManifest(w http.ResponseWriter, r *http.Request, d oci.Digest, mediaType string, body []byte) error {
+func (s *Shim) writeManifest(w http.ResponseWriter, r *http.Request, d digest.Digest, mediaType string, body []byte) error {
 	_ = s.writeManifestHeaders(w, d, mediaType, int64(len(body)))
 	if r.Method == http.MethodGet {
 		n, _ := w.Write(body)

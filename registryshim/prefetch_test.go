@@ -8,8 +8,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // TestPrefetchOnManifest: a GET of an image manifest starts the download of
@@ -17,7 +17,7 @@ import (
 // join them), and the origin serves each blob once. A HEAD, an index and
 // prefetch off start nothing.
 func TestPrefetchOnManifest(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	src := mustImage(t, 21, 2<<20, 3<<20, 1<<20)
 	mustPush(t, origin, src, "pre/app:v1")
@@ -89,7 +89,7 @@ func TestPrefetchOnManifest(t *testing.T) {
 
 // TestPrefetchSkipsIndex: an index names manifests, not layers.
 func TestPrefetchSkipsIndex(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	img := mustImage(t, 22, 1<<20)
 	if _, _, err := origin.PushIndex([]v1.Image{img}, []string{"linux/amd64"}, "pre/multi:v1"); err != nil {

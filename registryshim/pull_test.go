@@ -16,19 +16,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 func mustImage(t testing.TB, seed uint64, sizes ...int64) v1.Image {
 	t.Helper()
-	img, err := testorigin.BlobImage(seed, sizes...)
+	img, err := harness.BlobImage(seed, sizes...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return img
 }
 
-func mustPush(t testing.TB, o *testorigin.Origin, img v1.Image, repoTag string) {
+func mustPush(t testing.TB, o *harness.Origin, img v1.Image, repoTag string) {
 	t.Helper()
 	if _, err := o.Push(img, repoTag); err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func verifyImage(t testing.TB, img v1.Image) {
 }
 
 func TestPullSingleArchThroughShim(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	src := mustImage(t, 1, 3<<20, 1<<20, 5<<20)
 	mustPush(t, origin, src, "team/app/web:v1")
@@ -95,7 +95,7 @@ func TestPullSingleArchThroughShim(t *testing.T) {
 }
 
 func TestPullMultiArchIndex(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	amd, arm := mustImage(t, 2, 1<<20, 2<<20), mustImage(t, 3, 1<<20)
 	idx, _, err := origin.PushIndex([]v1.Image{amd, arm}, []string{"linux/amd64", "linux/arm64"}, "multi:latest")
@@ -138,7 +138,7 @@ func TestLargeBlobStreamsAndVerifies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("256 MiB blob")
 	}
-	origin := testorigin.Start(t.TempDir())
+	origin := harness.StartOrigin(t.TempDir())
 	defer origin.Close()
 	src := mustImage(t, 4, 256<<20)
 	mustPush(t, origin, src, "big:v1")
@@ -157,9 +157,9 @@ func TestLargeBlobStreamsAndVerifies(t *testing.T) {
 }
 
 func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
-	layer := testorigin.BlobLayer(48<<20, 9)
+	layer := harness.BlobLayer(48<<20, 9)
 	d, _ := layer.Digest()
 	img := mustImage(t, 5)
 	img2, err := appendLayer(img, layer)
@@ -204,9 +204,9 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 }
 
 func TestRangeRequests(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
-	layer := testorigin.BlobLayer(1<<20, 11)
+	layer := harness.BlobLayer(1<<20, 11)
 	d, _ := layer.Digest()
 	img, _ := appendLayer(mustImage(t, 6), layer)
 	mustPush(t, origin, img, "rng:v1")
@@ -269,7 +269,7 @@ func assertOCIError(t testing.TB, body []byte, code string) {
 }
 
 func TestTagMovesAfterTTL(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	a, b := mustImage(t, 7, 1024), mustImage(t, 8, 2048)
 	mustPush(t, origin, a, "mov:stable")
@@ -307,7 +307,7 @@ func TestTagMovesAfterTTL(t *testing.T) {
 }
 
 func TestOriginDownServesLastKnownTagWithinWindow(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	img := mustImage(t, 9, 4096)
 	mustPush(t, origin, img, "ha:v1")
@@ -348,7 +348,7 @@ func TestOriginDownServesLastKnownTagWithinWindow(t *testing.T) {
 }
 
 func TestStalledUpstreamFailsInBoundedTime(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
 	n := newNode(t, origin, nodeOpts{timeout: 500 * time.Millisecond, quiet: true})
 	origin.SetStalled(true)

@@ -10,12 +10,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/p2p/store"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 // Upstream is what the shim needs from the upstream client.
@@ -23,8 +24,15 @@ type Upstream interface {
 	TagResolver
 	Target(ns, repo string) (upstream.Target, error)
 	GetManifest(ctx context.Context, t upstream.Target, ref string, accept []string) (upstream.Descriptor, []byte, error)
-	HeadBlob(ctx context.Context, t upstream.Target, d oci.Digest) (int64, error)
+	HeadBlob(ctx context.Context, t upstream.Target, d digest.Digest) (int64, error)
 	Forward(ctx context.Context, t upstream.Target, kind, ref, rawQuery, accept string) (*http.Response, error)
+}
+
+// Fetcher fills a blob the store lacks into p, resuming at p.Offset().
+// upstream.Origin implements it; the node's swarm does too, with the origin
+// as its last resort.
+type Fetcher interface {
+	Fetch(ctx context.Context, req upstream.BlobRequest, p *store.Partial) error
 }
 
 // Options tune a Shim.

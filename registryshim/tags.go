@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 // TagResolver resolves a tag at the upstream. *upstream.Client is one.

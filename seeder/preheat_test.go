@@ -9,8 +9,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // blob is one blob of a test image.
@@ -69,7 +69,7 @@ func checkProgress(t *testing.T, res preheatResult, bs []blob) {
 // does not go back to the origin.
 func TestSeederPreheatImage(t *testing.T) {
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(21, 9<<20, 3<<20, 100<<10)
+	img, err := harness.BlobImage(21, 9<<20, 3<<20, 100<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +126,11 @@ func TestSeederPreheatIndex(t *testing.T) {
 		t.Run(strings.ReplaceAll(name, "/", "-"), func(t *testing.T) {
 			origin := startOrigin(t)
 			platforms := []string{"linux/amd64", "linux/arm64"}
-			amd, err := testorigin.BlobImage(31, 5<<20, 1<<20)
+			amd, err := harness.BlobImage(31, 5<<20, 1<<20)
 			if err != nil {
 				t.Fatal(err)
 			}
-			arm, err := testorigin.BlobImage(32, 6<<20, 2<<20, 10<<10)
+			arm, err := harness.BlobImage(32, 6<<20, 2<<20, 10<<10)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +174,7 @@ func TestSeederPreheatIndex(t *testing.T) {
 // last line carries the error.
 func TestSeederPreheatErrors(t *testing.T) {
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(41, 1<<20)
+	img, err := harness.BlobImage(41, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestSeederPreheatErrors(t *testing.T) {
 // Two preheats of one image at once share one origin pull per blob.
 func TestSeederPreheatConcurrent(t *testing.T) {
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(51, 10<<20, 6<<20, 1<<20)
+	img, err := harness.BlobImage(51, 10<<20, 6<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestSeederPreheatConcurrent(t *testing.T) {
 // lines stream out before the pull ends.
 func TestSeederPreheatStreamsProgress(t *testing.T) {
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(61, 6<<20)
+	img, err := harness.BlobImage(61, 6<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 func TestSplitRef(t *testing.T) {

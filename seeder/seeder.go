@@ -18,13 +18,12 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/discovery"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/p2p/swarm"
-	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 // Config is everything a seeder needs.
@@ -53,7 +52,7 @@ type Seeder struct {
 	dht    *discovery.DHT
 	store  *store.Store
 	up     *upstream.Client
-	origin *registryshim.OriginFetcher
+	origin *upstream.Origin
 	reg    *prometheus.Registry
 	admin  net.Listener
 	met    net.Listener
@@ -82,7 +81,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	reg.MustRegister(originBytes)
 	s := &Seeder{cfg: cfg, log: log, key: key, up: up, reg: reg}
 	s.m = swarm.NewMetrics(reg, nil)
-	s.origin = registryshim.NewOriginFetcher(up, log.Named("origin"), func(_ string, n int64) {
+	s.origin = upstream.NewOrigin(up, log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))
 	})
 	if s.store, err = store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size)); err != nil {

@@ -20,15 +20,16 @@ import (
 	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/store"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,22 +37,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // testSeeder is a running seeder on loopback with its origin.
 type testSeeder struct {
 	*Seeder
-	origin *testorigin.Origin
+	origin *harness.Origin
 	// admin is the admin API's base URL.
 	admin string
 }
 
 // startOrigin runs an in-memory origin registry for the test.
-func startOrigin(t *testing.T) *testorigin.Origin {
+func startOrigin(t *testing.T) *harness.Origin {
 	t.Helper()
-	o := testorigin.Start("")
+	o := harness.StartOrigin("")
 	t.Cleanup(o.Close)
 	return o
 }
 
 // startSeeder runs a seeder in front of origin until the test ends; its
 // cleanup waits for Run to return.
-func startSeeder(t *testing.T, origin *testorigin.Origin) *testSeeder {
+func startSeeder(t *testing.T, origin *harness.Origin) *testSeeder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := New(ctx, Config{
@@ -203,7 +204,7 @@ func TestSeederServesChunksWhileBlobStreams(t *testing.T) {
 		rate     = 4 << 20  // bytes/s: the pull takes about 6 s
 	)
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(11, blobSize)
+	img, err := harness.BlobImage(11, blobSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +321,7 @@ func TestSeederServesChunksWhileBlobStreams(t *testing.T) {
 }
 
 // servable counts the chunks of d the store can serve now.
-func servable(ctx context.Context, st *store.Store, d oci.Digest) int {
+func servable(ctx context.Context, st *store.Store, d digest.Digest) int {
 	v, err := st.Chunks(d)
 	if err != nil {
 		return 0
@@ -342,7 +343,7 @@ func servable(ctx context.Context, st *store.Store, d oci.Digest) int {
 // A chunk signed by the seeder does not verify against any other key.
 func TestSeederChunksVerifyOnlyAgainstSeeder(t *testing.T) {
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(12, 5<<20)
+	img, err := harness.BlobImage(12, 5<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

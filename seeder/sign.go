@@ -4,13 +4,13 @@ import (
 	"context"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 // targeter resolves a registry name and repository to an upstream target.
@@ -20,7 +20,7 @@ type targeter interface {
 
 // signingFiller pulls a blob from the origin and signs each chunk as it
 // completes, so the chunk is servable before the blob is.
-func signingFiller(key crypto.PrivKey, up targeter, origin registryshim.Fetcher, d oci.Digest, registry, repo string, log *zap.Logger) store.Filler {
+func signingFiller(key crypto.PrivKey, up targeter, origin registryshim.Fetcher, d digest.Digest, registry, repo string, log *zap.Logger) store.Filler {
 	return func(ctx context.Context, p *store.Partial) error {
 		t, err := up.Target(registry, repo)
 		if err != nil {
@@ -39,6 +39,6 @@ func signingFiller(key crypto.PrivKey, up targeter, origin registryshim.Fetcher,
 				log.Error("cannot sign chunk", zap.String("digest", d.String()), zap.Int("chunk", i), zap.Error(err))
 			}
 		})
-		return origin.Fetch(ctx, registryshim.BlobRequest{Target: t, Digest: d}, p)
+		return origin.Fetch(ctx, upstream.BlobRequest{Target: t, Digest: d}, p)
 	}
 }

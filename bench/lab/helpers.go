@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/imagegen"
 )
 
 // The helpers are shoal-bench subcommands the lab runs inside a namespace
@@ -118,7 +118,7 @@ func helperPush(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := waitHTTP(ctx, "http://"+*reg+"/v2/", *wait); err != nil {
 		return err
 	}
-	img, err := testorigin.BlobImage(*seed, LayerSizes(*size, *layers)...)
+	img, err := imagegen.BlobImage(*seed, LayerSizes(*size, *layers)...)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/shoal-dev/shoal/deploy/clientconf"
 	"github.com/shoal-dev/shoal/deploy/settings"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 func runContainerdConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {

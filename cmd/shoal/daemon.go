@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/shoal-dev/shoal/deploy/settings"
+	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/registryshim/daemon"
 )
 
 // parseFlags parses args, then fills unset flags from SHOAL_* variables and
@@ -66,7 +66,7 @@ func defaultDockerConfig() string {
 }
 
 // daemonFlags declares the daemon's flags on fs, bound to cfg.
-func daemonFlags(fs *flag.FlagSet, cfg *daemon.Config, upstreams *settings.Repeated, p2p *p2pFlags) {
+func daemonFlags(fs *flag.FlagSet, cfg *node.Config, upstreams *settings.Repeated, p2p *p2pFlags) {
 	fs.String("config", "", "YAML config file (keys are flag names)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal", "directory the daemon owns for its content store")
 	fs.StringVar(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5050", "listen address of the registry shim (keep it on localhost or the node address)")
@@ -97,14 +97,14 @@ type p2pFlags struct {
 	listen, bootstrap, bootstrapDNS, seeders settings.Repeated
 }
 
-func (p *p2pFlags) apply(cfg *daemon.Config) {
+func (p *p2pFlags) apply(cfg *node.Config) {
 	cfg.P2PListen, cfg.Bootstrap, cfg.BootstrapDNS, cfg.TrustedSeeders = p.listen, p.bootstrap, p.bootstrapDNS, p.seeders
 }
 
 func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal daemon", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cfg daemon.Config
+	var cfg node.Config
 	var upstreams settings.Repeated
 	var p2p p2pFlags
 	daemonFlags(fs, &cfg, &upstreams, &p2p)
@@ -121,7 +121,7 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
-	d, err := daemon.New(ctx, cfg, log.Named("daemon"))
+	d, err := node.New(ctx, cfg, log.Named("daemon"))
 	if err != nil {
 		return err
 	}

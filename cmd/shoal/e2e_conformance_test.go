@@ -18,7 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // TestE2EConformance runs the OCI distribution-spec conformance suite, in
@@ -167,7 +167,7 @@ func checkManifestHeaders(t *testing.T, registryURL, repo string, data conforman
 // pushConformanceData puts the read-only content at the origin: an image
 // under two tags and a two-platform index in repo1, and an image in repo2.
 // It returns the tags, manifest digests and blob digests of repo1.
-func pushConformanceData(t *testing.T, origin *testorigin.Origin, repo1, repo2 string) conformanceData {
+func pushConformanceData(t *testing.T, origin *harness.Origin, repo1, repo2 string) conformanceData {
 	t.Helper()
 	data := conformanceData{tagDigest: map[string]string{}, mediaType: map[string]string{}}
 	seenBlob := map[string]bool{}
@@ -207,7 +207,7 @@ func pushConformanceData(t *testing.T, origin *testorigin.Origin, repo1, repo2 s
 		}
 	}
 
-	img, err := testorigin.Image(2048, 40<<10, 300<<10)
+	img, err := harness.Image(2048, 40<<10, 300<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,11 +222,11 @@ func pushConformanceData(t *testing.T, origin *testorigin.Origin, repo1, repo2 s
 		data.tagDigest[tag] = data.manifests[0]
 	}
 
-	amd, err := testorigin.Image(1024, 8<<10)
+	amd, err := harness.Image(1024, 8<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	arm, err := testorigin.Image(1024, 9<<10)
+	arm, err := harness.Image(1024, 9<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func pushConformanceData(t *testing.T, origin *testorigin.Origin, repo1, repo2 s
 	addImage(amd)
 	addImage(arm)
 
-	other, err := testorigin.Image(512)
+	other, err := harness.Image(512)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // TestE2EContainerdPull pulls images with a real containerd (ctr) through a
@@ -52,18 +52,18 @@ func TestE2EContainerdPull(t *testing.T) {
 
 	// Content: a plain image with three real (gzip tar) layers, and a
 	// two-platform index whose images have layers of their own.
-	img, err := testorigin.Image(4<<10, 64<<10, 512<<10)
+	img, err := harness.Image(4<<10, 64<<10, 512<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := origin.Push(img, "e2e/app:v1"); err != nil {
 		t.Fatal(err)
 	}
-	amd, err := testorigin.Image(2<<10, 32<<10)
+	amd, err := harness.Image(2<<10, 32<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	arm, err := testorigin.Image(3<<10, 48<<10)
+	arm, err := harness.Image(3<<10, 48<<10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 var shoalBin struct {
@@ -145,9 +145,9 @@ func raceEnabled() bool {
 }
 
 // startOrigin runs an in-memory origin registry on 127.0.0.1 for the test.
-func startOrigin(t testing.TB) *testorigin.Origin {
+func startOrigin(t testing.TB) *harness.Origin {
 	t.Helper()
-	o := testorigin.Start("")
+	o := harness.StartOrigin("")
 	t.Cleanup(o.Close)
 	return o
 }
@@ -156,7 +156,7 @@ func startOrigin(t testing.TB) *testorigin.Origin {
 type daemonOpts struct {
 	// Origin, if set, is mapped as an upstream under its host:port name
 	// and used as the default upstream (for requests without ns=).
-	Origin *testorigin.Origin
+	Origin *harness.Origin
 	// Upstreams are extra NAME=URL mappings.
 	Upstreams []string
 	// DefaultUpstream overrides the registry name for requests without ns=.

@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // TestE2EKillMidBlobAndRestart kills the daemon with SIGKILL in the middle
@@ -25,10 +25,10 @@ import (
 // and the store holds nothing that does not match its digest.
 func TestE2EKillMidBlobAndRestart(t *testing.T) {
 	requireE2E(t)
-	origin := testorigin.Start(t.TempDir())
+	origin := harness.StartOrigin(t.TempDir())
 	t.Cleanup(origin.Close)
 	const size = 192 << 20
-	img, err := testorigin.BlobImage(42, size)
+	img, err := harness.BlobImage(42, size)
 	if err != nil {
 		t.Fatal(err)
 	}

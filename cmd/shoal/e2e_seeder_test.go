@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // seederProc is a running `shoal seeder` child process.
@@ -41,7 +41,7 @@ type seederProc struct {
 // startSeederProc starts `shoal seeder` on dataDir in front of origin, on
 // loopback with OS-chosen ports, waits for its "seeder ready" log line and
 // registers a cleanup that kills it.
-func startSeederProc(t *testing.T, origin *testorigin.Origin, dataDir string) *seederProc {
+func startSeederProc(t *testing.T, origin *harness.Origin, dataDir string) *seederProc {
 	t.Helper()
 	bin := buildShoal(t)
 	args := []string{"seeder",
@@ -185,7 +185,7 @@ func shoalID(t *testing.T, dir string) string {
 func TestE2ESeederPreheatAndPull(t *testing.T) {
 	requireE2E(t)
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(71, 12<<20, 5<<20, 300<<10)
+	img, err := harness.BlobImage(71, 12<<20, 5<<20, 300<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestE2ESeederPreheatAndPull(t *testing.T) {
 func TestE2ESeederPreheatFails(t *testing.T) {
 	requireE2E(t)
 	origin := startOrigin(t)
-	img, err := testorigin.BlobImage(72, 1<<20)
+	img, err := harness.BlobImage(72, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

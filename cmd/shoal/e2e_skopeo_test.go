@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // TestE2ESkopeoThroughRegistriesConf copies an image with skopeo, which
@@ -18,7 +18,7 @@ func TestE2ESkopeoThroughRegistriesConf(t *testing.T) {
 	requireE2E(t)
 	skopeo := requireTool(t, "SHOAL_SKOPEO_BIN", "skopeo")
 	origin := startOrigin(t)
-	img, err := testorigin.Image(200<<10, 300<<10)
+	img, err := harness.Image(200<<10, 300<<10)
 	if err != nil {
 		t.Fatal(err)
 	}

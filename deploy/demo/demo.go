@@ -24,8 +24,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/registryshim/daemon"
+	"github.com/shoal-dev/shoal/internal/imagegen"
+	"github.com/shoal-dev/shoal/internal/node"
+	"github.com/shoal-dev/shoal/internal/origin"
 	"github.com/shoal-dev/shoal/seeder"
 )
 
@@ -63,23 +64,23 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "shoal demo: work dir %s\n", dir)
 
-	origin := testorigin.Start(filepath.Join(dir, "origin"))
-	defer origin.Close()
+	org := origin.Start(filepath.Join(dir, "origin"))
+	defer org.Close()
 	sizes := make([]int64, o.Layers)
 	for i := range sizes {
 		sizes[i] = o.ImageBytes / int64(o.Layers)
 	}
-	fmt.Fprintf(out, "origin:  registry at %s; generating an image of %s in %d layers...\n", origin.URL(), human(o.ImageBytes), o.Layers)
-	img, err := testorigin.BlobImage(uint64(time.Now().UnixNano()), sizes...)
+	fmt.Fprintf(out, "origin:  registry at %s; generating an image of %s in %d layers...\n", org.URL(), human(o.ImageBytes), o.Layers)
+	img, err := imagegen.BlobImage(uint64(time.Now().UnixNano()), sizes...)
 	if err != nil {
 		return err
 	}
-	if _, err := origin.Push(img, "demo/app:v1"); err != nil {
+	if _, err := org.Push(img, "demo/app:v1"); err != nil {
 		return err
 	}
 	digest, _ := img.Digest()
 	fmt.Fprintf(out, "origin:  pushed demo/app:v1 (%s)\n", digest)
-	origin0 := origin.BlobBytes()
+	origin0 := org.BlobBytes()
 
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stop := context.WithCancel(gctx)
@@ -87,10 +88,10 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		stop()
 		_ = g.Wait()
 	}()
-	up := []string{origin.Host + "=" + origin.URL()}
+	up := []string{org.Host + "=" + org.URL()}
 	sd, err := seeder.New(runCtx, seeder.Config{
 		DataDir: filepath.Join(dir, "seeder"), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-		Upstreams: up, DefaultUpstream: origin.Host, UpstreamTimeout: 30 * time.Second,
+		Upstreams: up, DefaultUpstream: org.Host, UpstreamTimeout: 30 * time.Second,
 	}, o.Log.Named("seeder"))
 	if err != nil {
 		return err
@@ -98,11 +99,11 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	g.Go(func() error { return sd.Run(runCtx) })
 	fmt.Fprintf(out, "seeder:  %s\n", sd.Addrs()[0])
 
-	nodes := make([]*daemon.Daemon, o.Nodes)
+	nodes := make([]*node.Daemon, o.Nodes)
 	for i := range nodes {
-		d, err := daemon.New(runCtx, daemon.Config{
+		d, err := node.New(runCtx, node.Config{
 			DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), RegistryAddr: "127.0.0.1:0",
-			Upstreams: up, DefaultUpstream: origin.Host, TagTTL: 5 * time.Second, UpstreamTimeout: 30 * time.Second,
+			Upstreams: up, DefaultUpstream: org.Host, TagTTL: 5 * time.Second, UpstreamTimeout: 30 * time.Second,
 			P2P: true, P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: sd.Addrs()[:1],
 			TrustedSeeders: []string{sd.ID().String()}, MaxSourcesPerBlob: 8, SharePartial: true,
 		}, o.Log.Named(fmt.Sprintf("node-%d", i+1)))
@@ -148,7 +149,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	all := max(peers+seeded+direct, 1)
 	fmt.Fprintf(out, "\n%d nodes received %s: %.0f%% from peers, %.0f%% from the seeder, %.0f%% straight from the origin.\n",
 		len(nodes), human(all), 100*float64(peers)/float64(all), 100*float64(seeded)/float64(all), 100*float64(direct)/float64(all))
-	sent := origin.BlobBytes() - origin0
+	sent := org.BlobBytes() - origin0
 	verdict := "the seeder pulled each blob once"
 	if sent > total {
 		verdict = "more than once: some nodes fell back to the origin"
@@ -163,7 +164,7 @@ type row struct {
 	bytes, peer, seeder, origin int64
 }
 
-func pull(ctx context.Context, d *daemon.Daemon, p *progress) (row, error) {
+func pull(ctx context.Context, d *node.Daemon, p *progress) (row, error) {
 	ref, err := name.ParseReference(d.RegistryAddr()+"/demo/app:v1", name.Insecure)
 	if err != nil {
 		return row{}, err
@@ -249,7 +250,7 @@ func (p *progress) done() {
 	fmt.Fprintln(p.out)
 }
 
-func fetched(d *daemon.Daemon, source string) int64 {
+func fetched(d *node.Daemon, source string) int64 {
 	mfs, err := d.Gatherer().Gather()
 	if err != nil {
 		return 0

@@ -11,8 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/opencontainers/go-digest"
 )
 
 // ClientOptions tune a Session; zero values take the defaults.
@@ -321,7 +320,7 @@ func (ss *Session) Reset() error {
 // size: its record must describe exactly that chunk of that blob
 // (ErrChunkMismatch), be signed by a trusted signer (ErrUntrustedSigner,
 // ErrBadSignature) and match the payload (ErrChunkMismatch).
-func VerifyChunk(c Chunk, digest oci.Digest, blobSize int64, trusted Trust) error {
+func VerifyChunk(c Chunk, digest digest.Digest, blobSize int64, trusted Trust) error {
 	r := c.Signed.Record
 	switch {
 	case r.Digest != digest:

@@ -19,11 +19,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/chunk/chunktest"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 // newHost starts a real libp2p host on loopback TCP.
@@ -97,13 +97,13 @@ func newFixture(t *testing.T, opts chunk.ServerOptions, wrap func(chunk.Blobs) c
 }
 
 // put stores a random blob of n bytes with the given chunks held.
-func (f *fixture) put(t *testing.T, seed byte, n int64, held ...int) (oci.Digest, []byte) {
+func (f *fixture) put(t *testing.T, seed byte, n int64, held ...int) (digest.Digest, []byte) {
 	t.Helper()
 	var k [32]byte
 	k[0] = seed
 	data := make([]byte, n)
 	_, _ = rand.NewChaCha8(k).Read(data)
-	d := oci.DigestOf(data)
+	d := digest.FromBytes(data)
 	must(t, f.blobs.Put(d, data))
 	for _, i := range held {
 		must(t, f.blobs.Add(d, i))
@@ -111,7 +111,7 @@ func (f *fixture) put(t *testing.T, seed byte, n int64, held ...int) (oci.Digest
 	return d, data
 }
 
-func (f *fixture) dial(t *testing.T, d oci.Digest, opts chunk.ClientOptions) *chunk.Session {
+func (f *fixture) dial(t *testing.T, d digest.Digest, opts chunk.ClientOptions) *chunk.Session {
 	t.Helper()
 	s, err := chunk.Dial(ctxT(t, 10*time.Second), f.client, f.server.ID(), chunk.Open{Digest: d, Registry: "docker.io", Repo: "library/test"}, opts)
 	if err != nil {
@@ -178,7 +178,7 @@ func expectReset(t *testing.T, s network.Stream) {
 }
 
 // openRaw sends OPEN on a bare stream and reads HAVE.
-func openRaw(t *testing.T, s network.Stream, d oci.Digest) (*chunk.Reader, chunk.Have) {
+func openRaw(t *testing.T, s network.Stream, d digest.Digest) (*chunk.Reader, chunk.Have) {
 	t.Helper()
 	must(t, chunk.WriteFrame(s, chunk.Open{Digest: d}))
 	rd := chunk.NewReader(s, nil)
@@ -209,7 +209,7 @@ func TestPullEndToEnd(t *testing.T) {
 	size := 20*u + 12345 // 6 chunks, the last one short
 	data := make([]byte, size)
 	_, _ = rand.NewChaCha8([32]byte{9}).Read(data)
-	d := oci.DigestOf(data)
+	d := digest.FromBytes(data)
 	must(t, blobs.Put(d, data))
 	must(t, blobs.Add(d, 0))
 	must(t, blobs.Add(d, 1))
@@ -286,7 +286,7 @@ func TestPullEndToEnd(t *testing.T) {
 		}
 	}
 	sum := sha256.Sum256(out)
-	if hex.EncodeToString(sum[:]) != d.Hex {
+	if hex.EncodeToString(sum[:]) != d.Encoded() {
 		t.Fatal("reassembled blob does not match its digest")
 	}
 	if updates == 0 || maxInFlight < 2 || s.InFlight() != 0 {
@@ -359,7 +359,7 @@ func TestNotHeldIsAnErrorNotAReset(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	f := newFixture(t, chunk.ServerOptions{HaveTimeout: 200 * time.Millisecond}, nil)
-	unknown := oci.DigestOf([]byte("unknown"))
+	unknown := digest.FromBytes([]byte("unknown"))
 	_, err := chunk.Dial(ctxT(t, 10*time.Second), f.client, f.server.ID(), chunk.Open{Digest: unknown}, chunk.ClientOptions{})
 	var e chunk.Error
 	if !errors.Is(err, chunk.ErrNotFound) || !errors.As(err, &e) || e.Index != -1 {
@@ -370,7 +370,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 
 	// Known digest, size never known: UNAVAILABLE after the HAVE deadline.
-	pending := oci.DigestOf([]byte("pending"))
+	pending := digest.FromBytes([]byte("pending"))
 	f.blobs.Expect(pending)
 	start := time.Now()
 	_, err = chunk.Dial(ctxT(t, 10*time.Second), f.client, f.server.ID(), chunk.Open{Digest: pending}, chunk.ClientOptions{})
@@ -381,7 +381,7 @@ func TestOpenErrors(t *testing.T) {
 
 	// The size becomes known in time: HAVE.
 	later := make([]byte, 1000)
-	dl := oci.DigestOf(later)
+	dl := digest.FromBytes(later)
 	f.blobs.Expect(dl)
 	time.AfterFunc(50*time.Millisecond, func() { _ = f.blobs.Put(dl, later) })
 	s := f.dial(t, dl, chunk.ClientOptions{})
@@ -490,36 +490,36 @@ func TestCancelDropsQueuedRequest(t *testing.T) {
 func TestMisbehavingClientIsReset(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		send func(t *testing.T, s network.Stream, d oci.Digest)
+		send func(t *testing.T, s network.Stream, d digest.Digest)
 		want error
 	}{
-		{"oversized OPEN", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"oversized OPEN", func(t *testing.T, s network.Stream, d digest.Digest) {
 			_, _ = s.Write([]byte{byte(chunk.TypeOpen), 0x80, 0x80, 0x40}) // 1 MiB
 		}, chunk.ErrFrameTooLarge},
-		{"REQUEST first", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"REQUEST first", func(t *testing.T, s network.Stream, d digest.Digest) {
 			must(t, chunk.WriteFrame(s, chunk.Request{Index: 0}))
 		}, chunk.ErrUnexpectedType},
-		{"oversized REQUEST", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"oversized REQUEST", func(t *testing.T, s network.Stream, d digest.Digest) {
 			openRaw(t, s, d)
 			_, _ = s.Write([]byte{byte(chunk.TypeRequest), 5, 0, 0, 0, 0, 0})
 		}, chunk.ErrFrameTooLarge},
-		{"huge CHUNK from a client", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"huge CHUNK from a client", func(t *testing.T, s network.Stream, d digest.Digest) {
 			openRaw(t, s, d)
 			_, _ = s.Write([]byte{byte(chunk.TypeChunk), 0x80, 0x80, 0x80, 0x02})
 		}, chunk.ErrUnexpectedType},
-		{"unknown type", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"unknown type", func(t *testing.T, s network.Stream, d digest.Digest) {
 			openRaw(t, s, d)
 			_, _ = s.Write([]byte{0x42, 0})
 		}, chunk.ErrUnknownType},
-		{"second OPEN", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"second OPEN", func(t *testing.T, s network.Stream, d digest.Digest) {
 			openRaw(t, s, d)
 			must(t, chunk.WriteFrame(s, chunk.Open{Digest: d}))
 		}, chunk.ErrUnexpectedType},
-		{"index out of range", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"index out of range", func(t *testing.T, s network.Stream, d digest.Digest) {
 			openRaw(t, s, d)
 			must(t, chunk.WriteFrame(s, chunk.Request{Index: 3}))
 		}, chunk.ErrProtocol},
-		{"too many queued", func(t *testing.T, s network.Stream, d oci.Digest) {
+		{"too many queued", func(t *testing.T, s network.Stream, d digest.Digest) {
 			openRaw(t, s, d)
 			for k := 0; k < 8; k++ { // chunk 0 stalls; 4 may queue
 				_ = chunk.WriteFrame(s, chunk.Request{Index: 0}) // may meet the reset
@@ -615,7 +615,7 @@ func TestDeadlines(t *testing.T) {
 	})
 	t.Run("client HAVE timeout", func(t *testing.T) {
 		f := newFixture(t, chunk.ServerOptions{HaveTimeout: time.Second}, nil)
-		pending := oci.DigestOf([]byte("pending"))
+		pending := digest.FromBytes([]byte("pending"))
 		f.blobs.Expect(pending)
 		start := time.Now()
 		_, err := chunk.Dial(ctxT(t, 10*time.Second), f.client, f.server.ID(), chunk.Open{Digest: pending}, chunk.ClientOptions{HaveTimeout: 200 * time.Millisecond})
@@ -627,7 +627,7 @@ func TestDeadlines(t *testing.T) {
 	})
 	t.Run("client context", func(t *testing.T) {
 		f := newFixture(t, chunk.ServerOptions{HaveTimeout: time.Second}, nil)
-		pending := oci.DigestOf([]byte("pending"))
+		pending := digest.FromBytes([]byte("pending"))
 		f.blobs.Expect(pending)
 		_, err := chunk.Dial(ctxT(t, 200*time.Millisecond), f.client, f.server.ID(), chunk.Open{Digest: pending}, chunk.ClientOptions{})
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -687,7 +687,7 @@ func TestMisbehavingServer(t *testing.T) {
 			defer client.Close()
 			defer server.Close()
 			data := []byte("tiny blob")
-			d := oci.DigestOf(data)
+			d := digest.FromBytes(data)
 			signed, err := chunk.Sign(key, chunk.Record{Digest: d, BlobSize: int64(len(data)), ChunkSize: chunk.Size(int64(len(data))), Hash: sha256.Sum256(data)})
 			must(t, err)
 			have := chunk.Have{BlobSize: int64(len(data)), ChunkSize: chunk.Size(int64(len(data))), Bitmap: chunk.NewBitmap(1)}

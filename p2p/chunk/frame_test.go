@@ -10,7 +10,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // sampleMessages returns one valid message of each type (two for some).

@@ -8,8 +8,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/opencontainers/go-digest"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // ProtocolID is the libp2p protocol of this package.
@@ -133,7 +134,7 @@ type Message interface {
 
 // Open asks for a blob; the registry and repository are hints for a seeder.
 type Open struct {
-	Digest   oci.Digest
+	Digest   digest.Digest
 	Registry string
 	Repo     string
 }
@@ -291,10 +292,10 @@ func (m Error) validate() error {
 	return nil
 }
 
-func appendDigest(b []byte, d oci.Digest) []byte {
-	raw := d.Bytes()
-	b = append(b, byte(len(d.Algorithm)))
-	b = append(b, d.Algorithm...)
+func appendDigest(b []byte, d digest.Digest) []byte {
+	raw := oci.DigestBytes(d)
+	b = append(b, byte(len(d.Algorithm())))
+	b = append(b, d.Algorithm()...)
 	b = append(b, byte(len(raw)))
 	return append(b, raw...)
 }

@@ -8,8 +8,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // Limits of a signed record's encoding.
@@ -30,7 +31,7 @@ const signedVersion = 1
 
 // Record is what a seeder signs about one chunk.
 type Record struct {
-	Digest    oci.Digest
+	Digest    digest.Digest
 	BlobSize  int64
 	ChunkSize int64
 	Index     int
@@ -60,9 +61,9 @@ func (r Record) SigningBytes() []byte {
 // appendRecord appends r's fields in signing order: algorithm and raw digest
 // length-prefixed, then sizes, index and hash.
 func appendRecord(b []byte, r Record) []byte {
-	raw := r.Digest.Bytes()
-	b = append(b, byte(len(r.Digest.Algorithm)))
-	b = append(b, r.Digest.Algorithm...)
+	raw := oci.DigestBytes(r.Digest)
+	b = append(b, byte(len(r.Digest.Algorithm())))
+	b = append(b, r.Digest.Algorithm()...)
 	b = append(b, byte(len(raw)))
 	b = append(b, raw...)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.BlobSize))
@@ -267,11 +268,11 @@ func (d *decoder) u64() uint64 {
 }
 
 // digest reads a length-prefixed algorithm and raw digest and validates them.
-func (d *decoder) digest() oci.Digest {
+func (d *decoder) digest() digest.Digest {
 	alg := d.bytes(int(d.u8()))
 	raw := d.bytes(int(d.u8()))
 	if d.err != nil {
-		return oci.Digest{}
+		return digest.Digest("")
 	}
 	dg, err := oci.ParseDigest(string(alg) + ":" + hex.EncodeToString(raw))
 	if err != nil {

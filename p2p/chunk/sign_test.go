@@ -10,8 +10,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // testKey returns a deterministic Ed25519 key and its peer ID.
@@ -35,7 +36,7 @@ func testChunk(size int64, i int) (Record, []byte) {
 	for k := range blob {
 		blob[k] = byte(k * 7)
 	}
-	d := oci.DigestOf(blob)
+	d := digest.FromBytes(blob)
 	off, n := Bounds(size, Size(size), i)
 	data := blob[off : off+n]
 	return Record{Digest: d, BlobSize: size, ChunkSize: Size(size), Index: i, Hash: sha256.Sum256(data)}, data
@@ -113,12 +114,12 @@ func TestSignVerify(t *testing.T) {
 		{"tampered signature", tampered(func(c *Signed) { c.Sig[0] ^= 1 }), data, trust, ErrBadSignature},
 		{"empty signature", tampered(func(c *Signed) { c.Sig = nil }), data, trust, ErrBadSignature},
 		{"tampered hash", tampered(func(c *Signed) { c.Hash[0] ^= 1 }), data, trust, ErrBadSignature},
-		{"tampered digest", tampered(func(c *Signed) { c.Digest = oci.DigestOf([]byte("x")) }), data, trust, ErrBadSignature},
+		{"tampered digest", tampered(func(c *Signed) { c.Digest = digest.FromBytes([]byte("x")) }), data, trust, ErrBadSignature},
 		{"tampered blob size", tampered(func(c *Signed) { c.BlobSize++ }), data, trust, ErrBadSignature},
 		{"tampered chunk size", tampered(func(c *Signed) { c.ChunkSize *= 2 }), data, trust, ErrBadRecord},
 		{"wrong index", tampered(func(c *Signed) { c.Index = 1 }), data, trust, ErrBadSignature},
 		{"index out of range", tampered(func(c *Signed) { c.Index = 3 }), data, trust, ErrBadRecord},
-		{"bad digest", tampered(func(c *Signed) { c.Digest.Hex = "zz" }), data, trust, ErrBadRecord},
+		{"bad digest", tampered(func(c *Signed) { c.Digest = "sha256:zz" }), data, trust, ErrBadRecord},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.s.Check(tc.data, tc.tr); !errors.Is(err, tc.want) {
@@ -161,7 +162,7 @@ func TestSignRejectsBadRecords(t *testing.T) {
 	key, _ := testKey(t, 1)
 	good, _ := testChunk(100, 0)
 	for _, f := range []func(*Record){
-		func(r *Record) { r.Digest = oci.Digest{} },
+		func(r *Record) { r.Digest = digest.Digest("") },
 		func(r *Record) { r.ChunkSize = 8 << 20 },
 		func(r *Record) { r.Index = 1 },
 		func(r *Record) { r.Index = -1 },
@@ -246,7 +247,7 @@ func TestVerifyChunk(t *testing.T) {
 	if err := VerifyChunk(c, r.Digest, size, trust); err != nil {
 		t.Fatal(err)
 	}
-	other := oci.DigestOf([]byte("other"))
+	other := digest.FromBytes([]byte("other"))
 	wrongIdx := c
 	wrongIdx.Index = 0
 	flipped := c
@@ -254,7 +255,7 @@ func TestVerifyChunk(t *testing.T) {
 	flipped.Data[0] ^= 0xff
 	for name, tc := range map[string]struct {
 		c      Chunk
-		digest oci.Digest
+		digest digest.Digest
 		size   int64
 		want   error
 	}{

@@ -18,10 +18,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 // ProtocolPrefix is the prefix of shoal's DHT protocol
@@ -120,7 +119,7 @@ type DHT struct {
 	sem       chan struct{} // provide slots
 
 	mu        sync.Mutex
-	providing map[oci.Digest]context.CancelFunc
+	providing map[digest.Digest]context.CancelFunc
 	stopped   bool
 	dnsCache  map[string][]ma.Multiaddr
 }
@@ -142,7 +141,7 @@ func New(ctx context.Context, h host.Host, cfg Config, log *zap.Logger, reg prom
 		log:       log,
 		cfg:       cfg,
 		sem:       make(chan struct{}, maxConcurrentProvides),
-		providing: map[oci.Digest]context.CancelFunc{},
+		providing: map[digest.Digest]context.CancelFunc{},
 		dnsCache:  map[string][]ma.Multiaddr{},
 	}
 	d.kad, err = dht.New(h,
@@ -209,7 +208,7 @@ func (d *DHT) stopAll() {
 // end of New's ctx. Only ctx's values are used: announcing outlives the call.
 // A failed announcement is logged and retried with a backoff from 1 s up to
 // ReprovideInterval. Calling it for a digest already provided is a no-op.
-func (d *DHT) StartProviding(ctx context.Context, dg oci.Digest) {
+func (d *DHT) StartProviding(ctx context.Context, dg digest.Digest) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -231,7 +230,7 @@ func (d *DHT) StartProviding(ctx context.Context, dg oci.Digest) {
 
 // StopProviding stops announcing dg. Records already stored on other nodes
 // expire within ProviderTTL.
-func (d *DHT) StopProviding(dg oci.Digest) {
+func (d *DHT) StopProviding(dg digest.Digest) {
 	d.mu.Lock()
 	cancel := d.providing[dg]
 	delete(d.providing, dg)
@@ -242,18 +241,18 @@ func (d *DHT) StopProviding(dg oci.Digest) {
 }
 
 // Providing returns the digests being provided, sorted.
-func (d *DHT) Providing() []oci.Digest {
+func (d *DHT) Providing() []digest.Digest {
 	d.mu.Lock()
-	out := make([]oci.Digest, 0, len(d.providing))
+	out := make([]digest.Digest, 0, len(d.providing))
 	for dg := range d.providing {
 		out = append(out, dg)
 	}
 	d.mu.Unlock()
-	slices.SortFunc(out, func(a, b oci.Digest) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(out, func(a, b digest.Digest) int { return strings.Compare(a.String(), b.String()) })
 	return out
 }
 
-func (d *DHT) provideLoop(ctx context.Context, dg oci.Digest, key cid.Cid) {
+func (d *DHT) provideLoop(ctx context.Context, dg digest.Digest, key cid.Cid) {
 	const firstRetry = time.Second
 	retry := min(firstRetry, d.cfg.ReprovideInterval)
 	failures := 0
@@ -316,7 +315,7 @@ func (d *DHT) provideOnce(ctx context.Context, key cid.Cid) error {
 // FindProviders streams the peers other than this node that provide dg, at
 // most limit (limit <= 0: all that the lookup finds), as they arrive. See
 // [Router].
-func (d *DHT) FindProviders(ctx context.Context, dg oci.Digest, limit int) <-chan peer.AddrInfo {
+func (d *DHT) FindProviders(ctx context.Context, dg digest.Digest, limit int) <-chan peer.AddrInfo {
 	key, err := Key(dg)
 	if err != nil {
 		d.m.lookups.WithLabelValues(resultError).Inc()

@@ -13,12 +13,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/shoal-dev/shoal/p2p/discovery"
 	"github.com/shoal-dev/shoal/p2p/discovery/discoverytest"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 func TestConformance(t *testing.T) {
@@ -36,7 +36,7 @@ func TestConformance(t *testing.T) {
 }
 
 // find returns the providers of d that n's lookup yields within 5 s.
-func find(t *testing.T, n *node, d oci.Digest, limit int) []peer.AddrInfo {
+func find(t *testing.T, n *node, d digest.Digest, limit int) []peer.AddrInfo {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	var out []peer.AddrInfo
@@ -55,7 +55,7 @@ func has(ais []peer.AddrInfo, id peer.ID) bool {
 func TestTenNodeSwarm(t *testing.T) {
 	nodes := newSwarm(t, 10, nil)
 	a, j := nodes[1], nodes[9]
-	d := oci.DigestOf([]byte("ten-node layer"))
+	d := digest.FromBytes([]byte("ten-node layer"))
 
 	start := time.Now()
 	a.dht.StartProviding(t.Context(), d)
@@ -68,7 +68,7 @@ func TestTenNodeSwarm(t *testing.T) {
 	})
 	t.Logf("J found A %s after StartProviding", time.Since(start).Round(time.Millisecond))
 
-	if got := a.dht.Providing(); !slices.Equal(got, []oci.Digest{d}) {
+	if got := a.dht.Providing(); !slices.Equal(got, []digest.Digest{d}) {
 		t.Fatalf("Providing = %v", got)
 	}
 	// J may see the record before A's Provide call has heard back from every
@@ -110,7 +110,7 @@ func TestTenNodeSwarm(t *testing.T) {
 func TestPrivateNetwork(t *testing.T) {
 	psk := newPSK(t)
 	members := newSwarm(t, 4, psk)
-	d := oci.DigestOf([]byte("private layer"))
+	d := digest.FromBytes([]byte("private layer"))
 	members[1].dht.StartProviding(t.Context(), d)
 	waitFor(t, 15*time.Second, "a member finds the provider", func() bool {
 		return has(find(t, members[3], d, 0), members[1].h.ID())
@@ -188,7 +188,7 @@ func TestRebootstrapViaDNS(t *testing.T) {
 	waitFor(t, 15*time.Second, "node rejoins both seeders", joined)
 
 	// The swarm works again: a seeder's announcement reaches the node.
-	d := oci.DigestOf([]byte("after rebootstrap"))
+	d := digest.FromBytes([]byte("after rebootstrap"))
 	s2.dht.StartProviding(t.Context(), d)
 	waitFor(t, 15*time.Second, "node finds the seeder", func() bool { return has(find(t, n, d, 0), s2.h.ID()) })
 }
@@ -235,13 +235,13 @@ func TestMetricsReregisterAfterClose(t *testing.T) {
 	}
 	// Nothing runs after Close: providing is a no-op.
 	d2.Close()
-	d2.StartProviding(t.Context(), oci.DigestOf([]byte("x")))
+	d2.StartProviding(t.Context(), digest.FromBytes([]byte("x")))
 	if got := d2.Providing(); len(got) != 0 {
 		t.Fatalf("Providing after Close = %v", got)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	for ai := range d2.FindProviders(ctx, oci.DigestOf([]byte("x")), 0) {
+	for ai := range d2.FindProviders(ctx, digest.FromBytes([]byte("x")), 0) {
 		t.Fatalf("lookup after Close returned %v", ai)
 	}
 	if ctx.Err() != nil {

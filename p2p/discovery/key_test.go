@@ -8,15 +8,16 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/p2p/discovery"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 func TestKey(t *testing.T) {
-	sha512 := oci.Digest{Algorithm: "sha512", Hex: strings.Repeat("ab", 64)}
-	for _, d := range []oci.Digest{oci.DigestOf([]byte("layer")), oci.DigestOf(nil), sha512} {
-		t.Run(d.Algorithm, func(t *testing.T) {
+	sha512 := digest.Digest("sha512:" + strings.Repeat("ab", 64))
+	for _, d := range []digest.Digest{digest.FromBytes([]byte("layer")), digest.FromBytes(nil), sha512} {
+		t.Run(d.Algorithm().String(), func(t *testing.T) {
 			k, err := discovery.Key(d)
 			if err != nil {
 				t.Fatal(err)
@@ -33,7 +34,7 @@ func TestKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantCode := uint64(multihash.SHA2_256)
-			if d.Algorithm == "sha512" {
+			if d.Algorithm() == "sha512" {
 				wantCode = multihash.SHA2_512
 			}
 			if dec.Code != wantCode {
@@ -41,20 +42,20 @@ func TestKey(t *testing.T) {
 			}
 			// The multihash digest is the blob digest itself, not a hash of
 			// its string form.
-			if !bytes.Equal(dec.Digest, d.Bytes()) {
-				t.Fatalf("multihash digest %x, want the digest bytes %s", dec.Digest, d.Hex)
+			if !bytes.Equal(dec.Digest, oci.DigestBytes(d)) {
+				t.Fatalf("multihash digest %x, want the digest bytes %s", dec.Digest, d.Encoded())
 			}
 		})
 	}
-	a, _ := discovery.Key(oci.DigestOf([]byte("a")))
-	b, _ := discovery.Key(oci.DigestOf([]byte("b")))
+	a, _ := discovery.Key(digest.FromBytes([]byte("a")))
+	b, _ := discovery.Key(digest.FromBytes([]byte("b")))
 	if a.Equals(b) {
 		t.Fatal("different digests share a key")
 	}
 	// Same bytes under two algorithms would be different content.
 	h := strings.Repeat("cd", 32)
-	s256, _ := discovery.Key(oci.Digest{Algorithm: "sha256", Hex: h})
-	if _, err := discovery.Key(oci.Digest{Algorithm: "sha512", Hex: h}); err == nil {
+	s256, _ := discovery.Key(digest.Digest("sha256:" + h))
+	if _, err := discovery.Key(digest.Digest("sha512:" + h)); err == nil {
 		t.Fatal("32-byte sha512 accepted")
 	}
 	if s256.String() == "" {
@@ -63,13 +64,14 @@ func TestKey(t *testing.T) {
 }
 
 func TestKeyRejects(t *testing.T) {
-	for _, d := range []oci.Digest{
-		{},
-		{Algorithm: "md5", Hex: strings.Repeat("0", 32)},
-		{Algorithm: "sha256", Hex: strings.Repeat("0", 63)},
-		{Algorithm: "sha256", Hex: strings.Repeat("0", 66)},
-		{Algorithm: "sha256", Hex: strings.Repeat("g", 64)},
-		{Algorithm: "sha512", Hex: strings.Repeat("0", 64)},
+	for _, d := range []digest.Digest{
+		"",
+		"sha256",
+		digest.Digest("md5:" + strings.Repeat("0", 32)),
+		digest.Digest("sha256:" + strings.Repeat("0", 63)),
+		digest.Digest("sha256:" + strings.Repeat("0", 66)),
+		digest.Digest("sha256:" + strings.Repeat("g", 64)),
+		digest.Digest("sha512:" + strings.Repeat("0", 64)),
 	} {
 		if _, err := discovery.Key(d); !errors.Is(err, discovery.ErrInvalidDigest) {
 			t.Errorf("Key(%q) err = %v, want ErrInvalidDigest", d.String(), err)
@@ -85,7 +87,7 @@ func FuzzKey(f *testing.F) {
 	f.Add("sha256", "")
 	f.Add("", "zz")
 	f.Fuzz(func(t *testing.T, alg, hx string) {
-		d := oci.Digest{Algorithm: alg, Hex: hx}
+		d := digest.Digest(alg + ":" + hx)
 		k, err := discovery.Key(d)
 		if err != nil {
 			if !errors.Is(err, discovery.ErrInvalidDigest) {
@@ -97,7 +99,7 @@ func FuzzKey(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k.Type() != cid.Raw || !bytes.Equal(dec.Digest, d.Bytes()) {
+		if k.Type() != cid.Raw || !bytes.Equal(dec.Digest, oci.DigestBytes(d)) {
 			t.Fatalf("Key(%q) = %s", d.String(), k)
 		}
 		if _, err := oci.ParseDigest(d.String()); err != nil && strings.ToLower(hx) == hx {

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/p2p/store"
 )
 
 // Blobs serves this node's chunks to peers: it implements chunk.Blobs over

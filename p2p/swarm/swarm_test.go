@@ -3,8 +3,6 @@ package swarm_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -14,14 +12,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/p2p/swarm"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 // router is an in-memory provider index shared by a test's nodes.
@@ -37,7 +35,7 @@ type nodeRouter struct {
 	me libhost.Host
 }
 
-func (n nodeRouter) StartProviding(_ context.Context, d oci.Digest) {
+func (n nodeRouter) StartProviding(_ context.Context, d digest.Digest) {
 	n.r.mu.Lock()
 	defer n.r.mu.Unlock()
 	for _, p := range n.r.provs[d.String()] {
@@ -48,7 +46,7 @@ func (n nodeRouter) StartProviding(_ context.Context, d oci.Digest) {
 	n.r.provs[d.String()] = append(n.r.provs[d.String()], peer.AddrInfo{ID: n.me.ID(), Addrs: n.me.Addrs()})
 }
 
-func (n nodeRouter) FindProviders(_ context.Context, d oci.Digest, max int) <-chan peer.AddrInfo {
+func (n nodeRouter) FindProviders(_ context.Context, d digest.Digest, max int) <-chan peer.AddrInfo {
 	n.r.mu.Lock()
 	ps := append([]peer.AddrInfo(nil), n.r.provs[d.String()]...)
 	n.r.mu.Unlock()
@@ -86,10 +84,7 @@ func openStore(t *testing.T) *store.Store {
 	return st
 }
 
-func digestOf(b []byte) oci.Digest {
-	s := sha256.Sum256(b)
-	return oci.Digest{Algorithm: "sha256", Hex: hex.EncodeToString(s[:])}
-}
+func digestOf(b []byte) digest.Digest { return digest.FromBytes(b) }
 
 // seederNode serves blobs it "pulls" from an in-memory origin at a given
 // rate, signing every chunk: the real chunk server over the real store.
@@ -162,7 +157,7 @@ func (s *seederNode) fill(req chunk.Open) store.Filler {
 type node struct {
 	h   libhost.Host
 	st  *store.Store
-	f   *swarm.Fetcher
+	f   *swarm.Client
 	m   *swarm.Metrics
 	reg *prometheus.Registry
 }
@@ -182,7 +177,7 @@ func newNode(t *testing.T, r *router, seeders []peer.AddrInfo, cfg swarm.Config)
 	if raceEnabled {
 		cfg.MinChunkTimeout = 20 * time.Second
 	}
-	n.f = swarm.NewFetcher(h, nodeRouter{r, h}, cfg, n.m, testLogger(t))
+	n.f = swarm.NewClient(h, nodeRouter{r, h}, cfg, n.m, testLogger(t))
 	h.SetStreamHandler(chunk.ProtocolID, chunk.Handler(swarm.NewBlobs(n.st, nil, true), chunk.ServerOptions{
 		OnUpload: func(_ peer.ID, b int64) { n.m.Uploaded.Add(float64(b)) },
 	}, zap.NewNop()))

@@ -13,10 +13,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/p2p/store"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 // Seed puts a manifest (under tag and its digest) and its blobs into an
@@ -52,9 +52,9 @@ func Manifest(config []byte, layers ...[]byte) []byte {
 		Config        desc   `json:"config"`
 		Layers        []desc `json:"layers"`
 	}{SchemaVersion: 2, MediaType: "application/vnd.oci.image.manifest.v1+json",
-		Config: desc{"application/vnd.oci.image.config.v1+json", oci.DigestOf(config).String(), len(config)}, Layers: []desc{}}
+		Config: desc{"application/vnd.oci.image.config.v1+json", digest.FromBytes(config).String(), len(config)}, Layers: []desc{}}
 	for _, l := range layers {
-		m.Layers = append(m.Layers, desc{"application/vnd.oci.image.layer.v1.tar", oci.DigestOf(l).String(), len(l)})
+		m.Layers = append(m.Layers, desc{"application/vnd.oci.image.layer.v1.tar", digest.FromBytes(l).String(), len(l)})
 	}
 	b, _ := json.Marshal(m)
 	return b
@@ -74,7 +74,7 @@ func RunUpstream(t *testing.T, factory UpstreamFactory) {
 	if err != nil {
 		t.Fatalf("Target: %v", err)
 	}
-	md := oci.DigestOf(man)
+	md := digest.FromBytes(man)
 
 	t.Run("HeadManifestByTag", func(t *testing.T) {
 		d, err := up.HeadManifest(ctx, tgt, "v1", nil)
@@ -92,16 +92,16 @@ func RunUpstream(t *testing.T, factory UpstreamFactory) {
 		if _, err := up.HeadManifest(ctx, tgt, "nope", nil); !errors.Is(err, upstream.ErrNotFound) {
 			t.Fatalf("err %v", err)
 		}
-		if _, _, err := up.GetManifest(ctx, tgt, oci.DigestOf([]byte("nope")).String(), nil); !errors.Is(err, upstream.ErrNotFound) {
+		if _, _, err := up.GetManifest(ctx, tgt, digest.FromBytes([]byte("nope")).String(), nil); !errors.Is(err, upstream.ErrNotFound) {
 			t.Fatalf("err %v", err)
 		}
 	})
 	t.Run("HeadBlob", func(t *testing.T) {
-		n, err := up.HeadBlob(ctx, tgt, oci.DigestOf(layer))
+		n, err := up.HeadBlob(ctx, tgt, digest.FromBytes(layer))
 		if err != nil || n != int64(len(layer)) {
 			t.Fatalf("got %d %v", n, err)
 		}
-		if _, err := up.HeadBlob(ctx, tgt, oci.DigestOf([]byte("nope"))); !errors.Is(err, upstream.ErrNotFound) {
+		if _, err := up.HeadBlob(ctx, tgt, digest.FromBytes([]byte("nope"))); !errors.Is(err, upstream.ErrNotFound) {
 			t.Fatalf("unknown blob: %v", err)
 		}
 	})
@@ -132,9 +132,9 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 	fetch := func(b []byte) ([]byte, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		d := oci.DigestOf(b)
+		d := digest.FromBytes(b)
 		s, err := st.Fetch(ctx, d, func(ctx context.Context, p *store.Partial) error {
-			return f.Fetch(ctx, registryshim.BlobRequest{Target: tgt, Digest: d}, p)
+			return f.Fetch(ctx, upstream.BlobRequest{Target: tgt, Digest: d}, p)
 		})
 		if err != nil {
 			return nil, err
@@ -166,7 +166,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		b := randomBytes(2<<20, 9)
 		f2, tgt2 := factory(t, [][]byte{b})
 		dir := t.TempDir()
-		d := oci.DigestOf(b)
+		d := digest.FromBytes(b)
 		const cs = 64 << 10
 		small := store.WithChunkSizer(func(int64) int64 { return cs })
 		s1, err := store.Open(dir, zap.NewNop(), small)
@@ -197,7 +197,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		var at int64 = -1
 		str, err = s2.Fetch(context.Background(), d, func(ctx context.Context, p *store.Partial) error {
 			at = p.Offset()
-			return f2.Fetch(ctx, registryshim.BlobRequest{Target: tgt2, Digest: d}, p)
+			return f2.Fetch(ctx, upstream.BlobRequest{Target: tgt2, Digest: d}, p)
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -3,9 +3,9 @@ package shimtest_test
 import (
 	"testing"
 
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/registryshim"
 	"github.com/shoal-dev/shoal/registryshim/shimtest"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 func TestMemUpstreamConformance(t *testing.T) {
@@ -40,6 +40,6 @@ func TestOriginFetcherOverMemUpstreamConformance(t *testing.T) {
 			up.PutBlob("x/y", b)
 		}
 		tgt, _ := up.Target("", "x/y")
-		return registryshim.NewOriginFetcher(up, nopLogger(), nil), tgt
+		return upstream.NewOrigin(up, nopLogger(), nil), tgt
 	})
 }

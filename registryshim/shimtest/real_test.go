@@ -7,18 +7,18 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 	"github.com/shoal-dev/shoal/registryshim/shimtest"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 func nopLogger() *zap.Logger { return zap.NewNop() }
 
-func digestOf(b []byte) string { return oci.DigestOf(b).String() }
+func digestOf(b []byte) string { return digest.FromBytes(b).String() }
 
 type rawManifest struct {
 	body []byte
@@ -29,8 +29,8 @@ func (r rawManifest) RawManifest() ([]byte, error)        { return r.body, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
 
 // realUpstream is upstream.Client against an in-process origin registry.
-func realUpstream(t *testing.T) (*upstream.Client, *testorigin.Origin, func(t *testing.T, repo, tag, mt string, man []byte, blobs ...[]byte)) {
-	origin := testorigin.Start(t.TempDir())
+func realUpstream(t *testing.T) (*upstream.Client, *harness.Origin, func(t *testing.T, repo, tag, mt string, man []byte, blobs ...[]byte)) {
+	origin := harness.StartOrigin(t.TempDir())
 	t.Cleanup(origin.Close)
 	mapping, err := upstream.NewMapping([]string{origin.Host + "=" + origin.URL()}, origin.Host)
 	if err != nil {
@@ -77,6 +77,6 @@ func TestOriginFetcherConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return registryshim.NewOriginFetcher(c, zap.NewNop(), nil), tgt
+		return upstream.NewOrigin(c, zap.NewNop(), nil), tgt
 	})
 }

@@ -12,10 +12,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/shoal-dev/shoal/p2p/store"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 // MemFetcher is an in-memory registryshim.Fetcher.
@@ -38,7 +39,7 @@ func (m *MemFetcher) Calls() int {
 }
 
 // Fetch implements registryshim.Fetcher.
-func (m *MemFetcher) Fetch(_ context.Context, req registryshim.BlobRequest, p *store.Partial) error {
+func (m *MemFetcher) Fetch(_ context.Context, req upstream.BlobRequest, p *store.Partial) error {
 	m.mu.Lock()
 	m.calls++
 	b, ok := m.blobs[req.Digest.String()]
@@ -73,8 +74,8 @@ func NewMemUpstream() *MemUpstream {
 }
 
 // PutManifest stores a manifest under its digest and, if tag != "", a tag.
-func (m *MemUpstream) PutManifest(repo, tag, mediaType string, body []byte) oci.Digest {
-	d := oci.DigestOf(body)
+func (m *MemUpstream) PutManifest(repo, tag, mediaType string, body []byte) digest.Digest {
+	d := digest.FromBytes(body)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.manifests[repo+"|"+d.String()] = memManifest{mediaType, body}
@@ -85,8 +86,8 @@ func (m *MemUpstream) PutManifest(repo, tag, mediaType string, body []byte) oci.
 }
 
 // PutBlob stores a blob in repo.
-func (m *MemUpstream) PutBlob(repo string, b []byte) oci.Digest {
-	d := oci.DigestOf(b)
+func (m *MemUpstream) PutBlob(repo string, b []byte) digest.Digest {
+	d := digest.FromBytes(b)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.blobs[repo+"|"+d.String()] = b
@@ -137,7 +138,7 @@ func (m *MemUpstream) HeadManifest(_ context.Context, t upstream.Target, ref str
 	if err != nil {
 		return upstream.Descriptor{}, err
 	}
-	return upstream.Descriptor{MediaType: mf.mediaType, Digest: oci.DigestOf(mf.body), Size: int64(len(mf.body))}, nil
+	return upstream.Descriptor{MediaType: mf.mediaType, Digest: digest.FromBytes(mf.body), Size: int64(len(mf.body))}, nil
 }
 
 // GetManifest implements registryshim.Upstream.
@@ -146,10 +147,10 @@ func (m *MemUpstream) GetManifest(_ context.Context, t upstream.Target, ref stri
 	if err != nil {
 		return upstream.Descriptor{}, nil, err
 	}
-	return upstream.Descriptor{MediaType: mf.mediaType, Digest: oci.DigestOf(mf.body), Size: int64(len(mf.body))}, mf.body, nil
+	return upstream.Descriptor{MediaType: mf.mediaType, Digest: digest.FromBytes(mf.body), Size: int64(len(mf.body))}, mf.body, nil
 }
 
-func (m *MemUpstream) blob(t upstream.Target, d oci.Digest) ([]byte, error) {
+func (m *MemUpstream) blob(t upstream.Target, d digest.Digest) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.down {
@@ -162,14 +163,14 @@ func (m *MemUpstream) blob(t upstream.Target, d oci.Digest) ([]byte, error) {
 	return b, nil
 }
 
-// HeadBlob implements registryshim.Upstream and registryshim.BlobUpstream.
-func (m *MemUpstream) HeadBlob(_ context.Context, t upstream.Target, d oci.Digest) (int64, error) {
+// HeadBlob implements registryshim.Upstream and upstream.BlobGetter.
+func (m *MemUpstream) HeadBlob(_ context.Context, t upstream.Target, d digest.Digest) (int64, error) {
 	b, err := m.blob(t, d)
 	return int64(len(b)), err
 }
 
-// GetBlob implements registryshim.BlobUpstream.
-func (m *MemUpstream) GetBlob(_ context.Context, t upstream.Target, d oci.Digest, offset, _ int64) (*upstream.Blob, error) {
+// GetBlob implements upstream.BlobGetter.
+func (m *MemUpstream) GetBlob(_ context.Context, t upstream.Target, d digest.Digest, offset, _ int64) (*upstream.Blob, error) {
 	b, err := m.blob(t, d)
 	if err != nil {
 		return nil, err
@@ -202,7 +203,7 @@ func (m *MemUpstream) Forward(_ context.Context, t upstream.Target, kind, _, _, 
 }
 
 var (
-	_ registryshim.Fetcher      = (*MemFetcher)(nil)
-	_ registryshim.Upstream     = (*MemUpstream)(nil)
-	_ registryshim.BlobUpstream = (*MemUpstream)(nil)
+	_ registryshim.Fetcher  = (*MemFetcher)(nil)
+	_ registryshim.Upstream = (*MemUpstream)(nil)
+	_ upstream.BlobGetter   = (*MemUpstream)(nil)
 )

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 // Harness is a chunk.Blobs under test plus the hooks RunBlobs feeds it with.
@@ -20,11 +20,11 @@ type Harness struct {
 	// Trust trusts the signer of the records the implementation returns.
 	Trust chunk.Trust
 	// Put makes d known with its content and size, no chunk held.
-	Put func(d oci.Digest, data []byte) error
+	Put func(d digest.Digest, data []byte) error
 	// Add makes chunk i of a put blob held (verified, signed).
-	Add func(d oci.Digest, i int) error
+	Add func(d digest.Digest, i int) error
 	// Expect, if set, makes d known before its size is (Have must wait).
-	Expect func(d oci.Digest)
+	Expect func(d digest.Digest)
 }
 
 // RunBlobs is the conformance suite of chunk.Blobs: every implementation
@@ -184,7 +184,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("EmptyBlob", func(t *testing.T) {
 		h := newHarness(t)
-		d := oci.DigestOf(nil)
+		d := digest.FromBytes(nil)
 		must(t, h.Put(d, nil))
 		have := mustHave(t, open(t, h, d))
 		if have.BlobSize != 0 || have.Bitmap.Len() != 0 || !have.Complete {
@@ -237,12 +237,12 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 }
 
 // blob returns deterministic content of n bytes and its digest.
-func blob(seed uint64, n int64) (oci.Digest, []byte) {
+func blob(seed uint64, n int64) (digest.Digest, []byte) {
 	var key [32]byte
 	key[0] = byte(seed)
 	data := make([]byte, n)
 	_, _ = rand.NewChaCha8(key).Read(data)
-	return oci.DigestOf(data), data
+	return digest.FromBytes(data), data
 }
 
 func ctx(t *testing.T) context.Context {
@@ -251,7 +251,7 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func open(t *testing.T, h Harness, d oci.Digest) chunk.Blob {
+func open(t *testing.T, h Harness, d digest.Digest) chunk.Blob {
 	t.Helper()
 	b, err := h.Blobs.Open(ctx(t), chunk.Open{Digest: d, Registry: "registry.example", Repo: "library/test"})
 	if err != nil {

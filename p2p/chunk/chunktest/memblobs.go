@@ -11,9 +11,9 @@ import (
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 // MemBlobs is an in-memory chunk.Blobs. A blob is first expected (known,
@@ -24,7 +24,7 @@ type MemBlobs struct {
 	key crypto.PrivKey
 
 	mu    sync.Mutex
-	blobs map[oci.Digest]*memBlob
+	blobs map[digest.Digest]*memBlob
 }
 
 type memBlob struct {
@@ -39,11 +39,11 @@ type memBlob struct {
 
 // NewMemBlobs returns an empty MemBlobs that signs chunk records with key.
 func NewMemBlobs(key crypto.PrivKey) *MemBlobs {
-	return &MemBlobs{key: key, blobs: make(map[oci.Digest]*memBlob)}
+	return &MemBlobs{key: key, blobs: make(map[digest.Digest]*memBlob)}
 }
 
 // blob returns d's entry, creating it if asked; m.mu held.
-func (m *MemBlobs) blob(d oci.Digest, create bool) *memBlob {
+func (m *MemBlobs) blob(d digest.Digest, create bool) *memBlob {
 	b := m.blobs[d]
 	if b == nil && create {
 		b = &memBlob{known: make(chan struct{}), subs: make(map[*sub]struct{})}
@@ -53,7 +53,7 @@ func (m *MemBlobs) blob(d oci.Digest, create bool) *memBlob {
 }
 
 // Expect makes d known without its size: Have waits until Put.
-func (m *MemBlobs) Expect(d oci.Digest) {
+func (m *MemBlobs) Expect(d digest.Digest) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.blob(d, true)
@@ -61,7 +61,7 @@ func (m *MemBlobs) Expect(d oci.Digest) {
 
 // Put sets d's content (not checked against d, so tests can lie); no chunk
 // is held yet. A blob can be put once.
-func (m *MemBlobs) Put(d oci.Digest, data []byte) error {
+func (m *MemBlobs) Put(d digest.Digest, data []byte) error {
 	size := int64(len(data))
 	csize := chunk.Size(size)
 	if err := chunk.CheckGeometry(size, csize); err != nil {
@@ -83,7 +83,7 @@ func (m *MemBlobs) Put(d oci.Digest, data []byte) error {
 
 // Add makes chunk i of d held: it signs the chunk's record and announces i
 // to subscribers. Adding a held chunk again does nothing.
-func (m *MemBlobs) Add(d oci.Digest, i int) error {
+func (m *MemBlobs) Add(d digest.Digest, i int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b := m.blob(d, false)
@@ -113,7 +113,7 @@ func (m *MemBlobs) Add(d oci.Digest, i int) error {
 }
 
 // AddAll makes every chunk of d held.
-func (m *MemBlobs) AddAll(d oci.Digest) error {
+func (m *MemBlobs) AddAll(d digest.Digest) error {
 	m.mu.Lock()
 	b := m.blob(d, false)
 	if b == nil || b.held == nil {

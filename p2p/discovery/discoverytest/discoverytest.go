@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/p2p/discovery"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 // Nodes is the number of routers Run asks for.
@@ -43,11 +43,13 @@ func Run(t *testing.T, o Options) {
 		t.Fatalf("New returned %d nodes, want %d", len(nodes), Nodes)
 	}
 	a, b, c, z := nodes[0], nodes[1], nodes[2], nodes[3]
-	digest := func(name string) oci.Digest { return oci.DigestOf([]byte("discoverytest " + t.Name() + " " + name)) }
+	named := func(name string) digest.Digest {
+		return digest.FromBytes([]byte("discoverytest " + t.Name() + " " + name))
+	}
 
 	t.Run("FindsProvider", func(t *testing.T) {
 		t.Parallel()
-		d := digest("finds")
+		d := named("finds")
 		a.Router.StartProviding(t.Context(), d)
 		t.Cleanup(func() { a.Router.StopProviding(d) })
 		eventually(t, o.Settle, "z finds a", func(ctx context.Context) bool {
@@ -57,7 +59,7 @@ func Run(t *testing.T, o Options) {
 
 	t.Run("ExcludesSelf", func(t *testing.T) {
 		t.Parallel()
-		d := digest("self")
+		d := named("self")
 		b.Router.StartProviding(t.Context(), d)
 		c.Router.StartProviding(t.Context(), d)
 		t.Cleanup(func() { b.Router.StopProviding(d); c.Router.StopProviding(d) })
@@ -77,7 +79,7 @@ func Run(t *testing.T, o Options) {
 
 	t.Run("Limit", func(t *testing.T) {
 		t.Parallel()
-		d := digest("limit")
+		d := named("limit")
 		for _, n := range []Node{a, b, c} {
 			n.Router.StartProviding(t.Context(), d)
 		}
@@ -111,7 +113,7 @@ func Run(t *testing.T, o Options) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(t.Context(), o.Settle)
 		defer cancel()
-		got := collect(ctx, z.Router.FindProviders(ctx, digest("nobody"), 0))
+		got := collect(ctx, z.Router.FindProviders(ctx, named("nobody"), 0))
 		if len(got) != 0 {
 			t.Fatalf("providers of an unannounced digest: %v", got)
 		}
@@ -122,7 +124,7 @@ func Run(t *testing.T, o Options) {
 
 	t.Run("InvalidDigest", func(t *testing.T) {
 		t.Parallel()
-		for _, d := range []oci.Digest{{}, {Algorithm: "md5", Hex: "00"}, {Algorithm: "sha256", Hex: "zz"}} {
+		for _, d := range []digest.Digest{"", "md5:00", "sha256:zz"} {
 			a.Router.StartProviding(t.Context(), d)
 			a.Router.StopProviding(d)
 			ctx, cancel := context.WithTimeout(t.Context(), o.Settle)
@@ -137,7 +139,7 @@ func Run(t *testing.T, o Options) {
 
 	t.Run("CanceledContext", func(t *testing.T) {
 		t.Parallel()
-		d := digest("canceled")
+		d := named("canceled")
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		a.Router.StartProviding(ctx, d) // a canceled call announces nothing
@@ -155,15 +157,15 @@ func Run(t *testing.T, o Options) {
 
 	t.Run("StopProviding", func(t *testing.T) {
 		t.Parallel()
-		d := digest("stop")
+		d := named("stop")
 		a.Router.StartProviding(t.Context(), d)
 		a.Router.StartProviding(t.Context(), d) // idempotent
 		eventually(t, o.Settle, "z finds a", func(ctx context.Context) bool {
 			return contains(collect(ctx, z.Router.FindProviders(ctx, d, 0)), a.ID)
 		})
 		a.Router.StopProviding(d)
-		a.Router.StopProviding(d)                  // idempotent
-		a.Router.StopProviding(digest("never-on")) // unknown: no-op
+		a.Router.StopProviding(d)                 // idempotent
+		a.Router.StopProviding(named("never-on")) // unknown: no-op
 		eventually(t, o.Expiry+o.Settle, "a disappears", func(ctx context.Context) bool {
 			return !contains(collect(ctx, z.Router.FindProviders(ctx, d, 0)), a.ID)
 		})

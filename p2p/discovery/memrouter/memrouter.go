@@ -12,20 +12,20 @@ import (
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/p2p/discovery"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 // Network is the shared state of the routers joined to it.
 type Network struct {
 	mu        sync.Mutex
-	providers map[oci.Digest]map[peer.ID]peer.AddrInfo
+	providers map[digest.Digest]map[peer.ID]peer.AddrInfo
 }
 
 // NewNetwork returns an empty network.
 func NewNetwork() *Network {
-	return &Network{providers: map[oci.Digest]map[peer.ID]peer.AddrInfo{}}
+	return &Network{providers: map[digest.Digest]map[peer.ID]peer.AddrInfo{}}
 }
 
 // Join returns the router of node self on n.
@@ -42,7 +42,7 @@ type Router struct {
 var _ discovery.Router = (*Router)(nil)
 
 // StartProviding announces d until StopProviding(d).
-func (r *Router) StartProviding(ctx context.Context, d oci.Digest) {
+func (r *Router) StartProviding(ctx context.Context, d digest.Digest) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -60,7 +60,7 @@ func (r *Router) StartProviding(ctx context.Context, d oci.Digest) {
 }
 
 // StopProviding withdraws the announcement of d.
-func (r *Router) StopProviding(d oci.Digest) {
+func (r *Router) StopProviding(d digest.Digest) {
 	r.net.mu.Lock()
 	defer r.net.mu.Unlock()
 	delete(r.net.providers[d], r.self.ID)
@@ -71,7 +71,7 @@ func (r *Router) StopProviding(d oci.Digest) {
 
 // FindProviders returns the other nodes providing d, at most limit of them
 // (limit <= 0: all), in peer ID order, on an already closed channel.
-func (r *Router) FindProviders(ctx context.Context, d oci.Digest, limit int) <-chan peer.AddrInfo {
+func (r *Router) FindProviders(ctx context.Context, d digest.Digest, limit int) <-chan peer.AddrInfo {
 	var found []peer.AddrInfo
 	if ctx.Err() == nil {
 		r.net.mu.Lock()
@@ -95,15 +95,15 @@ func (r *Router) FindProviders(ctx context.Context, d oci.Digest, limit int) <-c
 }
 
 // Providing returns the digests this node provides, sorted.
-func (r *Router) Providing() []oci.Digest {
+func (r *Router) Providing() []digest.Digest {
 	r.net.mu.Lock()
-	var out []oci.Digest
+	var out []digest.Digest
 	for d, ps := range r.net.providers {
 		if _, ok := ps[r.self.ID]; ok {
 			out = append(out, d)
 		}
 	}
 	r.net.mu.Unlock()
-	slices.SortFunc(out, func(a, b oci.Digest) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(out, func(a, b digest.Digest) int { return strings.Compare(a.String(), b.String()) })
 	return out
 }

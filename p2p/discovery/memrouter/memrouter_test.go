@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/goleak"
 
 	"github.com/shoal-dev/shoal/p2p/discovery/discoverytest"
 	"github.com/shoal-dev/shoal/p2p/discovery/memrouter"
-	"github.com/shoal-dev/shoal/registryshim/oci"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,7 +34,7 @@ func TestConformance(t *testing.T) {
 func TestProviding(t *testing.T) {
 	net := memrouter.NewNetwork()
 	r := net.Join(peer.AddrInfo{ID: "a"})
-	d1, d2 := oci.DigestOf([]byte("1")), oci.DigestOf([]byte("2"))
+	d1, d2 := digest.FromBytes([]byte("1")), digest.FromBytes([]byte("2"))
 	r.StartProviding(context.Background(), d2)
 	r.StartProviding(context.Background(), d1)
 	if got := r.Providing(); len(got) != 2 {

@@ -3,8 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -16,15 +14,13 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func digestOf(b []byte) oci.Digest {
-	s := sha256.Sum256(b)
-	return oci.Digest{Algorithm: "sha256", Hex: hex.EncodeToString(s[:])}
-}
+func digestOf(b []byte) digest.Digest { return digest.FromBytes(b) }
 
 func open(t *testing.T, dir string) *Store {
 	t.Helper()
@@ -164,7 +160,7 @@ func TestDigestMismatchStoresNothingAndHoldsLastByte(t *testing.T) {
 	if _, err := s.Stat(d); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("corrupt blob stored: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(s.Dir(), "partial", "sha256", d.Hex)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(s.Dir(), "partial", "sha256", d.Encoded())); !os.IsNotExist(err) {
 		t.Fatalf("corrupt partial kept: %v", err)
 	}
 }
@@ -293,7 +289,7 @@ func TestFillerErrorReachesReaders(t *testing.T) {
 func TestQuotaEvictsLeastRecentlyUsed(t *testing.T) {
 	var mu sync.Mutex
 	var evicted []string
-	s, err := Open(t.TempDir(), zap.NewNop(), WithQuota(10<<20, func(d oci.Digest) {
+	s, err := Open(t.TempDir(), zap.NewNop(), WithQuota(10<<20, func(d digest.Digest) {
 		mu.Lock()
 		evicted = append(evicted, d.String())
 		mu.Unlock()
@@ -302,7 +298,7 @@ func TestQuotaEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var ds []oci.Digest
+	var ds []digest.Digest
 	for i := 0; i < 4; i++ {
 		b := data(2<<20 + i)
 		d := digestOf(b)

@@ -1,4 +1,4 @@
-package registryshim
+package upstream
 
 import (
 	"context"
@@ -11,51 +11,45 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/p2p/store"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // BlobRequest names a blob a client asked for and where it lives upstream.
 type BlobRequest struct {
-	Target upstream.Target
-	Digest oci.Digest
+	Target Target
+	Digest digest.Digest
 }
 
-// Fetcher fills a blob the store lacks into p, resuming at p.Offset(). The
-// origin fetcher is the last resort; the swarm implements it too.
-type Fetcher interface {
-	Fetch(ctx context.Context, req BlobRequest, p *store.Partial) error
+// BlobGetter is the part of the upstream client the origin fetcher uses.
+type BlobGetter interface {
+	GetBlob(ctx context.Context, t Target, d digest.Digest, offset, size int64) (*Blob, error)
+	HeadBlob(ctx context.Context, t Target, d digest.Digest) (int64, error)
 }
 
-// BlobUpstream is the part of the upstream client the origin fetcher uses.
-type BlobUpstream interface {
-	GetBlob(ctx context.Context, t upstream.Target, d oci.Digest, offset, size int64) (*upstream.Blob, error)
-	HeadBlob(ctx context.Context, t upstream.Target, d oci.Digest) (int64, error)
-}
-
-// OriginFetcher pulls blobs from the upstream registry, resuming with
-// Range requests after a broken body (a bounded number of times).
-type OriginFetcher struct {
-	up      BlobUpstream
+// Origin pulls blobs from the upstream registry into store partials,
+// resuming with Range requests after a broken body (a bounded number of
+// times). It is the last resort of every blob fetch.
+type Origin struct {
+	up      BlobGetter
 	log     *zap.Logger
 	counted func(source string, n int64)
 	retries int
 }
 
-// NewOriginFetcher builds the origin fetcher. counted, if not nil, is told
-// about every byte obtained (for shoal_fetched_bytes_total).
-func NewOriginFetcher(up BlobUpstream, log *zap.Logger, counted func(source string, n int64)) *OriginFetcher {
+// NewOrigin builds the origin fetcher. counted, if not nil, is told about
+// every byte obtained (for shoal_fetched_bytes_total).
+func NewOrigin(up BlobGetter, log *zap.Logger, counted func(source string, n int64)) *Origin {
 	if counted == nil {
 		counted = func(string, int64) {}
 	}
-	return &OriginFetcher{up: up, log: log, counted: counted, retries: 3}
+	return &Origin{up: up, log: log, counted: counted, retries: 3}
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// Fetch implements Fetcher.
-func (o *OriginFetcher) Fetch(ctx context.Context, req BlobRequest, p *store.Partial) error {
+// Fetch fills p with the blob from the origin, resuming at p.Offset().
+func (o *Origin) Fetch(ctx context.Context, req BlobRequest, p *store.Partial) error {
 	start, resumedAt := time.Now(), p.Offset()
 	var total int64
 	var err error
@@ -80,7 +74,7 @@ func (o *OriginFetcher) Fetch(ctx context.Context, req BlobRequest, p *store.Par
 		}
 		// Only a broken transfer is worth another try; answers such as
 		// 404 or 401 will not change.
-		if !errors.Is(err, upstream.ErrUnavailable) || ctx.Err() != nil {
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			break
 		}
 		o.log.Warn("blob fetch interrupted; resuming", zap.String("digest", req.Digest.String()), zap.Int64("offset", p.Offset()), zap.Error(err))
@@ -88,9 +82,9 @@ func (o *OriginFetcher) Fetch(ctx context.Context, req BlobRequest, p *store.Par
 	return err
 }
 
-func (o *OriginFetcher) fetchOnce(ctx context.Context, req BlobRequest, p *store.Partial) (int64, error) {
+func (o *Origin) fetchOnce(ctx context.Context, req BlobRequest, p *store.Partial) (int64, error) {
 	blob, err := o.up.GetBlob(ctx, req.Target, req.Digest, p.Offset(), p.Size())
-	var serr *upstream.StatusError
+	var serr *StatusError
 	if err != nil && p.Offset() > 0 && errors.As(err, &serr) && serr.Status == http.StatusRequestedRangeNotSatisfiable {
 		// The upstream refuses to resume: start over.
 		o.log.Info("upstream refused a resume range; starting over", zap.String("digest", req.Digest.String()), zap.Int64("offset", p.Offset()))
@@ -133,7 +127,7 @@ func (o *OriginFetcher) fetchOnce(ctx context.Context, req BlobRequest, p *store
 		return n, err
 	}
 	if p.Offset() != size {
-		return n, fmt.Errorf("%w: upstream body ended at %d of %d bytes", upstream.ErrUnavailable, p.Offset(), size)
+		return n, fmt.Errorf("%w: upstream body ended at %d of %d bytes", ErrUnavailable, p.Offset(), size)
 	}
 	return n, nil
 }

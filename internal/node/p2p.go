@@ -1,4 +1,4 @@
-package daemon
+package node
 
 import (
 	"context"
@@ -7,10 +7,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/discovery"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/registryshim"
 )
@@ -18,11 +19,11 @@ import (
 // swarmFetcher is the shim's Fetcher with the swarm on: peers and seeders
 // first, the origin as the last resort.
 type swarmFetcher struct {
-	sw     *swarm.Fetcher
+	sw     *swarm.Client
 	origin registryshim.Fetcher
 }
 
-func (f swarmFetcher) Fetch(ctx context.Context, req registryshim.BlobRequest, p *store.Partial) error {
+func (f swarmFetcher) Fetch(ctx context.Context, req upstream.BlobRequest, p *store.Partial) error {
 	return f.sw.Fetch(ctx, swarm.Request{Digest: req.Digest, Registry: req.Target.Registry, Repo: req.Target.Repo}, p,
 		func(ctx context.Context, p *store.Partial) error { return f.origin.Fetch(ctx, req, p) })
 }
@@ -84,7 +85,7 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	d.closers = append(d.closers, dht.Close)
 	d.withdraw = dht.StopProviding
 	m := swarm.NewMetrics(d.reg, fetched)
-	sw := swarm.NewFetcher(h, dht, swarm.Config{Seeders: seeders, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
+	sw := swarm.NewClient(h, dht, swarm.Config{Seeders: seeders, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
 	blobs := swarm.NewBlobs(d.store, nil, cfg.SharePartial)
 	h.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
 		Uploads:  chunk.NewUploads(cfg.UploadSlots),

@@ -1,4 +1,4 @@
-package daemon_test
+package node_test
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/p2p/store"
-	"github.com/shoal-dev/shoal/registryshim/daemon"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/node"
+	"github.com/shoal-dev/shoal/internal/store"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -28,14 +28,14 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestDaemonServesAndShutsDown(t *testing.T) {
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
-	img, _ := testorigin.BlobImage(1, 2048)
+	img, _ := harness.BlobImage(1, 2048)
 	if _, err := origin.Push(img, "d/app:v1"); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	d, err := daemon.New(context.Background(), daemon.Config{
+	d, err := node.New(context.Background(), node.Config{
 		DataDir: dir, RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host,
 	}, zap.NewNop())
@@ -43,7 +43,7 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second daemon on the same data directory is refused.
-	if _, err := daemon.New(context.Background(), daemon.Config{DataDir: dir, RegistryAddr: "127.0.0.1:0"}, zap.NewNop()); !errors.Is(err, store.ErrLocked) {
+	if _, err := node.New(context.Background(), node.Config{DataDir: dir, RegistryAddr: "127.0.0.1:0"}, zap.NewNop()); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("second daemon on one data dir: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -17,14 +17,15 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // Download is one fetch of a missing blob, shared by every Stream of it and
 // by the chunk views that serve its chunks to peers while it runs.
 type Download struct {
 	s *Store
-	d oci.Digest
+	d digest.Digest
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced whenever the state below moves
@@ -41,7 +42,7 @@ type Download struct {
 	version   uint64 // bumps with every change, for chunk views
 }
 
-func newDownload(s *Store, d oci.Digest) *Download {
+func newDownload(s *Store, d digest.Digest) *Download {
 	return &Download{s: s, d: d, changed: make(chan struct{}), size: -1, sigs: map[int]chunkEntry{}}
 }
 
@@ -102,7 +103,7 @@ func (dl *Download) openPartial() (*Partial, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open partial: %w", err)
 	}
-	p := &Partial{dl: dl, f: f, h: dl.d.NewHash(), size: -1}
+	p := &Partial{dl: dl, f: f, h: dl.d.Algorithm().Hash(), size: -1}
 	size := int64(-1)
 	if b, err := os.ReadFile(dl.sizePath()); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
@@ -190,7 +191,7 @@ func (p *Partial) TrackChunks(fn func(i int, sum [32]byte)) {
 }
 
 // Digest is the digest being fetched.
-func (p *Partial) Digest() oci.Digest { return p.dl.d }
+func (p *Partial) Digest() digest.Digest { return p.dl.d }
 
 // Offset is how many bytes are held in order from the start: a sequential
 // Filler resumes here.
@@ -583,7 +584,7 @@ func (p *Partial) finish() error {
 	if size < 0 || off != size {
 		return fmt.Errorf("%w: have %d of %d bytes", ErrSizeMismatch, off, size)
 	}
-	if !dl.d.Verify(sum) {
+	if !oci.Matches(dl.d, sum) {
 		return fmt.Errorf("%w: %s", ErrDigestMismatch, dl.d)
 	}
 	// The bytes are right: streams may send the last byte now, while the

@@ -1,16 +1,17 @@
 package oci
 
 import (
-	"crypto/sha256"
-	"crypto/sha512"
+	_ "crypto/sha256" // registers sha256 for digest.Algorithm.Hash
+	_ "crypto/sha512" // registers sha512 for digest.Algorithm.Hash
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Sentinel errors of the parsers; every returned error wraps one of them and
@@ -43,42 +44,13 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// Digest is a validated content digest such as sha256:<64 hex>.
-type Digest struct {
-	Algorithm string
-	Hex       string
-}
-
-// String returns algorithm:hex.
-func (d Digest) String() string { return d.Algorithm + ":" + d.Hex }
-
-// IsZero reports whether d is the zero value.
-func (d Digest) IsZero() bool { return d.Algorithm == "" }
-
-// NewHash returns a fresh hash for d's algorithm.
-func (d Digest) NewHash() hash.Hash {
-	if d.Algorithm == "sha512" {
-		return sha512.New()
-	}
-	return sha256.New()
-}
-
-// Bytes returns the raw digest bytes.
-func (d Digest) Bytes() []byte {
-	b, _ := hex.DecodeString(d.Hex)
-	return b
-}
-
-// Verify reports whether sum (the output of d.NewHash) matches d.
-func (d Digest) Verify(sum []byte) bool { return hex.EncodeToString(sum) == d.Hex }
-
-var hexLen = map[string]int{"sha256": 64, "sha512": 128}
-
 // ParseDigest parses algorithm:hex for the sha256 and sha512 algorithms,
-// lower-case hex only.
-func ParseDigest(s string) (Digest, error) {
-	bad := func(why string) (Digest, error) {
-		return Digest{}, Wrap(fmt.Errorf("%w: %s: %q", ErrDigestInvalid, why, truncate(s)), http.StatusBadRequest, CodeDigestInvalid, "invalid digest: "+why)
+// lower-case hex only, into the ecosystem's digest type. It is the one
+// place a digest from a client, a peer or the disk is validated; a bad one
+// is an OCI DIGEST_INVALID error wrapping ErrDigestInvalid.
+func ParseDigest(s string) (digest.Digest, error) {
+	bad := func(why string) (digest.Digest, error) {
+		return "", Wrap(fmt.Errorf("%w: %s: %q", ErrDigestInvalid, why, truncate(s)), http.StatusBadRequest, CodeDigestInvalid, "invalid digest: "+why)
 	}
 	alg, hx, ok := strings.Cut(s, ":")
 	if !ok {
@@ -97,23 +69,30 @@ func ParseDigest(s string) (Digest, error) {
 			return bad("not lower-case hex")
 		}
 	}
-	return Digest{Algorithm: alg, Hex: hx}, nil
+	return digest.Digest(s), nil
 }
 
-// DigestOf computes the sha256 digest of b.
-func DigestOf(b []byte) Digest {
-	sum := sha256.Sum256(b)
-	return Digest{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+var hexLen = map[string]int{"sha256": 64, "sha512": 128}
+
+// DigestBytes returns the raw bytes of a digest ParseDigest accepted.
+func DigestBytes(d digest.Digest) []byte {
+	b, _ := hex.DecodeString(d.Encoded())
+	return b
+}
+
+// Matches reports whether sum, the output of d.Algorithm().Hash(), is d.
+func Matches(d digest.Digest, sum []byte) bool {
+	return hex.EncodeToString(sum) == d.Encoded()
 }
 
 // Reference is a manifest reference: exactly one of Tag or Digest is set.
 type Reference struct {
 	Tag    string
-	Digest Digest
+	Digest digest.Digest
 }
 
 // IsDigest reports whether the reference names content by digest.
-func (r Reference) IsDigest() bool { return !r.Digest.IsZero() }
+func (r Reference) IsDigest() bool { return r.Digest != "" }
 
 func (r Reference) String() string {
 	if r.IsDigest() {

@@ -208,13 +208,13 @@ func TestChunkLogResumesAndDropsTamperedChunks(t *testing.T) {
 	st.Close()
 	s.Close()
 	// Tamper with one held chunk on disk.
-	entries, _ := readChunkLog(filepath.Join(dir, "partial", "sha256", d.Hex+".chunks"), 16)
+	entries, _ := readChunkLog(filepath.Join(dir, "partial", "sha256", d.Encoded()+".chunks"), 16)
 	var victim int
 	for i := range entries {
 		victim = i
 		break
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "partial", "sha256", d.Hex), os.O_RDWR, 0)
+	f, err := os.OpenFile(filepath.Join(dir, "partial", "sha256", d.Encoded()), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // MaxManifestSize bounds a manifest read from an upstream, as
@@ -31,7 +32,7 @@ var ManifestTypes = []string{
 // Descriptor describes content at an upstream.
 type Descriptor struct {
 	MediaType string
-	Digest    oci.Digest
+	Digest    digest.Digest
 	Size      int64
 }
 
@@ -96,11 +97,11 @@ func (c *Client) GetManifest(ctx context.Context, t Target, ref string, accept [
 		want, perr = oci.ParseDigest(resp.Header.Get("Docker-Content-Digest"))
 	}
 	if perr != nil {
-		want = oci.DigestOf(body)
+		want = digest.FromBytes(body)
 	}
-	h := want.NewHash()
+	h := want.Algorithm().Hash()
 	h.Write(body)
-	if !want.Verify(h.Sum(nil)) {
+	if !oci.Matches(want, h.Sum(nil)) {
 		return Descriptor{}, nil, fmt.Errorf("%w: manifest %s does not match its digest", ErrBadResponse, ref)
 	}
 	mt := mediaType(resp.Header)
@@ -111,7 +112,7 @@ func (c *Client) GetManifest(ctx context.Context, t Target, ref string, accept [
 }
 
 // HeadBlob returns the size of a blob at the upstream.
-func (c *Client) HeadBlob(ctx context.Context, t Target, d oci.Digest) (int64, error) {
+func (c *Client) HeadBlob(ctx context.Context, t Target, d digest.Digest) (int64, error) {
 	req, err := http.NewRequest(http.MethodHead, t.url("blobs", d.String()), nil)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrBadResponse, err)
@@ -140,7 +141,7 @@ type Blob struct {
 // GetBlob opens a blob at the upstream, from offset onward when the
 // upstream supports ranges. size, when known (>= 0), lets the Range name its
 // last byte, which some registries require.
-func (c *Client) GetBlob(ctx context.Context, t Target, d oci.Digest, offset, size int64) (*Blob, error) {
+func (c *Client) GetBlob(ctx context.Context, t Target, d digest.Digest, offset, size int64) (*Blob, error) {
 	req, err := http.NewRequest(http.MethodGet, t.url("blobs", d.String()), nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadResponse, err)

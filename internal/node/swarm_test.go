@@ -1,4 +1,4 @@
-package daemon_test
+package node_test
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/registryshim/daemon"
 	"github.com/shoal-dev/shoal/seeder"
 )
 
@@ -30,13 +30,13 @@ func testLogger(t *testing.T) *zap.Logger {
 
 type cluster struct {
 	t      *testing.T
-	origin *testorigin.Origin
+	origin *harness.Origin
 	seeder *seeder.Seeder
 	cancel context.CancelFunc
 	done   []chan error
 }
 
-func startSeeder(t *testing.T, origin *testorigin.Origin, psk string) *cluster {
+func startSeeder(t *testing.T, origin *harness.Origin, psk string) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := seeder.New(ctx, seeder.Config{
@@ -72,9 +72,9 @@ func (c *cluster) stop() {
 }
 
 // node starts a daemon that knows the seeder (bootstrap + trusted).
-func (c *cluster) node(psk string) *daemon.Daemon {
+func (c *cluster) node(psk string) *node.Daemon {
 	c.t.Helper()
-	d, err := daemon.New(context.Background(), daemon.Config{
+	d, err := node.New(context.Background(), node.Config{
 		DataDir: c.t.TempDir(), RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Upstreams: []string{c.origin.Host + "=" + c.origin.URL()}, DefaultUpstream: c.origin.Host,
 		UpstreamTimeout: 20 * time.Second, TagTTL: time.Minute,
@@ -91,7 +91,7 @@ func (c *cluster) node(psk string) *daemon.Daemon {
 	return d
 }
 
-func pullImage(t *testing.T, d *daemon.Daemon, repoTag string) v1.Image {
+func pullImage(t *testing.T, d *node.Daemon, repoTag string) v1.Image {
 	t.Helper()
 	ref, err := name.ParseReference(d.RegistryAddr()+"/"+repoTag, name.Insecure)
 	if err != nil {
@@ -118,11 +118,11 @@ func pullImage(t *testing.T, d *daemon.Daemon, repoTag string) v1.Image {
 	return img
 }
 
-func metric(t *testing.T, d *daemon.Daemon, name, source string) float64 {
+func metric(t *testing.T, d *node.Daemon, name, source string) float64 {
 	return metricLabel(t, d, name, "source", source)
 }
 
-func metricLabel(t *testing.T, d *daemon.Daemon, name, label, value string) float64 {
+func metricLabel(t *testing.T, d *node.Daemon, name, label, value string) float64 {
 	mfs, err := d.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -150,9 +150,9 @@ func metricLabel(t *testing.T, d *daemon.Daemon, name, label, value string) floa
 // One seeder and two daemons: A pulls, then B pulls, and B's bytes come
 // from A; the origin serves each blob exactly once.
 func TestSwarmSecondNodePullsFromFirst(t *testing.T) {
-	origin := testorigin.Start(t.TempDir())
+	origin := harness.StartOrigin(t.TempDir())
 	defer origin.Close()
-	img, err := testorigin.BlobImage(7, 24<<20, 9<<20, 1<<20)
+	img, err := harness.BlobImage(7, 24<<20, 9<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,9 +206,9 @@ func TestSwarmPSKKeepsStrangersOut(t *testing.T) {
 		}
 		f.Close()
 	}
-	origin := testorigin.Start("")
+	origin := harness.StartOrigin("")
 	defer origin.Close()
-	img, _ := testorigin.BlobImage(8, 6<<20)
+	img, _ := harness.BlobImage(8, 6<<20)
 	if _, err := origin.Push(img, "psk/app:v1"); err != nil {
 		t.Fatal(err)
 	}

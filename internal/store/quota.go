@@ -9,7 +9,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // The quota keeps complete content under a byte limit: when a new blob
@@ -22,7 +23,7 @@ import (
 
 // WithQuota limits complete content to maxBytes (0: no limit) and calls
 // onEvict for every blob evicted.
-func WithQuota(maxBytes int64, onEvict func(oci.Digest)) Option {
+func WithQuota(maxBytes int64, onEvict func(digest.Digest)) Option {
 	return func(s *Store) {
 		s.quota.max = maxBytes
 		s.quota.onEvict = onEvict
@@ -32,7 +33,7 @@ func WithQuota(maxBytes int64, onEvict func(oci.Digest)) Option {
 type quota struct {
 	mu      sync.Mutex
 	max     int64
-	onEvict func(oci.Digest)
+	onEvict func(digest.Digest)
 	used    int64
 	sizes   map[string]int64
 	lastUse map[string]time.Time
@@ -64,7 +65,7 @@ func (s *Store) loadUsage() {
 }
 
 // touch records a use of complete content d.
-func (s *Store) touch(d oci.Digest) {
+func (s *Store) touch(d digest.Digest) {
 	q := &s.quota
 	q.mu.Lock()
 	if _, ok := q.sizes[d.String()]; ok {
@@ -74,7 +75,7 @@ func (s *Store) touch(d oci.Digest) {
 }
 
 // added records new complete content and evicts if the quota is exceeded.
-func (s *Store) added(d oci.Digest, size int64) {
+func (s *Store) added(d digest.Digest, size int64) {
 	q := &s.quota
 	q.mu.Lock()
 	if old, ok := q.sizes[d.String()]; ok {
@@ -99,7 +100,7 @@ func (s *Store) Usage() (used, limit int64) {
 
 // evict deletes least recently used content (never keep) until usage is
 // under the low watermark.
-func (s *Store) evict(keep oci.Digest) {
+func (s *Store) evict(keep digest.Digest) {
 	q := &s.quota
 	q.mu.Lock()
 	type ent struct {
@@ -114,7 +115,7 @@ func (s *Store) evict(keep oci.Digest) {
 	}
 	sort.Slice(ents, func(a, b int) bool { return ents[a].t.Before(ents[b].t) })
 	low := q.max * 8 / 10
-	var victims []oci.Digest
+	var victims []digest.Digest
 	for _, e := range ents {
 		if q.used <= low {
 			break
@@ -143,7 +144,7 @@ func (s *Store) evict(keep oci.Digest) {
 }
 
 // forget drops d from the usage accounting (after a Delete).
-func (s *Store) forget(d oci.Digest) {
+func (s *Store) forget(d digest.Digest) {
 	q := &s.quota
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // DefaultChunkSize is the chunk size when no geometry is configured.
@@ -50,7 +51,7 @@ func chunkBounds(size, cs int64, i int) (off, n int64) {
 }
 
 // writeChunkRecords stores the signed chunk records of a complete blob.
-func (s *Store) writeChunkRecords(d oci.Digest, recs map[int]chunkEntry) error {
+func (s *Store) writeChunkRecords(d digest.Digest, recs map[int]chunkEntry) error {
 	var buf bytes.Buffer
 	for i, e := range recs {
 		if err := appendChunkEntry(&buf, i, e); err != nil {
@@ -65,7 +66,7 @@ func (s *Store) writeChunkRecords(d oci.Digest, recs map[int]chunkEntry) error {
 // in progress. Not safe for concurrent use; open one per peer stream.
 type ChunkView struct {
 	s  *Store
-	d  oci.Digest
+	d  digest.Digest
 	dl *Download // nil for a complete blob
 
 	f         *os.File
@@ -76,7 +77,7 @@ type ChunkView struct {
 
 // Chunks opens a ChunkView of d: a download in progress, or a complete
 // blob with chunk records. Otherwise ErrNotFound.
-func (s *Store) Chunks(d oci.Digest) (*ChunkView, error) {
+func (s *Store) Chunks(d digest.Digest) (*ChunkView, error) {
 	s.mu.Lock()
 	dl := s.inflight[d.String()]
 	s.mu.Unlock()
@@ -86,7 +87,7 @@ func (s *Store) Chunks(d oci.Digest) (*ChunkView, error) {
 	return s.completeView(d)
 }
 
-func (s *Store) completeView(d oci.Digest) (*ChunkView, error) {
+func (s *Store) completeView(d digest.Digest) (*ChunkView, error) {
 	f, size, err := s.OpenBlob(d)
 	if err != nil {
 		return nil, err
@@ -253,8 +254,8 @@ func (v *ChunkView) Close() error {
 
 // Chunked lists the complete blobs that have signed chunk records (the ones
 // this node can serve to peers).
-func (s *Store) Chunked() []oci.Digest {
-	var out []oci.Digest
+func (s *Store) Chunked() []digest.Digest {
+	var out []digest.Digest
 	for _, alg := range []string{"sha256", "sha512"} {
 		ents, err := os.ReadDir(filepath.Join(s.dir, "meta", alg))
 		if err != nil {

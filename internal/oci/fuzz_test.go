@@ -46,7 +46,7 @@ func FuzzParseReference(f *testing.F) {
 			t.Fatalf("%q round-trips to %q", s, ref.String())
 		}
 		if ref.IsDigest() {
-			if strings.ContainsAny(ref.Digest.Hex, "/.\\") || len(ref.Digest.Bytes())*2 != len(ref.Digest.Hex) {
+			if strings.ContainsAny(ref.Digest.Encoded(), "/.\\") || len(DigestBytes(ref.Digest))*2 != len(ref.Digest.Encoded()) {
 				t.Fatalf("%q: unsafe digest hex", s)
 			}
 		} else if strings.ContainsAny(ref.Tag, "/:") {
@@ -70,8 +70,8 @@ func FuzzParseDigest(f *testing.F) {
 		if d.String() != s {
 			t.Fatalf("%q round-trips to %q", s, d)
 		}
-		h := d.NewHash()
-		if h.Size()*2 != len(d.Hex) {
+		h := d.Algorithm().Hash()
+		if h.Size()*2 != len(d.Encoded()) {
 			t.Fatalf("%q: hash size %d", s, h.Size())
 		}
 	})

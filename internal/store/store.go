@@ -13,7 +13,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/registryshim/oci"
+	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/oci"
 )
 
 // Sentinel errors of the store.
@@ -96,12 +97,12 @@ func (s *Store) Close() error {
 // Dir is the store's root directory.
 func (s *Store) Dir() string { return s.dir }
 
-func (s *Store) path(kind string, d oci.Digest) string {
-	return filepath.Join(s.dir, kind, d.Algorithm, d.Hex)
+func (s *Store) path(kind string, d digest.Digest) string {
+	return filepath.Join(s.dir, kind, d.Algorithm().String(), d.Encoded())
 }
 
 // Stat returns the size of complete content d, or ErrNotFound.
-func (s *Store) Stat(d oci.Digest) (int64, error) {
+func (s *Store) Stat(d digest.Digest) (int64, error) {
 	fi, err := os.Stat(s.path("blobs", d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, d)
@@ -113,7 +114,7 @@ func (s *Store) Stat(d oci.Digest) (int64, error) {
 }
 
 // OpenBlob opens complete content d for reading.
-func (s *Store) OpenBlob(d oci.Digest) (*os.File, int64, error) {
+func (s *Store) OpenBlob(d digest.Digest) (*os.File, int64, error) {
 	f, err := os.Open(s.path("blobs", d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, d)
@@ -131,7 +132,7 @@ func (s *Store) OpenBlob(d oci.Digest) (*os.File, int64, error) {
 }
 
 // MediaType returns the media type recorded for d, or ErrNotFound.
-func (s *Store) MediaType(d oci.Digest) (string, error) {
+func (s *Store) MediaType(d digest.Digest) (string, error) {
 	b, err := os.ReadFile(s.path("meta", d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%w: media type of %s", ErrNotFound, d)
@@ -145,7 +146,7 @@ func (s *Store) MediaType(d oci.Digest) (string, error) {
 // ReadSmall returns complete content d with its media type; it is meant for
 // manifests, which the caller bounds in size. Content without a recorded
 // media type counts as not found.
-func (s *Store) ReadSmall(d oci.Digest) ([]byte, string, error) {
+func (s *Store) ReadSmall(d digest.Digest) ([]byte, string, error) {
 	mt, err := s.MediaType(d)
 	if err != nil {
 		return nil, "", err
@@ -164,10 +165,10 @@ func (s *Store) ReadSmall(d oci.Digest) ([]byte, string, error) {
 // PutSmall stores b as content d with its media type, after checking that
 // b matches d. The media type is written first, so content under blobs/
 // always has it when it needs one.
-func (s *Store) PutSmall(d oci.Digest, mediaType string, b []byte) error {
-	h := d.NewHash()
+func (s *Store) PutSmall(d digest.Digest, mediaType string, b []byte) error {
+	h := d.Algorithm().Hash()
 	h.Write(b)
-	if !d.Verify(h.Sum(nil)) {
+	if !oci.Matches(d, h.Sum(nil)) {
 		return fmt.Errorf("%w: %s", ErrDigestMismatch, d)
 	}
 	if err := s.writeAtomic(s.path("meta", d), []byte(mediaType)); err != nil {
@@ -212,12 +213,12 @@ func (s *Store) writeAtomic(dst string, b []byte) error {
 }
 
 // Delete removes complete content d (and its media type) if present.
-func (s *Store) Delete(d oci.Digest) error {
+func (s *Store) Delete(d digest.Digest) error {
 	s.forget(d)
 	return s.removeContent(d)
 }
 
-func (s *Store) removeContent(d oci.Digest) error {
+func (s *Store) removeContent(d digest.Digest) error {
 	for _, p := range []string{s.path("blobs", d), s.path("meta", d), s.path("meta", d) + ".chunks"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("store: delete %s: %w", d, err)
@@ -235,7 +236,7 @@ type Filler func(ctx context.Context, p *Partial) error
 // the stored file. Otherwise it joins the download of d in progress or
 // starts one that runs fill; the download is owned by the store, not by
 // ctx, so a client that goes away does not waste the bytes fetched so far.
-func (s *Store) Fetch(ctx context.Context, d oci.Digest, fill Filler) (*Stream, error) {
+func (s *Store) Fetch(ctx context.Context, d digest.Digest, fill Filler) (*Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package daemon
+package node
 
 import (
 	"context"
@@ -11,18 +11,18 @@ import (
 	"time"
 
 	libhost "github.com/libp2p/go-libp2p/core/host"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/store"
 	"github.com/shoal-dev/shoal/registryshim"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
 )
 
 // Config is everything a daemon needs; cmd/shoal fills it from flags,
@@ -72,7 +72,7 @@ type Daemon struct {
 	shutdown time.Duration
 	host     libhost.Host
 	closers  []func() error
-	withdraw func(oci.Digest) // the DHT's StopProviding, once the swarm is up
+	withdraw func(digest.Digest) // the DHT's StopProviding, once the swarm is up
 }
 
 // New opens the store, builds the components and binds the listeners, so
@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg, shutdown: cfg.ShutdownTimeout}
 	st, err := store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size),
-		store.WithQuota(cfg.CacheMaxBytes, func(dg oci.Digest) {
+		store.WithQuota(cfg.CacheMaxBytes, func(dg digest.Digest) {
 			if d.withdraw != nil {
 				d.withdraw(dg)
 			}
@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		Help: "Bytes this node obtained for blobs it lacked, by source (peer, seeder, origin).",
 	}, []string{"source"})
 	reg.MustRegister(fetched)
-	var fetcher registryshim.Fetcher = registryshim.NewOriginFetcher(up, log.Named("fetch"), func(src string, n int64) {
+	var fetcher registryshim.Fetcher = upstream.NewOrigin(up, log.Named("fetch"), func(src string, n int64) {
 		fetched.WithLabelValues(src).Add(float64(n))
 	})
 	if cfg.P2P && len(cfg.TrustedSeeders) == 0 {

@@ -17,9 +17,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/bench/testorigin"
-	"github.com/shoal-dev/shoal/registryshim/oci"
-	"github.com/shoal-dev/shoal/registryshim/upstream"
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 func TestMappingDefaults(t *testing.T) {
@@ -93,7 +93,7 @@ func TestCredentialsFromDockerConfig(t *testing.T) {
 // token (checking Basic credentials when user is set), and everything else
 // needs the token.
 func tokenOrigin(t *testing.T, user, pass string) (*httptest.Server, *atomic.Int64) {
-	inner := testorigin.Start("")
+	inner := harness.StartOrigin("")
 	t.Cleanup(inner.Close)
 	var tokens atomic.Int64
 	var srv *httptest.Server
@@ -128,7 +128,7 @@ func tokenOrigin(t *testing.T, user, pass string) (*httptest.Server, *atomic.Int
 	}))
 	t.Cleanup(srv.Close)
 	// Seed an image straight into the inner registry.
-	img, err := testorigin.BlobImage(3, 4096)
+	img, err := harness.BlobImage(3, 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestAnonymousBearerTokenFlow(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		d, err := c.HeadManifest(ctx, tgt, "v1", nil)
-		if err != nil || d.Digest.IsZero() {
+		if err != nil || d.Digest == "" {
 			t.Fatalf("HeadManifest: %+v %v", d, err)
 		}
 	}
@@ -197,9 +197,9 @@ func TestBasicCredentialsFromConfigFile(t *testing.T) {
 }
 
 func TestCustomCABundle(t *testing.T) {
-	inner := testorigin.Start("")
+	inner := harness.StartOrigin("")
 	t.Cleanup(inner.Close)
-	img, _ := testorigin.BlobImage(4, 1024)
+	img, _ := harness.BlobImage(4, 1024)
 	if _, err := inner.Push(img, "private/app:v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +225,9 @@ func TestCustomCABundle(t *testing.T) {
 }
 
 func TestStalledBodyFailsWithinStallTimeout(t *testing.T) {
-	inner := testorigin.Start("")
+	inner := harness.StartOrigin("")
 	t.Cleanup(inner.Close)
-	img, _ := testorigin.BlobImage(5, 1<<20)
+	img, _ := harness.BlobImage(5, 1<<20)
 	if _, err := inner.Push(img, "private/app:v1"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,66 @@
+package harness
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/shoal-dev/shoal/internal/imagegen"
+	"github.com/shoal-dev/shoal/internal/origin"
+)
+
+// Origin is the embedded origin registry with switches for faults: it can
+// drop every connection like a dead host, accept requests and never answer,
+// or call a hook on every request.
+type Origin struct {
+	*origin.Origin
+	down      atomic.Bool
+	stall     atomic.Bool
+	onRequest atomic.Value // func(*http.Request)
+}
+
+// StartOrigin runs an origin whose blobs live in dir ("" keeps them in
+// memory). The caller closes it.
+func StartOrigin(dir string) *Origin {
+	o := &Origin{}
+	o.Origin = origin.Start(dir, origin.WithMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if f, ok := o.onRequest.Load().(func(*http.Request)); ok && f != nil {
+				f(r)
+			}
+			if o.down.Load() {
+				// Behave like a dead host: drop the connection.
+				if hj, ok := w.(http.Hijacker); ok {
+					if c, _, err := hj.Hijack(); err == nil {
+						_ = c.Close()
+						return
+					}
+				}
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			if o.stall.Load() {
+				<-r.Context().Done()
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}))
+	return o
+}
+
+// SetDown makes the origin drop every connection (true) or serve again.
+func (o *Origin) SetDown(down bool) { o.down.Store(down) }
+
+// SetStalled makes the origin accept requests and never answer.
+func (o *Origin) SetStalled(stall bool) { o.stall.Store(stall) }
+
+// OnRequest installs a hook called for every request (nil removes it).
+func (o *Origin) OnRequest(f func(*http.Request)) { o.onRequest.Store(f) }
+
+// The image builders, re-exported so a test needs one import.
+var (
+	Image       = imagegen.Image
+	BlobImage   = imagegen.BlobImage
+	BlobLayer   = imagegen.BlobLayer
+	RandomBytes = imagegen.RandomBytes
+)
