@@ -37,7 +37,7 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	}
 	dir := t.TempDir()
 	d, err := node.New(context.Background(), node.Config{
-		DataDir: dir, RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
+		DataDir: dir, RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Pprof: true,
 		Upstream: upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host},
 	}, zap.NewNop())
 	if err != nil {
