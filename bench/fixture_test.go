@@ -29,6 +29,7 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/harness"
 	daemon "github.com/shoal-dev/shoal/internal/node"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 // The benchmarks move one blob of this size (SHOAL_BENCH_BLOB_MIB overrides
@@ -229,9 +230,7 @@ func startNode(dataDir string, up upstreamOrigin) (*node, error) {
 	d, err := daemon.New(context.Background(), daemon.Config{
 		DataDir:         dataDir,
 		RegistryAddr:    "127.0.0.1:0",
-		Upstreams:       []string{up.host + "=" + up.url},
-		DefaultUpstream: up.host,
-		UpstreamTimeout: time.Minute,
+		Upstream:        upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
 		ShutdownTimeout: 5 * time.Second,
 	}, zap.NewNop())
 	if err != nil {

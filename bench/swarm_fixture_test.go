@@ -32,8 +32,11 @@ import (
 	"github.com/shoal-dev/shoal/internal/harness"
 	daemon "github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/discovery"
 	"github.com/shoal-dev/shoal/p2p/host"
+	"github.com/shoal-dev/shoal/p2p/member"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/seeder"
 )
 
@@ -62,9 +65,8 @@ func startSwarmSeeder(dataDir string, up upstreamOrigin, role string) (*swarmSee
 	var err error
 	pprof.Do(ctx, pprof.Labels("role", role), func(ctx context.Context) {
 		ss.s, err = seeder.New(ctx, seeder.Config{
-			DataDir: dataDir, Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host,
-			UpstreamTimeout: time.Minute,
+			DataDir: dataDir, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+			Upstream: upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
 		}, zap.NewNop())
 		if err == nil {
 			go func() { ss.done <- ss.s.Run(ctx) }()
@@ -112,11 +114,11 @@ func startSwarmNode(dataDir string, up upstreamOrigin, s *swarmSeeder, role stri
 	pprof.Do(ctx, pprof.Labels("role", role), func(ctx context.Context) {
 		n.d, err = daemon.New(ctx, daemon.Config{
 			DataDir: dataDir, RegistryAddr: "127.0.0.1:0",
-			Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host,
-			UpstreamTimeout: time.Minute, ShutdownTimeout: 5 * time.Second,
-			P2P: true, P2PListen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Bootstrap: s.s.Addrs()[:1], TrustedSeeders: []string{s.s.ID().String()},
-			SharePartial: true, MaxSourcesPerBlob: 8,
+			Upstream:        upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
+			ShutdownTimeout: 5 * time.Second,
+			P2P:             true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: s.s.Addrs()[:1]},
+			TrustedSeeders: []string{s.s.ID().String()},
+			SharePartial:   true, MaxSourcesPerBlob: swarm.DefaultMaxSources,
 		}, zap.New(core))
 		if err == nil {
 			go func() { n.done <- n.d.Run(ctx) }()

@@ -72,7 +72,7 @@ func New(st *store.Store, up Upstream, fetcher Fetcher, opts Options, log *zap.L
 		opts.TagStale = 0
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 30 * time.Second
+		opts.Timeout = upstream.DefaultTimeout
 	}
 	m := newMetrics(reg)
 	return &Shim{

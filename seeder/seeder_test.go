@@ -28,8 +28,10 @@ import (
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
+	"github.com/shoal-dev/shoal/p2p/member"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -56,12 +58,10 @@ func startSeeder(t *testing.T, origin *harness.Origin) *testSeeder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := New(ctx, Config{
-		DataDir:         t.TempDir(),
-		Listen:          []string{"/ip4/127.0.0.1/tcp/0"},
-		AdminAddr:       "127.0.0.1:0",
-		Upstreams:       []string{origin.Host + "=" + origin.URL()},
-		DefaultUpstream: origin.Host,
-		UpstreamTimeout: 30 * time.Second,
+		DataDir:   t.TempDir(),
+		Swarm:     member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+		AdminAddr: "127.0.0.1:0",
+		Upstream:  upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host, Timeout: 30 * time.Second},
 	}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	if err != nil {
 		cancel()
@@ -222,7 +222,7 @@ func TestSeederServesChunksWhileBlobStreams(t *testing.T) {
 	defer cancel()
 	// Connect first, so that the OPEN below is quick.
 	client := newClientHost(t)
-	if err := client.Connect(ctx, peer.AddrInfo{ID: s.ID(), Addrs: s.Seeder.h.Addrs()}); err != nil {
+	if err := client.Connect(ctx, peer.AddrInfo{ID: s.ID(), Addrs: s.Seeder.peer.Host.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 	origin.SetRate(rate)
@@ -358,7 +358,7 @@ func TestSeederChunksVerifyOnlyAgainstSeeder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := newClientHost(t)
-	if err := client.Connect(ctx, peer.AddrInfo{ID: s.ID(), Addrs: s.Seeder.h.Addrs()}); err != nil {
+	if err := client.Connect(ctx, peer.AddrInfo{ID: s.ID(), Addrs: s.Seeder.peer.Host.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 	// No preheat: the OPEN itself starts the pull at the origin.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/shoal-dev/shoal/deploy/settings"
 	"github.com/shoal-dev/shoal/internal/node"
-	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
 // parseFlags parses args, then fills unset flags from SHOAL_* variables and
@@ -66,61 +66,40 @@ func defaultDockerConfig() string {
 }
 
 // daemonFlags declares the daemon's flags on fs, bound to cfg.
-func daemonFlags(fs *flag.FlagSet, cfg *node.Config, upstreams *settings.Repeated, p2p *p2pFlags) {
+func daemonFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.String("config", "", "YAML config file (keys are flag names)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal", "directory the daemon owns for its content store")
 	fs.StringVar(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5050", "listen address of the registry shim (keep it on localhost or the node address)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5051", "listen address for /metrics, /healthz, /readyz and pprof (empty: off)")
-	fs.Var(upstreams, "upstream", "NAME=URL: fetch registry NAME (as containerd sends it in ns=) from URL; repeatable")
-	fs.StringVar(&cfg.DefaultUpstream, "default-upstream", "docker.io", "registry name for requests without ns= (Docker Engine, podman, crane)")
-	fs.StringVar(&cfg.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with upstream credentials")
-	fs.StringVar(&cfg.CAFile, "ca-file", "", "extra PEM CA bundle trusted for https upstreams")
+	fs.BoolVar(&cfg.Pprof, "pprof", true, "serve /debug/pprof/ on the metrics listener")
+	upstreamFlags(fs, &cfg.Upstream)
 	fs.DurationVar(&cfg.TagTTL, "tag-ttl", 5*time.Second, "how long a tag resolved at the upstream is reused")
 	fs.DurationVar(&cfg.TagStale, "tag-stale", 10*time.Minute, "how long past its TTL a tag's last known digest is served while the upstream is unreachable")
-	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 15*time.Second, "bound on waiting for an upstream answer (connect, headers, a stalled body)")
 	fs.Int64Var(&cfg.CacheMaxBytes, "cache-max-bytes", 0, "cap on stored content in bytes; least recently used blobs are evicted past 90% down to 80% (0: no cap)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for requests in flight at shutdown")
 	fs.BoolVar(&cfg.P2P, "p2p", true, "fetch missing blobs from the swarm (peers and seeders) before the origin")
-	fs.Var(&p2p.listen, "p2p-listen", "libp2p listen multiaddr; repeatable (default /ip4/0.0.0.0/tcp/5052, plus QUIC on udp/5052 without a PSK)")
-	fs.Var(&p2p.bootstrap, "bootstrap", "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable")
-	fs.Var(&p2p.bootstrapDNS, "bootstrap-dns", "DNS name whose A/AAAA records are bootstrap peers (e.g. a headless service); repeatable")
-	fs.Var(&p2p.seeders, "trusted-seeder", "peer ID of a seeder whose chunk signatures are trusted; repeatable")
-	fs.StringVar(&cfg.PSKFile, "psk-file", "", "libp2p private network key file (peers without it cannot connect)")
-	fs.IntVar(&cfg.MaxSourcesPerBlob, "max-sources-per-blob", 8, "peers and seeders fetched from at once for one blob (1: a single source, no striping)")
+	swarmFlags(fs, &cfg.Swarm, "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable")
+	fs.Var((*settings.Repeated)(&cfg.TrustedSeeders), "trusted-seeder", "peer ID of a seeder whose chunk signatures are trusted; repeatable")
+	fs.IntVar(&cfg.MaxSourcesPerBlob, "max-sources-per-blob", swarm.DefaultMaxSources, "peers and seeders fetched from at once for one blob (1: a single source, no striping)")
 	fs.BoolVar(&cfg.PrefetchLayers, "prefetch-layers", true, "when a client GETs an image manifest, start fetching every layer it lists that is not here (clients ask a few at a time)")
-	fs.IntVar(&cfg.UploadSlots, "upload-slots", chunk.DefaultUploads, "chunks sent to peers at once; more requests wait their turn, so each chunk leaves fast and can be relayed")
 	fs.BoolVar(&cfg.SharePartial, "share-partial", true, "serve verified chunks of blobs still downloading (false: only complete blobs)")
-}
-
-// p2pFlags collects the repeatable swarm flags.
-type p2pFlags struct {
-	listen, bootstrap, bootstrapDNS, seeders settings.Repeated
-}
-
-func (p *p2pFlags) apply(cfg *node.Config) {
-	cfg.P2PListen, cfg.Bootstrap, cfg.BootstrapDNS, cfg.TrustedSeeders = p.listen, p.bootstrap, p.bootstrapDNS, p.seeders
 }
 
 func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal daemon", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg node.Config
-	var upstreams settings.Repeated
-	var p2p p2pFlags
-	daemonFlags(fs, &cfg, &upstreams, &p2p)
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	memLimit := fs.Int64("memory-limit", 64<<20, "Go heap soft limit in bytes (GOMEMLIMIT wins when set; 0: none)")
+	daemonFlags(fs, &cfg)
+	var proc processFlags
+	proc.declare(fs, 64<<20)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	setMemoryLimit(*memLimit)
-	cfg.Upstreams = upstreams
-	p2p.apply(&cfg)
-	log, err := newLogger(*logLevel, stderr)
+	log, err := proc.start(stderr)
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck
+	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every platform
 	d, err := node.New(ctx, cfg, log.Named("daemon"))
 	if err != nil {
 		return err

@@ -11,10 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
-	"github.com/shoal-dev/shoal/deploy/settings"
-	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/seeder"
 )
@@ -23,32 +20,22 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("shoal seeder", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg seeder.Config
-	var upstreams, listen, boot settings.Repeated
 	fs.String("config", "", "YAML config file (keys are flag names)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal-seeder", "directory the seeder owns (store and identity key)")
-	fs.Var(&listen, "p2p-listen", "libp2p listen multiaddr; repeatable (default /ip4/0.0.0.0/tcp/5052, plus QUIC without a PSK)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:5061", "listen address of the admin API (preheat, status); keep it private")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5062", "listen address for /metrics, /healthz, /readyz (empty: off)")
-	fs.Var(&upstreams, "upstream", "NAME=URL: fetch registry NAME from URL; repeatable")
-	fs.StringVar(&cfg.DefaultUpstream, "default-upstream", "docker.io", "registry name for references without one")
-	fs.StringVar(&cfg.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with origin credentials")
-	fs.StringVar(&cfg.CAFile, "ca-file", "", "extra PEM CA bundle trusted for https origins")
-	fs.IntVar(&cfg.UploadSlots, "upload-slots", chunk.DefaultUploads, "chunks sent to nodes at once; more requests wait their turn")
-	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 15*time.Second, "bound on waiting for an origin answer")
-	fs.StringVar(&cfg.PSKFile, "psk-file", "", "libp2p private network key file")
-	fs.Var(&boot, "bootstrap", "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	memLimit := fs.Int64("memory-limit", 256<<20, "Go heap soft limit in bytes (GOMEMLIMIT wins when set; 0: none)")
+	upstreamFlags(fs, &cfg.Upstream)
+	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
+	var proc processFlags
+	proc.declare(fs, 256<<20)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	setMemoryLimit(*memLimit)
-	cfg.Upstreams, cfg.Listen, cfg.Bootstrap = upstreams, listen, boot
-	log, err := newLogger(*logLevel, stderr)
+	log, err := proc.start(stderr)
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck
+	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every platform
 	s, err := seeder.New(ctx, cfg, log.Named("seeder"))
 	if err != nil {
 		return err

@@ -27,6 +27,9 @@ import (
 	"github.com/shoal-dev/shoal/internal/imagegen"
 	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/origin"
+	"github.com/shoal-dev/shoal/internal/upstream"
+	"github.com/shoal-dev/shoal/p2p/member"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/seeder"
 )
 
@@ -88,10 +91,10 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		stop()
 		_ = g.Wait()
 	}()
-	up := []string{org.Host + "=" + org.URL()}
+	up := upstream.Settings{Upstreams: []string{org.Host + "=" + org.URL()}, DefaultUpstream: org.Host, Timeout: 30 * time.Second}
 	sd, err := seeder.New(runCtx, seeder.Config{
-		DataDir: filepath.Join(dir, "seeder"), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-		Upstreams: up, DefaultUpstream: org.Host, UpstreamTimeout: 30 * time.Second,
+		DataDir: filepath.Join(dir, "seeder"), Upstream: up,
+		Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
 	}, o.Log.Named("seeder"))
 	if err != nil {
 		return err
@@ -103,9 +106,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	for i := range nodes {
 		d, err := node.New(runCtx, node.Config{
 			DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), RegistryAddr: "127.0.0.1:0",
-			Upstreams: up, DefaultUpstream: org.Host, TagTTL: 5 * time.Second, UpstreamTimeout: 30 * time.Second,
-			P2P: true, P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: sd.Addrs()[:1],
-			TrustedSeeders: []string{sd.ID().String()}, MaxSourcesPerBlob: 8, SharePartial: true,
+			Upstream: up, TagTTL: 5 * time.Second, P2P: true,
+			Swarm:          member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: sd.Addrs()[:1]},
+			TrustedSeeders: []string{sd.ID().String()}, MaxSourcesPerBlob: swarm.DefaultMaxSources, SharePartial: true,
 		}, o.Log.Named(fmt.Sprintf("node-%d", i+1)))
 		if err != nil {
 			return err

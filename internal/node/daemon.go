@@ -5,55 +5,45 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/pprof"
-	"sync/atomic"
 	"time"
 
-	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/shoal-dev/shoal/internal/ops"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/p2p/host"
+	"github.com/shoal-dev/shoal/p2p/member"
 	"github.com/shoal-dev/shoal/registryshim"
 )
 
 // Config is everything a daemon needs; cmd/shoal fills it from flags,
 // environment and a config file.
 type Config struct {
-	DataDir         string
-	RegistryAddr    string
-	MetricsAddr     string
-	Upstreams       []string // NAME=URL
-	DefaultUpstream string
-	DockerConfig    string
-	CAFile          string
-	TagTTL          time.Duration
-	TagStale        time.Duration
-	UpstreamTimeout time.Duration
+	DataDir      string
+	RegistryAddr string
+	MetricsAddr  string
+	Upstream     upstream.Settings
+	TagTTL       time.Duration
+	TagStale     time.Duration
+	// ShutdownTimeout is the grace period for requests in flight (10 s).
 	ShutdownTimeout time.Duration
 	// CacheMaxBytes caps complete content in the store (0: no limit); the
 	// least recently used blobs are evicted and withdrawn from the DHT.
 	CacheMaxBytes int64
+	// Pprof serves /debug/pprof/ on the metrics listener.
+	Pprof bool
 
-	// The swarm (off: every miss goes to the origin).
-	P2P               bool
-	P2PListen         []string // multiaddrs
-	Bootstrap         []string // /p2p/<id> multiaddrs, usually the seeders
-	BootstrapDNS      []string
-	TrustedSeeders    []string // peer IDs
-	PSKFile           string
+	// P2P turns the swarm on (off: every miss goes to the origin).
+	P2P bool
+	// Swarm is how the node joins the private network.
+	Swarm member.Config
+	// TrustedSeeders are the peer IDs whose chunk signatures are trusted.
+	TrustedSeeders    []string
 	MaxSourcesPerBlob int
 	SharePartial      bool
-	// UploadSlots bounds the chunks sent to peers at once (0: the default).
-	UploadSlots int
 	// PrefetchLayers fetches all of an image's blobs once its manifest is
 	// asked for.
 	PrefetchLayers bool
@@ -68,10 +58,8 @@ type Daemon struct {
 	shim     *registryshim.Shim
 	regLn    net.Listener
 	metLn    net.Listener
-	ready    atomic.Bool
-	shutdown time.Duration
-	host     libhost.Host
-	closers  []func() error
+	ready    ops.Ready
+	peer     *member.Peer
 	withdraw func(digest.Digest) // the DHT's StopProviding, once the swarm is up
 }
 
@@ -84,14 +72,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	up, err := upstream.Open(cfg.Upstreams, cfg.DefaultUpstream, cfg.DockerConfig,
-		upstream.Config{CAFile: cfg.CAFile, Timeout: cfg.UpstreamTimeout}, log.Named("upstream"), reg)
+	reg := ops.NewRegistry()
+	up, err := cfg.Upstream.Open(log.Named("upstream"), reg)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, reg: reg, shutdown: cfg.ShutdownTimeout}
+	d := &Daemon{cfg: cfg, log: log, reg: reg}
 	st, err := store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size),
 		store.WithQuota(cfg.CacheMaxBytes, func(dg digest.Digest) {
 			if d.withdraw != nil {
@@ -121,7 +107,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		}
 	}
 	d.shim = registryshim.New(st, up, fetcher, registryshim.Options{
-		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.UpstreamTimeout, PrefetchLayers: cfg.PrefetchLayers,
+		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.Upstream.Timeout, PrefetchLayers: cfg.PrefetchLayers,
 	}, log.Named("shim"), reg)
 	if d.regLn, err = net.Listen("tcp", cfg.RegistryAddr); err != nil {
 		d.closeAll()
@@ -129,7 +115,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	}
 	if cfg.MetricsAddr != "" {
 		if d.metLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
-			d.regLn.Close()
+			_ = d.regLn.Close()
 			d.closeAll()
 			return nil, fmt.Errorf("daemon: metrics listener: %w", err)
 		}
@@ -137,29 +123,29 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	return d, nil
 }
 
-// closeAll releases the p2p parts (last opened first) and the store.
+// closeAll releases the p2p parts and the store.
 func (d *Daemon) closeAll() {
-	for i := len(d.closers) - 1; i >= 0; i-- {
-		_ = d.closers[i]()
+	if d.peer != nil {
+		_ = d.peer.Close()
+		d.peer = nil
 	}
-	d.closers = nil
 	_ = d.store.Close()
 }
 
 // PeerID is the node's libp2p identity ("" with the swarm off).
 func (d *Daemon) PeerID() string {
-	if d.host == nil {
+	if d.peer == nil {
 		return ""
 	}
-	return d.host.ID().String()
+	return d.peer.ID().String()
 }
 
 // P2PAddrs are the node's full libp2p multiaddrs.
 func (d *Daemon) P2PAddrs() []string {
-	if d.host == nil {
+	if d.peer == nil {
 		return nil
 	}
-	return host.FullAddrs(d.host)
+	return d.peer.Addrs()
 }
 
 // RegistryAddr is the address the registry shim listens on.
@@ -180,59 +166,17 @@ func (d *Daemon) Gatherer() prometheus.Gatherer { return d.reg }
 // ShutdownTimeout to finish, downloads stop with their bytes kept for a
 // resume, and the store is closed.
 func (d *Daemon) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	regSrv := &http.Server{Handler: d.shim, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
-		ErrorLog: zap.NewStdLog(d.log.Named("http"))}
-	servers := []*http.Server{regSrv}
-	g.Go(func() error { return serve(regSrv, d.regLn) })
+	reg := ops.NewServer(d.regLn, d.shim)
+	reg.HTTP.ErrorLog = zap.NewStdLog(d.log.Named("http"))
+	servers := []ops.Server{reg}
 	if d.metLn != nil {
-		metSrv := &http.Server{Handler: d.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, metSrv)
-		g.Go(func() error { return serve(metSrv, d.metLn) })
+		servers = append(servers, ops.NewServer(d.metLn, ops.Handler(d.reg, &d.ready, d.cfg.Pprof)))
 	}
-	d.ready.Store(true)
+	d.ready.Set(true)
 	d.log.Info("daemon ready", zap.String("registry_addr", d.RegistryAddr()), zap.String("metrics_addr", d.MetricsAddr()),
 		zap.String("data_dir", d.cfg.DataDir), zap.String("peer", d.PeerID()), zap.Strings("p2p_addrs", d.P2PAddrs()))
-	g.Go(func() error {
-		<-gctx.Done()
-		d.ready.Store(false)
-		sctx, cancel := context.WithTimeout(context.Background(), d.shutdown)
-		defer cancel()
-		for _, s := range servers {
-			if err := s.Shutdown(sctx); err != nil {
-				s.Close()
-			}
-		}
-		return nil
-	})
-	err := g.Wait()
+	err := ops.Run(ctx, d.cfg.ShutdownTimeout, func() { d.ready.Set(false) }, servers...)
 	d.closeAll()
 	d.log.Info("daemon stopped")
 	return err
-}
-
-func serve(s *http.Server, ln net.Listener) error {
-	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-func (d *Daemon) opsHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -36,8 +37,8 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 	}
 	dir := t.TempDir()
 	d, err := node.New(context.Background(), node.Config{
-		DataDir: dir, RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-		Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host,
+		DataDir: dir, RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Pprof: true,
+		Upstream: upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host},
 	}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

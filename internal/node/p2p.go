@@ -9,9 +9,8 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/p2p/discovery"
 	"github.com/shoal-dev/shoal/p2p/host"
+	"github.com/shoal-dev/shoal/p2p/member"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/registryshim"
 )
@@ -28,73 +27,56 @@ func (f swarmFetcher) Fetch(ctx context.Context, req upstream.BlobRequest, p *st
 		func(ctx context.Context, p *store.Partial) error { return f.origin.Fetch(ctx, req, p) })
 }
 
-// startP2P brings up the host, the DHT, the chunk server and the swarm
-// fetcher; it returns the fetcher the shim uses.
-func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetched *prometheus.CounterVec) (registryshim.Fetcher, error) {
-	cfg := d.cfg
-	key, err := host.LoadOrCreateIdentity(cfg.DataDir)
+// seeders returns the trusted seeders, with the addresses the bootstrap
+// list gives them, and the ones known only by ID.
+func seeders(trustedIDs, bootstrap []string) (all, idOnly []peer.AddrInfo, err error) {
+	boot, err := host.ParseAddrInfos(bootstrap)
 	if err != nil {
-		return nil, err
-	}
-	var psk []byte
-	if cfg.PSKFile != "" {
-		if psk, err = host.LoadPSK(cfg.PSKFile); err != nil {
-			return nil, err
-		}
-	}
-	h, err := host.New(host.Config{Listen: cfg.P2PListen, PSK: psk, Key: key}, d.log.Named("host"))
-	if err != nil {
-		return nil, err
-	}
-	d.closers = append(d.closers, h.Close)
-	_ = host.RegisterMetrics(h, d.reg)
-	boot, err := host.ParseAddrInfos(cfg.Bootstrap)
-	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	trusted := map[peer.ID]bool{}
-	for _, s := range cfg.TrustedSeeders {
+	for _, s := range trustedIDs {
 		id, err := peer.Decode(s)
 		if err != nil {
-			return nil, fmt.Errorf("daemon: bad --trusted-seeder %q: %w", s, err)
+			return nil, nil, fmt.Errorf("daemon: bad --trusted-seeder %q: %w", s, err)
 		}
 		trusted[id] = true
 	}
-	var seeders []peer.AddrInfo
 	for _, b := range boot {
 		if trusted[b.ID] {
-			seeders = append(seeders, b)
+			all = append(all, b)
 			delete(trusted, b.ID)
 		}
 	}
 	for id := range trusted {
-		seeders = append(seeders, peer.AddrInfo{ID: id})
+		all = append(all, peer.AddrInfo{ID: id})
+		idOnly = append(idOnly, peer.AddrInfo{ID: id})
 	}
-	// With --bootstrap-dns the DNS answers are dialed as the trusted
-	// seeders (libp2p needs a peer ID to dial): list them ID-only.
-	dboot := append([]peer.AddrInfo(nil), boot...)
-	for _, s := range seeders {
-		if len(s.Addrs) == 0 {
-			dboot = append(dboot, s)
-		}
-	}
-	dht, err := discovery.New(ctx, h, discovery.Config{Bootstrap: dboot, BootstrapDNS: cfg.BootstrapDNS}, d.log.Named("dht"), d.reg)
+	return all, idOnly, nil
+}
+
+// startP2P joins the private network, serves chunks and builds the swarm
+// fetcher; it returns the fetcher the shim uses.
+func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetched *prometheus.CounterVec) (registryshim.Fetcher, error) {
+	cfg := d.cfg
+	all, idOnly, err := seeders(cfg.TrustedSeeders, cfg.Swarm.Bootstrap)
 	if err != nil {
 		return nil, err
 	}
-	d.closers = append(d.closers, dht.Close)
-	d.withdraw = dht.StopProviding
+	// With --bootstrap-dns the DNS answers are dialed as the trusted
+	// seeders (libp2p needs a peer ID to dial): the DHT gets them ID-only.
+	p, err := member.Join(ctx, cfg.DataDir, cfg.Swarm, idOnly, d.log, d.reg)
+	if err != nil {
+		return nil, err
+	}
+	d.peer = p
+	d.withdraw = p.DHT.StopProviding
 	m := swarm.NewMetrics(d.reg, fetched)
-	sw := swarm.NewClient(h, dht, swarm.Config{Seeders: seeders, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
-	blobs := swarm.NewBlobs(d.store, nil, cfg.SharePartial)
-	h.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
-		Uploads:  chunk.NewUploads(cfg.UploadSlots),
-		OnUpload: func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) },
-	}, d.log.Named("chunks")))
-	d.host = h
+	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
+	p.Serve(swarm.NewBlobs(d.store, nil, cfg.SharePartial), func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) })
 	// Advertise what is already here, with chunk records.
 	for _, dg := range d.store.Chunked() {
-		dht.StartProviding(ctx, dg)
+		p.DHT.StartProviding(ctx, dg)
 	}
 	return swarmFetcher{sw: sw, origin: origin}, nil
 }

@@ -17,7 +17,10 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/node"
+	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/host"
+	"github.com/shoal-dev/shoal/p2p/member"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/seeder"
 )
 
@@ -40,9 +43,9 @@ func startSeeder(t *testing.T, origin *harness.Origin, psk string) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := seeder.New(ctx, seeder.Config{
-		DataDir: t.TempDir(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, AdminAddr: "127.0.0.1:0",
-		Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host,
-		UpstreamTimeout: 20 * time.Second, PSKFile: psk,
+		DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0",
+		Swarm:    member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk},
+		Upstream: upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host, Timeout: 20 * time.Second},
 	}, zap.NewNop())
 	if err != nil {
 		cancel()
@@ -76,10 +79,10 @@ func (c *cluster) node(psk string) *node.Daemon {
 	c.t.Helper()
 	d, err := node.New(context.Background(), node.Config{
 		DataDir: c.t.TempDir(), RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-		Upstreams: []string{c.origin.Host + "=" + c.origin.URL()}, DefaultUpstream: c.origin.Host,
-		UpstreamTimeout: 20 * time.Second, TagTTL: time.Minute,
-		P2P: true, P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1],
-		TrustedSeeders: []string{c.seeder.ID().String()}, PSKFile: psk, SharePartial: true, MaxSourcesPerBlob: 8,
+		Upstream: upstream.Settings{Upstreams: []string{c.origin.Host + "=" + c.origin.URL()}, DefaultUpstream: c.origin.Host, Timeout: 20 * time.Second},
+		TagTTL:   time.Minute,
+		P2P:      true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1], PSKFile: psk},
+		TrustedSeeders: []string{c.seeder.ID().String()}, SharePartial: true, MaxSourcesPerBlob: swarm.DefaultMaxSources,
 	}, testLogger(c.t))
 	if err != nil {
 		c.t.Fatal(err)

@@ -78,7 +78,7 @@ type metrics struct {
 // New builds a Client. reg receives its metrics.
 func New(mapping *Mapping, creds *Credentials, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = cfg.Timeout

@@ -24,6 +24,10 @@ var (
 	ErrGeometry  = errors.New("swarm: peer disagrees on chunk geometry")
 )
 
+// DefaultMaxSources is how many peers and seeders one blob is fetched from
+// at once unless configured.
+const DefaultMaxSources = 8
+
 // Router finds providers of a blob and advertises this node as one.
 type Router interface {
 	FindProviders(ctx context.Context, d digest.Digest, max int) <-chan peer.AddrInfo
@@ -70,7 +74,7 @@ type Result struct {
 
 func (c *Config) defaults() {
 	if c.MaxSources <= 0 {
-		c.MaxSources = 8
+		c.MaxSources = DefaultMaxSources
 	}
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = 4

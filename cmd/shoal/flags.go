@@ -1,0 +1,52 @@
+package main
+
+import (
+	"flag"
+	"io"
+
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/deploy/settings"
+	"github.com/shoal-dev/shoal/internal/upstream"
+	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/member"
+)
+
+// The flags the daemon and the seeder share are declared here once, each
+// with one default.
+
+// upstreamFlags declares the upstream settings' flags.
+func upstreamFlags(fs *flag.FlagSet, s *upstream.Settings) {
+	fs.Var((*settings.Repeated)(&s.Upstreams), "upstream", "NAME=URL: fetch registry NAME (as containerd sends it in ns=, or as a reference names it) from URL; repeatable")
+	fs.StringVar(&s.DefaultUpstream, "default-upstream", "docker.io", "registry name for requests and references without one (Docker Engine, podman, crane)")
+	fs.StringVar(&s.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with upstream credentials")
+	fs.StringVar(&s.CAFile, "ca-file", "", "extra PEM CA bundle trusted for https upstreams")
+	fs.DurationVar(&s.Timeout, "upstream-timeout", upstream.DefaultTimeout, "bound on waiting for an upstream answer (connect, headers, a stalled body)")
+}
+
+// swarmFlags declares how a process joins the private network; bootstrap
+// is the help text of --bootstrap, which differs by role.
+func swarmFlags(fs *flag.FlagSet, c *member.Config, bootstrap string) {
+	fs.Var((*settings.Repeated)(&c.Listen), "p2p-listen", "libp2p listen multiaddr; repeatable (default /ip4/0.0.0.0/tcp/5052, plus QUIC on udp/5052 without a PSK)")
+	fs.Var((*settings.Repeated)(&c.Bootstrap), "bootstrap", bootstrap)
+	fs.Var((*settings.Repeated)(&c.BootstrapDNS), "bootstrap-dns", "DNS name whose A/AAAA records are bootstrap peers (e.g. a headless service); repeatable")
+	fs.StringVar(&c.PSKFile, "psk-file", "", "libp2p private network key file (peers without it cannot connect)")
+	fs.IntVar(&c.UploadSlots, "upload-slots", chunk.DefaultUploads, "chunks sent to peers at once; more requests wait their turn, so each chunk leaves fast and can be relayed")
+}
+
+// processFlags are the settings of the process itself.
+type processFlags struct {
+	logLevel string
+	memLimit int64
+}
+
+func (p *processFlags) declare(fs *flag.FlagSet, memLimit int64) {
+	fs.StringVar(&p.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.Int64Var(&p.memLimit, "memory-limit", memLimit, "Go heap soft limit in bytes (GOMEMLIMIT wins when set; 0: none)")
+}
+
+// start applies the memory limit and builds the logger.
+func (p *processFlags) start(stderr io.Writer) (*zap.Logger, error) {
+	setMemoryLimit(p.memLimit)
+	return newLogger(p.logLevel, stderr)
+}

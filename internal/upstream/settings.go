@@ -1,0 +1,33 @@
+package upstream
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// DefaultTimeout bounds waiting for an upstream answer (connect, headers, a
+// stalled body) when no timeout is configured. The flag default and every
+// constructor use it.
+const DefaultTimeout = 15 * time.Second
+
+// Settings are the upstream part of the daemon's and the seeder's
+// configuration.
+type Settings struct {
+	// Upstreams maps registry names to base URLs, as NAME=URL pairs.
+	Upstreams []string
+	// DefaultUpstream is the registry name for requests that name none.
+	DefaultUpstream string
+	// DockerConfig is a docker config.json with upstream credentials.
+	DockerConfig string
+	// CAFile is an extra PEM CA bundle trusted for https upstreams.
+	CAFile string
+	// Timeout bounds waiting for an upstream answer (0: DefaultTimeout).
+	Timeout time.Duration
+}
+
+// Open builds the upstream client the settings describe.
+func (s Settings) Open(log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
+	return Open(s.Upstreams, s.DefaultUpstream, s.DockerConfig, Config{CAFile: s.CAFile, Timeout: s.Timeout}, log, reg)
+}

@@ -1,0 +1,98 @@
+// Package member makes a process a member of shoal's private network: it
+// loads (or creates) the identity key in the data directory, reads the
+// network key, starts the libp2p host, joins the DHT and serves the chunk
+// protocol. The node daemon and the seeder both join through Join, so the
+// two cannot drift apart in how they meet the swarm.
+package member
+
+import (
+	"context"
+	"errors"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	libhost "github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/discovery"
+	"github.com/shoal-dev/shoal/p2p/host"
+)
+
+// Config is the swarm part of the daemon's and the seeder's configuration.
+type Config struct {
+	// Listen holds the libp2p listen multiaddrs (empty: the host's default).
+	Listen []string
+	// Bootstrap holds /p2p/<id> multiaddrs of peers to join the DHT through.
+	Bootstrap []string
+	// BootstrapDNS holds DNS names whose addresses are bootstrap peers.
+	BootstrapDNS []string
+	// PSKFile is the private network key file ("": an open swarm).
+	PSKFile string
+	// UploadSlots bounds the chunks sent to peers at once (0: the default).
+	UploadSlots int
+}
+
+// Peer is a joined member: its host and its DHT.
+type Peer struct {
+	Host libhost.Host
+	DHT  *discovery.DHT
+	Key  crypto.PrivKey
+
+	uploads *chunk.Uploads
+	log     *zap.Logger
+}
+
+// Join loads the identity from dataDir, starts the host and joins the DHT
+// through cfg.Bootstrap plus extra (peers known only by ID, dialed once the
+// DHT finds their addresses). reg receives the host's and the DHT's metrics.
+func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo, log *zap.Logger, reg prometheus.Registerer) (*Peer, error) {
+	key, err := host.LoadOrCreateIdentity(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	var psk []byte
+	if cfg.PSKFile != "" {
+		if psk, err = host.LoadPSK(cfg.PSKFile); err != nil {
+			return nil, err
+		}
+	}
+	boot, err := host.ParseAddrInfos(cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	h, err := host.New(host.Config{Listen: cfg.Listen, PSK: psk, Key: key}, log.Named("host"))
+	if err != nil {
+		return nil, err
+	}
+	if err := host.RegisterMetrics(h, reg); err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	dht, err := discovery.New(ctx, h, discovery.Config{Bootstrap: append(boot, extra...), BootstrapDNS: cfg.BootstrapDNS}, log.Named("dht"), reg)
+	if err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return &Peer{Host: h, DHT: dht, Key: key, uploads: chunk.NewUploads(cfg.UploadSlots), log: log}, nil
+}
+
+// Serve answers the chunk protocol from blobs; onUpload, if not nil, is
+// told of every chunk payload sent.
+func (p *Peer) Serve(blobs chunk.Blobs, onUpload func(peer.ID, int64)) {
+	p.Host.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
+		Uploads: p.uploads, OnUpload: onUpload,
+	}, p.log.Named("chunks")))
+}
+
+// ID is the member's peer ID.
+func (p *Peer) ID() peer.ID { return p.Host.ID() }
+
+// Addrs are the member's full multiaddrs (with /p2p/<id>).
+func (p *Peer) Addrs() []string { return host.FullAddrs(p.Host) }
+
+// Close leaves the DHT and stops the host.
+func (p *Peer) Close() error {
+	return errors.Join(p.DHT.Close(), p.Host.Close())
+}
