@@ -27,8 +27,8 @@
 //
 // # Host
 //
-// [New] builds a host with TCP (plus QUIC without a PSK), the default
-// security (Noise, TLS) and muxer (yamux), a connection manager with the
+// [New] builds a host with TCP (plus QUIC without a PSK), libp2p's default
+// security (TLS 1.3 first, Noise as the fallback) and muxer (yamux), a connection manager with the
 // configured watermarks and a resource manager whose limits are libp2p's
 // auto-scaled defaults raised where shoal needs more: at least 256 streams
 // per peer and protocol (the chunk protocol keeps up to 64 requests in
