@@ -114,12 +114,7 @@ func (s *Seeder) ID() peer.ID { return s.peer.ID() }
 func (s *Seeder) Addrs() []string { return s.peer.Addrs() }
 
 // AdminAddr is the admin API's address ("" without one).
-func (s *Seeder) AdminAddr() string {
-	if s.admin == nil {
-		return ""
-	}
-	return s.admin.Addr().String()
-}
+func (s *Seeder) AdminAddr() string { return ops.Addr(s.admin) }
 
 // Gatherer exposes the seeder's metrics.
 func (s *Seeder) Gatherer() prometheus.Gatherer { return s.reg }

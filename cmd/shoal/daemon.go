@@ -92,10 +92,7 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	daemonFlags(fs, &cfg)
 	var proc processFlags
 	proc.declare(fs, 64<<20)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := proc.start(stderr)
+	log, err := proc.parse(fs, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -45,8 +45,12 @@ func (p *processFlags) declare(fs *flag.FlagSet, memLimit int64) {
 	fs.Int64Var(&p.memLimit, "memory-limit", memLimit, "Go heap soft limit in bytes (GOMEMLIMIT wins when set; 0: none)")
 }
 
-// start applies the memory limit and builds the logger.
-func (p *processFlags) start(stderr io.Writer) (*zap.Logger, error) {
+// parse parses args (see parseFlags), applies the memory limit and builds
+// the logger.
+func (p *processFlags) parse(fs *flag.FlagSet, args []string, stderr io.Writer) (*zap.Logger, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
 	setMemoryLimit(p.memLimit)
 	return newLogger(p.logLevel, stderr)
 }

@@ -28,10 +28,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
 	var proc processFlags
 	proc.declare(fs, 256<<20)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := proc.start(stderr)
+	log, err := proc.parse(fs, args, stderr)
 	if err != nil {
 		return err
 	}

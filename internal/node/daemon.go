@@ -152,12 +152,7 @@ func (d *Daemon) P2PAddrs() []string {
 func (d *Daemon) RegistryAddr() string { return d.regLn.Addr().String() }
 
 // MetricsAddr is the metrics listener's address, or "" without one.
-func (d *Daemon) MetricsAddr() string {
-	if d.metLn == nil {
-		return ""
-	}
-	return d.metLn.Addr().String()
-}
+func (d *Daemon) MetricsAddr() string { return ops.Addr(d.metLn) }
 
 // Gatherer exposes the daemon's metrics (for the demo and tests).
 func (d *Daemon) Gatherer() prometheus.Gatherer { return d.reg }

@@ -60,6 +60,14 @@ func Handler(reg *prometheus.Registry, ready *Ready, withPprof bool) http.Handle
 	return mux
 }
 
+// Addr is ln's address, or "" for a nil listener (an endpoint turned off).
+func Addr(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
 // Server is an HTTP server with the listener it serves.
 type Server struct {
 	HTTP *http.Server
