@@ -26,6 +26,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -485,7 +486,7 @@ func newFetchTracer(s *swarmSeeder, dir string) (*fetchTracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(dir, zap.NewNop(), store.WithChunkSizer(chunk.Size))
+	st, err := store.Open(dir, zap.NewNop(), store.WithChunkSizer(chunkset.Size))
 	if err != nil {
 		p.close()
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/chunk/chunktest"
 )
@@ -49,8 +50,8 @@ func newHost(t *testing.T) (host.Host, crypto.PrivKey) {
 // fixture is a server host serving a MemBlobs (optionally wrapped) with
 // chunk.Serve, and a client host connected to it.
 // u is a quarter chunk: blob sizes here are written in u so their chunk
-// counts do not depend on chunk.DefaultSize.
-const u = chunk.DefaultSize / 4
+// counts do not depend on chunkset.DefaultSize.
+const u = chunkset.DefaultSize / 4
 
 type fixture struct {
 	server, client host.Host
@@ -223,13 +224,13 @@ func TestPullEndToEnd(t *testing.T) {
 			if b, ok := pool.Get().(*[]byte); ok && cap(*b) >= n {
 				return (*b)[:n]
 			}
-			return make([]byte, n, chunk.DefaultSize)
+			return make([]byte, n, chunkset.DefaultSize)
 		},
 	})
 	must(t, err)
 	defer s.Close()
 	have := s.Have()
-	n := chunk.Count(size, chunk.Size(size))
+	n := chunkset.Count(size, chunkset.Size(size))
 	if have.BlobSize != size || have.Bitmap.Len() != n || have.Bitmap.Count() != 3 || have.Complete {
 		t.Fatalf("HAVE: size %d, %d/%d chunks, complete %v", have.BlobSize, have.Bitmap.Count(), have.Bitmap.Len(), have.Complete)
 	}
@@ -249,8 +250,8 @@ func TestPullEndToEnd(t *testing.T) {
 	defer adder.Wait()
 
 	out := make([]byte, size)
-	got := chunk.NewBitmap(n)
-	requested := chunk.NewBitmap(n)
+	got := chunkset.New(n)
+	requested := chunkset.New(n)
 	request := func(i int) {
 		if requested.Set(i) {
 			must(t, s.Request(i))
@@ -276,7 +277,7 @@ func TestPullEndToEnd(t *testing.T) {
 			if err := chunk.VerifyChunk(m, d, size, trust); err != nil {
 				t.Fatalf("chunk %d: %v", m.Index, err)
 			}
-			off, _ := chunk.Bounds(size, chunk.Size(size), m.Index)
+			off, _ := chunkset.Bounds(size, chunkset.Size(size), m.Index)
 			copy(out[off:], m.Data)
 			got.Set(m.Index)
 			buf := m.Data[:0]
@@ -688,9 +689,9 @@ func TestMisbehavingServer(t *testing.T) {
 			defer server.Close()
 			data := []byte("tiny blob")
 			d := digest.FromBytes(data)
-			signed, err := chunk.Sign(key, chunk.Record{Digest: d, BlobSize: int64(len(data)), ChunkSize: chunk.Size(int64(len(data))), Hash: sha256.Sum256(data)})
+			signed, err := chunk.Sign(key, chunk.Record{Digest: d, BlobSize: int64(len(data)), ChunkSize: chunkset.Size(int64(len(data))), Hash: sha256.Sum256(data)})
 			must(t, err)
-			have := chunk.Have{BlobSize: int64(len(data)), ChunkSize: chunk.Size(int64(len(data))), Bitmap: chunk.NewBitmap(1)}
+			have := chunk.Have{BlobSize: int64(len(data)), ChunkSize: chunkset.Size(int64(len(data))), Bitmap: chunkset.New(1)}
 			have.Bitmap.Set(0)
 			done := make(chan struct{})
 			server.SetStreamHandler(chunk.ProtocolID, func(s network.Stream) {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
@@ -101,7 +102,7 @@ func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
 	if err != nil {
 		return chunk.Have{}, err
 	}
-	bm := chunk.NewBitmap(len(st.Servable))
+	bm := chunkset.New(len(st.Servable))
 	for i, servable := range st.Servable {
 		if !servable {
 			continue
