@@ -26,7 +26,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
-	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -486,7 +485,7 @@ func newFetchTracer(s *swarmSeeder, dir string) (*fetchTracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(dir, zap.NewNop(), store.WithChunkSizer(chunkset.Size))
+	st, err := store.Open(dir, zap.NewNop())
 	if err != nil {
 		p.close()
 		return nil, err

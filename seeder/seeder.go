@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
@@ -85,7 +84,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	s.origin = upstream.NewOrigin(up, log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))
 	})
-	if s.store, err = store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunkset.Size)); err != nil {
+	if s.store, err = store.Open(cfg.DataDir, log.Named("store")); err != nil {
 		return nil, err
 	}
 	var psk []byte

@@ -332,13 +332,7 @@ func servable(ctx context.Context, st *store.Store, d digest.Digest) int {
 	if err != nil {
 		return 0
 	}
-	n := 0
-	for _, ok := range state.Servable {
-		if ok {
-			n++
-		}
-	}
-	return n
+	return state.Servable.Count()
 }
 
 // A chunk signed by the seeder does not verify against any other key.

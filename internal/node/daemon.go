@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/host"
@@ -92,7 +91,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg, shutdown: cfg.ShutdownTimeout}
-	st, err := store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunkset.Size),
+	st, err := store.Open(cfg.DataDir, log.Named("store"),
 		store.WithQuota(cfg.CacheMaxBytes, func(dg digest.Digest) {
 			if d.withdraw != nil {
 				d.withdraw(dg)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/oci"
 )
 
@@ -32,7 +33,7 @@ type Download struct {
 	started   bool          // the partial file exists and size is known
 	size      int64
 	chunkSize int64
-	have      bitset // chunks whose bytes are on disk
+	have      *chunkset.Set // chunks whose bytes are on disk (nil before the size is known)
 	sigs      map[int]chunkEntry
 	avail     int64 // bytes from offset 0, in order, hashed: readable by streams
 	verified  bool  // the digest matched and the file is under blobs/
@@ -219,7 +220,7 @@ func (p *Partial) ChunkSize() int64 {
 func (p *Partial) HasChunk(i int) bool {
 	p.dl.mu.Lock()
 	defer p.dl.mu.Unlock()
-	return p.dl.have.has(i)
+	return p.dl.have.Has(i)
 }
 
 func (p *Partial) close() {
@@ -247,8 +248,8 @@ func (p *Partial) truncateAll() error {
 // restore rebuilds the state of a partial blob of the given size.
 func (p *Partial) restore(size int64) error {
 	dl := p.dl
-	cs := dl.s.chunkSize(size)
-	n := chunkCount(size, cs)
+	cs := chunkset.Size(size)
+	n := chunkset.Count(size, cs)
 	entries, err := readChunkLog(dl.logPath(), n)
 	if err != nil {
 		return fmt.Errorf("store: read chunk log: %w", err)
@@ -257,11 +258,11 @@ func (p *Partial) restore(size int64) error {
 	if err != nil {
 		return fmt.Errorf("store: stat partial: %w", err)
 	}
-	have := newBitset(n)
+	have := chunkset.New(n)
 	buf := make([]byte, cs)
 	kept := map[int]chunkEntry{}
 	for i, e := range entries {
-		off, ln := chunkBounds(size, cs, i)
+		off, ln := chunkset.Bounds(size, cs, i)
 		if off+ln > fi.Size() {
 			continue
 		}
@@ -270,7 +271,7 @@ func (p *Partial) restore(size int64) error {
 				continue
 			}
 		}
-		have.set(i)
+		have.Set(i)
 		kept[i] = e
 	}
 	p.size = size
@@ -282,8 +283,8 @@ func (p *Partial) restore(size int64) error {
 		return err
 	}
 	var prefix int64
-	for i := 0; i < n && have.has(i); i++ {
-		_, ln := chunkBounds(size, cs, i)
+	for i := 0; i < n && have.Has(i); i++ {
+		_, ln := chunkset.Bounds(size, cs, i)
 		prefix += ln
 	}
 	if prefix > 0 {
@@ -291,7 +292,7 @@ func (p *Partial) restore(size int64) error {
 			return fmt.Errorf("store: re-hash partial: %w", err)
 		}
 		dl.s.log.Info("resuming partial download", zap.String("digest", dl.d.String()),
-			zap.Int64("bytes", prefix), zap.Int("chunks", have.count()), zap.Int64("size", size))
+			zap.Int64("bytes", prefix), zap.Int("chunks", have.Count()), zap.Int64("size", size))
 	}
 	p.off = prefix
 	return nil
@@ -350,10 +351,10 @@ func (p *Partial) SetSize(n int64) error {
 		}
 	}
 	p.size = n
-	cs := dl.s.chunkSize(n)
+	cs := chunkset.Size(n)
 	dl.mu.Lock()
-	if dl.chunkSize != cs || dl.have.n != chunkCount(n, cs) {
-		dl.have, dl.sigs = newBitset(chunkCount(n, cs)), map[int]chunkEntry{}
+	if dl.chunkSize != cs || dl.have.Len() != chunkset.Count(n, cs) {
+		dl.have, dl.sigs = chunkset.New(chunkset.Count(n, cs)), map[int]chunkEntry{}
 	}
 	dl.size, dl.chunkSize, dl.started, dl.avail = n, cs, true, p.off
 	dl.notify()
@@ -375,7 +376,7 @@ func (p *Partial) Reset() error {
 	dl := p.dl
 	dl.mu.Lock()
 	dl.avail = 0
-	dl.have = newBitset(dl.have.n)
+	dl.have = chunkset.New(dl.have.Len())
 	dl.sigs = map[int]chunkEntry{}
 	dl.notify()
 	dl.mu.Unlock()
@@ -421,13 +422,13 @@ func (p *Partial) write(b []byte) (int, []chunkSum, error) {
 	dl.mu.Lock()
 	var done []int
 	if dl.chunkSize > 0 {
-		for i := int(start / dl.chunkSize); i < dl.have.n; i++ {
-			off, ln := chunkBounds(dl.size, dl.chunkSize, i)
+		for i := int(start / dl.chunkSize); i < dl.have.Len(); i++ {
+			off, ln := chunkset.Bounds(dl.size, dl.chunkSize, i)
 			if off+ln > p.off {
 				break
 			}
-			if !dl.have.has(i) {
-				dl.have.set(i)
+			if !dl.have.Has(i) {
+				dl.have.Set(i)
 				done = append(done, i)
 			}
 		}
@@ -449,7 +450,7 @@ func (p *Partial) write(b []byte) (int, []chunkSum, error) {
 // hashChunks feeds in-order bytes written at start to the chunk hasher and
 // returns the chunks it completes. Callers hold p.hmu.
 func (p *Partial) hashChunks(b []byte, start int64) []chunkSum {
-	cs := p.dl.s.chunkSize(p.size)
+	cs := chunkset.Size(p.size)
 	var out []chunkSum
 	if p.chunkIdx < 0 {
 		if start%cs != 0 {
@@ -460,7 +461,7 @@ func (p *Partial) hashChunks(b []byte, start int64) []chunkSum {
 	}
 	pos := start
 	for len(b) > 0 {
-		off, ln := chunkBounds(p.size, cs, p.chunkIdx)
+		off, ln := chunkset.Bounds(p.size, cs, p.chunkIdx)
 		take := min(int64(len(b)), off+ln-pos)
 		p.chunkH.Write(b[:take])
 		b, pos = b[take:], pos+take
@@ -480,7 +481,7 @@ func (p *Partial) hashChunks(b []byte, start int64) []chunkSum {
 func (p *Partial) SetChunkRecord(i int, sum [32]byte, sig []byte) error {
 	dl := p.dl
 	dl.mu.Lock()
-	if !dl.have.has(i) {
+	if !dl.have.Has(i) {
 		dl.mu.Unlock()
 		return fmt.Errorf("%w: chunk %d is not held", ErrNotFound, i)
 	}
@@ -499,7 +500,7 @@ func (p *Partial) SetChunkRecord(i int, sum [32]byte, sig []byte) error {
 func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error {
 	dl := p.dl
 	dl.mu.Lock()
-	size, cs, n, had := dl.size, dl.chunkSize, dl.have.n, dl.have.has(i)
+	size, cs, n, had := dl.size, dl.chunkSize, dl.have.Len(), dl.have.Has(i)
 	dl.mu.Unlock()
 	if size < 0 || cs <= 0 {
 		return fmt.Errorf("%w: WriteChunk before SetSize", ErrSizeMismatch)
@@ -507,7 +508,7 @@ func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error
 	if i < 0 || i >= n {
 		return fmt.Errorf("%w: chunk %d of %d", ErrSizeMismatch, i, n)
 	}
-	off, ln := chunkBounds(size, cs, i)
+	off, ln := chunkset.Bounds(size, cs, i)
 	if int64(len(data)) != ln {
 		return fmt.Errorf("%w: chunk %d has %d bytes, want %d", ErrSizeMismatch, i, len(data), ln)
 	}
@@ -524,7 +525,7 @@ func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error
 		return err
 	}
 	dl.mu.Lock()
-	dl.have.set(i)
+	dl.have.Set(i)
 	dl.sigs[i] = e
 	dl.notify()
 	dl.mu.Unlock()
@@ -544,12 +545,12 @@ func (p *Partial) advance(i int, data []byte) error {
 	for p.off < size {
 		j := int(p.off / cs)
 		dl.mu.Lock()
-		held := dl.have.has(j)
+		held := dl.have.Has(j)
 		dl.mu.Unlock()
 		if !held {
 			break
 		}
-		off, ln := chunkBounds(size, cs, j)
+		off, ln := chunkset.Bounds(size, cs, j)
 		var b []byte
 		if j == i {
 			b = data

@@ -102,11 +102,8 @@ func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
 	if err != nil {
 		return chunk.Have{}, err
 	}
-	bm := chunkset.New(len(st.Servable))
-	for i, servable := range st.Servable {
-		if !servable {
-			continue
-		}
+	bm := chunkset.New(st.Servable.Len())
+	for i := range st.Servable.All() {
 		if ok, _ := s.tell(i); ok {
 			bm.Set(i)
 		}
@@ -134,10 +131,7 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 				return
 			}
 			withheld := false
-			for i, servable := range st.Servable {
-				if !servable {
-					continue
-				}
+			for i := range st.Servable.All() {
 				// A chunk told before (in HAVE or here) is not sent again.
 				ok, fresh := s.tell(i)
 				if !ok {

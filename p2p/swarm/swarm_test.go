@@ -77,7 +77,7 @@ func newHost(t *testing.T) (libhost.Host, crypto.PrivKey) {
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), zap.NewNop(), store.WithChunkSizer(chunkset.Size))
+	st, err := store.Open(t.TempDir(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
