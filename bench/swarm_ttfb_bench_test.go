@@ -485,7 +485,7 @@ func newFetchTracer(s *swarmSeeder, dir string) (*fetchTracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(dir, zap.NewNop(), store.WithChunkSizer(chunk.Size))
+	st, err := store.Open(dir, zap.NewNop())
 	if err != nil {
 		p.close()
 		return nil, err

@@ -66,7 +66,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	s.origin = upstream.NewOrigin(up, log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))
 	})
-	if s.store, err = store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size)); err != nil {
+	if s.store, err = store.Open(cfg.DataDir, log.Named("store")); err != nil {
 		return nil, err
 	}
 	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, nil, log, reg); err != nil {

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -253,9 +254,9 @@ func TestSeederServesChunksWhileBlobStreams(t *testing.T) {
 	}
 	defer sess.Close()
 	have := sess.Have()
-	count := chunk.Count(blobSize, chunk.Size(blobSize))
-	if have.BlobSize != blobSize || have.ChunkSize != chunk.Size(blobSize) || have.Bitmap.Len() != count {
-		t.Fatalf("HAVE: size %d chunk %d count %d, want %d %d %d", have.BlobSize, have.ChunkSize, have.Bitmap.Len(), blobSize, chunk.Size(blobSize), count)
+	count := chunkset.Count(blobSize, chunkset.Size(blobSize))
+	if have.BlobSize != blobSize || have.ChunkSize != chunkset.Size(blobSize) || have.Bitmap.Len() != count {
+		t.Fatalf("HAVE: size %d chunk %d count %d, want %d %d %d", have.BlobSize, have.ChunkSize, have.Bitmap.Len(), blobSize, chunkset.Size(blobSize), count)
 	}
 	if have.Complete || have.Bitmap.Full() {
 		t.Fatalf("HAVE says complete (%d/%d chunks) before the origin sent the blob", have.Bitmap.Count(), count)
@@ -266,8 +267,8 @@ func TestSeederServesChunksWhileBlobStreams(t *testing.T) {
 	t.Logf("HAVE: %d/%d chunks", have.Bitmap.Count(), count)
 
 	trust := chunk.NewTrustSet(s.ID())
-	got := chunk.NewBitmap(count)
-	requested := chunk.NewBitmap(count)
+	got := chunkset.New(count)
+	requested := chunkset.New(count)
 	ask := func(i int) {
 		if !requested.Set(i) {
 			return
@@ -331,13 +332,7 @@ func servable(ctx context.Context, st *store.Store, d digest.Digest) int {
 	if err != nil {
 		return 0
 	}
-	n := 0
-	for _, ok := range state.Servable {
-		if ok {
-			n++
-		}
-	}
-	return n
+	return state.Servable.Count()
 }
 
 // A chunk signed by the seeder does not verify against any other key.

@@ -23,6 +23,7 @@ const module = "github.com/shoal-dev/shoal"
 // roots (node daemon and seeder); the demo; the commands.
 var layers = map[string]int{
 	"internal/oci":          0,
+	"internal/chunkset":     0,
 	"internal/ops":          0,
 	"internal/imagegen":     0,
 	"internal/layout":       0,

@@ -14,7 +14,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/ops"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/member"
 	"github.com/shoal-dev/shoal/registryshim"
 )
@@ -78,7 +77,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg}
-	st, err := store.Open(cfg.DataDir, log.Named("store"), store.WithChunkSizer(chunk.Size),
+	st, err := store.Open(cfg.DataDir, log.Named("store"),
 		store.WithQuota(cfg.CacheMaxBytes, func(dg digest.Digest) {
 			if d.withdraw != nil {
 				d.withdraw(dg)

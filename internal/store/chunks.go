@@ -11,44 +11,9 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/oci"
 )
-
-// DefaultChunkSize is the chunk size when no geometry is configured.
-const DefaultChunkSize = 4 << 20
-
-// ChunkSizer maps a blob size to its chunk size. It must be the same on
-// every node and seeder so chunks line up.
-type ChunkSizer func(blobSize int64) int64
-
-// Option tunes a Store.
-type Option func(*Store)
-
-// WithChunkSizer sets the chunk geometry.
-func WithChunkSizer(f ChunkSizer) Option { return func(s *Store) { s.sizer = f } }
-
-func (s *Store) chunkSize(blobSize int64) int64 {
-	cs := int64(DefaultChunkSize)
-	if s.sizer != nil {
-		cs = s.sizer(blobSize)
-	}
-	if cs <= 0 {
-		cs = DefaultChunkSize
-	}
-	return cs
-}
-
-func chunkCount(size, cs int64) int {
-	if size <= 0 {
-		return 0
-	}
-	return int((size + cs - 1) / cs)
-}
-
-func chunkBounds(size, cs int64, i int) (off, n int64) {
-	off = int64(i) * cs
-	return off, min(cs, size-off)
-}
 
 // writeChunkRecords stores the signed chunk records of a complete blob.
 func (s *Store) writeChunkRecords(d digest.Digest, recs map[int]chunkEntry) error {
@@ -92,8 +57,8 @@ func (s *Store) completeView(d digest.Digest) (*ChunkView, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs := s.chunkSize(size)
-	recs, err := readChunkLog(s.path("meta", d)+".chunks", chunkCount(size, cs))
+	cs := chunkset.Size(size)
+	recs, err := readChunkLog(s.path("meta", d)+".chunks", chunkset.Count(size, cs))
 	if err != nil || len(recs) == 0 {
 		f.Close()
 		if err == nil {
@@ -107,9 +72,9 @@ func (s *Store) completeView(d digest.Digest) (*ChunkView, error) {
 // ChunkState is what a view holds at one moment.
 type ChunkState struct {
 	Size, ChunkSize int64
-	// Servable holds, by index, whether the chunk can be served; its
-	// length is the chunk count.
-	Servable []bool
+	// Servable is the set of chunks that can be served; its length is
+	// the chunk count.
+	Servable *chunkset.Set
 	Complete bool
 	// Version changes whenever the state does.
 	Version uint64
@@ -119,9 +84,9 @@ type ChunkState struct {
 // not known yet it waits for it (or ctx).
 func (v *ChunkView) State(ctx context.Context) (ChunkState, error) {
 	if v.dl == nil {
-		st := ChunkState{Size: v.size, ChunkSize: v.cs, Servable: make([]bool, chunkCount(v.size, v.cs)), Complete: true}
-		for i := range st.Servable {
-			_, st.Servable[i] = v.recs[i]
+		st := ChunkState{Size: v.size, ChunkSize: v.cs, Servable: chunkset.New(chunkset.Count(v.size, v.cs)), Complete: true}
+		for i := range v.recs {
+			st.Servable.Set(i) // readChunkLog keeps indexes below the count
 		}
 		return st, nil
 	}
@@ -133,10 +98,11 @@ func (v *ChunkView) State(ctx context.Context) (ChunkState, error) {
 			return v.switchToComplete(ctx)
 		}
 		if dl.started {
-			st := ChunkState{Size: dl.size, ChunkSize: dl.chunkSize, Servable: make([]bool, dl.have.n), Version: dl.version}
-			for i := range st.Servable {
-				e, ok := dl.sigs[i]
-				st.Servable[i] = ok && e.sig != nil && dl.have.has(i)
+			st := ChunkState{Size: dl.size, ChunkSize: dl.chunkSize, Servable: chunkset.New(dl.have.Len()), Version: dl.version}
+			for i, e := range dl.sigs {
+				if e.sig != nil && dl.have.Has(i) {
+					st.Servable.Set(i)
+				}
 			}
 			dl.mu.Unlock()
 			return st, nil
@@ -209,7 +175,7 @@ func (v *ChunkView) ReadChunk(i int, buf []byte) ([]byte, [32]byte, []byte, erro
 			return v.ReadChunk(i, buf)
 		}
 		e, ok = dl.sigs[i]
-		ok = ok && e.sig != nil && dl.have.has(i)
+		ok = ok && e.sig != nil && dl.have.Has(i)
 		size, cs = dl.size, dl.chunkSize
 		dl.mu.Unlock()
 		if ok && v.f == nil {
@@ -233,7 +199,7 @@ func (v *ChunkView) ReadChunk(i int, buf []byte) ([]byte, [32]byte, []byte, erro
 	if !ok {
 		return nil, [32]byte{}, nil, fmt.Errorf("%w: chunk %d of %s", ErrNotFound, i, v.d)
 	}
-	off, n := chunkBounds(size, cs, i)
+	off, n := chunkset.Bounds(size, cs, i)
 	if int64(cap(buf)) < n {
 		buf = make([]byte, n)
 	}

@@ -11,14 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"go.uber.org/zap"
 )
 
-const testChunk = 256 << 10
+// testChunk is the chunk size of every blob in these tests (all far below
+// 4 GiB).
+const testChunk = chunkset.DefaultSize
 
 func chunked(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, zap.NewNop(), WithChunkSizer(func(int64) int64 { return testChunk }))
+	s, err := Open(dir, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +35,7 @@ func outOfOrder(b []byte, workers int, stop int) Filler {
 		if err := p.SetSize(int64(len(b))); err != nil {
 			return err
 		}
-		n := chunkCount(int64(len(b)), testChunk)
+		n := chunkset.Count(int64(len(b)), testChunk)
 		order := rand.Perm(n)
 		if stop > 0 {
 			order = order[:stop]
@@ -45,7 +48,7 @@ func outOfOrder(b []byte, workers int, stop int) Filler {
 			go func() {
 				defer wg.Done()
 				for i := range work {
-					off, ln := chunkBounds(int64(len(b)), testChunk, i)
+					off, ln := chunkset.Bounds(int64(len(b)), testChunk, i)
 					c := b[off : off+ln]
 					if err := p.WriteChunk(i, c, sha256.Sum256(c), []byte{byte(i), 's', 'i', 'g'}); err != nil {
 						errs <- err
@@ -74,7 +77,7 @@ func outOfOrder(b []byte, workers int, stop int) Filler {
 func TestWriteChunkOutOfOrderStreamsInOrder(t *testing.T) {
 	s := chunked(t, t.TempDir())
 	defer s.Close()
-	b := data(3<<20 + 1234)
+	b := data(12<<20 + 1234) // 13 chunks
 	d := digestOf(b)
 	st, err := s.Fetch(context.Background(), d, outOfOrder(b, 4, 0))
 	if err != nil {
@@ -95,12 +98,13 @@ func TestWriteChunkOutOfOrderStreamsInOrder(t *testing.T) {
 	}
 	defer v.Close()
 	state, err := v.State(context.Background())
-	if err != nil || !state.Complete || len(state.Servable) != 13 {
+	if err != nil || !state.Complete || state.Servable.Len() != 13 {
 		t.Fatalf("state %+v %v", state, err)
 	}
-	for i, ok := range state.Servable {
+	for i := range state.Servable.Len() {
+		ok := state.Servable.Has(i)
 		data, sum, sig, err := v.ReadChunk(i, nil)
-		off, ln := chunkBounds(int64(len(b)), testChunk, i)
+		off, ln := chunkset.Bounds(int64(len(b)), testChunk, i)
 		if !ok || err != nil || !bytes.Equal(data, b[off:off+ln]) || sum != sha256.Sum256(data) || sig[0] != byte(i) {
 			t.Fatalf("chunk %d: %v", i, err)
 		}
@@ -110,7 +114,7 @@ func TestWriteChunkOutOfOrderStreamsInOrder(t *testing.T) {
 func TestChunkViewFollowsDownload(t *testing.T) {
 	s := chunked(t, t.TempDir())
 	defer s.Close()
-	b := data(2 << 20)
+	b := data(8 << 20) // 8 chunks
 	d := digestOf(b)
 	release := make(chan struct{})
 	st, err := s.Fetch(context.Background(), d, func(ctx context.Context, p *Partial) error {
@@ -121,7 +125,7 @@ func TestChunkViewFollowsDownload(t *testing.T) {
 			if i == 4 {
 				<-release
 			}
-			off, ln := chunkBounds(int64(len(b)), testChunk, i)
+			off, ln := chunkset.Bounds(int64(len(b)), testChunk, i)
 			if err := p.WriteChunk(i, b[off:off+ln], sha256.Sum256(b[off:off+ln]), []byte("sig")); err != nil {
 				return err
 			}
@@ -144,12 +148,7 @@ func TestChunkViewFollowsDownload(t *testing.T) {
 		if state, err = v.State(ctx); err != nil {
 			t.Fatal(err)
 		}
-		n := 0
-		for _, ok := range state.Servable {
-			if ok {
-				n++
-			}
-		}
+		n := state.Servable.Count()
 		if n == 4 {
 			break
 		}
@@ -177,7 +176,7 @@ func TestChunkViewFollowsDownload(t *testing.T) {
 
 func TestChunkLogResumesAndDropsTamperedChunks(t *testing.T) {
 	dir := t.TempDir()
-	b := data(4 << 20)
+	b := data(16 << 20) // 16 chunks
 	d := digestOf(b)
 	s := chunked(t, dir)
 	st, err := s.Fetch(context.Background(), d, outOfOrder(b, 3, 10))
@@ -190,12 +189,7 @@ func TestChunkLogResumesAndDropsTamperedChunks(t *testing.T) {
 		if err == nil {
 			state, _ := v.State(context.Background())
 			v.Close()
-			n := 0
-			for _, ok := range state.Servable {
-				if ok {
-					n++
-				}
-			}
+			n := state.Servable.Count()
 			if n == 10 {
 				break
 			}
@@ -263,12 +257,12 @@ func FuzzChunkLog(f *testing.F) {
 func TestTrackChunksSignsInOrderWrites(t *testing.T) {
 	s := chunked(t, t.TempDir())
 	defer s.Close()
-	b := data(1<<20 + 99)
+	b := data(4<<20 + 99) // 5 chunks
 	d := digestOf(b)
 	var got []int
 	st, err := s.Fetch(context.Background(), d, func(ctx context.Context, p *Partial) error {
 		p.TrackChunks(func(i int, sum [32]byte) {
-			off, ln := chunkBounds(int64(len(b)), testChunk, i)
+			off, ln := chunkset.Bounds(int64(len(b)), testChunk, i)
 			if sum != sha256.Sum256(b[off:off+ln]) {
 				t.Errorf("chunk %d: wrong sum", i)
 			}
@@ -298,8 +292,8 @@ func TestTrackChunksSignsInOrderWrites(t *testing.T) {
 	}
 	defer v.Close()
 	state, _ := v.State(context.Background())
-	for i, ok := range state.Servable {
-		if !ok {
+	for i := range state.Servable.Len() {
+		if !state.Servable.Has(i) {
 			t.Fatalf("chunk %d not servable", i)
 		}
 	}

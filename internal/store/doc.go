@@ -14,6 +14,11 @@
 // under blobs/. A partial download survives a restart: the next fetch of the
 // same digest re-hashes the prefix it finds and resumes after it.
 //
+// A blob is cut into chunks by chunkset's geometry (chunkset.Size), the one
+// every node and seeder uses: a partial blob records which chunks are on
+// disk (a chunkset.Set) and, in its chunk log, the signed records that make
+// them servable to peers (ChunkView) before the whole blob is there.
+//
 // Concurrent fetches of one missing digest share a single Download; every
 // caller gets a Stream that follows the bytes as they land on disk, so the
 // first bytes reach clients long before the blob is complete and memory

@@ -36,13 +36,15 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	sizer ChunkSizer
 	quota quota
 
 	mu       sync.Mutex
 	inflight map[string]*Download
 	closed   bool
 }
+
+// Option tunes a Store.
+type Option func(*Store)
 
 // Open opens (creating if needed) the store at dir, takes its lock and
 // clears scratch files left by an earlier process.

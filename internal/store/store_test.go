@@ -169,8 +169,7 @@ func TestPartialResumesAfterReopen(t *testing.T) {
 	dir := t.TempDir()
 	b := data(4 << 20)
 	d := digestOf(b)
-	oneMiB := WithChunkSizer(func(int64) int64 { return 1 << 20 })
-	s, err := Open(dir, zap.NewNop(), oneMiB)
+	s, err := Open(dir, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +194,7 @@ func TestPartialResumesAfterReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(dir, zap.NewNop(), oneMiB)
+	s2, err := Open(dir, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

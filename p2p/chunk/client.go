@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/chunkset"
 )
 
 // ClientOptions tune a Session; zero values take the defaults.
@@ -52,8 +53,8 @@ type Session struct {
 
 	wmu sync.Mutex // serializes frames
 
-	amu      sync.Mutex // accounting of requests
-	asked    *Bitmap    // indexes ever requested
+	amu      sync.Mutex    // accounting of requests
+	asked    *chunkset.Set // indexes ever requested
 	live     map[int]int
 	inFlight int
 
@@ -99,7 +100,7 @@ func Dial(ctx context.Context, h host.Host, p peer.ID, req Open, opts ClientOpti
 		opts:    opts,
 		have:    have,
 		count:   have.Bitmap.Len(),
-		asked:   NewBitmap(have.Bitmap.Len()),
+		asked:   chunkset.New(have.Bitmap.Len()),
 		live:    make(map[int]int),
 		results: make(chan result),
 		done:    make(chan struct{}),
@@ -327,8 +328,8 @@ func VerifyChunk(c Chunk, digest digest.Digest, blobSize int64, trusted Trust) e
 		return fmt.Errorf("%w: record for %s, want %s", ErrChunkMismatch, r.Digest, digest)
 	case r.BlobSize != blobSize:
 		return fmt.Errorf("%w: record for a %d-byte blob, want %d", ErrChunkMismatch, r.BlobSize, blobSize)
-	case r.ChunkSize != Size(blobSize):
-		return fmt.Errorf("%w: record chunk size %d, want %d", ErrChunkMismatch, r.ChunkSize, Size(blobSize))
+	case r.ChunkSize != chunkset.Size(blobSize):
+		return fmt.Errorf("%w: record chunk size %d, want %d", ErrChunkMismatch, r.ChunkSize, chunkset.Size(blobSize))
 	case r.Index != c.Index:
 		return fmt.Errorf("%w: record for chunk %d, want %d", ErrChunkMismatch, r.Index, c.Index)
 	}

@@ -5,16 +5,18 @@
 //
 // # Chunk geometry
 //
-// A blob of S bytes is cut into Count(S, C) chunks of C = Size(S) bytes each,
-// the last one shorter when C does not divide S. C is a function of S alone,
-// so every peer and seeder cuts a blob the same way:
+// The geometry is internal/chunkset's, shared with the content store. A blob
+// of S bytes is cut into chunkset.Count(S, C) chunks of C = chunkset.Size(S)
+// bytes each, the last one shorter when C does not divide S. C is a function
+// of S alone, so every peer and seeder cuts a blob the same way:
 //
-//   - C = 1 MiB (DefaultSize) while S <= 4096 * 1 MiB (4 GiB);
+//   - C = 1 MiB (chunkset.DefaultSize) while S <= 4096 * 1 MiB (4 GiB);
 //   - above that, the smallest power-of-two multiple of 1 MiB that keeps the
-//     count at or below 4096 (TargetChunks), capped at 64 MiB (MaxSize);
-//   - at 64 MiB the count may exceed 4096, up to MaxChunks = 2^20, so the
-//     largest blob is MaxBlobSize = 64 TiB; a bigger one is refused with
-//     ErrTooLarge.
+//     count at or below 4096 (chunkset.TargetChunks), capped at 64 MiB
+//     (chunkset.MaxSize);
+//   - at 64 MiB the count may exceed 4096, up to chunkset.MaxChunks = 2^20,
+//     so the largest blob is chunkset.MaxBlobSize = 64 TiB; a bigger one is
+//     refused with ErrTooLarge (CheckGeometry).
 //
 // Chunk i covers bytes [i*C, min((i+1)*C, S)). An empty blob has no chunks.
 //
@@ -30,15 +32,16 @@
 //	u8  D                     length of the raw digest, 1..255
 //	D   digest                raw digest bytes (not hex), e.g. 32 for sha256
 //	u64 blob size             big-endian
-//	u64 chunk size            big-endian, must equal Size(blob size)
+//	u64 chunk size            big-endian, must equal chunkset.Size(blob size)
 //	u32 index                 big-endian, 0 <= index < Count
 //	32  hash                  SHA-256 of the chunk's bytes
 //
 // Every field is fixed-width or length-prefixed, so two different records
 // never share signing bytes, and the prefix keeps these signatures apart from
 // anything else the key signs. A record is valid only if its digest parses,
-// its geometry is canonical (chunk size = Size(blob size), blob size <=
-// MaxBlobSize) and its index is in range (ErrBadRecord otherwise).
+// its geometry is canonical (chunk size = chunkset.Size(blob size), blob
+// size <= chunkset.MaxBlobSize) and its index is in range (ErrBadRecord
+// otherwise).
 //
 // The signer is named by its peer ID. A verifier (Signed.Verify) accepts a
 // signature only if the signer is in its trust set (ErrUntrustedSigner) and
@@ -96,13 +99,14 @@
 // (0x21-0x7e). They are not trusted for anything but that.
 //
 // HAVE (0x02, server -> client, exactly once, in answer to OPEN), cap
-// 17 + MaxChunks/8 bytes:
+// 17 + chunkset.MaxChunks/8 bytes:
 //
-//	u64 blob size; u64 chunk size (= Size(blob size))
+//	u64 blob size; u64 chunk size (= chunkset.Size(blob size))
 //	u8  flags: bit 0 = complete (the server holds the whole blob, verified
 //	    against its digest); other bits zero; complete implies a full bitmap
 //	bitmap: ceil(Count/8) bytes, chunk i is bit 7-(i%8) of byte i/8 (most
-//	    significant bit first); bits past Count are zero
+//	    significant bit first); bits past Count are zero (the wire form of
+//	    a chunkset.Set)
 //
 // A server that does not know the blob's size yet (a seeder still asking the
 // origin) waits until it does, up to its HAVE deadline, and otherwise answers
@@ -125,8 +129,8 @@
 // (it is being sent or was answered) CANCEL does nothing, so a client must
 // still accept the answer. Used in the endgame when another peer won the race.
 //
-// CHUNK (0x06, server -> client, answers a REQUEST), cap MaxFrame = MaxSize +
-// 64 KiB:
+// CHUNK (0x06, server -> client, answers a REQUEST), cap MaxFrame =
+// chunkset.MaxSize + 64 KiB:
 //
 //	u32 index
 //	u16 L, L bytes signed record (MarshalSigned, L <= MaxSignedLen); its
@@ -142,8 +146,9 @@
 //	u32 index: the chunk this answers, or 0xFFFFFFFF (-1) for the whole blob
 //	message: the rest, UTF-8, <= 1024 bytes, for humans only
 //
-// All chunk indexes on the wire are < MaxChunks; HAVE_UPDATE, REQUEST,
-// CANCEL, CHUNK and ERROR indexes must also be < Count for the stream's blob.
+// All chunk indexes on the wire are < chunkset.MaxChunks; HAVE_UPDATE,
+// REQUEST, CANCEL, CHUNK and ERROR indexes must also be < Count for the
+// stream's blob.
 //
 // # Message flow
 //

@@ -5,13 +5,11 @@ import "errors"
 // Sentinel errors; every error the package returns wraps one of them (or is
 // a transport or context error), so callers match with errors.Is.
 var (
-	// ErrTooLarge: the blob exceeds MaxBlobSize.
+	// ErrTooLarge: the blob exceeds chunkset.MaxBlobSize.
 	ErrTooLarge = errors.New("blob too large for chunking")
-	// ErrBadGeometry: a chunk size that is not Size(blob size), or a
+	// ErrBadGeometry: a chunk size that is not chunkset.Size(blob size), or a
 	// negative blob size.
 	ErrBadGeometry = errors.New("bad chunk geometry")
-	// ErrBadBitmap: a bitmap of the wrong length or with bits past its end.
-	ErrBadBitmap = errors.New("bad chunk bitmap")
 	// ErrBadRecord: a chunk record with an invalid digest, geometry or index,
 	// or a signed record that does not decode.
 	ErrBadRecord = errors.New("bad chunk record")

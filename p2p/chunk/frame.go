@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/shoal-dev/shoal/internal/chunkset"
 )
 
 // WriteFrame validates m and writes it as one frame. A CHUNK's payload is
@@ -67,7 +69,7 @@ func NewReader(r io.Reader, alloc func(n int) []byte) *Reader {
 	if alloc == nil {
 		alloc = func(n int) []byte { return make([]byte, n) }
 	}
-	return &Reader{br: bufio.NewReaderSize(r, 16<<10), alloc: alloc, maxPayload: MaxSize}
+	return &Reader{br: bufio.NewReaderSize(r, 16<<10), alloc: alloc, maxPayload: chunkset.MaxSize}
 }
 
 // Allow restricts Next to frames of the given types; others fail with
@@ -80,9 +82,9 @@ func (r *Reader) Allow(types ...Type) {
 }
 
 // LimitPayload lowers the largest CHUNK payload Next accepts (at most
-// MaxSize); a larger one fails with ErrFrameTooLarge before alloc.
+// chunkset.MaxSize); a larger one fails with ErrFrameTooLarge before alloc.
 func (r *Reader) LimitPayload(n int64) {
-	r.maxPayload = min(n, MaxSize)
+	r.maxPayload = min(n, chunkset.MaxSize)
 }
 
 // Next reads one frame. It returns io.EOF at a clean end of stream between
@@ -183,7 +185,7 @@ func (r *Reader) chunk(n int64) (Message, error) {
 	if p > r.maxPayload {
 		return nil, fmt.Errorf("%w: CHUNK payload of %d bytes over %d", ErrFrameTooLarge, p, r.maxPayload)
 	}
-	if _, want := Bounds(s.BlobSize, s.ChunkSize, s.Index); p != want {
+	if _, want := chunkset.Bounds(s.BlobSize, s.ChunkSize, s.Index); p != want {
 		return nil, malformed("CHUNK %d payload of %d bytes, want %d", s.Index, p, want)
 	}
 	buf := r.alloc(int(p))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/oci"
 )
 
@@ -21,10 +22,10 @@ func sampleMessages(t testing.TB) []Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	have := NewBitmap(Count(20*u+5, DefaultSize))
+	have := chunkset.New(chunkset.Count(20*u+5, chunkset.DefaultSize))
 	have.Set(0)
 	have.Set(5)
-	full := NewBitmap(3)
+	full := chunkset.New(3)
 	for i := 0; i < 3; i++ {
 		full.Set(i)
 	}
@@ -32,12 +33,12 @@ func sampleMessages(t testing.TB) []Message {
 	return []Message{
 		Open{Digest: r.Digest, Registry: "registry-1.docker.io", Repo: "library/ubuntu"},
 		Open{Digest: d512},
-		Have{BlobSize: 20*u + 5, ChunkSize: DefaultSize, Bitmap: have},
-		Have{BlobSize: 12 * u, ChunkSize: DefaultSize, Bitmap: full, Complete: true},
-		Have{BlobSize: 0, ChunkSize: DefaultSize, Bitmap: NewBitmap(0), Complete: true},
-		HaveUpdate{Indexes: []int{3, 1, MaxChunks - 1}},
+		Have{BlobSize: 20*u + 5, ChunkSize: chunkset.DefaultSize, Bitmap: have},
+		Have{BlobSize: 12 * u, ChunkSize: chunkset.DefaultSize, Bitmap: full, Complete: true},
+		Have{BlobSize: 0, ChunkSize: chunkset.DefaultSize, Bitmap: chunkset.New(0), Complete: true},
+		HaveUpdate{Indexes: []int{3, 1, chunkset.MaxChunks - 1}},
 		Request{Index: 0},
-		Request{Index: MaxChunks - 1},
+		Request{Index: chunkset.MaxChunks - 1},
 		Cancel{Index: 42},
 		Chunk{Index: 1, Signed: s, Data: data},
 		Error{Code: CodeUnavailable, Index: 3, Message: "not held yet"},
@@ -101,11 +102,11 @@ func header(t Type, n uint64) []byte {
 func TestFrameCaps(t *testing.T) {
 	caps := map[Type]int64{
 		TypeOpen:       1794,
-		TypeHave:       17 + MaxChunks/8,
+		TypeHave:       17 + chunkset.MaxChunks/8,
 		TypeHaveUpdate: 65536,
 		TypeRequest:    4,
 		TypeCancel:     4,
-		TypeChunk:      MaxSize + 64<<10,
+		TypeChunk:      chunkset.MaxSize + 64<<10,
 		TypeError:      1029,
 	}
 	for typ, limit := range caps {
@@ -130,7 +131,7 @@ func TestFrameCaps(t *testing.T) {
 			t.Errorf("huge length %x: %v, want ErrFrameTooLarge", in, err)
 		}
 	}
-	if MaxFrame < MaxSize+MaxSignedLen+6 {
+	if MaxFrame < chunkset.MaxSize+MaxSignedLen+6 {
 		t.Fatal("MaxFrame does not fit the largest CHUNK")
 	}
 }
@@ -192,7 +193,7 @@ func TestReaderErrors(t *testing.T) {
 		{"type ff", []byte{0xff}, ErrUnknownType},
 		{"non-minimal length", []byte{byte(TypeRequest), 0x84, 0x00, 0, 0, 0, 1}, ErrMalformed},
 		{"short request", frame(TypeRequest, []byte{0, 0, 1}), ErrMalformed},
-		{"request index out of range", frame(TypeRequest, u32(MaxChunks)), ErrMalformed},
+		{"request index out of range", frame(TypeRequest, u32(chunkset.MaxChunks)), ErrMalformed},
 		{"cancel index out of range", frame(TypeCancel, u32(0xffffffff)), ErrMalformed},
 		{"open good", frame(TypeOpen, openBody("r", "a/b")), nil},
 		{"open trailing", frame(TypeOpen, append(openBody("r", "a/b"), 0)), ErrMalformed},
@@ -201,21 +202,21 @@ func TestReaderErrors(t *testing.T) {
 		{"open repo too long", frame(TypeOpen, openBody("r", strings.Repeat("a", MaxRepoLen+1))), ErrMalformed},
 		{"open bad algorithm", frame(TypeOpen, append([]byte{3, 'm', 'd', '5', 1, 0}, 0, 0, 0)), ErrMalformed},
 		{"open short digest", frame(TypeOpen, append([]byte{6, 's', 'h', 'a', '2', '5', '6', 1, 0}, 0, 0, 0)), ErrMalformed},
-		{"have good", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0, 0x80)), nil},
-		{"have geometry", frame(TypeHave, haveBody(10, uint64(2*DefaultSize), 0, 0x80)), ErrMalformed},
+		{"have good", frame(TypeHave, haveBody(10, uint64(chunkset.DefaultSize), 0, 0x80)), nil},
+		{"have geometry", frame(TypeHave, haveBody(10, uint64(2*chunkset.DefaultSize), 0, 0x80)), ErrMalformed},
 		{"have too large", frame(TypeHave, haveBody(1<<62, 64<<20, 0)), ErrMalformed},
-		{"have flags", frame(TypeHave, haveBody(10, uint64(DefaultSize), 2, 0x80)), ErrMalformed},
-		{"have stray bit", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0, 0xc0)), ErrMalformed},
-		{"have bitmap length", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0, 0x80, 0)), ErrMalformed},
-		{"have complete partial", frame(TypeHave, haveBody(10, uint64(DefaultSize), 1, 0)), ErrMalformed},
-		{"have short", frame(TypeHave, haveBody(10, uint64(DefaultSize), 0)[:10]), ErrMalformed},
+		{"have flags", frame(TypeHave, haveBody(10, uint64(chunkset.DefaultSize), 2, 0x80)), ErrMalformed},
+		{"have stray bit", frame(TypeHave, haveBody(10, uint64(chunkset.DefaultSize), 0, 0xc0)), ErrMalformed},
+		{"have bitmap length", frame(TypeHave, haveBody(10, uint64(chunkset.DefaultSize), 0, 0x80, 0)), ErrMalformed},
+		{"have complete partial", frame(TypeHave, haveBody(10, uint64(chunkset.DefaultSize), 1, 0)), ErrMalformed},
+		{"have short", frame(TypeHave, haveBody(10, uint64(chunkset.DefaultSize), 0)[:10]), ErrMalformed},
 		{"update empty", frame(TypeHaveUpdate, nil), ErrMalformed},
 		{"update ragged", frame(TypeHaveUpdate, []byte{0, 0, 0, 1, 0}), ErrMalformed},
-		{"update out of range", frame(TypeHaveUpdate, u32(MaxChunks)), ErrMalformed},
+		{"update out of range", frame(TypeHaveUpdate, u32(chunkset.MaxChunks)), ErrMalformed},
 		{"error good", frame(TypeError, append([]byte{1}, u32(wholeBlob)...)), nil},
 		{"error code 0", frame(TypeError, append([]byte{0}, u32(1)...)), ErrMalformed},
 		{"error code 6", frame(TypeError, append([]byte{6}, u32(1)...)), ErrMalformed},
-		{"error index", frame(TypeError, append([]byte{1}, u32(MaxChunks)...)), ErrMalformed},
+		{"error index", frame(TypeError, append([]byte{1}, u32(chunkset.MaxChunks)...)), ErrMalformed},
 		{"error utf8", frame(TypeError, append(append([]byte{1}, u32(1)...), 0xff)), ErrMalformed},
 		{"error short", frame(TypeError, []byte{1, 0}), ErrMalformed},
 		{"chunk good", frame(TypeChunk, chunkBody(0, rec, data)), nil},
@@ -273,14 +274,14 @@ func TestWriteFrameRejects(t *testing.T) {
 		{"nil", nil, ErrMalformed},
 		{"open digest", Open{}, ErrMalformed},
 		{"open registry", Open{Digest: r.Digest, Registry: strings.Repeat("r", 256)}, ErrMalformed},
-		{"have nil bitmap", Have{BlobSize: 10, ChunkSize: DefaultSize}, ErrMalformed},
-		{"have geometry", Have{BlobSize: 10, ChunkSize: 1, Bitmap: NewBitmap(10)}, ErrMalformed},
-		{"have complete partial", Have{BlobSize: 10, ChunkSize: DefaultSize, Bitmap: NewBitmap(1), Complete: true}, ErrMalformed},
+		{"have nil bitmap", Have{BlobSize: 10, ChunkSize: chunkset.DefaultSize}, ErrMalformed},
+		{"have geometry", Have{BlobSize: 10, ChunkSize: 1, Bitmap: chunkset.New(10)}, ErrMalformed},
+		{"have complete partial", Have{BlobSize: 10, ChunkSize: chunkset.DefaultSize, Bitmap: chunkset.New(1), Complete: true}, ErrMalformed},
 		{"update empty", HaveUpdate{}, ErrMalformed},
 		{"update too many", HaveUpdate{Indexes: ups}, ErrMalformed},
 		{"update negative", HaveUpdate{Indexes: []int{-1}}, ErrMalformed},
 		{"request negative", Request{Index: -1}, ErrMalformed},
-		{"cancel too big", Cancel{Index: MaxChunks}, ErrMalformed},
+		{"cancel too big", Cancel{Index: chunkset.MaxChunks}, ErrMalformed},
 		{"chunk index", Chunk{Index: 1, Signed: s, Data: data}, ErrMalformed},
 		{"chunk payload", Chunk{Index: 0, Signed: s, Data: data[:50]}, ErrMalformed},
 		{"chunk unsigned", Chunk{Index: 0, Signed: Signed{Record: r}, Data: data}, ErrMalformed},

@@ -3,6 +3,8 @@ package chunk
 import (
 	"bytes"
 	"testing"
+
+	"github.com/shoal-dev/shoal/internal/chunkset"
 )
 
 // FuzzReader feeds arbitrary bytes to a Reader: it must never panic, never
@@ -52,7 +54,7 @@ func FuzzUnmarshalSigned(f *testing.F) {
 	key, _ := testKey(f, 1)
 	for _, size := range []int64{1, 100, 20<<20 + 5, 17 << 30} {
 		r, _ := testChunk(min(size, 1<<10), 0)
-		r.BlobSize, r.ChunkSize, r.Index = size, Size(size), Count(size, Size(size))-1
+		r.BlobSize, r.ChunkSize, r.Index = size, chunkset.Size(size), chunkset.Count(size, chunkset.Size(size))-1
 		s, err := Sign(key, r)
 		if err != nil {
 			f.Fatal(err)
@@ -77,33 +79,5 @@ func FuzzUnmarshalSigned(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n in %x\nout %x", in, out)
 		}
 		_ = s.Verify(NewTrustSet(s.Signer)) // must not panic
-	})
-}
-
-// FuzzBitmapFromBytes: never panics; what it accepts is consistent and
-// re-encodes identically.
-func FuzzBitmapFromBytes(f *testing.F) {
-	f.Add(uint32(0), []byte{})
-	f.Add(uint32(10), []byte{0xff, 0xc0})
-	f.Add(uint32(10), []byte{0xff, 0xe0})
-	f.Add(uint32(16), []byte{0x01, 0x80})
-	f.Add(uint32(MaxChunks+1), []byte{0})
-	f.Fuzz(func(t *testing.T, n uint32, b []byte) {
-		m, err := BitmapFromBytes(int(n), b)
-		if err != nil {
-			return
-		}
-		if m.Len() != int(n) || !bytes.Equal(m.Bytes(), b) || m.Count() > m.Len() {
-			t.Fatalf("BitmapFromBytes(%d, %x): len %d count %d bytes %x", n, b, m.Len(), m.Count(), m.Bytes())
-		}
-		count := 0
-		for i := -1; i <= m.Len(); i++ {
-			if m.Has(i) {
-				count++
-			}
-		}
-		if count != m.Count() || m.Full() != (count == m.Len()) {
-			t.Fatalf("Has counts %d, Count %d, Full %v", count, m.Count(), m.Full())
-		}
 	})
 }

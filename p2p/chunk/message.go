@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/oci"
 )
 
@@ -27,7 +28,7 @@ const (
 	// MaxUpdate bounds the indexes in one HAVE_UPDATE.
 	MaxUpdate = 16384
 	// MaxFrame is the largest body any frame may declare (a CHUNK's cap).
-	MaxFrame = MaxSize + 64<<10
+	MaxFrame = chunkset.MaxSize + 64<<10
 	// DefaultMaxQueued is the default cap of queued REQUESTs per stream.
 	DefaultMaxQueued = 16
 )
@@ -63,7 +64,7 @@ func (t Type) maxBody() int64 {
 	case TypeOpen:
 		return 2*(1+255) + 1 + MaxRegistryLen + 2 + MaxRepoLen
 	case TypeHave:
-		return 17 + MaxChunks/8
+		return 17 + chunkset.MaxChunks/8
 	case TypeHaveUpdate:
 		return 4 * MaxUpdate
 	case TypeRequest, TypeCancel:
@@ -143,8 +144,8 @@ type Open struct {
 type Have struct {
 	BlobSize  int64
 	ChunkSize int64
-	Bitmap    *Bitmap // chunks held, Count(BlobSize, ChunkSize) bits
-	Complete  bool    // the whole blob is held and verified
+	Bitmap    *chunkset.Set // chunks held, chunkset.Count(BlobSize, ChunkSize) bits
+	Complete  bool          // the whole blob is held and verified
 }
 
 // HaveUpdate announces chunks the server gained.
@@ -202,7 +203,7 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
 
-func validIndex(i int) bool { return i >= 0 && i < MaxChunks }
+func validIndex(i int) bool { return i >= 0 && i < chunkset.MaxChunks }
 
 // printable reports whether s is printable ASCII without spaces.
 func printable(s string) bool {
@@ -231,7 +232,7 @@ func (m Have) validate() error {
 	if err := CheckGeometry(m.BlobSize, m.ChunkSize); err != nil {
 		return malformed("HAVE: %v", err)
 	}
-	if n := Count(m.BlobSize, m.ChunkSize); m.Bitmap.Len() != n {
+	if n := chunkset.Count(m.BlobSize, m.ChunkSize); m.Bitmap.Len() != n {
 		return malformed("HAVE bitmap of %d bits for %d chunks", m.Bitmap.Len(), n)
 	}
 	if m.Complete && !m.Bitmap.Full() {
@@ -273,7 +274,7 @@ func (m Chunk) validate() error {
 	if err := m.Signed.Record.Validate(); err != nil {
 		return malformed("CHUNK record: %v", err)
 	}
-	if _, n := Bounds(m.Signed.BlobSize, m.Signed.ChunkSize, m.Index); int64(len(m.Data)) != n {
+	if _, n := chunkset.Bounds(m.Signed.BlobSize, m.Signed.ChunkSize, m.Index); int64(len(m.Data)) != n {
 		return malformed("CHUNK %d payload of %d bytes, want %d", m.Index, len(m.Data), n)
 	}
 	return nil
@@ -319,7 +320,7 @@ func (m Have) appendBody(b []byte) ([]byte, error) {
 	if m.Bitmap == nil {
 		return b, nil
 	}
-	return append(b, m.Bitmap.b...), nil
+	return m.Bitmap.AppendBytes(b), nil
 }
 
 func (m HaveUpdate) appendBody(b []byte) ([]byte, error) {
@@ -380,14 +381,14 @@ func decodeBody(t Type, body []byte) (Message, error) {
 		if flags&^1 != 0 {
 			return nil, malformed("HAVE flags %#x", flags)
 		}
-		if size > uint64(MaxBlobSize) {
+		if size > uint64(chunkset.MaxBlobSize) {
 			return nil, malformed("HAVE: %v", fmt.Errorf("%w: %d bytes", ErrTooLarge, size))
 		}
 		h := Have{BlobSize: int64(size), ChunkSize: int64(csize), Complete: flags&1 != 0}
 		if err := CheckGeometry(h.BlobSize, h.ChunkSize); err != nil {
 			return nil, malformed("HAVE: %v", err)
 		}
-		bm, err := BitmapFromBytes(Count(h.BlobSize, h.ChunkSize), d.b)
+		bm, err := chunkset.FromBytes(chunkset.Count(h.BlobSize, h.ChunkSize), d.b)
 		if err != nil {
 			return nil, malformed("HAVE: %v", err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"go.uber.org/zap"
 )
 
@@ -280,7 +281,7 @@ func (sv *server) answerLoop(ctx context.Context, q *queue, blob Blob, req Open,
 }
 
 func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i int) error {
-	_, n := Bounds(have.BlobSize, have.ChunkSize, i)
+	_, n := chunkset.Bounds(have.BlobSize, have.ChunkSize, i)
 	buf := sv.opts.Alloc(int(n))
 	defer sv.opts.Release(buf)
 	signed, data, err := blob.ReadChunk(ctx, i, buf)
@@ -314,7 +315,7 @@ func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i 
 
 // forward turns updates into HAVE_UPDATE frames, batching what is ready and
 // skipping chunks already announced.
-func (sv *server) forward(ctx context.Context, updates <-chan int, sent *Bitmap) error {
+func (sv *server) forward(ctx context.Context, updates <-chan int, sent *chunkset.Set) error {
 	for {
 		var i int
 		var ok bool

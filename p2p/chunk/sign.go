@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/oci"
 )
 
@@ -46,7 +47,7 @@ func (r Record) Validate() error {
 	if err := CheckGeometry(r.BlobSize, r.ChunkSize); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}
-	if n := Count(r.BlobSize, r.ChunkSize); r.Index < 0 || r.Index >= n {
+	if n := chunkset.Count(r.BlobSize, r.ChunkSize); r.Index < 0 || r.Index >= n {
 		return fmt.Errorf("%w: index %d of %d chunks", ErrBadRecord, r.Index, n)
 	}
 	return nil
@@ -155,7 +156,7 @@ func (s Signed) Check(data []byte, trusted Trust) error {
 	if err := s.Verify(trusted); err != nil {
 		return err
 	}
-	if _, n := Bounds(s.BlobSize, s.ChunkSize, s.Index); int64(len(data)) != n {
+	if _, n := chunkset.Bounds(s.BlobSize, s.ChunkSize, s.Index); int64(len(data)) != n {
 		return fmt.Errorf("%w: chunk %d has %d bytes, want %d", ErrChunkMismatch, s.Index, len(data), n)
 	}
 	if sha256.Sum256(data) != s.Hash {
@@ -288,7 +289,7 @@ func (d *decoder) record() Record {
 	size, csize := d.u64(), d.u64()
 	idx := d.u32()
 	copy(r.Hash[:], d.bytes(32))
-	if d.err == nil && (size > uint64(MaxBlobSize) || csize > uint64(MaxSize) || idx >= MaxChunks) {
+	if d.err == nil && (size > uint64(chunkset.MaxBlobSize) || csize > uint64(chunkset.MaxSize) || idx >= chunkset.MaxChunks) {
 		d.err = fmt.Errorf("%w: record out of range", ErrMalformed)
 	}
 	r.BlobSize, r.ChunkSize, r.Index = int64(size), int64(csize), int(idx)

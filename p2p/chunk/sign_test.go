@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/oci"
 )
 
@@ -37,9 +38,9 @@ func testChunk(size int64, i int) (Record, []byte) {
 		blob[k] = byte(k * 7)
 	}
 	d := digest.FromBytes(blob)
-	off, n := Bounds(size, Size(size), i)
+	off, n := chunkset.Bounds(size, chunkset.Size(size), i)
 	data := blob[off : off+n]
-	return Record{Digest: d, BlobSize: size, ChunkSize: Size(size), Index: i, Hash: sha256.Sum256(data)}, data
+	return Record{Digest: d, BlobSize: size, ChunkSize: chunkset.Size(size), Index: i, Hash: sha256.Sum256(data)}, data
 }
 
 func TestSigningBytesLayout(t *testing.T) {
@@ -167,7 +168,7 @@ func TestSignRejectsBadRecords(t *testing.T) {
 		func(r *Record) { r.Index = 1 },
 		func(r *Record) { r.Index = -1 },
 		func(r *Record) { r.BlobSize = 0 },
-		func(r *Record) { r.BlobSize = MaxBlobSize + 1; r.ChunkSize = MaxSize },
+		func(r *Record) { r.BlobSize = chunkset.MaxBlobSize + 1; r.ChunkSize = chunkset.MaxSize },
 	} {
 		r := good
 		f(&r)

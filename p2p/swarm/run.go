@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
@@ -19,7 +20,7 @@ type source struct {
 	id       peer.ID
 	seeder   bool
 	sess     *chunk.Session
-	have     []bool
+	have     *chunkset.Set // chunks the source holds, by HAVE and HAVE_UPDATE
 	inflight map[int]time.Time
 	rate     float64 // bytes/s, smoothed
 	closed   bool
@@ -42,9 +43,8 @@ type run struct {
 
 	size, cs     int64
 	n            int
-	held         []bool
-	heldCount    int
-	inflight     map[int]int // chunk -> number of outstanding requests
+	held         *chunkset.Set // chunks this node holds
+	inflight     map[int]int   // chunk -> number of outstanding requests
 	rank         []int
 	lastProgress time.Time
 	provided     bool
@@ -113,7 +113,7 @@ func (r *run) loop(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if r.n > 0 && r.heldCount == r.n {
+		if r.n > 0 && r.held.Full() {
 			return nil
 		}
 		select {
@@ -231,8 +231,8 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evUpdate:
 		if s := r.peers[ev.id]; s != nil && !s.closed {
 			for _, i := range ev.idxs {
-				if i >= 0 && i < len(s.have) {
-					s.have[i] = true
+				if i >= 0 && i < s.have.Len() {
+					s.have.Set(i)
 				}
 			}
 		}
@@ -254,13 +254,11 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		}
 		if ce := r.f.log.Check(zap.DebugLevel, "chunk received"); ce != nil {
 			ce.Write(zap.String("digest", r.req.Digest.String()), zap.String("peer", ev.id.String()), zap.Int("chunk", ev.idx),
-				zap.Duration("took", ev.took), zap.Bool("duplicate", r.held[ev.idx]))
+				zap.Duration("took", ev.took), zap.Bool("duplicate", r.held.Has(ev.idx)))
 		}
-		if r.held[ev.idx] {
+		if !r.held.Set(ev.idx) {
 			return nil
 		}
-		r.held[ev.idx] = true
-		r.heldCount++
 		r.lastProgress = time.Now()
 		r.f.lastChunk.Store(r.lastProgress.UnixNano())
 		src := "peer"
@@ -293,8 +291,8 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evChunkErr:
 		if s := r.peers[ev.id]; s != nil {
 			r.finishRequest(s, ev.idx)
-			if ev.idx >= 0 && ev.idx < len(s.have) {
-				s.have[ev.idx] = false
+			if ev.idx >= 0 && ev.idx < s.have.Len() {
+				s.have.Clear(ev.idx)
 			}
 		}
 	case evClosed:
@@ -355,12 +353,11 @@ func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) er
 			return err
 		}
 		r.size, r.cs = have.BlobSize, r.p.ChunkSize()
-		r.n = int((r.size + r.cs - 1) / r.cs)
-		r.held = make([]bool, r.n)
-		for i := range r.held {
+		r.n = chunkset.Count(r.size, r.cs)
+		r.held = chunkset.New(r.n)
+		for i := range r.n {
 			if r.p.HasChunk(i) {
-				r.held[i] = true
-				r.heldCount++
+				r.held.Set(i)
 			}
 		}
 		r.rank = rand.Perm(max(r.n, 1))
@@ -368,10 +365,9 @@ func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) er
 	if have.BlobSize != r.size || have.ChunkSize != r.cs {
 		return fmt.Errorf("%w: size %d/%d chunk %d/%d", ErrGeometry, have.BlobSize, r.size, have.ChunkSize, r.cs)
 	}
-	s := &source{id: id, seeder: r.f.seeder[id], sess: sess, have: make([]bool, r.n), inflight: map[int]time.Time{}}
-	for i := 0; i < r.n; i++ {
-		s.have[i] = have.Complete || have.Bitmap.Has(i)
-	}
+	// The geometry matches, so the bitmap has r.n bits (a valid HAVE says
+	// so), all set when complete; Have returned a copy, this source's own.
+	s := &source{id: id, seeder: r.f.seeder[id], sess: sess, have: have.Bitmap, inflight: map[int]time.Time{}}
 	r.peers[id] = s
 	r.wg.Add(1)
 	go r.read(ctx, s)

@@ -163,14 +163,14 @@ func (r *run) pick(s *source, srcs []*source) int {
 	peerHas := func(i int) int {
 		c := 0
 		for _, o := range srcs {
-			if !o.seeder && !o.closed && o.have[i] {
+			if !o.seeder && !o.closed && o.have.Has(i) {
 				c++
 			}
 		}
 		return c
 	}
 	wanted := func(i int) bool {
-		if r.held[i] || !s.have[i] {
+		if r.held.Has(i) || !s.have.Has(i) {
 			return false
 		}
 		if r.inflight[i] == 0 {
@@ -198,7 +198,7 @@ func (r *run) pick(s *source, srcs []*source) int {
 	if !s.seeder || alone {
 		window, seen := 2*r.f.cfg.MaxInflight, 0
 		for i := 0; i < r.n && seen < window; i++ {
-			if r.held[i] {
+			if r.held.Has(i) {
 				continue
 			}
 			seen++
@@ -233,7 +233,7 @@ func (r *run) pick(s *source, srcs []*source) int {
 func (r *run) endgame(s *source) int {
 	missing := 0
 	for i := 0; i < r.n; i++ {
-		if !r.held[i] {
+		if !r.held.Has(i) {
 			missing++
 			if r.inflight[i] == 0 {
 				return -1 // something is still unclaimed, just not here
@@ -245,7 +245,7 @@ func (r *run) endgame(s *source) int {
 	}
 	now := time.Now()
 	for i := 0; i < r.n; i++ {
-		if r.held[i] || !s.have[i] || r.inflight[i] >= 2 {
+		if r.held.Has(i) || !s.have.Has(i) || r.inflight[i] >= 2 {
 			continue
 		}
 		if _, mine := s.inflight[i]; mine {
@@ -259,7 +259,7 @@ func (r *run) endgame(s *source) int {
 			if t, ok := o.inflight[i]; ok && t.Before(oldest) {
 				oldest = t
 			}
-			if !o.seeder && o.have[i] {
+			if !o.seeder && o.have.Has(i) {
 				peerHas = true
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
@@ -67,28 +68,35 @@ type servedBlob struct {
 	seeder  bool // ration the announcements
 
 	mu   sync.Mutex
-	told map[int]bool // chunks announced to this session, by HAVE or HAVE_UPDATE
+	told *chunkset.Set // chunks announced to this session, by HAVE or HAVE_UPDATE
 
 	closeOnce sync.Once
 }
 
-// tell reports whether servable chunk i may be announced to this session
-// (ok: it was already, or the seeder's rationing allows it now) and whether
-// this call is the first to say so (fresh). An offer is counted once per
-// session, whether HAVE or the update stream asks first.
-func (s *servedBlob) tell(i int) (ok, fresh bool) {
+// tell reports whether servable chunk i of n may be announced to this
+// session (ok: it was already, or the seeder's rationing allows it now) and
+// whether this call is the first to say so (fresh). An offer is counted once
+// per session, whether HAVE or the update stream asks first.
+func (s *servedBlob) tell(i, n int) (ok, fresh bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.told[i] {
+	if s.told.Has(i) {
 		return true, false
 	}
 	if s.seeder && !s.rations.offer(s.ration, i, time.Now()) {
 		return false, false
 	}
-	if s.told == nil {
-		s.told = map[int]bool{}
+	if s.told.Len() != n {
+		// First use, or (never in practice) a download whose size changed.
+		told := chunkset.New(n)
+		for j := range s.told.All() {
+			if j < n {
+				told.Set(j)
+			}
+		}
+		s.told = told
 	}
-	s.told[i] = true
+	s.told.Set(i)
 	return true, true
 }
 
@@ -101,12 +109,9 @@ func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
 	if err != nil {
 		return chunk.Have{}, err
 	}
-	bm := chunk.NewBitmap(len(st.Servable))
-	for i, servable := range st.Servable {
-		if !servable {
-			continue
-		}
-		if ok, _ := s.tell(i); ok {
+	bm := chunkset.New(st.Servable.Len())
+	for i := range st.Servable.All() {
+		if ok, _ := s.tell(i, st.Servable.Len()); ok {
 			bm.Set(i)
 		}
 	}
@@ -133,12 +138,9 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 				return
 			}
 			withheld := false
-			for i, servable := range st.Servable {
-				if !servable {
-					continue
-				}
+			for i := range st.Servable.All() {
 				// A chunk told before (in HAVE or here) is not sent again.
-				ok, fresh := s.tell(i)
+				ok, fresh := s.tell(i, st.Servable.Len())
 				if !ok {
 					withheld = true
 				}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
@@ -76,7 +77,7 @@ func newHost(t *testing.T) (libhost.Host, crypto.PrivKey) {
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), zap.NewNop(), store.WithChunkSizer(chunk.Size))
+	st, err := store.Open(t.TempDir(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +329,7 @@ func tamper(t *testing.T, path string, size int) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	for off := int64(100); off < int64(size); off += chunk.DefaultSize {
+	for off := int64(100); off < int64(size); off += chunkset.DefaultSize {
 		if _, err := f.WriteAt([]byte("tampered!"), off); err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +349,7 @@ func TestServingPeerStoppedMidTransfer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.pull(t, blob, noFallback(t)) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for b.fetched("peer") < 2*float64(chunk.DefaultSize) {
+	for b.fetched("peer") < 2*float64(chunkset.DefaultSize) {
 		if time.Now().After(deadline) {
 			t.Fatal("B never started fetching from A")
 		}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/registryshim"
@@ -163,13 +164,12 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		}
 	})
 	t.Run("ResumesAPrefix", func(t *testing.T) {
-		b := randomBytes(2<<20, 9)
+		b := randomBytes(8<<20, 9) // 8 chunks: a third of it holds 2 whole ones
 		f2, tgt2 := factory(t, [][]byte{b})
 		dir := t.TempDir()
 		d := digest.FromBytes(b)
-		const cs = 64 << 10
-		small := store.WithChunkSizer(func(int64) int64 { return cs })
-		s1, err := store.Open(dir, zap.NewNop(), small)
+		cs := chunkset.Size(int64(len(b)))
+		s1, err := store.Open(dir, zap.NewNop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		if !errors.Is(err, stop) {
 			t.Fatalf("first fill: %v", err)
 		}
-		s2, err := store.Open(dir, zap.NewNop(), small)
+		s2, err := store.Open(dir, zap.NewNop())
 		if err != nil {
 			t.Fatal(err)
 		}

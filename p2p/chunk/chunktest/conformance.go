@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
 
@@ -45,12 +46,12 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("HaveGeometryAndBitmap", func(t *testing.T) {
 		h := newHarness(t)
-		d, data := blob(2, 2*chunk.DefaultSize+1000)
+		d, data := blob(2, 2*chunkset.DefaultSize+1000)
 		must(t, h.Put(d, data))
 		b := open(t, h, d)
 		have := mustHave(t, b)
-		if have.BlobSize != int64(len(data)) || have.ChunkSize != chunk.Size(have.BlobSize) {
-			t.Fatalf("Have = size %d chunk %d, want %d and %d", have.BlobSize, have.ChunkSize, len(data), chunk.Size(int64(len(data))))
+		if have.BlobSize != int64(len(data)) || have.ChunkSize != chunkset.Size(have.BlobSize) {
+			t.Fatalf("Have = size %d chunk %d, want %d and %d", have.BlobSize, have.ChunkSize, len(data), chunkset.Size(int64(len(data))))
 		}
 		if have.Bitmap.Len() != 3 || have.Bitmap.Count() != 0 || have.Complete {
 			t.Fatalf("fresh blob: bitmap %d/%d complete %v", have.Bitmap.Count(), have.Bitmap.Len(), have.Complete)
@@ -70,23 +71,23 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("ReadChunk", func(t *testing.T) {
 		h := newHarness(t)
-		d, data := blob(3, 2*chunk.DefaultSize+1000)
+		d, data := blob(3, 2*chunkset.DefaultSize+1000)
 		must(t, h.Put(d, data))
 		must(t, h.Add(d, 2))
 		b := open(t, h, d)
 		for _, i := range []int{0, 1} {
-			if _, _, err := b.ReadChunk(ctx(t), i, make([]byte, chunk.DefaultSize)); !errors.Is(err, chunk.ErrUnavailable) {
+			if _, _, err := b.ReadChunk(ctx(t), i, make([]byte, chunkset.DefaultSize)); !errors.Is(err, chunk.ErrUnavailable) {
 				t.Fatalf("ReadChunk(%d) not held: %v, want ErrUnavailable", i, err)
 			}
 		}
 		for _, i := range []int{-1, 3, 1 << 30} {
-			if _, _, err := b.ReadChunk(ctx(t), i, make([]byte, chunk.DefaultSize)); err == nil {
+			if _, _, err := b.ReadChunk(ctx(t), i, make([]byte, chunkset.DefaultSize)); err == nil {
 				t.Fatalf("ReadChunk(%d) out of range succeeded", i)
 			}
 		}
-		s, got, err := b.ReadChunk(ctx(t), 2, make([]byte, chunk.DefaultSize))
+		s, got, err := b.ReadChunk(ctx(t), 2, make([]byte, chunkset.DefaultSize))
 		must(t, err)
-		if !bytes.Equal(got, data[2*chunk.DefaultSize:]) {
+		if !bytes.Equal(got, data[2*chunkset.DefaultSize:]) {
 			t.Fatalf("ReadChunk(2) returned %d wrong bytes", len(got))
 		}
 		if err := s.Check(got, h.Trust); err != nil {
@@ -99,7 +100,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("Updates", func(t *testing.T) {
 		h := newHarness(t)
-		d, data := blob(4, 2*chunk.DefaultSize+1000)
+		d, data := blob(4, 2*chunkset.DefaultSize+1000)
 		must(t, h.Put(d, data))
 		b := open(t, h, d)
 		ch, unsubscribe := b.Updates()
@@ -136,7 +137,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("UnreadSubscriberNeverBlocks", func(t *testing.T) {
 		h := newHarness(t)
-		d, data := blob(5, 3*chunk.DefaultSize)
+		d, data := blob(5, 3*chunkset.DefaultSize)
 		must(t, h.Put(d, data))
 		b := open(t, h, d)
 		_, unsubscribe := b.Updates()
@@ -194,7 +195,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("Concurrent", func(t *testing.T) {
 		h := newHarness(t)
-		d, data := blob(7, 2*chunk.DefaultSize)
+		d, data := blob(7, 2*chunkset.DefaultSize)
 		must(t, h.Put(d, data))
 		var wg sync.WaitGroup
 		errs := make(chan error, 16)
@@ -219,7 +220,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 					errs <- err
 					return
 				}
-				s, got, err := b.ReadChunk(context.Background(), g%2, make([]byte, chunk.DefaultSize))
+				s, got, err := b.ReadChunk(context.Background(), g%2, make([]byte, chunkset.DefaultSize))
 				if err == nil {
 					err = s.Check(got, h.Trust)
 				} else if errors.Is(err, chunk.ErrUnavailable) {

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
 
@@ -32,7 +33,7 @@ type memBlob struct {
 	data  []byte
 	size  int64
 	csize int64
-	held  *chunk.Bitmap
+	held  *chunkset.Set
 	sigs  []chunk.Signed
 	subs  map[*sub]struct{}
 }
@@ -63,7 +64,7 @@ func (m *MemBlobs) Expect(d digest.Digest) {
 // is held yet. A blob can be put once.
 func (m *MemBlobs) Put(d digest.Digest, data []byte) error {
 	size := int64(len(data))
-	csize := chunk.Size(size)
+	csize := chunkset.Size(size)
 	if err := chunk.CheckGeometry(size, csize); err != nil {
 		return err
 	}
@@ -73,9 +74,9 @@ func (m *MemBlobs) Put(d digest.Digest, data []byte) error {
 	if b.held != nil {
 		return fmt.Errorf("chunktest: %s already put", d)
 	}
-	n := chunk.Count(size, csize)
+	n := chunkset.Count(size, csize)
 	b.data, b.size, b.csize = data, size, csize
-	b.held = chunk.NewBitmap(n)
+	b.held = chunkset.New(n)
 	b.sigs = make([]chunk.Signed, n)
 	close(b.known)
 	return nil
@@ -90,7 +91,7 @@ func (m *MemBlobs) Add(d digest.Digest, i int) error {
 	if b == nil || b.held == nil {
 		return fmt.Errorf("chunktest: %s not put", d)
 	}
-	off, n := chunk.Bounds(b.size, b.csize, i)
+	off, n := chunkset.Bounds(b.size, b.csize, i)
 	if n == 0 {
 		return fmt.Errorf("chunktest: chunk %d out of range", i)
 	}
@@ -195,7 +196,7 @@ func (h *handle) ReadChunk(ctx context.Context, i int, buf []byte) (chunk.Signed
 	}
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
-	off, n := chunk.Bounds(h.b.size, h.b.csize, i)
+	off, n := chunkset.Bounds(h.b.size, h.b.csize, i)
 	switch {
 	case n == 0:
 		return chunk.Signed{}, nil, fmt.Errorf("%w: chunk %d out of range", chunk.ErrBadRequest, i)
