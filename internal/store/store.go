@@ -58,7 +58,7 @@ func Open(dir string, log *zap.Logger, opts ...Option) (*Store, error) {
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("%w: %s: %v", ErrLocked, dir, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, dir, err)
 	}
 	tmp := filepath.Join(dir, "tmp")
 	if ents, err := os.ReadDir(tmp); err == nil {

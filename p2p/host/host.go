@@ -200,7 +200,7 @@ func ParseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
 	for _, a := range addrs {
 		ai, err := peer.AddrInfoFromString(a)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad peer multiaddr %q (want /ip4/.../tcp/.../p2p/<id>): %v", ErrConfig, a, err)
+			return nil, fmt.Errorf("%w: bad peer multiaddr %q (want /ip4/.../tcp/.../p2p/<id>): %w", ErrConfig, a, err)
 		}
 		out = append(out, *ai)
 	}

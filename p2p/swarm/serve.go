@@ -43,7 +43,7 @@ func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
 	}
 	v, err := b.st.Chunks(req.Digest)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", chunk.ErrNotFound, err)
+		return nil, fmt.Errorf("%w: %w", chunk.ErrNotFound, err)
 	}
 	blob := &servedBlob{st: b.st, req: req, v: v, partial: b.sharePartial || b.fill != nil, rations: b.rations,
 		seeder: b.fill != nil, ration: b.rations.get(req.Digest.String())}
@@ -179,7 +179,7 @@ func (s *servedBlob) ReadChunk(_ context.Context, i int, buf []byte) (chunk.Sign
 	s.rations.sending(s.ration, i, time.Now())
 	data, _, rec, err := s.v.ReadChunk(i, buf)
 	if err != nil {
-		return chunk.Signed{}, nil, fmt.Errorf("%w: %v", chunk.ErrUnavailable, err)
+		return chunk.Signed{}, nil, fmt.Errorf("%w: %w", chunk.ErrUnavailable, err)
 	}
 	sig, err := chunk.UnmarshalSigned(rec)
 	if err != nil {
