@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/shoal-dev/shoal/internal/harness"
-	originpkg "github.com/shoal-dev/shoal/internal/origin"
 	"github.com/shoal-dev/shoal/internal/oci"
+	originpkg "github.com/shoal-dev/shoal/internal/origin"
 )
 
 func TestReadOnlyAndErrorResponses(t *testing.T) {

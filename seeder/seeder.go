@@ -90,12 +90,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	var psk []byte
 	if cfg.PSKFile != "" {
 		if psk, err = host.LoadPSK(cfg.PSKFile); err != nil {
-			s.store.Close()
+			_ = s.store.Close()
 			return nil, err
 		}
 	}
 	if s.h, err = host.New(host.Config{Listen: cfg.Listen, PSK: psk, Key: key}, log.Named("host")); err != nil {
-		s.store.Close()
+		_ = s.store.Close()
 		return nil, err
 	}
 	_ = host.RegisterMetrics(s.h, reg)
@@ -134,17 +134,17 @@ func (s *Seeder) filler(req chunk.Open) store.Filler {
 
 func (s *Seeder) close() {
 	if s.dht != nil {
-		s.dht.Close()
+		_ = s.dht.Close()
 	}
 	if s.h != nil {
-		s.h.Close()
+		_ = s.h.Close()
 	}
 	if s.store != nil {
-		s.store.Close()
+		_ = s.store.Close()
 	}
 	for _, l := range []net.Listener{s.admin, s.met} {
 		if l != nil {
-			l.Close()
+			_ = l.Close()
 		}
 	}
 }
@@ -192,7 +192,7 @@ func (s *Seeder) Run(ctx context.Context) error {
 		defer cancel()
 		for _, srv := range servers {
 			if err := srv.Shutdown(sctx); err != nil {
-				srv.Close()
+				_ = srv.Close()
 			}
 		}
 		return nil

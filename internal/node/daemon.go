@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	}
 	if cfg.MetricsAddr != "" {
 		if d.metLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
-			d.regLn.Close()
+			_ = d.regLn.Close()
 			d.closeAll()
 			return nil, fmt.Errorf("daemon: metrics listener: %w", err)
 		}
@@ -200,7 +200,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer cancel()
 		for _, s := range servers {
 			if err := s.Shutdown(sctx); err != nil {
-				s.Close()
+				_ = s.Close()
 			}
 		}
 		return nil

@@ -25,18 +25,3 @@ func (s bitset) count() int {
 	}
 	return c
 }
-
-// Bytes returns the set as bytes, bit i of byte i/8 (LSB first) for index i.
-func (s bitset) bytes() []byte {
-	out := make([]byte, (s.n+7)/8)
-	for i := range out {
-		out[i] = byte(s.b[i/8] >> (8 * (uint(i) % 8)))
-	}
-	return out
-}
-
-func (s bitset) clone() bitset {
-	c := bitset{n: s.n, b: make([]uint64, len(s.b))}
-	copy(c.b, s.b)
-	return c
-}

@@ -112,13 +112,13 @@ func (dl *Download) openPartial() (*Partial, error) {
 	}
 	if size < 0 {
 		if err := p.truncateAll(); err != nil {
-			f.Close()
+			_ = f.Close()
 			return nil, err
 		}
 		return p, nil
 	}
 	if err := p.restore(size); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return p, nil
@@ -166,7 +166,8 @@ func (p *Partial) hashBehind(b []byte) {
 		}(p.hq)
 	}
 	bp := hashBufs.Get().(*[]byte)
-	buf := append((*bp)[:0], b...)
+	buf := (*bp)[:0]
+	buf = append(buf, b...)
 	p.hq <- buf
 }
 
@@ -226,9 +227,9 @@ func (p *Partial) close() {
 	p.hmu.Lock()
 	p.drainHash()
 	p.hmu.Unlock()
-	p.f.Close()
+	_ = p.f.Close()
 	if p.log != nil {
-		p.log.Close()
+		_ = p.log.Close()
 	}
 }
 
@@ -305,7 +306,7 @@ func (p *Partial) rewriteLog(entries map[int]chunkEntry) error {
 	}
 	for i, e := range entries {
 		if err := appendChunkEntry(f, i, e); err != nil {
-			f.Close()
+			_ = f.Close()
 			return fmt.Errorf("store: chunk log: %w", err)
 		}
 	}
@@ -369,7 +370,7 @@ func (p *Partial) Reset() error {
 		return err
 	}
 	if p.log != nil {
-		p.log.Close()
+		_ = p.log.Close()
 		p.log = nil
 	}
 	dl := p.dl

@@ -57,7 +57,7 @@ func Open(dir string, log *zap.Logger, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("store: open lock: %w", err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
+		_ = lock.Close()
 		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, dir, err)
 	}
 	tmp := filepath.Join(dir, "tmp")
@@ -124,7 +124,7 @@ func (s *Store) OpenBlob(d digest.Digest) (*os.File, int64, error) {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, 0, fmt.Errorf("store: stat %s: %w", d, err)
 	}
 	s.touch(d)
@@ -267,6 +267,6 @@ func (s *Store) Fetch(ctx context.Context, d digest.Digest, fill Filler) (*Strea
 func syncDir(dir string) {
 	if f, err := os.Open(dir); err == nil {
 		_ = f.Sync()
-		f.Close()
+		_ = f.Close()
 	}
 }

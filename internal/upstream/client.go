@@ -240,7 +240,7 @@ func (c *Client) do(ctx context.Context, op string, t Target, req *http.Request,
 		}
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	code, msg, _ := oci.ParseErrorBody(body)
 	serr := statusError(resp.StatusCode, code, msg)
 	c.m.requests.WithLabelValues(op, strconv.Itoa(resp.StatusCode)).Inc()

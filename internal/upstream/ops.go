@@ -63,7 +63,7 @@ func (c *Client) HeadManifest(ctx context.Context, t Target, ref string, accept 
 	if err != nil {
 		return Descriptor{}, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	d, derr := oci.ParseDigest(resp.Header.Get("Docker-Content-Digest"))
 	if derr != nil || resp.ContentLength < 0 {
 		desc, _, err := c.GetManifest(ctx, t, ref, accept)
@@ -84,7 +84,7 @@ func (c *Client) GetManifest(ctx context.Context, t Target, ref string, accept [
 	if err != nil {
 		return Descriptor{}, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
 	if err != nil {
 		return Descriptor{}, nil, err
@@ -121,7 +121,7 @@ func (c *Client) HeadBlob(ctx context.Context, t Target, d digest.Digest) (int64
 	if err != nil {
 		return 0, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.ContentLength < 0 {
 		return 0, fmt.Errorf("%w: blob HEAD without Content-Length", ErrBadResponse)
 	}
@@ -160,7 +160,7 @@ func (c *Client) GetBlob(ctx context.Context, t Target, d digest.Digest, offset,
 	if resp.StatusCode == http.StatusPartialContent {
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != offset {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			return nil, fmt.Errorf("%w: bad Content-Range %q", ErrBadResponse, resp.Header.Get("Content-Range"))
 		}
 		b.Offset, b.Size = start, total

@@ -171,7 +171,7 @@ func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blo
 		}
 		return sv.refuse(ctx, err)
 	}
-	defer blob.Close()
+	defer func() { _ = blob.Close() }()
 	updates, unsubscribe := blob.Updates()
 	defer unsubscribe()
 	have, err := blob.Have(hctx)

@@ -83,7 +83,7 @@ func New(cfg Config, log *zap.Logger) (host.Host, error) {
 	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits(high)), rcmgr.WithMetricsDisabled())
 	if err != nil {
-		cm.Close()
+		_ = cm.Close()
 		return nil, fmt.Errorf("host: resource manager: %w", err)
 	}
 

@@ -38,7 +38,7 @@ func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.Close() // the download goes on, owned by the store
+			_ = s.Close() // the download goes on, owned by the store
 		}
 	}
 	v, err := b.st.Chunks(req.Digest)
@@ -50,7 +50,7 @@ func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
 	if !blob.partial {
 		st, err := v.State(ctx)
 		if err != nil || !st.Complete {
-			v.Close()
+			_ = v.Close()
 			return nil, fmt.Errorf("%w: %s is not complete here", chunk.ErrNotFound, req.Digest)
 		}
 	}
@@ -124,7 +124,7 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 	}
 	go func() {
 		defer close(ch)
-		defer v.Close()
+		defer func() { _ = v.Close() }()
 		recheck := time.NewTicker(250 * time.Millisecond)
 		defer recheck.Stop()
 		for {
