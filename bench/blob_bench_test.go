@@ -40,7 +40,7 @@ func BenchmarkWarmBlob(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer n.stop()
+	defer func() { _ = n.stop() }()
 	if _, err := pull(context.Background(), newClient(), f.blobURL(n.url), f.size, f.digest); err != nil {
 		b.Fatalf("filling the store: %v", err)
 	}

@@ -290,7 +290,7 @@ func waitReady(exited <-chan error, url string, timeout time.Duration) error {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("daemon exited before it was ready: %v", err)
+			return fmt.Errorf("daemon exited before it was ready: %v", err) //nolint:errorlint // nil for exit status 0; printed, not wrapped
 		default:
 		}
 		if resp, err := c.Get(url); err == nil {
@@ -308,11 +308,11 @@ func waitReady(exited <-chan error, url string, timeout time.Duration) error {
 func stopProcess(cmd *exec.Cmd, exited <-chan error) error {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-exited:
+	case <-exited: //nolint:errcheck // a wait for the exit; its status after SIGTERM is not wanted
 		return nil
 	case <-time.After(15 * time.Second):
 		_ = cmd.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // a wait for the exit; killed, its status is known
 		return errors.New("daemon did not stop within 15s of SIGTERM; killed")
 	}
 }
@@ -344,7 +344,7 @@ func shoalBinary(b *testing.B) string {
 		// go test puts $GOROOT/bin first in the test binary's PATH.
 		out, err := exec.Command("go", "build", "-o", path, "github.com/shoal-dev/shoal/cmd/shoal").CombinedOutput()
 		if err != nil {
-			shoalBin.err = fmt.Errorf("go build ./cmd/shoal: %v\n%s", err, out)
+			shoalBin.err = fmt.Errorf("go build ./cmd/shoal: %w\n%s", err, out)
 			return
 		}
 		shoalBin.path = path

@@ -78,7 +78,7 @@ func startSwarmSeeder(dataDir string, up upstreamOrigin, role string) (*swarmSee
 	}
 	ai, err := peer.AddrInfoFromString(ss.s.Addrs()[0])
 	if err != nil {
-		ss.stop()
+		_ = ss.stop()
 		return nil, err
 	}
 	ss.info = *ai
@@ -131,7 +131,7 @@ func startSwarmNode(dataDir string, up upstreamOrigin, s *swarmSeeder, role stri
 	n.url = "http://" + n.d.RegistryAddr()
 	n.id, err = peer.Decode(n.d.PeerID())
 	if err != nil {
-		n.stop()
+		_ = n.stop()
 		return nil, err
 	}
 	return n, nil

@@ -400,7 +400,7 @@ func firstByte(ctx context.Context, c *http.Client, url string, size int64, dige
 	n, err := resp.Body.Read(buf)
 	s.firstByte = time.Since(start)
 	if n == 0 {
-		return s, fmt.Errorf("GET %s: no first byte: %v", url, err)
+		return s, fmt.Errorf("GET %s: no first byte: %v", url, err) //nolint:errorlint // may be nil with no byte read; printed, not wrapped
 	}
 	h.Write(buf[:n])
 	rest, err := io.CopyBuffer(struct{ hash.Hash }{h}, resp.Body, buf)

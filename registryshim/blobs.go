@@ -18,7 +18,7 @@ import (
 
 func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, d digest.Digest, ri *reqInfo) error {
 	if f, size, err := s.store.OpenBlob(d); err == nil {
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		ri.source = "store"
 		return s.writeBlob(ctx, w, r, d, size, ri.source, func(w io.Writer, off, n int64) (int64, error) {
 			if _, err := f.Seek(off, io.SeekStart); err != nil {
@@ -43,7 +43,7 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err != nil {
 		return upstreamError(err, oci.CodeBlobUnknown, "blob")
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	ri.source = "upstream"
 	if st.Complete() {
 		ri.source = "store"

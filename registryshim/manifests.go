@@ -91,7 +91,7 @@ func (s *Shim) forward(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return upstreamError(err, oci.CodeNameUnknown, kind)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	ri.source = "upstream"
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode >= 500 {
 		return upstreamError(upstream.NewStatusError(resp.StatusCode, "", ""), oci.CodeNameUnknown, kind)

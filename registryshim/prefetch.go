@@ -52,7 +52,7 @@ func (s *Shim) prefetch(ctx context.Context, t upstream.Target, body []byte) {
 			continue
 		}
 		complete := st.Complete() // already stored: nothing started
-		st.Close()
+		_ = st.Close()
 		if complete {
 			continue
 		}

@@ -108,10 +108,10 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.m.inflight.Dec()
 		rec := recover()
-		if rec != nil && rec != http.ErrAbortHandler {
+		if rec != nil && rec != http.ErrAbortHandler { //nolint:errorlint // a recover() value, compared as net/http compares it
 			s.log.Error("panic serving request", zap.Any("panic", rec), zap.String("path", r.URL.Path), zap.Stack("stack"))
 			if !rw.wroteHeader {
-				oci.WriteError(rw, r, oci.Errorf(http.StatusInternalServerError, oci.CodeInternal, "internal error"))
+				_ = oci.WriteError(rw, r, oci.Errorf(http.StatusInternalServerError, oci.CodeInternal, "internal error"))
 			}
 		}
 		status := rw.status
@@ -149,8 +149,7 @@ func (s *Shim) route(ctx context.Context, w http.ResponseWriter, r *http.Request
 		w.Header().Set("Allow", "GET, HEAD")
 		return oci.Errorf(http.StatusMethodNotAllowed, oci.CodeUnsupported, "shoal is a read-only mirror: %s is not supported", r.Method)
 	}
-	switch rt.Kind {
-	case oci.KindBase:
+	if rt.Kind == oci.KindBase {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "2")

@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -108,10 +107,7 @@ func buildShoal(t testing.TB) string {
 		}
 		shoalBin.dir = dir
 		shoalBin.path = filepath.Join(dir, "shoal")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
+		goTool := "go" // go test puts $GOROOT/bin first in the test binary's PATH
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		args := []string{"build", "-o", shoalBin.path}
@@ -286,7 +282,7 @@ func (d *daemonProc) waitReady(timeout time.Duration) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-d.done:
-			return fmt.Errorf("daemon exited: %v", d.waitErr)
+			return fmt.Errorf("daemon exited: %v", d.waitErr) //nolint:errorlint // nil for exit status 0; printed, not wrapped
 		default:
 		}
 		if d.MetricsAddr == "" {
@@ -569,7 +565,7 @@ func parseMetrics(text string) (metricSet, error) {
 		}
 		v, err := strconv.ParseFloat(fields[0], 64)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %q: %v", i+1, line, err)
+			return nil, fmt.Errorf("line %d: %q: %w", i+1, line, err)
 		}
 		s.Value = v
 		out = append(out, s)

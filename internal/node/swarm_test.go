@@ -67,7 +67,7 @@ func (c *cluster) stop() {
 	c.cancel()
 	for _, d := range c.done {
 		select {
-		case <-d:
+		case <-d: //nolint:errcheck // a wait for the stop; a canceled component's error is not checked here
 		case <-time.After(20 * time.Second):
 			c.t.Error("a component did not stop")
 		}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -173,7 +174,7 @@ func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper,
 	}
 	reg, err := name.NewRegistry(t.Base.Host, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry %q: %v", ErrBadMapping, t.Base.Host, err)
+		return nil, fmt.Errorf("%w: registry %q: %w", ErrBadMapping, t.Base.Host, err)
 	}
 	auth := c.creds.For(t.Registry, t.Base.Host)
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -203,7 +204,7 @@ func classify(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // NewStatusError classifies an upstream status as one of the sentinels.
@@ -239,7 +240,7 @@ func (c *Client) do(ctx context.Context, op string, t Target, req *http.Request,
 		}
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	code, msg, _ := oci.ParseErrorBody(body)
 	serr := statusError(resp.StatusCode, code, msg)
 	c.m.requests.WithLabelValues(op, strconv.Itoa(resp.StatusCode)).Inc()
@@ -283,14 +284,17 @@ func (c *Client) fail(op string, t Target, err error) {
 
 // stallReader cancels its request when no byte arrives for a while.
 type stallReader struct {
-	rc     io.ReadCloser
-	timer  *time.Timer
-	d      time.Duration
-	cancel context.CancelFunc
+	rc      io.ReadCloser
+	timer   *time.Timer
+	d       time.Duration
+	cancel  context.CancelFunc
+	stalled atomic.Bool
 }
 
 func newStallReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *stallReader {
-	return &stallReader{rc: rc, d: d, cancel: cancel, timer: time.AfterFunc(d, cancel)}
+	s := &stallReader{rc: rc, d: d, cancel: cancel}
+	s.timer = time.AfterFunc(d, func() { s.stalled.Store(true); cancel() })
+	return s
 }
 
 func (s *stallReader) Read(p []byte) (int, error) {
@@ -298,8 +302,15 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		s.timer.Reset(s.d)
 	}
-	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%w: reading body: %v", ErrUnavailable, err)
+	if err != nil && !errors.Is(err, io.EOF) {
+		if s.stalled.Load() {
+			// The context.Canceled is the stall timer's own cancel, not the
+			// caller's: leave it out of the chain so the failure stays an
+			// upstream one (not a canceled request).
+			err = fmt.Errorf("%w: reading body: no byte for %v", ErrUnavailable, s.d)
+		} else {
+			err = fmt.Errorf("%w: reading body: %w", ErrUnavailable, err)
+		}
 	}
 	return n, err
 }

@@ -97,7 +97,6 @@ type seederNode struct {
 	rate   int64 // bytes/s from the "origin"; 0 = unlimited
 	pulls  map[string]int
 	mu     sync.Mutex
-	up     *prometheus.CounterVec
 }
 
 func newSeeder(t *testing.T, blobs ...[]byte) *seederNode {

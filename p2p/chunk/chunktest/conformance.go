@@ -36,7 +36,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 		d, _ := blob(1, 10)
 		b, err := h.Blobs.Open(ctx(t), chunk.Open{Digest: d})
 		if err == nil {
-			b.Close()
+			_ = b.Close()
 			t.Fatal("Open of an unknown digest succeeded")
 		}
 		if !errors.Is(err, chunk.ErrNotFound) && !errors.Is(err, chunk.ErrUnavailable) {
@@ -212,7 +212,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 					errs <- err
 					return
 				}
-				defer b.Close()
+				defer func() { _ = b.Close() }()
 				ch, unsubscribe := b.Updates()
 				defer unsubscribe()
 				_ = ch
