@@ -7,7 +7,7 @@ FUZZTIME ?= 4s
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: all build demo test unit lab-smoke fuzz fuzz-long lint bench bench-go bench-smoke clean
+.PHONY: all build deps demo test unit lab-smoke fuzz fuzz-long lint bench bench-go bench-smoke clean
 
 all: build
 
@@ -21,7 +21,11 @@ demo:
 ## test: format and vet checks, every test with -race (real origin registry,
 ## real containerd, the OCI conformance suite), the bench lab's smoke scenario
 ## (network namespaces, every mode must complete), then each fuzz target briefly
-test: lint unit lab-smoke fuzz
+test: deps lint unit lab-smoke fuzz
+
+## deps: install what the tests use when it is missing (idempotent; quick when present)
+deps:
+	bash .ci/install-deps.sh
 
 # lint: gofmt, go vet, golangci-lint (.golangci.yml; installed at
 # GOLANGCI_LINT_VERSION when missing) and the rule that only *_test.go files
