@@ -120,11 +120,29 @@ func RunUpstream(t *testing.T, factory UpstreamFactory) {
 	})
 }
 
+// FetcherOptions describe what a Fetcher implementation needs of the
+// store.
+type FetcherOptions struct {
+	// ChunkSizer is the store's chunk geometry (the swarm's fetcher needs
+	// chunk.Size). Nil: the store's default, and 64 KiB chunks where
+	// RunFetcher checks a resume.
+	ChunkSizer store.ChunkSizer
+}
+
 // RunFetcher checks a Fetcher implementation against a real store.
 func RunFetcher(t *testing.T, factory FetcherFactory) {
+	RunFetcherWith(t, FetcherOptions{}, factory)
+}
+
+// RunFetcherWith is RunFetcher over stores with o's geometry.
+func RunFetcherWith(t *testing.T, o FetcherOptions, factory FetcherFactory) {
 	blobs := [][]byte{randomBytes(3<<20+5, 1), randomBytes(0, 2), randomBytes(1, 3)}
 	f, tgt := factory(t, blobs)
-	st, err := store.Open(t.TempDir(), zap.NewNop())
+	var opts []store.Option
+	if o.ChunkSizer != nil {
+		opts = append(opts, store.WithChunkSizer(o.ChunkSizer))
+	}
+	st, err := store.Open(t.TempDir(), zap.NewNop(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,12 +181,20 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		}
 	})
 	t.Run("ResumesAPrefix", func(t *testing.T) {
-		b := randomBytes(2<<20, 9)
+		sizer := o.ChunkSizer
+		if sizer == nil {
+			sizer = func(int64) int64 { return 64 << 10 }
+		}
+		n := 2 << 20
+		for int64(n) < 8*sizer(int64(n)) {
+			n *= 2 // room for a few whole chunks before the cut
+		}
+		b := randomBytes(n, 9)
 		f2, tgt2 := factory(t, [][]byte{b})
 		dir := t.TempDir()
 		d := digest.FromBytes(b)
-		const cs = 64 << 10
-		small := store.WithChunkSizer(func(int64) int64 { return cs })
+		cs := sizer(int64(n))
+		small := store.WithChunkSizer(sizer)
 		s1, err := store.Open(dir, zap.NewNop(), small)
 		if err != nil {
 			t.Fatal(err)
