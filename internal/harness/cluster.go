@@ -256,25 +256,33 @@ func (c *Cluster) AddSeeder(o SeederOptions) *Seeder {
 	if o.Upstream.Host == "" {
 		o.Upstream = c.Origin.Registry()
 	}
-	if o.DataDir == "" {
-		o.DataDir = c.t.TempDir()
-	}
 	if o.PSKFile == "" {
 		o.PSKFile = c.PSKFile
 	}
 	if o.Log == nil {
 		o.Log = c.log
 	}
+	s := NewSeeder(c.t, o)
+	c.Seeders = append(c.Seeders, s)
+	return s
+}
+
+// NewSeeder is StartSeeder for a test: the data directory defaults to a
+// temp dir, and the seeder is stopped when t ends (a Run error fails t).
+func NewSeeder(t testing.TB, o SeederOptions) *Seeder {
+	t.Helper()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
 	s, err := StartSeeder(o)
 	if err != nil {
-		c.t.Fatalf("start seeder: %v", err)
+		t.Fatalf("start seeder: %v", err)
 	}
-	c.t.Cleanup(func() {
+	t.Cleanup(func() {
 		if err := s.Stop(); err != nil {
-			c.t.Errorf("seeder: %v", err)
+			t.Errorf("seeder Run: %v", err)
 		}
 	})
-	c.Seeders = append(c.Seeders, s)
 	return s
 }
 
@@ -285,9 +293,6 @@ func (c *Cluster) AddNode(o NodeOptions) *Node {
 	c.t.Helper()
 	if o.Upstream.Host == "" {
 		o.Upstream = c.Origin.Registry()
-	}
-	if o.DataDir == "" {
-		o.DataDir = c.t.TempDir()
 	}
 	if o.Seeders == nil && !o.NoP2P {
 		o.Seeders = c.Seeders
@@ -301,16 +306,27 @@ func (c *Cluster) AddNode(o NodeOptions) *Node {
 	if o.Log == nil {
 		o.Log = c.log
 	}
+	n := NewNode(c.t, o)
+	c.Nodes = append(c.Nodes, n)
+	return n
+}
+
+// NewNode is StartNode for a test: the data directory defaults to a temp
+// dir, and the daemon is stopped when t ends (a Run error fails t).
+func NewNode(t testing.TB, o NodeOptions) *Node {
+	t.Helper()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
 	n, err := StartNode(o)
 	if err != nil {
-		c.t.Fatalf("start daemon: %v", err)
+		t.Fatalf("start daemon: %v", err)
 	}
-	c.t.Cleanup(func() {
+	t.Cleanup(func() {
 		if err := n.Stop(); err != nil {
-			c.t.Errorf("daemon: %v", err)
+			t.Errorf("daemon Run: %v", err)
 		}
 	})
-	c.Nodes = append(c.Nodes, n)
 	return n
 }
 
