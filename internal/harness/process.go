@@ -386,11 +386,12 @@ next:
 
 // FreeAddr returns a loopback address with a port that was free a moment
 // ago (for programs that cannot report the port they bound).
-func FreeAddr() (string, error) {
+func FreeAddr(t testing.TB) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		t.Fatal(err)
 	}
 	defer ln.Close()
-	return ln.Addr().String(), nil
+	return ln.Addr().String()
 }
