@@ -25,10 +25,14 @@ import (
 // The process harness: the real shoal binary, built once per test process,
 // and child processes with their output captured.
 
-var shoalBin struct {
+var builds struct {
+	sync.Mutex
+	m map[string]*build
+}
+
+type build struct {
 	once sync.Once
 	path string
-	out  string
 	err  error
 }
 
@@ -60,59 +64,66 @@ func RaceEnabled() bool {
 }
 
 // BuildShoal builds cmd/shoal of this module once per process (with -race
-// when this binary has it) and returns the binary's path. The binary goes
-// to a cache directory under the temp dir, keyed by the module's
-// directory, so that worktrees do not share one; it is built beside its
-// final name and renamed into place, so test processes of one module that
-// build at once do not clash.
-func BuildShoal() (string, error) {
-	shoalBin.once.Do(func() {
-		mod, err := moduleDir()
-		if err != nil {
-			shoalBin.err = err
-			return
-		}
-		key := sha256.Sum256([]byte(mod))
-		dir := filepath.Join(os.TempDir(), "shoal-harness-bin", hex.EncodeToString(key[:6]))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			shoalBin.err = err
-			return
-		}
-		name := "shoal"
-		args := []string{"build"}
-		if RaceEnabled() {
-			// A test run with -race gets child processes built with -race.
-			name += "-race"
-			args = append(args, "-race")
-		}
-		tmp, err := os.CreateTemp(dir, name+".build-*")
-		if err != nil {
-			shoalBin.err = err
-			return
-		}
-		tmp.Close()
-		defer os.Remove(tmp.Name())
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		// go test puts $GOROOT/bin first on the test binary's PATH.
-		cmd := exec.CommandContext(ctx, "go", append(args, "-o", tmp.Name(), "./cmd/shoal")...)
-		cmd.Dir = mod
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			shoalBin.out, shoalBin.err = string(out), fmt.Errorf("go build ./cmd/shoal: %w", err)
-			return
-		}
-		final := filepath.Join(dir, name)
-		if err := os.Rename(tmp.Name(), final); err != nil {
-			shoalBin.err = err
-			return
-		}
-		shoalBin.path = final
-	})
-	if shoalBin.err != nil {
-		return "", fmt.Errorf("%w\n%s", shoalBin.err, shoalBin.out)
+// when this binary has it) and returns the binary's path.
+func BuildShoal() (string, error) { return BuildBinary("./cmd/shoal") }
+
+// BuildBinary builds the main package pkg ("./cmd/shoal") of this module
+// once per process, with -race when this binary has it, and returns the
+// binary's path. Binaries go to a cache directory under the temp dir,
+// keyed by the module's directory so that worktrees do not share one;
+// each is built beside its final name and renamed into place, so test
+// processes of one module that build at once do not clash.
+func BuildBinary(pkg string) (string, error) {
+	builds.Lock()
+	if builds.m == nil {
+		builds.m = map[string]*build{}
 	}
-	return shoalBin.path, nil
+	b := builds.m[pkg]
+	if b == nil {
+		b = &build{}
+		builds.m[pkg] = b
+	}
+	builds.Unlock()
+	b.once.Do(func() { b.path, b.err = buildBinary(pkg) })
+	return b.path, b.err
+}
+
+func buildBinary(pkg string) (string, error) {
+	mod, err := moduleDir()
+	if err != nil {
+		return "", err
+	}
+	key := sha256.Sum256([]byte(mod))
+	dir := filepath.Join(os.TempDir(), "shoal-harness-bin", hex.EncodeToString(key[:6]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	name := filepath.Base(pkg)
+	args := []string{"build"}
+	if RaceEnabled() {
+		// A test run with -race gets child processes built with -race.
+		name += "-race"
+		args = append(args, "-race")
+	}
+	tmp, err := os.CreateTemp(dir, name+".build-*")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// go test puts $GOROOT/bin first on the test binary's PATH.
+	cmd := exec.CommandContext(ctx, "go", append(args, "-o", tmp.Name(), pkg)...)
+	cmd.Dir = mod
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	final := filepath.Join(dir, name)
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", err
+	}
+	return final, nil
 }
 
 // ShoalBinary is BuildShoal failing t on an error.
@@ -121,6 +132,16 @@ func ShoalBinary(t testing.TB) string {
 	p, err := BuildShoal()
 	if err != nil {
 		t.Fatalf("building shoal: %v", err)
+	}
+	return p
+}
+
+// Binary is BuildBinary failing t on an error.
+func Binary(t testing.TB, pkg string) string {
+	t.Helper()
+	p, err := BuildBinary(pkg)
+	if err != nil {
+		t.Fatalf("building %s: %v", pkg, err)
 	}
 	return p
 }
