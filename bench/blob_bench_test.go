@@ -40,11 +40,11 @@ func BenchmarkWarmBlob(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = n.stop() }()
-	if _, err := pull(context.Background(), newClient(), f.blobURL(n.url), f.size, f.digest); err != nil {
+	defer func() { _ = n.Stop() }()
+	if _, err := pull(context.Background(), newClient(), f.blobURL(n.URL), f.size, f.digest); err != nil {
 		b.Fatalf("filling the store: %v", err)
 	}
-	if !n.stored(f.digest) {
+	if !n.Stored(f.digest, storedWithin) {
 		b.Fatal("the blob is not complete in the store after a pull")
 	}
 	fixed := func(url string, baselines ...baseline) pullCase {
@@ -58,7 +58,7 @@ func BenchmarkWarmBlob(b *testing.B) {
 	}{
 		{"origin-ggcr", fixed(ggcr)},
 		{"origin-sendfile", fixed(file)},
-		{"shim", fixed(f.blobURL(n.url), baseline{"origin-ggcr", ggcr}, baseline{"origin-sendfile", file})},
+		{"shim", fixed(f.blobURL(n.URL), baseline{"origin-ggcr", ggcr}, baseline{"origin-sendfile", file})},
 	} {
 		b.Run(c.name, func(b *testing.B) { med[c.name] = runPulls(b, f, c.pc) })
 	}
@@ -108,9 +108,9 @@ func BenchmarkColdBlob(b *testing.B) {
 						os.RemoveAll(dir)
 						return "", nil, err
 					}
-					return f.blobURL(n.url), func() error {
-						ok := n.stored(f.digest)
-						err := n.stop()
+					return f.blobURL(n.URL), func() error {
+						ok := n.Stored(f.digest, storedWithin)
+						err := n.Stop()
 						os.RemoveAll(dir)
 						if err == nil && !ok {
 							err = fmt.Errorf("%s: the blob is not complete in the store after the pull", name)

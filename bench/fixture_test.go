@@ -25,11 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/shoal-dev/shoal/internal/harness"
-	daemon "github.com/shoal-dev/shoal/internal/node"
-	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 // The benchmarks move one blob of this size (SHOAL_BENCH_BLOB_MIB overrides
@@ -71,6 +67,10 @@ type upstreamOrigin struct {
 	name string
 	host string // host:port
 	url  string // http://host:port
+}
+
+func (u upstreamOrigin) registry() harness.Registry {
+	return harness.Registry{Host: u.host, URL: u.url}
 }
 
 func (f *fixture) origins() []upstreamOrigin {
@@ -217,52 +217,19 @@ func isHex(s string, n int) bool {
 	return true
 }
 
-// node is a shoal daemon (registryshim/daemon, the real assembly) running
-// in this process, its goroutines labelled role=shim for CPU profiles.
-type node struct {
-	url     string
-	dataDir string
-	cancel  context.CancelFunc
-	done    chan error
+// startNode runs a daemon (harness.StartNode: node.Daemon, the real
+// assembly) in this process in front of up, its goroutines labelled
+// role=shim for CPU profiles.
+func startNode(dataDir string, up upstreamOrigin) (*harness.Node, error) {
+	return harness.StartNode(harness.NodeOptions{
+		Upstream: up.registry(), DataDir: dataDir,
+		UpstreamTimeout: time.Minute, ShutdownTimeout: 5 * time.Second, Role: "shim",
+	})
 }
 
-func startNode(dataDir string, up upstreamOrigin) (*node, error) {
-	d, err := daemon.New(context.Background(), daemon.Config{
-		DataDir:         dataDir,
-		RegistryAddr:    "127.0.0.1:0",
-		Upstream:        upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
-		ShutdownTimeout: 5 * time.Second,
-	}, zap.NewNop())
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{url: "http://" + d.RegistryAddr(), dataDir: dataDir, cancel: cancel, done: make(chan error, 1)}
-	go pprof.Do(ctx, pprof.Labels("role", "shim"), func(ctx context.Context) { n.done <- d.Run(ctx) })
-	return n, nil
-}
-
-func (n *node) stop() error {
-	n.cancel()
-	return <-n.done
-}
-
-// stored reports whether the blob is complete in the node's store. The
-// client may see the last byte a moment before the file is synced and
-// renamed into place, so it waits a little.
-func (n *node) stored(digest string) bool {
-	alg, hx, _ := strings.Cut(digest, ":")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(n.dataDir, "blobs", alg, hx)); err == nil {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// storedWithin is how long a blob may take to be committed after a
+// client saw its last byte.
+const storedWithin = 10 * time.Second
 
 // newClient is a plain net/http client with its own connections.
 func newClient() *http.Client {
