@@ -35,7 +35,7 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	d, err := node.New(context.Background(), harness.NodeConfig(harness.NodeOptions{DataDir: dir, Upstream: origin.Registry()}), zap.NewNop())
+	d, err := node.New(context.Background(), harness.NodeConfig(harness.NodeOptions{DataDir: dir, Upstream: origin.Registry(), Pprof: true}), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
