@@ -15,9 +15,9 @@ import (
 // client reads and discards the body. Sub-benchmarks:
 //
 //	origin-ggcr      go-containerregistry's registry with its disk blob
-//	                 handler (testorigin.Start(dir)); per GET it re-hashes
+//	                 handler (harness.StartOrigin(dir)); per GET it re-hashes
 //	                 the whole file (Stat) before the headers, then copies
-//	                 it in 32 KiB writes (no sendfile: testorigin's counting
+//	                 it in 32 KiB writes (no sendfile: the origin's counting
 //	                 ResponseWriter hides ReadFrom)
 //	origin-sendfile  the same file sent by http.ServeContent (sendfile):
 //	                 the ceiling of any origin here

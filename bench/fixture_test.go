@@ -51,7 +51,7 @@ func skipShort(b *testing.B) {
 }
 
 // fixture is one random blob kept on disk by the origin, served two ways:
-// by go-containerregistry's registry (testorigin, the origin the tests use)
+// by go-containerregistry's registry (internal/origin, the origin the tests use)
 // and by a minimal registry that sends the same file with sendfile (the
 // ceiling for any origin on this machine).
 type fixture struct {

@@ -33,7 +33,7 @@ import (
 )
 
 // The swarm benchmarks run real seeders (seeder.Seeder) and real daemons
-// (registryshim/daemon with the swarm on: libp2p host over TCP on
+// (internal/node with the swarm on: libp2p host over TCP on
 // loopback, the real kad-dht from p2p/discovery bootstrapped through the
 // seeder, the chunk server and the swarm fetcher) in this process. Each
 // component is started under pprof.Do with a role label, and every
