@@ -41,6 +41,8 @@ type Peer struct {
 	Key  crypto.PrivKey
 
 	uploads *chunk.Uploads
+	limits  *chunk.Limits
+	metrics *chunk.ServerMetrics
 	log     *zap.Logger
 }
 
@@ -70,19 +72,28 @@ func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo
 		_ = h.Close()
 		return nil, err
 	}
+	cm, err := chunk.NewServerMetrics(reg)
+	if err != nil {
+		_ = h.Close()
+		return nil, err
+	}
 	dht, err := discovery.New(ctx, h, discovery.Config{Bootstrap: append(boot, extra...), BootstrapDNS: cfg.BootstrapDNS}, log.Named("dht"), reg)
 	if err != nil {
 		_ = h.Close()
 		return nil, err
 	}
-	return &Peer{Host: h, DHT: dht, Key: key, uploads: chunk.NewUploads(cfg.UploadSlots), log: log}, nil
+	return &Peer{
+		Host: h, DHT: dht, Key: key, log: log,
+		uploads: chunk.NewUploads(cfg.UploadSlots), limits: chunk.NewLimits(chunk.LimitOptions{}), metrics: cm,
+	}, nil
 }
 
-// Serve answers the chunk protocol from blobs; onUpload, if not nil, is
+// Serve answers the chunk protocol from blobs, with the package's
+// default deadlines and caps (see package chunk); onUpload, if not nil, is
 // told of every chunk payload sent.
 func (p *Peer) Serve(blobs chunk.Blobs, onUpload func(peer.ID, int64)) {
 	p.Host.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
-		Uploads: p.uploads, OnUpload: onUpload,
+		Uploads: p.uploads, Limits: p.limits, Metrics: p.metrics, OnUpload: onUpload,
 	}, p.log.Named("chunks")))
 }
 
