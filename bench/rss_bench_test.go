@@ -104,7 +104,7 @@ func measureDaemonRSS(bin string, f *fixture) (res rssResult, err error) {
 		"--data-dir", filepath.Join(dataDir, "store"),
 		"--registry-addr", regAddr, "--metrics-addr", metAddr,
 		"--upstream", up+"=http://"+up, "--default-upstream", up,
-		"--docker-config", "")
+		"--docker-config", "", "--open-swarm")
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -65,7 +65,7 @@ func startSwarmSeeder(dataDir string, up upstreamOrigin, role string) (*swarmSee
 	var err error
 	pprof.Do(ctx, pprof.Labels("role", role), func(ctx context.Context) {
 		ss.s, err = seeder.New(ctx, seeder.Config{
-			DataDir: dataDir, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+			DataDir: dataDir, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, OpenSwarm: true},
 			Upstream: upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
 		}, zap.NewNop())
 		if err == nil {
@@ -116,7 +116,7 @@ func startSwarmNode(dataDir string, up upstreamOrigin, s *swarmSeeder, role stri
 			DataDir: dataDir, RegistryAddr: "127.0.0.1:0",
 			Upstream:        upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
 			ShutdownTimeout: 5 * time.Second,
-			P2P:             true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: s.s.Addrs()[:1]},
+			P2P:             true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: s.s.Addrs()[:1], OpenSwarm: true},
 			TrustedSeeders: []string{s.s.ID().String()},
 			SharePartial:   true, MaxSourcesPerBlob: swarm.DefaultMaxSources,
 		}, zap.New(core))

@@ -107,7 +107,8 @@ func measureSwarmDaemon(bin string, f *fixture, c *swarmCluster, n, iter, profil
 		"--docker-config", "",
 		"--p2p-listen", "/ip4/127.0.0.1/tcp/0",
 		"--bootstrap", c.seeder.s.Addrs()[0],
-		"--trusted-seeder", c.seeder.s.ID().String())
+		"--trusted-seeder", c.seeder.s.ID().String(),
+		"--open-swarm", "--pprof") // the in-process seeder runs an open swarm
 	cmd.Env = cleanEnv()
 	// SHOAL_BENCH_DAEMON_ENV adds space-separated VAR=value settings to the
 	// daemon's environment only (e.g. "GOGC=50 GOMEMLIMIT=64MiB").

@@ -60,7 +60,7 @@ func startSeeder(t *testing.T, origin *harness.Origin) *testSeeder {
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := New(ctx, Config{
 		DataDir:   t.TempDir(),
-		Swarm:     member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+		Swarm:     member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, OpenSwarm: true},
 		AdminAddr: "127.0.0.1:0",
 		Upstream:  upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host, Timeout: 30 * time.Second},
 	}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))

@@ -222,6 +222,7 @@ func startDaemon(t testing.TB, opts daemonOpts) *daemonProc {
 		"--metrics-addr", opts.MetricsAddr,
 		"--log-level", opts.LogLevel,
 		"--docker-config", "", // never read the host's credentials
+		"--psk-file", testPSK(t),
 	}
 	def := opts.DefaultUpstream
 	if opts.Origin != nil {

@@ -52,6 +52,7 @@ func startSeederProc(t *testing.T, origin *harness.Origin, dataDir string) *seed
 		"--upstream", origin.Host + "=" + origin.URL(),
 		"--default-upstream", origin.Host,
 		"--docker-config", "", // never read the host's credentials
+		"--psk-file", testPSK(t),
 	}
 	s := &seederProc{stdout: &logSink{}, stderr: &logSink{}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)

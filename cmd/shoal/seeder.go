@@ -35,7 +35,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every platform
 	s, err := seeder.New(ctx, cfg, log.Named("seeder"))
 	if err != nil {
-		return err
+		return swarmError(err)
 	}
 	fmt.Fprintf(stdout, "peer ID: %s\n", s.ID())
 	for _, a := range s.Addrs() {

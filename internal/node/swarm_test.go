@@ -44,7 +44,7 @@ func startSeeder(t *testing.T, origin *harness.Origin, psk string) *cluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := seeder.New(ctx, seeder.Config{
 		DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0",
-		Swarm:    member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk},
+		Swarm:    member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk, OpenSwarm: psk == ""},
 		Upstream: upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host, Timeout: 20 * time.Second},
 	}, zap.NewNop())
 	if err != nil {
@@ -81,7 +81,7 @@ func (c *cluster) node(psk string) *node.Daemon {
 		DataDir: c.t.TempDir(), RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Upstream: upstream.Settings{Upstreams: []string{c.origin.Host + "=" + c.origin.URL()}, DefaultUpstream: c.origin.Host, Timeout: 20 * time.Second},
 		TagTTL:   time.Minute,
-		P2P:      true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1], PSKFile: psk},
+		P2P:      true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1], PSKFile: psk, OpenSwarm: psk == ""},
 		TrustedSeeders: []string{c.seeder.ID().String()}, SharePartial: true, MaxSourcesPerBlob: swarm.DefaultMaxSources,
 	}, testLogger(c.t))
 	if err != nil {
