@@ -364,14 +364,19 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		return res, err
 	}
 
-	// The seeder, fresh for the mode.
+	// The seeder, fresh for the mode, and the swarm's network key, as an
+	// operator makes it.
 	var seederID string
 	var seeder *proc
+	psk := filepath.Join(dir, "swarm.key")
 	if mode != ModeDirect {
+		if _, err := run(ctx, 30*time.Second, cfg.ShoalBin, "psk", "--out", psk, "--force"); err != nil {
+			return res, err
+		}
 		sd := filepath.Join(dir, "seeder")
 		out, errlog := filepath.Join(dir, "seeder.out"), filepath.Join(dir, "seeder.log")
 		var err error
-		sargs := append([]string{"seeder",
+		sargs := append([]string{"seeder", "--psk-file", psk,
 			"--data-dir", sd, "--p2p-listen", fmt.Sprintf("/ip4/%s/tcp/%d", seederAddr, p2pPort),
 			"--admin-addr", "127.0.0.1:5061", "--metrics-addr", "127.0.0.1:5062",
 			"--upstream", registryName + "=http://" + registryName, "--default-upstream", registryName,
@@ -406,10 +411,13 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		default:
 			args = append(args, "--p2p-listen", fmt.Sprintf("/ip4/%s/tcp/%d", h.addr, p2pPort),
 				"--bootstrap", fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", seederAddr, p2pPort, seederID),
-				"--trusted-seeder", seederID)
+				"--trusted-seeder", seederID, "--psk-file", psk)
 			if mode == ModeOnePeer {
 				args = append(args, "--max-sources-per-blob", "1", "--share-partial=false")
 			}
+		}
+		if cfg.Profile && mode == ModeShoal {
+			args = append(args, "--pprof") // off by default
 		}
 		args = append(args, cfg.DaemonFlags...)
 		p, err := mp.start(h.ns, filepath.Join(dir, h.ns+".out"), np.log, "ip", nsCmd(h.ns, cfg.ShoalBin, args...)...)

@@ -70,8 +70,8 @@ func daemonFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.String("config", "", "YAML config file (keys are flag names)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal", "directory the daemon owns for its content store")
 	fs.StringVar(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5050", "listen address of the registry shim (keep it on localhost or the node address)")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5051", "listen address for /metrics, /healthz, /readyz and pprof (empty: off)")
-	fs.BoolVar(&cfg.Pprof, "pprof", true, "serve /debug/pprof/ on the metrics listener")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5051", "listen address for /metrics, /healthz, /readyz (and pprof with --pprof; empty: off)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics listener (profiles expose memory contents: keep the listener private)")
 	upstreamFlags(fs, &cfg.Upstream)
 	fs.DurationVar(&cfg.TagTTL, "tag-ttl", 5*time.Second, "how long a tag resolved at the upstream is reused")
 	fs.DurationVar(&cfg.TagStale, "tag-stale", 10*time.Minute, "how long past its TTL a tag's last known digest is served while the upstream is unreachable")
@@ -99,7 +99,7 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	defer log.Sync() //nolint:errcheck // syncing stderr fails on a terminal (EINVAL); nothing to do at exit
 	d, err := node.New(ctx, cfg, log.Named("daemon"))
 	if err != nil {
-		return err
+		return swarmError(err)
 	}
 	return d.Run(ctx)
 }

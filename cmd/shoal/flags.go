@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 
 	"go.uber.org/zap"
@@ -30,8 +32,19 @@ func swarmFlags(fs *flag.FlagSet, c *member.Config, bootstrap string) {
 	fs.Var((*settings.Repeated)(&c.Listen), "p2p-listen", "libp2p listen multiaddr; repeatable (default /ip4/0.0.0.0/tcp/5052, plus QUIC on udp/5052 without a PSK)")
 	fs.Var((*settings.Repeated)(&c.Bootstrap), "bootstrap", bootstrap)
 	fs.Var((*settings.Repeated)(&c.BootstrapDNS), "bootstrap-dns", "DNS name whose A/AAAA records are bootstrap peers (e.g. a headless service); repeatable")
-	fs.StringVar(&c.PSKFile, "psk-file", "", "libp2p private network key file (peers without it cannot connect)")
+	fs.StringVar(&c.PSKFile, "psk-file", "", "libp2p private network key file, the same on every daemon and seeder (make one with shoal psk --out FILE); peers without it cannot connect. Required unless --open-swarm")
+	fs.BoolVar(&c.OpenSwarm, "open-swarm", false, "run the p2p port without a network key: anyone who reaches it is a peer (only for a network you control end to end)")
 	fs.IntVar(&c.UploadSlots, "upload-slots", chunk.DefaultUploads, "chunks sent to peers at once; more requests wait their turn, so each chunk leaves fast and can be relayed")
+}
+
+// swarmError explains a refused swarm configuration in terms of the flags.
+func swarmError(err error) error {
+	if errors.Is(err, member.ErrNoNetworkKey) {
+		return fmt.Errorf("%w\n  make a network key once:   shoal psk --out /etc/shoal/swarm.key\n"+
+			"  give the same file to every daemon and seeder:  --psk-file /etc/shoal/swarm.key\n"+
+			"  or, to accept any peer that can reach the p2p port, pass --open-swarm", err)
+	}
+	return err
 }
 
 // processFlags are the settings of the process itself.

@@ -34,6 +34,7 @@ func commands() []command {
 		{"seeder", "run a seeder beside the origin registry: pulls each blob once, signs chunks, seeds the swarm", runSeeder},
 		{"preheat", "ask a seeder to pull every blob of an image before a rollout", runPreheat},
 		{"id", "print the peer ID of a data directory (creating its identity key if needed)", runID},
+		{"psk", "write a new private network key (libp2p swarm key) for --psk-file", runPSK},
 		{"containerd-config", "write containerd hosts.toml files that use the shoal mirror", runContainerdConfig},
 		{"docker-config", "print the Docker Engine daemon.json fragment for the mirror", runDockerConfig},
 		{"registries-conf", "print the containers registries.conf fragment (podman, CRI-O, skopeo)", runRegistriesConf},

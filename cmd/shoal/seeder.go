@@ -35,7 +35,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer log.Sync() //nolint:errcheck // syncing stderr fails on a terminal (EINVAL); nothing to do at exit
 	s, err := seeder.New(ctx, cfg, log.Named("seeder"))
 	if err != nil {
-		return err
+		return swarmError(err)
 	}
 	_, _ = fmt.Fprintf(stdout, "peer ID: %s\n", s.ID())
 	for _, a := range s.Addrs() {

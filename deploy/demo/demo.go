@@ -28,10 +28,27 @@ import (
 	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/origin"
 	"github.com/shoal-dev/shoal/internal/upstream"
+	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/p2p/member"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/seeder"
 )
+
+// writePSK writes a new network key to path (mode 0600) and returns path.
+func writePSK(path string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if err := host.GeneratePSK(f); err != nil {
+		_ = f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
 
 // Options shape the demo.
 type Options struct {
@@ -92,9 +109,15 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		_ = g.Wait()
 	}()
 	up := upstream.Settings{Upstreams: []string{org.Host + "=" + org.URL()}, DefaultUpstream: org.Host, Timeout: 30 * time.Second}
+	// Every member gets the same network key, as `shoal psk` makes it.
+	psk, err := writePSK(filepath.Join(dir, "swarm.key"))
+	if err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintf(out, "swarm:   private network key %s\n", psk)
 	sd, err := seeder.New(runCtx, seeder.Config{
 		DataDir: filepath.Join(dir, "seeder"), Upstream: up,
-		Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+		Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk},
 	}, o.Log.Named("seeder"))
 	if err != nil {
 		return err
@@ -107,7 +130,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		d, err := node.New(runCtx, node.Config{
 			DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), RegistryAddr: "127.0.0.1:0",
 			Upstream: up, TagTTL: 5 * time.Second, P2P: true,
-			Swarm:          member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: sd.Addrs()[:1]},
+			Swarm:          member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: sd.Addrs()[:1], PSKFile: psk},
 			TrustedSeeders: []string{sd.ID().String()}, MaxSourcesPerBlob: swarm.DefaultMaxSources, SharePartial: true,
 		}, o.Log.Named(fmt.Sprintf("node-%d", i+1)))
 		if err != nil {

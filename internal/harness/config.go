@@ -105,6 +105,7 @@ func NodeConfig(o NodeOptions) node.Config {
 			cfg.TrustedSeeders = append(cfg.TrustedSeeders, s.ID().String())
 		}
 		cfg.Swarm.PSKFile = o.PSKFile
+		cfg.Swarm.OpenSwarm = o.PSKFile == "" // an in-process swarm on loopback
 		cfg.SharePartial = !o.WholeBlobsOnly
 		cfg.MaxSourcesPerBlob = swarm.DefaultMaxSources
 		if o.SingleSource {
@@ -147,6 +148,7 @@ func SeederConfig(o SeederOptions) seeder.Config {
 		Swarm: member.Config{
 			Listen:      []string{"/ip4/127.0.0.1/tcp/0"},
 			PSKFile:     o.PSKFile,
+			OpenSwarm:   o.PSKFile == "", // an in-process swarm on loopback
 			Bootstrap:   o.Bootstrap,
 			UploadSlots: o.UploadSlots,
 		},

@@ -6,11 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/p2p/host"
 )
 
 // DaemonProcessOptions configure a `shoal daemon` child process. The zero
@@ -91,7 +96,51 @@ func daemonArgs(o *DaemonProcessOptions) ([]string, error) {
 		return nil, errors.New("harness: a daemon process needs Origin or DefaultUpstream")
 	}
 	args = append(args, "--default-upstream", def)
+	args = withNetworkKey(args, o.Args)
 	return append(args, o.Args...), nil
+}
+
+// withNetworkKey adds --psk-file with the harness's network key unless
+// extra opts into an open swarm: real processes run with the secure
+// default, one key for every process of the test binary.
+func withNetworkKey(args, extra []string) []string {
+	for _, a := range extra {
+		if a == "--open-swarm" || strings.HasPrefix(a, "--open-swarm=") {
+			return args
+		}
+	}
+	return append(args, "--psk-file", NetworkKeyFile())
+}
+
+var networkKey struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// NetworkKeyFile is a network key file shared by every process and
+// in-process member a test binary starts (made once, in the harness's
+// build directory).
+func NetworkKeyFile() string {
+	networkKey.once.Do(func() {
+		dir, err := os.MkdirTemp("", "shoal-harness-psk-")
+		if err != nil {
+			networkKey.err = err
+			return
+		}
+		networkKey.path = filepath.Join(dir, "swarm.key")
+		f, err := os.OpenFile(networkKey.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			networkKey.err = err
+			return
+		}
+		defer func() { _ = f.Close() }()
+		networkKey.err = host.GeneratePSK(f)
+	})
+	if networkKey.err != nil {
+		panic("harness: network key: " + networkKey.err.Error())
+	}
+	return networkKey.path
 }
 
 // LaunchDaemonProcess starts bin as `shoal daemon` and waits until it is
@@ -228,6 +277,7 @@ func StartSeederProcess(t testing.TB, o SeederProcessOptions) *SeederProcess {
 		"--default-upstream", o.Origin.Host,
 		"--docker-config", "", // never read the host's credentials
 	}, o.Args...)
+	args = withNetworkKey(args, o.Args)
 	s := &SeederProcess{Process: StartProcess(t, "shoal seeder", bin, args, ProcessOptions{})}
 	e, err := s.WaitLog(o.ReadyTimeout, func(e LogEntry) bool { return e.Msg() == "seeder ready" })
 	if err != nil {

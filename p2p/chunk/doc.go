@@ -172,11 +172,16 @@
 // overflows the queue, because the server reads frames in order.
 //
 // Answers need not follow the order of the REQUESTs: a server bounds the
-// CHUNKs it sends at once across all its streams (upload slots) and, when a
-// slot frees, answers first the queued request for the chunk it has sent the
-// fewest times, less one per 10 seconds the request has waited (oldest first
-// among equals): a seeder sends fresh chunks before repeats, and a repeat is
-// delayed, never starved. A client matches answers by index.
+// CHUNKs it sends at once across all its streams (upload slots, default 2)
+// and, when a slot frees, answers first the queued request for the chunk it
+// has sent the fewest times, less one per 10 seconds the request has waited
+// (oldest first among equals): a seeder sends fresh chunks before repeats,
+// and a repeat is delayed, never starved. A client matches answers by index.
+//
+// Slots are shared fairly between peers: while other peers wait for a slot,
+// a peer that holds its fair share (the slots divided by the peers holding
+// or waiting for one, rounded up) waits too; a peer alone may use every
+// slot. A slot is for sending, not for waiting on a reader: see Deadlines.
 //
 // The client half-closes its side when it has nothing more to request; the
 // server then answers what is queued and closes. ERROR(-1) after HAVE means
@@ -198,8 +203,41 @@
 //     (30 s) of OPEN, else ERROR(UNAVAILABLE, -1).
 //   - A stream with no complete frame in either direction for IdleTimeout
 //     (60 s) is reset; the time a frame spends being written does not count
-//     as idle.
-//   - Each frame must be written within WriteTimeout (60 s), else reset.
+//     as idle. Both read deadlines are absolute per frame: a peer that sends
+//     a frame a byte at a time is reset as if it sent nothing.
+//   - Each frame must be written within WriteTimeout (5 s) plus, for a
+//     CHUNK, its payload's length at MinWriteRate (1 MiB/s): 6 s for a
+//     1 MiB chunk, 69 s for a 64 MiB one. Past it the stream is reset. An
+//     honest reader that is slower than that (less than 1 MiB/s for one
+//     chunk) is too slow to relay anything anyway; operators on slower
+//     links lower MinWriteRate.
+//   - A CHUNK is written in 128 KiB pieces. A piece that makes no progress
+//     for StallTimeout (1 s) gives its upload slot to other streams: the
+//     write waits "parked" for the reader, and takes a slot again (ahead
+//     of new answers) before its next piece. A parked write keeps its chunk
+//     buffer, so parking is bounded: at most one parked write per slot per
+//     peer and 8 per slot in all (2 and 16 with the default 2 slots); a
+//     write that stalls with no room to park is reset at once. A peer with
+//     its cap of parked writes gets no new slot until one moves, and a peer
+//     whose stalled write was reset gets none for 15 s. So a reader that
+//     stops reading holds a slot for at most a second.
+//
+// # Server limits (LimitOptions; one Limits shared by a host's streams)
+//
+//   - at most MaxPeerStreams (128) streams per peer and MaxStreams (4096)
+//     in all, counted from the moment a stream opens: a stream over either
+//     cap is answered ERROR(BUSY, -1) before its OPEN is read, then closed;
+//   - at most MaxPeerRequests (256) REQUESTs queued by one peer over all
+//     its streams (besides MaxQueued per stream): a REQUEST past it is
+//     answered ERROR(BUSY, index) at once, without an upload slot, and is
+//     not queued. An honest client keeps a few requests in flight per peer
+//     and never meets it.
+//
+// Every refusal and reset on the server's initiative is counted in
+// shoal_chunk_server_rejections_total{reason}: too_many_streams,
+// too_many_streams_total, too_many_requests, slow_reader (a write deadline
+// passed, or a stall with no room to park), open_timeout, idle,
+// bad_request (a protocol violation).
 //
 // Client defaults (ClientOptions): HAVE must arrive within HaveTimeout (45 s,
 // longer than the server's so the server's ERROR wins), each OPEN, REQUEST or
@@ -209,9 +247,10 @@
 // # Code layout
 //
 // Frames and their codec are WriteFrame and Reader. Stream plumbing (deadlines,
-// caps, write serialization, reset and close) is Serve/Handler on the server,
-// over the Blobs and Blob interfaces that the store or the seeder implement,
-// and Dial/Session on the client. The client does not verify chunks: the
+// caps, write serialization, reset and close) is Serve/Handler on the server
+// (server.go, serverwrite.go; the request queue in queue.go, upload slots in
+// uploads.go, caps in limits.go), over the Blobs and Blob interfaces that
+// the store or the seeder implement, and Dial/Session on the client. The client does not verify chunks: the
 // caller does, with VerifyChunk and its trust set, before a byte is stored,
 // served or handed on. Package chunktest holds an in-memory Blobs and the
 // conformance suite every Blobs implementation must pass.

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"math/bits"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,17 +50,33 @@ type Blob interface {
 type ServerOptions struct {
 	// MaxQueued caps queued REQUESTs per stream (DefaultMaxQueued).
 	MaxQueued int
-	// OpenTimeout bounds the wait for OPEN (10 s).
+	// OpenTimeout bounds the wait for OPEN (DefaultOpenTimeout).
 	OpenTimeout time.Duration
-	// HaveTimeout bounds Blobs.Open plus Blob.Have: from OPEN to HAVE (30 s).
+	// HaveTimeout bounds Blobs.Open plus Blob.Have: from OPEN to HAVE
+	// (DefaultHaveTimeout).
 	HaveTimeout time.Duration
-	// IdleTimeout resets a stream without a frame either way (60 s).
+	// IdleTimeout resets a stream without a frame either way
+	// (DefaultIdleTimeout).
 	IdleTimeout time.Duration
-	// WriteTimeout bounds the write of each frame (60 s).
+	// WriteTimeout is the write deadline of a frame without payload; a
+	// CHUNK gets its payload's length at MinWriteRate on top
+	// (DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// MinWriteRate is the slowest a reader may take a CHUNK, in bytes per
+	// second, before the stream is reset (DefaultMinWriteRate).
+	MinWriteRate int64
+	// StallTimeout is how long a CHUNK write may make no progress before
+	// it gives its upload slot to another stream (DefaultStallTimeout).
+	StallTimeout time.Duration
 	// Uploads, if set, bounds the CHUNK payloads sent at once across every
 	// stream that shares it (nil: no bound).
 	Uploads *Uploads
+	// Limits, if set, caps streams and queued requests per peer and in
+	// total across every stream that shares it. Handler makes one when it
+	// is nil; Serve with nil caps nothing.
+	Limits *Limits
+	// Metrics, if set, counts rejections.
+	Metrics *ServerMetrics
 	// OnUpload, if set, is called with each CHUNK payload's size after it
 	// was written (for shoal_uploaded_bytes_total).
 	OnUpload func(p peer.ID, n int64)
@@ -72,6 +85,16 @@ type ServerOptions struct {
 	Alloc   func(n int) []byte
 	Release func(buf []byte)
 }
+
+// Server defaults (see the package doc's Deadlines).
+const (
+	DefaultOpenTimeout  = 10 * time.Second
+	DefaultHaveTimeout  = 30 * time.Second
+	DefaultIdleTimeout  = 60 * time.Second
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultMinWriteRate = 1 << 20 // bytes per second
+	DefaultStallTimeout = time.Second
+)
 
 func (o ServerOptions) withDefaults() ServerOptions {
 	def := func(d *time.Duration, v time.Duration) {
@@ -82,10 +105,14 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	if o.MaxQueued <= 0 {
 		o.MaxQueued = DefaultMaxQueued
 	}
-	def(&o.OpenTimeout, 10*time.Second)
-	def(&o.HaveTimeout, 30*time.Second)
-	def(&o.IdleTimeout, 60*time.Second)
-	def(&o.WriteTimeout, 60*time.Second)
+	def(&o.OpenTimeout, DefaultOpenTimeout)
+	def(&o.HaveTimeout, DefaultHaveTimeout)
+	def(&o.IdleTimeout, DefaultIdleTimeout)
+	def(&o.WriteTimeout, DefaultWriteTimeout)
+	def(&o.StallTimeout, DefaultStallTimeout)
+	if o.MinWriteRate <= 0 {
+		o.MinWriteRate = DefaultMinWriteRate
+	}
 	if o.Alloc == nil {
 		o.Alloc = func(n int) []byte { return make([]byte, n) }
 	}
@@ -96,8 +123,12 @@ func (o ServerOptions) withDefaults() ServerOptions {
 }
 
 // Handler returns the stream handler to register for ProtocolID. Chunk
-// buffers are pooled across its streams unless opts.Alloc is set.
+// buffers are pooled across its streams unless opts.Alloc is set, and its
+// streams share opts.Limits, or limits with the defaults if it is nil.
 func Handler(b Blobs, opts ServerOptions, log *zap.Logger) network.StreamHandler {
+	if opts.Limits == nil {
+		opts.Limits = NewLimits(LimitOptions{})
+	}
 	if opts.Alloc == nil {
 		p := new(bufPool)
 		opts.Alloc, opts.Release = p.get, p.put
@@ -121,6 +152,11 @@ func Serve(ctx context.Context, s network.Stream, b Blobs, opts ServerOptions, l
 		remote: s.Conn().RemotePeer(),
 	}
 	sv.log = log.With(zap.Stringer("peer", sv.remote))
+	// The stream caps come first, before anything is read or allocated.
+	if reason := sv.opts.Limits.openStream(sv.remote); reason != "" {
+		return sv.busy(reason)
+	}
+	defer sv.opts.Limits.closeStream(sv.remote)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
@@ -157,7 +193,7 @@ func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blo
 	rd.Allow(TypeOpen)
 	m, err := rd.Next()
 	if err != nil {
-		return sv.violation(fmt.Errorf("reading OPEN: %w", err))
+		return sv.violation(fmt.Errorf("reading OPEN: %w", err), rejectOpenTimeout)
 	}
 	req := m.(Open)
 	sv.log = sv.log.With(zap.Stringer("digest", req.Digest))
@@ -193,7 +229,8 @@ func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blo
 	}
 
 	count := have.Bitmap.Len()
-	q := &queue{max: sv.opts.MaxQueued, wake: make(chan struct{}, 1)}
+	q := newQueue(sv.opts.MaxQueued, sv.opts.Limits, sv.remote)
+	defer q.drop()
 	rd.Allow(TypeRequest, TypeCancel)
 	fctx, fstop := context.WithCancel(ctx)
 	defer fstop()
@@ -232,19 +269,23 @@ func (sv *server) readLoop(rd *Reader, q *queue, count int) error {
 			return nil
 		}
 		if err != nil {
-			return sv.violation(err)
+			return sv.violation(err, rejectIdle)
 		}
 		switch m := m.(type) {
 		case Request:
 			if m.Index >= count {
-				return sv.violation(fmt.Errorf("%w: REQUEST %d of %d chunks", ErrProtocol, m.Index, count))
+				return sv.violation(fmt.Errorf("%w: REQUEST %d of %d chunks", ErrProtocol, m.Index, count), "")
 			}
-			if !q.push(m.Index) {
-				return sv.violation(fmt.Errorf("%w: more than %d queued requests", ErrProtocol, q.max))
+			full, busy := q.push(m.Index)
+			if full {
+				return sv.violation(fmt.Errorf("%w: more than %d queued requests", ErrProtocol, q.max), "")
+			}
+			if busy {
+				sv.opts.Metrics.reject(rejectRequests)
 			}
 		case Cancel:
 			if m.Index >= count {
-				return sv.violation(fmt.Errorf("%w: CANCEL %d of %d chunks", ErrProtocol, m.Index, count))
+				return sv.violation(fmt.Errorf("%w: CANCEL %d of %d chunks", ErrProtocol, m.Index, count), "")
 			}
 			q.cancel(m.Index)
 		}
@@ -253,7 +294,7 @@ func (sv *server) readLoop(rd *Reader, q *queue, count int) error {
 
 // answerLoop answers queued requests, each when it gets an upload slot and
 // then the best one queued (see bestIndex), until the queue is closed and
-// drained.
+// drained. Requests past the peer's cap are answered BUSY without a slot.
 func (sv *server) answerLoop(ctx context.Context, q *queue, blob Blob, req Open, have Have) error {
 	prio := func(int) int { return 0 }
 	if p, ok := blob.(Prioritizer); ok {
@@ -263,24 +304,31 @@ func (sv *server) answerLoop(ctx context.Context, q *queue, blob Blob, req Open,
 		if !q.wait(ctx) {
 			return nil
 		}
-		if err := sv.opts.Uploads.acquire(ctx, func() int { return q.best(prio) }); err != nil {
+		if i, ok := q.takeBusy(); ok {
+			err := sv.write(Error{Code: CodeBusy, Index: i, Message: "too many requests queued by this peer"})
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		sl, err := sv.opts.Uploads.get(ctx, sv.remote, func() int { return q.best(prio) })
+		if err != nil {
 			return err
 		}
 		// The best request now: a CANCEL may have emptied the queue while
 		// it waited for the slot.
 		i, ok := q.take(prio)
-		var err error
 		if ok {
-			err = sv.answer(ctx, blob, req, have, i)
+			err = sv.answer(ctx, blob, req, have, i, sl)
 		}
-		sv.opts.Uploads.release()
+		sl.done(err != nil)
 		if err != nil {
 			return err
 		}
 	}
 }
 
-func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i int) error {
+func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i int, sl *slot) error {
 	_, n := chunkset.Bounds(have.BlobSize, have.ChunkSize, i)
 	buf := sv.opts.Alloc(int(n))
 	defer sv.opts.Release(buf)
@@ -303,7 +351,7 @@ func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i 
 		}
 		return sv.write(Error{Code: code, Index: i, Message: message(code, err)})
 	}
-	if err := sv.write(c); err != nil {
+	if err := sv.writeChunk(ctx, c, sl); err != nil {
 		return err
 	}
 	sv.uploaded.Add(n)
@@ -354,233 +402,4 @@ func (sv *server) forward(ctx context.Context, updates <-chan int, sent *chunkse
 			return nil
 		}
 	}
-}
-
-// write writes one frame under the write lock and deadline. While it writes
-// the read side has no deadline; afterwards the idle period starts over.
-func (sv *server) write(m Message) error {
-	sv.wmu.Lock()
-	defer sv.wmu.Unlock()
-	sv.dmu.Lock()
-	sv.writing = true
-	_ = sv.s.SetReadDeadline(time.Time{})
-	sv.dmu.Unlock()
-	_ = sv.s.SetWriteDeadline(time.Now().Add(sv.opts.WriteTimeout))
-	err := WriteFrame(sv.s, m)
-	sv.dmu.Lock()
-	sv.writing = false
-	_ = sv.s.SetReadDeadline(time.Now().Add(sv.opts.IdleTimeout))
-	sv.dmu.Unlock()
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", m.Type(), err)
-	}
-	return nil
-}
-
-// armRead starts the idle period before a read, unless a write is under way.
-func (sv *server) armRead() {
-	sv.dmu.Lock()
-	if !sv.writing {
-		_ = sv.s.SetReadDeadline(time.Now().Add(sv.opts.IdleTimeout))
-	}
-	sv.dmu.Unlock()
-}
-
-// refuse answers ERROR for the whole blob; the stream then closes cleanly.
-func (sv *server) refuse(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	code := CodeOf(err)
-	sv.log.Debug("refusing blob", zap.Stringer("code", code), zap.Error(err))
-	return sv.write(Error{Code: code, Index: -1, Message: message(code, err)})
-}
-
-// violation classifies a read failure; for a protocol violation it first
-// tries to tell the client (only if no other write is under way).
-func (sv *server) violation(err error) error {
-	if isTimeout(err) {
-		return fmt.Errorf("idle stream: %w", err)
-	}
-	if !isProtocol(err) {
-		return err
-	}
-	sv.log.Debug("protocol violation", zap.Error(err))
-	if sv.wmu.TryLock() {
-		_ = sv.s.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = WriteFrame(sv.s, Error{Code: CodeBadRequest, Index: -1, Message: message(CodeBadRequest, err)})
-		sv.wmu.Unlock()
-	}
-	return err
-}
-
-func isProtocol(err error) bool {
-	for _, e := range []error{ErrMalformed, ErrFrameTooLarge, ErrUnknownType, ErrUnexpectedType, ErrProtocol} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-func isTimeout(err error) bool {
-	var te interface{ Timeout() bool }
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &te) && te.Timeout())
-}
-
-// message is the ERROR text for err: its text, except for INTERNAL errors,
-// whose details stay in the server's log.
-func message(code Code, err error) string {
-	if code == CodeInternal {
-		return "internal error"
-	}
-	return sanitize(err.Error())
-}
-
-// agingStep is how long a queued request waits to gain one step of
-// priority, so a chunk already sent many times is delayed, never starved.
-const agingStep = 10 * time.Second
-
-// queued is one received request.
-type queued struct {
-	index int
-	at    time.Time
-}
-
-// queue holds received, not yet answered requests.
-type queue struct {
-	mu     sync.Mutex
-	items  []queued
-	closed bool
-	max    int
-	wake   chan struct{}
-}
-
-func (q *queue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// push queues i, or reports false if the queue is full.
-func (q *queue) push(i int) bool {
-	q.mu.Lock()
-	full := len(q.items) >= q.max
-	if !full {
-		q.items = append(q.items, queued{i, time.Now()})
-	}
-	q.mu.Unlock()
-	q.signal()
-	return !full
-}
-
-// cancel drops the oldest queued request for i, if any.
-func (q *queue) cancel(i int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for k, v := range q.items {
-		if v.index == i {
-			q.items = append(q.items[:k], q.items[k+1:]...)
-			return
-		}
-	}
-}
-
-// close marks the end of requests.
-func (q *queue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	q.signal()
-}
-
-// wait blocks until a request is queued; false once the queue is closed and
-// empty or ctx ends.
-func (q *queue) wait(ctx context.Context) bool {
-	for {
-		q.mu.Lock()
-		n, closed := len(q.items), q.closed
-		q.mu.Unlock()
-		if n > 0 {
-			return true
-		}
-		if closed {
-			return false
-		}
-		select {
-		case <-q.wake:
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// bestIndex is the position of the queued request to answer next: the
-// lowest priority value less a step per agingStep waited, the oldest among
-// equals; -1 if none. q.mu held.
-func (q *queue) bestIndex(prio func(int) int) (int, int) {
-	best, bestPrio := -1, 0
-	now := time.Now()
-	for k, it := range q.items {
-		p := prio(it.index) - int(now.Sub(it.at)/agingStep)
-		if best < 0 || p < bestPrio {
-			best, bestPrio = k, p
-		}
-	}
-	return best, bestPrio
-}
-
-// best is the priority of the request take would return (an empty queue
-// ranks last).
-func (q *queue) best(prio func(int) int) int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	k, p := q.bestIndex(prio)
-	if k < 0 {
-		return math.MaxInt
-	}
-	return p
-}
-
-// take removes and returns the request to answer next.
-func (q *queue) take(prio func(int) int) (int, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	k, _ := q.bestIndex(prio)
-	if k < 0 {
-		return 0, false
-	}
-	i := q.items[k].index
-	q.items = append(q.items[:k], q.items[k+1:]...)
-	return i, true
-}
-
-// bufPool pools chunk buffers by power-of-two capacity class (64 KiB up).
-type bufPool struct {
-	classes [40]sync.Pool
-}
-
-func bufClass(n int) int {
-	if n <= 64<<10 {
-		return 16
-	}
-	return bits.Len(uint(n - 1))
-}
-
-func (p *bufPool) get(n int) []byte {
-	c := bufClass(n)
-	if v, ok := p.classes[c].Get().(*[]byte); ok {
-		return (*v)[:n]
-	}
-	return make([]byte, n, 1<<c)
-}
-
-func (p *bufPool) put(b []byte) {
-	c := cap(b)
-	if c < 64<<10 || c&(c-1) != 0 {
-		return
-	}
-	b = b[:0]
-	p.classes[bits.Len(uint(c))-1].Put(&b)
 }

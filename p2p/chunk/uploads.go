@@ -2,13 +2,27 @@ package chunk
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // DefaultUploads is the number of CHUNK payloads a node sends at once,
 // across all its streams, unless configured otherwise.
 const DefaultUploads = 2
+
+// parkedPerSlot sizes the parking lot: a server keeps at most this many
+// stalled CHUNK writes per upload slot (and one per slot per peer), each
+// holding its chunk buffer until it moves again or passes its deadline.
+const parkedPerSlot = 8
+
+// stallPenalty is how long a peer gets no new slot after one of its
+// stalled writes was reset (no room to park, or its deadline passed while
+// parked): otherwise its next stream would take a slot just to stall on it.
+const stallPenalty = 15 * time.Second
 
 // Uploads bounds the CHUNK payloads a process sends at the same time,
 // across every stream it serves. Without a bound, a node asked for chunks by
@@ -21,17 +35,43 @@ const DefaultUploads = 2
 // lowest priority value (see [Prioritizer]: the chunk sent the fewest times
 // so far), and among equals to the one waiting longest. So a seeder sends
 // every chunk once before it sends any chunk twice.
+//
+// Slots are shared fairly between peers: while other peers wait, a peer
+// that holds its fair share (the slots divided by the peers holding or
+// waiting for one, rounded up) waits too; a peer alone may use every slot.
+//
+// A slot is for sending: a CHUNK write that makes no progress for the
+// server's StallTimeout (the reader stopped reading) gives its slot back
+// and waits "parked", without one, for the reader to move again, and asks
+// for a slot again, ahead of new answers, before its next piece. Each
+// parked write keeps its chunk buffer, so parking is bounded: at most n
+// parked writes per peer and parkedPerSlot*n in all, for n slots; a write
+// that stalls when there is no room is reset at once. A peer with n parked
+// writes gets no new slot until one of them moves or ends, and a peer whose
+// stalled write was reset gets none for stallPenalty: a reader that stalls
+// on every stream costs the others at most one StallTimeout per slot now
+// and then, not one per stream.
 type Uploads struct {
 	mu      sync.Mutex
+	slots   int
 	free    int
 	seq     uint64
 	waiters []*upWaiter
+	held    map[peer.ID]int // slots held, by peer (no zero entries)
+
+	parked        map[peer.ID]int // parked writes, by peer (no zero entries)
+	nparked       int
+	maxParked     int
+	maxPeerParked int
+	penalized     map[peer.ID]time.Time // no new slot until then
 }
 
 type upWaiter struct {
-	prio  func() int
-	seq   uint64
-	ready chan struct{}
+	peer   peer.ID
+	prio   func() int
+	seq    uint64
+	resume bool // a parked write taking its slot back
+	ready  chan struct{}
 }
 
 // Prioritizer is implemented by a Blob that orders its chunks for upload:
@@ -46,23 +86,33 @@ func NewUploads(n int) *Uploads {
 	if n <= 0 {
 		n = DefaultUploads
 	}
-	return &Uploads{free: n}
+	return &Uploads{
+		slots: n, free: n, held: map[peer.ID]int{}, parked: map[peer.ID]int{},
+		maxParked: parkedPerSlot * n, maxPeerParked: n, penalized: map[peer.ID]time.Time{},
+	}
 }
 
-// acquire waits for a slot; prio is asked, under the scheduler's lock,
-// for the caller's current priority each time a slot is handed out. A nil
-// Uploads never waits.
-func (u *Uploads) acquire(ctx context.Context, prio func() int) error {
+// acquire waits for a slot for a stream of p; prio is asked, under the
+// scheduler's lock, for the caller's current priority each time a slot is
+// handed out. A nil Uploads never waits.
+func (u *Uploads) acquire(ctx context.Context, p peer.ID, prio func() int) error {
+	return u.wait(ctx, &upWaiter{peer: p, prio: prio})
+}
+
+// wait is acquire for w (its seq and ready are set here).
+func (u *Uploads) wait(ctx context.Context, w *upWaiter) error {
 	if u == nil {
 		return nil
 	}
+	p := w.peer
 	u.mu.Lock()
-	if u.free > 0 && len(u.waiters) == 0 {
+	if u.free > 0 && len(u.waiters) == 0 && u.allowed(w) {
 		u.free--
+		u.held[p]++
 		u.mu.Unlock()
 		return nil
 	}
-	w := &upWaiter{prio: prio, seq: u.seq, ready: make(chan struct{})}
+	w.seq, w.ready = u.seq, make(chan struct{})
 	u.seq++
 	u.waiters = append(u.waiters, w)
 	u.grant()
@@ -78,35 +128,231 @@ func (u *Uploads) acquire(ctx context.Context, prio func() int) error {
 		u.waiters = slices.Delete(u.waiters, k, k+1)
 	} else {
 		// Granted while ctx ended: hand the slot on.
-		u.free++
-		u.grant()
+		u.releaseLocked(p)
 	}
 	return context.Cause(ctx)
 }
 
-func (u *Uploads) release() {
+// release gives back a slot that a stream of p acquired.
+func (u *Uploads) release(p peer.ID) {
 	if u == nil {
 		return
 	}
 	u.mu.Lock()
-	u.free++
-	u.grant()
+	u.releaseLocked(p)
 	u.mu.Unlock()
 }
 
-// grant hands free slots to the best waiters; u.mu held.
+func (u *Uploads) releaseLocked(p peer.ID) {
+	u.free++
+	if u.held[p]--; u.held[p] <= 0 {
+		delete(u.held, p)
+	}
+	u.grant()
+}
+
+// allowed reports whether w may get a slot at all: not while its peer has
+// its cap of parked writes or is penalized, unless w is a parked write
+// resuming; u.mu held.
+func (u *Uploads) allowed(w *upWaiter) bool {
+	if w.resume {
+		return true
+	}
+	_, penalized := u.penalized[w.peer]
+	return !penalized && u.parked[w.peer] < u.maxPeerParked
+}
+
+// penalizeLocked keeps p from new slots for stallPenalty; u.mu held.
+func (u *Uploads) penalizeLocked(p peer.ID) {
+	_, already := u.penalized[p]
+	u.penalized[p] = time.Now().Add(stallPenalty)
+	if already {
+		return
+	}
+	var lift func()
+	lift = func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if left := time.Until(u.penalized[p]); left > 0 {
+			time.AfterFunc(left, lift)
+			return
+		}
+		delete(u.penalized, p)
+		u.grant()
+	}
+	time.AfterFunc(stallPenalty, lift)
+}
+
+// share is the fair share of slots of each peer holding or waiting for
+// one; u.mu held.
+func (u *Uploads) share() int {
+	n := len(u.held)
+	var more map[peer.ID]bool
+	for _, w := range u.waiters {
+		if u.held[w.peer] == 0 && !more[w.peer] {
+			if more == nil {
+				more = map[peer.ID]bool{}
+			}
+			more[w.peer] = true
+			n++
+		}
+	}
+	if n == 0 {
+		return u.slots
+	}
+	return max(1, (u.slots+n-1)/n)
+}
+
+// grant hands free slots to the best waiters: first those whose peer holds
+// less than its fair share and has no parked write, then (if slots are
+// still free) anyone allowed; within each, the lowest priority value, then
+// the oldest. u.mu held.
 func (u *Uploads) grant() {
 	for u.free > 0 && len(u.waiters) > 0 {
-		best, bestPrio := 0, 0
+		share := u.share()
+		best, bestPrio, bestFair := -1, 0, false
 		for k, w := range u.waiters {
-			p := w.prio()
-			if k == 0 || p < bestPrio || p == bestPrio && w.seq < u.waiters[best].seq {
-				best, bestPrio = k, p
+			if !u.allowed(w) {
+				continue
 			}
+			// A peer whose writes are parked (its reader stalls) comes
+			// after the others, its parked writes' resumptions excepted.
+			fair := u.held[w.peer] < share && (w.resume || u.parked[w.peer] == 0)
+			p := w.prio()
+			switch {
+			case best < 0:
+			case fair != bestFair:
+				if !fair {
+					continue
+				}
+			case p > bestPrio, p == bestPrio && w.seq > u.waiters[best].seq:
+				continue
+			}
+			best, bestPrio, bestFair = k, p, fair
+		}
+		if best < 0 {
+			return
 		}
 		w := u.waiters[best]
 		u.waiters = slices.Delete(u.waiters, best, best+1)
 		u.free--
+		u.held[w.peer]++
 		close(w.ready)
 	}
+}
+
+// A slot is the upload slot of one CHUNK answer, which the answer may give
+// back while its write stalls (park) and take again (resume).
+type slot struct {
+	u *Uploads
+	p peer.ID
+
+	mu     sync.Mutex
+	held   bool
+	parked bool
+	gen    uint64 // counts pieces: a stall timer acts only on its own piece
+}
+
+// get waits for a slot for an answer to p (see acquire). A nil Uploads
+// gives a slot that bounds nothing.
+func (u *Uploads) get(ctx context.Context, p peer.ID, prio func() int) (*slot, error) {
+	if err := u.acquire(ctx, p, prio); err != nil {
+		return nil, err
+	}
+	return &slot{u: u, p: p, held: true}, nil
+}
+
+// piece starts a piece of the write and returns its number, for park.
+func (s *slot) piece() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	return s.gen
+}
+
+// park gives the slot back because piece gen has stalled, and parks the
+// write. It returns false when there is no room to park (the caller then
+// resets the stream); the slot is given back either way.
+func (s *slot) park(gen uint64) bool {
+	if s.u == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.gen || !s.held {
+		return true
+	}
+	u := s.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s.held = false
+	ok := true
+	if !s.parked {
+		ok = u.parked[s.p] < u.maxPeerParked && u.nparked < u.maxParked
+		if ok {
+			s.parked = true
+			u.parked[s.p]++
+			u.nparked++
+		} else {
+			u.penalizeLocked(s.p)
+		}
+	}
+	u.releaseLocked(s.p)
+	return ok
+}
+
+// resume takes a slot again for the next piece if the write was parked;
+// it stays parked (and its buffer counted) until it has one.
+func (s *slot) resume(ctx context.Context) error {
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if held || s.u == nil {
+		return nil
+	}
+	if err := s.u.wait(ctx, &upWaiter{peer: s.p, prio: func() int { return math.MinInt }, resume: true}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held = true
+	s.unparkLocked()
+	return nil
+}
+
+// done gives back whatever the answer still holds; failed says the answer
+// failed (a parked write that fails is a stalled reader: its peer is
+// penalized).
+func (s *slot) done(failed bool) {
+	if s.u == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		s.held = false
+		s.u.release(s.p)
+	}
+	if s.parked && failed {
+		s.u.mu.Lock()
+		s.u.penalizeLocked(s.p)
+		s.u.mu.Unlock()
+	}
+	s.unparkLocked()
+}
+
+// unparkLocked; s.mu held.
+func (s *slot) unparkLocked() {
+	if !s.parked {
+		return
+	}
+	s.parked = false
+	u := s.u
+	u.mu.Lock()
+	if u.parked[s.p]--; u.parked[s.p] <= 0 {
+		delete(u.parked, s.p)
+	}
+	u.nparked--
+	u.grant() // the peer's other streams may have a slot again
+	u.mu.Unlock()
 }

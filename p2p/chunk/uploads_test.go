@@ -25,7 +25,7 @@ func TestUploadsBound(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, time.Millisecond)
 				defer cancel()
 			}
-			if err := u.acquire(ctx, func() int { return k % 3 }); err != nil {
+			if err := u.acquire(ctx, "p", func() int { return k % 3 }); err != nil {
 				return
 			}
 			n := now.Add(1)
@@ -37,7 +37,7 @@ func TestUploadsBound(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 			now.Add(-1)
-			u.release()
+			u.release("p")
 		}()
 	}
 	wg.Wait()
@@ -48,7 +48,7 @@ func TestUploadsBound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	for k := 0; k < 2; k++ {
-		if err := u.acquire(ctx, func() int { return 0 }); err != nil {
+		if err := u.acquire(ctx, "p", func() int { return 0 }); err != nil {
 			t.Fatalf("slot %d not returned: %v", k, err)
 		}
 	}
@@ -59,7 +59,7 @@ func TestUploadsBound(t *testing.T) {
 func TestUploadsOrder(t *testing.T) {
 	u := NewUploads(1)
 	ctx := context.Background()
-	if err := u.acquire(ctx, func() int { return 0 }); err != nil {
+	if err := u.acquire(ctx, "p", func() int { return 0 }); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -69,14 +69,14 @@ func TestUploadsOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := u.acquire(ctx, func() int { return prio }); err != nil {
+			if err := u.acquire(ctx, "p", func() int { return prio }); err != nil {
 				t.Error(err)
 				return
 			}
 			mu.Lock()
 			order = append(order, id)
 			mu.Unlock()
-			u.release()
+			u.release("p")
 		}()
 		// Wait until it is queued, so arrival order is known.
 		for deadline := time.Now().Add(5 * time.Second); ; {
@@ -96,7 +96,7 @@ func TestUploadsOrder(t *testing.T) {
 	start(2, 1)
 	start(3, 5)
 	start(4, 1)
-	u.release()
+	u.release("p")
 	wg.Wait()
 	want := []int{2, 4, 1, 3}
 	for k := range want {

@@ -70,6 +70,18 @@ type Config struct {
 	// BootstrapCheckInterval is how often the routing table is checked
 	// for emptiness (which triggers a re-bootstrap).
 	BootstrapCheckInterval time.Duration
+	// MaxProvidersPerKey caps the providers of one blob this node stores
+	// for others (DefaultMaxProvidersPerKey).
+	MaxProvidersPerKey int
+	// MaxProviderRecordsPerPeer caps the provider records one peer can
+	// make this node store (DefaultMaxProviderRecordsPerPeer).
+	MaxProviderRecordsPerPeer int
+	// MaxProviderRecords caps the provider records this node stores for
+	// others in all (DefaultMaxProviderRecords).
+	MaxProviderRecords int
+	// MaxLookupProviders bounds the providers FindProviders returns
+	// (DefaultMaxLookupProviders).
+	MaxLookupProviders int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -82,6 +94,15 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ReprovideInterval, DefaultReprovideInterval)
 	def(&c.ProvideTimeout, DefaultProvideTimeout)
 	def(&c.BootstrapCheckInterval, DefaultBootstrapCheckInterval)
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&c.MaxProvidersPerKey, DefaultMaxProvidersPerKey)
+	defInt(&c.MaxProviderRecordsPerPeer, DefaultMaxProviderRecordsPerPeer)
+	defInt(&c.MaxProviderRecords, DefaultMaxProviderRecords)
+	defInt(&c.MaxLookupProviders, DefaultMaxLookupProviders)
 	if c.BootstrapPort == 0 {
 		c.BootstrapPort = DefaultBootstrapPort
 	}
@@ -106,11 +127,12 @@ func (c Config) withDefaults() (Config, error) {
 // DHT is shoal's content routing: a private Kademlia DHT whose keys are
 // blob digests (see [Key]). It implements [Router].
 type DHT struct {
-	h   host.Host
-	kad *dht.IpfsDHT
-	log *zap.Logger
-	cfg Config
-	m   *metrics
+	h      host.Host
+	kad    *dht.IpfsDHT
+	log    *zap.Logger
+	cfg    Config
+	m      *metrics
+	ledger *ledger
 
 	stop      context.CancelFunc // ends run, which stops the provide loops
 	wg        sync.WaitGroup     // run and the provide loops
@@ -144,6 +166,12 @@ func New(ctx context.Context, h host.Host, cfg Config, log *zap.Logger, reg prom
 		providing: map[digest.Digest]context.CancelFunc{},
 		dnsCache:  map[string][]ma.Multiaddr{},
 	}
+	// The metrics come first: the ledger counts its rejections there.
+	d.m, err = newMetrics(reg, func() int { return d.kad.RoutingTable().Size() }, func() int { return d.ledger.records() })
+	if err != nil {
+		return nil, err
+	}
+	d.ledger = newLedger(cfg, func(reason string) { d.m.rejections.WithLabelValues(reason).Inc() })
 	d.kad, err = dht.New(h,
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(ProtocolPrefix),
@@ -155,15 +183,14 @@ func New(ctx context.Context, h host.Host, cfg Config, log *zap.Logger, reg prom
 			records.CleanupInterval(cfg.ProviderTTL),
 		),
 		dht.AddressFilter(dropLoopbackUnlessOnly),
+		// Caps the provider records others store here (see ledger).
+		d.ledger.option(),
 		// No BootstrapPeers option: kad-dht then never dials the public IPFS
 		// bootstrappers, and re-bootstrapping is run's job alone.
 	)
 	if err != nil {
+		d.m.unregister()
 		return nil, fmt.Errorf("discovery: start DHT: %w", err)
-	}
-	d.m, err = newMetrics(reg, func() int { return d.kad.RoutingTable().Size() })
-	if err != nil {
-		return nil, errors.Join(err, d.kad.Close())
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -313,8 +340,8 @@ func (d *DHT) provideOnce(ctx context.Context, key cid.Cid) error {
 }
 
 // FindProviders streams the peers other than this node that provide dg, at
-// most limit (limit <= 0: all that the lookup finds), as they arrive. See
-// [Router].
+// most limit, as they arrive; limit <= 0 or above Config.MaxLookupProviders
+// means MaxLookupProviders. See [Router].
 func (d *DHT) FindProviders(ctx context.Context, dg digest.Digest, limit int) <-chan peer.AddrInfo {
 	key, err := Key(dg)
 	if err != nil {
@@ -324,10 +351,10 @@ func (d *DHT) FindProviders(ctx context.Context, dg digest.Digest, limit int) <-
 		close(out)
 		return out
 	}
-	count := 0
-	if limit > 0 {
-		count = limit + 1 // this node may be one of them
+	if limit <= 0 || limit > d.cfg.MaxLookupProviders {
+		limit = d.cfg.MaxLookupProviders
 	}
+	count := limit + 1 // this node may be one of them
 	lctx, cancel := context.WithCancel(ctx)
 	in := d.kad.FindProvidersAsync(lctx, key, count)
 	out := make(chan peer.AddrInfo, min(max(limit, 1), 16))
@@ -353,7 +380,7 @@ func (d *DHT) FindProviders(ctx context.Context, dg digest.Digest, limit int) <-
 			case <-ctx.Done():
 				return
 			}
-			if limit > 0 && sent >= limit {
+			if sent >= limit {
 				return
 			}
 		}

@@ -54,6 +54,36 @@
 // (for instance an empty routing table right after start) is logged and
 // retried after 1 s, 2 s, 4 s... up to the re-announce interval.
 //
+// # Provider record caps
+//
+// Provider records are unauthenticated: any member of the network can
+// announce any digest, under as many identities as it can make. kad-dht
+// keeps what it is sent in an uncapped store, so shoal caps the records a
+// node stores for others before kad-dht sees them (kad-dht v0.42.2 takes no
+// custom provider store; its OnRequestHook sees every incoming message
+// first, and shoal's hook removes the records past a cap from an
+// ADD_PROVIDER, so kad-dht stores only the rest):
+//
+//   - per key: at most [Config.MaxProvidersPerKey] (256) providers of one
+//     blob;
+//   - per peer: at most [Config.MaxProviderRecordsPerPeer] (8192) records
+//     of one provider (one per blob it announces);
+//   - in total: at most [Config.MaxProviderRecords] (65536) records, about
+//     20 MiB with kad-dht's in-memory store.
+//
+// Records are kept first come, first kept: a provider's re-announcement
+// refreshes its place, a newcomer past a cap is refused (and counted) until
+// a record expires, ProviderTTL after its last announcement. (kad-dht cannot
+// forget a stored record early, so nothing is evicted.) A flood of fake
+// providers therefore cannot push out the holders that announced first, nor
+// grow a node's memory past the total cap. Addresses per record are bounded
+// by kad-dht itself.
+//
+// [DHT.FindProviders] returns at most [Config.MaxLookupProviders] (64)
+// providers, whatever the caller asks: a lookup cannot be made to stream
+// without end. Which providers actually deliver is the fetcher's concern
+// (package swarm drops those that do not).
+//
 // # Bootstrapping
 //
 // [New] connects to the bootstrap peers and starts a routing table
@@ -92,6 +122,10 @@
 // # Metrics
 //
 //	shoal_dht_routing_table_peers      gauge, peers in the routing table
+//	shoal_dht_provider_records         gauge, provider records held for others
 //	shoal_dht_provides_total{result}   announcements: ok, error
 //	shoal_dht_lookups_total{result}    provider lookups: found, not_found, error
+//	shoal_dht_provider_rejections_total{reason}
+//	                                   records refused: too_many_for_key,
+//	                                   too_many_for_peer, too_many_total
 package discovery

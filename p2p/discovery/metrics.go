@@ -19,11 +19,13 @@ type metrics struct {
 	collectors []prometheus.Collector
 	provides   *prometheus.CounterVec
 	lookups    *prometheus.CounterVec
+	rejections *prometheus.CounterVec
 }
 
 // newMetrics registers the DHT's metrics on reg (nil: none are registered).
-// rtSize reports the routing table size when scraped.
-func newMetrics(reg prometheus.Registerer, rtSize func() int) (*metrics, error) {
+// rtSize reports the routing table size and records the provider records
+// held for others when scraped.
+func newMetrics(reg prometheus.Registerer, rtSize, records func() int) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
 		provides: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -34,6 +36,13 @@ func newMetrics(reg prometheus.Registerer, rtSize func() int) (*metrics, error) 
 			Name: "shoal_dht_lookups_total",
 			Help: "Provider lookups of a blob in the DHT, by result (found, not_found, error).",
 		}, []string{"result"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_dht_provider_rejections_total",
+			Help: "Provider records other peers announced that this node refused to store, by cap (too_many_for_key, too_many_for_peer, too_many_total).",
+		}, []string{"reason"}),
+	}
+	for _, r := range rejectReasons {
+		m.rejections.WithLabelValues(r)
 	}
 	for _, r := range []string{resultOK, resultError} {
 		m.provides.WithLabelValues(r)
@@ -45,10 +54,14 @@ func newMetrics(reg prometheus.Registerer, rtSize func() int) (*metrics, error) 
 		Name: "shoal_dht_routing_table_peers",
 		Help: "Peers in this node's DHT routing table.",
 	}, func() float64 { return float64(rtSize()) })
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shoal_dht_provider_records",
+		Help: "Provider records this node stores for other peers.",
+	}, func() float64 { return float64(records()) })
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{rt, m.provides, m.lookups} {
+	for _, c := range []prometheus.Collector{rt, held, m.provides, m.lookups, m.rejections} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, fmt.Errorf("discovery: register metrics: %w", err)

@@ -19,9 +19,10 @@ type Router interface {
 	// stay visible until they expire.
 	StopProviding(d digest.Digest)
 	// FindProviders streams the peers, other than this node, that announced
-	// d, at most max of them (max <= 0: no limit). The channel is closed when
-	// the lookup ends, max peers were sent, or ctx is done; the caller must
-	// drain it or cancel ctx.
+	// d, at most max of them (max <= 0: as many as the implementation
+	// allows; the DHT bounds every lookup by Config.MaxLookupProviders). The
+	// channel is closed when the lookup ends, max peers were sent, or ctx is
+	// done; the caller must drain it or cancel ctx.
 	FindProviders(ctx context.Context, d digest.Digest, max int) <-chan peer.AddrInfo
 }
 

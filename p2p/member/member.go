@@ -8,6 +8,7 @@ package member
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libhost "github.com/libp2p/go-libp2p/core/host"
@@ -28,11 +29,22 @@ type Config struct {
 	Bootstrap []string
 	// BootstrapDNS holds DNS names whose addresses are bootstrap peers.
 	BootstrapDNS []string
-	// PSKFile is the private network key file ("": an open swarm).
+	// PSKFile is the private network key file (host.LoadPSK's format;
+	// host.GeneratePSK makes one). Without it the p2p port accepts any
+	// peer that reaches it, so Join requires either a key or OpenSwarm.
 	PSKFile string
+	// OpenSwarm runs without a network key, on purpose: any host that
+	// reaches the p2p port is a peer. It may not be set with PSKFile.
+	OpenSwarm bool
 	// UploadSlots bounds the chunks sent to peers at once (0: the default).
 	UploadSlots int
 }
+
+// ErrNoNetworkKey: Config has neither a PSKFile nor OpenSwarm.
+var ErrNoNetworkKey = errors.New("member: no network key: without one the p2p port accepts any peer that reaches it")
+
+// ErrConfig is wrapped by other errors about an invalid Config.
+var ErrConfig = errors.New("member: invalid config")
 
 // Peer is a joined member: its host and its DHT.
 type Peer struct {
@@ -41,6 +53,8 @@ type Peer struct {
 	Key  crypto.PrivKey
 
 	uploads *chunk.Uploads
+	limits  *chunk.Limits
+	metrics *chunk.ServerMetrics
 	log     *zap.Logger
 }
 
@@ -48,6 +62,12 @@ type Peer struct {
 // through cfg.Bootstrap plus extra (peers known only by ID, dialed once the
 // DHT finds their addresses). reg receives the host's and the DHT's metrics.
 func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo, log *zap.Logger, reg prometheus.Registerer) (*Peer, error) {
+	switch {
+	case cfg.PSKFile == "" && !cfg.OpenSwarm:
+		return nil, ErrNoNetworkKey
+	case cfg.PSKFile != "" && cfg.OpenSwarm:
+		return nil, fmt.Errorf("%w: a network key file and an open swarm at once", ErrConfig)
+	}
 	key, err := host.LoadOrCreateIdentity(dataDir)
 	if err != nil {
 		return nil, err
@@ -70,19 +90,28 @@ func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo
 		_ = h.Close()
 		return nil, err
 	}
+	cm, err := chunk.NewServerMetrics(reg)
+	if err != nil {
+		_ = h.Close()
+		return nil, err
+	}
 	dht, err := discovery.New(ctx, h, discovery.Config{Bootstrap: append(boot, extra...), BootstrapDNS: cfg.BootstrapDNS}, log.Named("dht"), reg)
 	if err != nil {
 		_ = h.Close()
 		return nil, err
 	}
-	return &Peer{Host: h, DHT: dht, Key: key, uploads: chunk.NewUploads(cfg.UploadSlots), log: log}, nil
+	return &Peer{
+		Host: h, DHT: dht, Key: key, log: log,
+		uploads: chunk.NewUploads(cfg.UploadSlots), limits: chunk.NewLimits(chunk.LimitOptions{}), metrics: cm,
+	}, nil
 }
 
-// Serve answers the chunk protocol from blobs; onUpload, if not nil, is
+// Serve answers the chunk protocol from blobs, with the package's
+// default deadlines and caps (see package chunk); onUpload, if not nil, is
 // told of every chunk payload sent.
 func (p *Peer) Serve(blobs chunk.Blobs, onUpload func(peer.ID, int64)) {
 	p.Host.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
-		Uploads: p.uploads, OnUpload: onUpload,
+		Uploads: p.uploads, Limits: p.limits, Metrics: p.metrics, OnUpload: onUpload,
 	}, p.log.Named("chunks")))
 }
 
