@@ -121,7 +121,7 @@ func Serve(ctx context.Context, s network.Stream, b Blobs, opts ServerOptions, l
 		remote: s.Conn().RemotePeer(),
 	}
 	sv.log = log.With(zap.Stringer("peer", sv.remote))
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(withRemotePeer(ctx, sv.remote))
 	defer cancel(nil)
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	err := sv.run(ctx, cancel, b)

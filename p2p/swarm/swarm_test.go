@@ -125,7 +125,7 @@ func (s *seederNode) fill(req chunk.Open) store.Filler {
 			return err
 		}
 		p.TrackChunks(func(i int, sum [32]byte) {
-			sig, err := chunk.Sign(s.key, chunk.Record{Digest: req.Digest, BlobSize: int64(len(b)), ChunkSize: p.ChunkSize(), Index: i, Hash: sum})
+			sig, err := chunk.Sign(s.key, chunk.Record{Kind: chunk.Verified, Digest: req.Digest, BlobSize: int64(len(b)), ChunkSize: p.ChunkSize(), Index: i, Hash: sum})
 			if err == nil {
 				var rec []byte
 				if rec, err = chunk.MarshalSigned(sig); err == nil {
