@@ -113,6 +113,19 @@ func (g *gate) done(p peer.ID, d digest.Digest, err error) {
 	if g.byPeer[p]--; g.byPeer[p] <= 0 {
 		delete(g.byPeer, p)
 	}
+	g.remember(d, err)
+}
+
+// missed notes the end of a fetch started elsewhere (a preheat).
+func (g *gate) missed(d digest.Digest, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.remember(d, err)
+}
+
+// remember keeps d as missing for missTTL if err says the origin lacks it
+// or served wrong bytes; g.mu held.
+func (g *gate) remember(d digest.Digest, err error) {
 	if !errors.Is(err, upstream.ErrNotFound) && !errors.Is(err, store.ErrDigestMismatch) && !errors.Is(err, store.ErrSizeMismatch) {
 		return
 	}

@@ -101,15 +101,19 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 				return err
 			}
 			defer st.Close()
+			failed := func(err error) error {
+				s.gate.missed(d, err) // peers asking next do not refetch a missing or lying blob
+				return fmt.Errorf("blob %s: %w", d, err)
+			}
 			size, err := st.Size(gctx)
 			if err != nil {
-				return fmt.Errorf("blob %s: %w", d, err)
+				return failed(err)
 			}
 			if _, err := st.WriteRange(gctx, counter{&done}, 0, size); err != nil {
-				return fmt.Errorf("blob %s: %w", d, err)
+				return failed(err)
 			}
 			if err := st.Wait(gctx); err != nil {
-				return fmt.Errorf("blob %s: %w", d, err)
+				return failed(err)
 			}
 			layersDone.Add(1)
 			return nil
