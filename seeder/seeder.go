@@ -169,6 +169,13 @@ func (s *Seeder) Run(ctx context.Context) error {
 	if s.met != nil {
 		servers = append(servers, ops.NewServer(s.met, ops.Handler(s.reg, &s.ready, false)))
 	}
+	mctx, stopMigrate := context.WithCancel(ctx)
+	migrated := make(chan struct{})
+	go func() {
+		defer close(migrated)
+		s.resignStale(mctx)
+	}()
+	defer func() { stopMigrate(); <-migrated }()
 	s.ready.Set(true)
 	s.log.Info("seeder ready", zap.String("peer", s.ID().String()), zap.Strings("addrs", s.Addrs()), zap.String("admin_addr", s.AdminAddr()))
 	return ops.Run(ctx, 10*time.Second, nil, servers...)
