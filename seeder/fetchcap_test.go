@@ -85,7 +85,7 @@ func TestSeederCapsOriginFetches(t *testing.T) {
 // Finding 8: a seeder fetch a peer started for a digest the origin does
 // not have is not retried in a loop: the first OPEN gets NOT_FOUND from
 // the origin's answer, the next ones NOT_FOUND without asking the origin
-// again (for a while). Before the fix each OPEN went to the origin again
+// again (for a while) in that repository. Before the fix each OPEN went to the origin again
 // and the answer was INTERNAL.
 func TestSeederDoesNotRefetchMissingBlob(t *testing.T) {
 	o := startOrigin(t)
@@ -105,5 +105,13 @@ func TestSeederDoesNotRefetchMissingBlob(t *testing.T) {
 	}
 	if n := rejections(t, s, "origin_not_found"); n != 3 {
 		t.Fatalf("origin_not_found rejections %v, want 3", n)
+	}
+	// The miss is remembered for that repository only: a peer asking in a
+	// repository that lacks a blob cannot make the seeder refuse it to all.
+	if _, err := chunk.Dial(ctx, c.h, c.seeder, chunk.Open{Digest: d, Registry: o.Host, Repo: "other/app"}, chunk.ClientOptions{}); !errors.Is(err, chunk.ErrNotFound) {
+		t.Fatalf("OPEN in another repository: %v, want ERROR(NOT_FOUND)", err)
+	}
+	if n := o.BlobGets(d.String()); n != 2 {
+		t.Fatalf("the origin was asked %d times, want twice (once per repository)", n)
 	}
 }

@@ -24,8 +24,9 @@ const (
 	DefaultOriginFetches = 64
 	// DefaultOriginFetchesPerPeer caps those started for one peer at once.
 	DefaultOriginFetchesPerPeer = 16
-	// missTTL is how long a digest the origin did not have (or served
-	// wrong) is answered NOT_FOUND without asking the origin again.
+	// missTTL is how long a blob the origin did not have (or served
+	// wrong) in a repository is answered NOT_FOUND without asking the
+	// origin again.
 	missTTL = time.Minute
 	// maxMisses bounds the remembered misses.
 	maxMisses = 4096
@@ -52,7 +53,7 @@ type gate struct {
 	mu      sync.Mutex
 	running int
 	byPeer  map[peer.ID]int
-	misses  map[digest.Digest]time.Time // until when a digest is answered NOT_FOUND
+	misses  map[string]time.Time // until when a missKey is answered NOT_FOUND
 	wg      sync.WaitGroup
 }
 
@@ -75,12 +76,13 @@ func (g *gate) Start(ctx context.Context, req chunk.Open) error {
 		g.reject.Reject(swarm.RejectUnconfiguredRegistry)
 		return fmt.Errorf("%w: registry %q: %v", chunk.ErrNotFound, req.Registry, err)
 	}
-	if until, ok := g.misses[req.Digest]; ok {
+	key := missKey(t, req.Digest)
+	if until, ok := g.misses[key]; ok {
 		if g.now().Before(until) {
 			g.reject.Reject(swarm.RejectOriginNotFound)
 			return fmt.Errorf("%w: %s was not at the origin moments ago", chunk.ErrNotFound, req.Digest)
 		}
-		delete(g.misses, req.Digest)
+		delete(g.misses, key)
 	}
 	p, _ := chunk.RemotePeer(ctx)
 	if g.running >= g.total || g.byPeer[p] >= g.perPeer {
@@ -99,37 +101,45 @@ func (g *gate) Start(ctx context.Context, req chunk.Open) error {
 		// The store ends every download when it closes.
 		err := st.Wait(context.Background())
 		_ = st.Close()
-		g.done(p, req.Digest, err)
+		g.done(p, key, err)
 	}()
 	return nil
 }
 
 // done releases a fetch's place and remembers a digest the origin lacks or
 // served wrong, so peers asking again do not loop the seeder through it.
-func (g *gate) done(p peer.ID, d digest.Digest, err error) {
+func (g *gate) done(p peer.ID, key string, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.running--
 	if g.byPeer[p]--; g.byPeer[p] <= 0 {
 		delete(g.byPeer, p)
 	}
-	g.remember(d, err)
+	g.remember(key, err)
 }
 
-// missed notes the end of a fetch started elsewhere (a preheat).
-func (g *gate) missed(d digest.Digest, err error) {
+// missed notes the end of a fetch of d from t started elsewhere (a
+// preheat).
+func (g *gate) missed(t upstream.Target, d digest.Digest, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.remember(d, err)
+	g.remember(missKey(t, d), err)
 }
 
-// remember keeps d as missing for missTTL if err says the origin lacks it
+// missKey names a blob where it was looked for: a miss in one repository
+// says nothing of another (else any peer could make the seeder refuse any
+// digest by asking for it in a repository that lacks it).
+func missKey(t upstream.Target, d digest.Digest) string {
+	return t.Registry + "/" + t.Repo + "@" + d.String()
+}
+
+// remember keeps key as missing for missTTL if err says the origin lacks it
 // or served wrong bytes; g.mu held.
-func (g *gate) remember(d digest.Digest, err error) {
+func (g *gate) remember(key string, err error) {
 	if !errors.Is(err, upstream.ErrNotFound) && !errors.Is(err, store.ErrDigestMismatch) && !errors.Is(err, store.ErrSizeMismatch) {
 		return
 	}
-	g.log.Warn("origin fetch failed; not retried for a while", zap.String("digest", d.String()), zap.Duration("for", missTTL), zap.Error(err))
+	g.log.Warn("origin fetch failed; not retried for a while", zap.String("blob", key), zap.Duration("for", missTTL), zap.Error(err))
 	now := g.now()
 	if len(g.misses) >= maxMisses {
 		for k, until := range g.misses {
@@ -138,7 +148,7 @@ func (g *gate) remember(d digest.Digest, err error) {
 			}
 		}
 	}
-	g.misses[d] = now.Add(missTTL)
+	g.misses[key] = now.Add(missTTL)
 }
 
 // wait waits for the fetches' bookkeeping after the store closed.

@@ -102,7 +102,7 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 			}
 			defer st.Close()
 			failed := func(err error) error {
-				s.gate.missed(d, err) // peers asking next do not refetch a missing or lying blob
+				s.gate.missed(t, d, err) // peers asking next do not refetch a missing or lying blob
 				return fmt.Errorf("blob %s: %w", d, err)
 			}
 			size, err := st.Size(gctx)

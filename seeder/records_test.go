@@ -122,15 +122,21 @@ func TestSeederLyingOriginGetsNoVerifiedRecord(t *testing.T) {
 	// Chunks the seeder had not announced when it gave up never come:
 	// stop asking a moment after its download ended.
 	fctx, fcancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		for s.store.Downloading(d) && fctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(time.Second)
+		select {
+		case <-time.After(time.Second):
+		case <-fctx.Done():
+		}
 		fcancel()
 	}()
 	got := fetchAll(fctx, t, sess)
 	fcancel()
+	<-watched
 	sess.Close()
 	wrong := 0
 	for i, r := range got {

@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	}
 	s.gate = &gate{st: s.store, up: up, configured: configured, fill: s.fill,
 		total: orDefault(cfg.OriginFetches, DefaultOriginFetches), perPeer: orDefault(cfg.OriginFetchesPerPeer, DefaultOriginFetchesPerPeer),
-		reject: s.rej, log: log.Named("gate"), now: time.Now, byPeer: map[peer.ID]int{}, misses: map[digest.Digest]time.Time{}}
+		reject: s.rej, log: log.Named("gate"), now: time.Now, byPeer: map[peer.ID]int{}, misses: map[string]time.Time{}}
 	s.peer.Serve(swarm.NewBlobs(s.store, nil, true, swarm.WithStarter(s.gate), swarm.WithRejections(s.rej), swarm.WithRefresh(s.sign.refresh)),
 		func(_ peer.ID, n int64) { s.m.Uploaded.Add(float64(n)) })
 	if cfg.AdminAddr != "" {
