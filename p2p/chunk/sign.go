@@ -143,10 +143,3 @@ func VerifiedRecordCheck(trusted Trust) func(d digest.Digest, i int, sum [32]byt
 		return s.Verify(trusted) == nil
 	}
 }
-
-// IsVerified reports whether rec decodes as a VERIFIED record (no
-// signature check: for records the caller already trusts).
-func IsVerified(rec []byte) bool {
-	s, err := UnmarshalSigned(rec)
-	return err == nil && s.Kind == Verified
-}
