@@ -13,7 +13,6 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/p2p/chunk"
 )
 
 // Progress is one preheat progress report.
@@ -52,6 +51,9 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 	registry, repo, id, err := SplitRef(ref)
 	if err != nil {
 		return fail(err)
+	}
+	if !s.gate.configured(registry) {
+		return fail(fmt.Errorf("seeder: registry %q is not one of the seeder's upstreams", registry))
 	}
 	t, err := s.up.Target(registry, repo)
 	if err != nil {
@@ -94,20 +96,24 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 	for _, b := range blobs {
 		g.Go(func() error {
 			d, _ := oci.ParseDigest(b.Digest)
-			st, err := s.store.Fetch(gctx, d, s.filler(chunk.Open{Digest: d, Registry: registry, Repo: t.Repo}))
+			st, err := s.store.Fetch(gctx, d, s.fill(t, d))
 			if err != nil {
 				return err
 			}
 			defer func() { _ = st.Close() }()
+			failed := func(err error) error {
+				s.gate.missed(t, d, err) // peers asking next do not refetch a missing or lying blob
+				return fmt.Errorf("blob %s: %w", d, err)
+			}
 			size, err := st.Size(gctx)
 			if err != nil {
-				return fmt.Errorf("blob %s: %w", d, err)
+				return failed(err)
 			}
 			if _, err := st.WriteRange(gctx, counter{&done}, 0, size); err != nil {
-				return fmt.Errorf("blob %s: %w", d, err)
+				return failed(err)
 			}
 			if err := st.Wait(gctx); err != nil {
-				return fmt.Errorf("blob %s: %w", d, err)
+				return failed(err)
 			}
 			layersDone.Add(1)
 			return nil

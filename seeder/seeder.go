@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/internal/ops"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/member"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 )
@@ -30,7 +30,20 @@ type Config struct {
 	// Swarm is how the seeder joins the private network; its Bootstrap
 	// lists other seeders, to share one DHT.
 	Swarm member.Config
+	// CacheMaxBytes caps complete content in the store (0: no limit; the
+	// flag's default is DefaultCacheMaxBytes); the least recently used
+	// blobs are evicted.
+	CacheMaxBytes int64
+	// OriginFetches caps the origin fetches peers can have the seeder run
+	// at once (0: DefaultOriginFetches); OriginFetchesPerPeer caps those of
+	// one peer (0: DefaultOriginFetchesPerPeer). Past a cap an OPEN for a
+	// blob the seeder lacks is answered BUSY.
+	OriginFetches        int
+	OriginFetchesPerPeer int
 }
+
+// DefaultCacheMaxBytes is the seeder's default store quota: 200 GiB.
+const DefaultCacheMaxBytes = 200 << 30
 
 // Seeder is a running seeder.
 type Seeder struct {
@@ -44,6 +57,9 @@ type Seeder struct {
 	admin  net.Listener
 	met    net.Listener
 	m      *swarm.Metrics
+	rej    *swarm.Rejections
+	sign   signer
+	gate   *gate
 	ready  ops.Ready
 }
 
@@ -66,14 +82,27 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	s.origin = upstream.NewOrigin(up, log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))
 	})
-	if s.store, err = store.Open(cfg.DataDir, log.Named("store")); err != nil {
+	s.rej = swarm.NewRejections(reg)
+	configured, err := configuredRegistries(cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	if s.store, err = store.Open(cfg.DataDir, log.Named("store"), store.WithQuota(cfg.CacheMaxBytes, nil)); err != nil {
 		return nil, err
 	}
 	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, nil, log, reg); err != nil {
 		s.close()
 		return nil, err
 	}
-	s.peer.Serve(swarm.NewBlobs(s.store, s.filler, true), func(_ peer.ID, n int64) { s.m.Uploaded.Add(float64(n)) })
+	if s.sign, err = newSigner(s.peer.Key, time.Now); err != nil {
+		s.close()
+		return nil, err
+	}
+	s.gate = &gate{st: s.store, up: up, configured: configured, fill: s.fill,
+		total: orDefault(cfg.OriginFetches, DefaultOriginFetches), perPeer: orDefault(cfg.OriginFetchesPerPeer, DefaultOriginFetchesPerPeer),
+		reject: s.rej, log: log.Named("gate"), now: time.Now, byPeer: map[peer.ID]int{}, misses: map[string]time.Time{}}
+	s.peer.Serve(swarm.NewBlobs(s.store, nil, true, swarm.WithStarter(s.gate), swarm.WithRejections(s.rej), swarm.WithRefresh(s.sign.refresh)),
+		func(_ peer.ID, n int64) { s.m.Uploaded.Add(float64(n)) })
 	if cfg.AdminAddr != "" {
 		if s.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 			s.close()
@@ -89,8 +118,16 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	return s, nil
 }
 
-func (s *Seeder) filler(req chunk.Open) store.Filler {
-	return signingFiller(s.peer.Key, s.up, s.origin, req.Digest, req.Registry, req.Repo, s.log.Named("sign"))
+// fill pulls blob d of t from the origin into the store, signing chunks.
+func (s *Seeder) fill(t upstream.Target, d digest.Digest) store.Filler {
+	return signingFiller(s.sign, t, s.origin, d, s.log.Named("sign"))
+}
+
+func orDefault(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
 }
 
 func (s *Seeder) close() {
@@ -99,6 +136,9 @@ func (s *Seeder) close() {
 	}
 	if s.store != nil {
 		_ = s.store.Close()
+	}
+	if s.gate != nil {
+		s.gate.wait()
 	}
 	for _, l := range []net.Listener{s.admin, s.met} {
 		if l != nil {
@@ -129,6 +169,13 @@ func (s *Seeder) Run(ctx context.Context) error {
 	if s.met != nil {
 		servers = append(servers, ops.NewServer(s.met, ops.Handler(s.reg, &s.ready, false)))
 	}
+	mctx, stopMigrate := context.WithCancel(ctx)
+	migrated := make(chan struct{})
+	go func() {
+		defer close(migrated)
+		s.resignStale(mctx)
+	}()
+	defer func() { stopMigrate(); <-migrated }()
 	s.ready.Set(true)
 	s.log.Info("seeder ready", zap.String("peer", s.ID().String()), zap.Strings("addrs", s.Addrs()), zap.String("admin_addr", s.AdminAddr()))
 	return ops.Run(ctx, 10*time.Second, nil, servers...)

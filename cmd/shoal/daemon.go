@@ -75,7 +75,7 @@ func daemonFlags(fs *flag.FlagSet, cfg *node.Config) {
 	upstreamFlags(fs, &cfg.Upstream)
 	fs.DurationVar(&cfg.TagTTL, "tag-ttl", 5*time.Second, "how long a tag resolved at the upstream is reused")
 	fs.DurationVar(&cfg.TagStale, "tag-stale", 10*time.Minute, "how long past its TTL a tag's last known digest is served while the upstream is unreachable")
-	fs.Int64Var(&cfg.CacheMaxBytes, "cache-max-bytes", 0, "cap on stored content in bytes; least recently used blobs are evicted past 90% down to 80% (0: no cap)")
+	cacheFlag(fs, &cfg.CacheMaxBytes, 0)
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for requests in flight at shutdown")
 	fs.BoolVar(&cfg.P2P, "p2p", true, "fetch missing blobs from the swarm (peers and seeders) before the origin")
 	swarmFlags(fs, &cfg.Swarm, "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable")

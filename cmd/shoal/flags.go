@@ -47,6 +47,12 @@ func swarmError(err error) error {
 	return err
 }
 
+// cacheFlag declares the store's byte quota; def differs by role (a node
+// defaults to no cap, a seeder to seeder.DefaultCacheMaxBytes).
+func cacheFlag(fs *flag.FlagSet, v *int64, def int64) {
+	fs.Int64Var(v, "cache-max-bytes", def, "cap on stored content in bytes; least recently used blobs are evicted past 90% down to 80% (0: no cap)")
+}
+
 // processFlags are the settings of the process itself.
 type processFlags struct {
 	logLevel string

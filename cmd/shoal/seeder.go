@@ -25,6 +25,9 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:5061", "listen address of the admin API (preheat, status); keep it private")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5062", "listen address for /metrics, /healthz, /readyz (empty: off)")
 	upstreamFlags(fs, &cfg.Upstream)
+	cacheFlag(fs, &cfg.CacheMaxBytes, seeder.DefaultCacheMaxBytes)
+	fs.IntVar(&cfg.OriginFetches, "origin-fetches", seeder.DefaultOriginFetches, "origin fetches peers can make the seeder run at once; past it a peer asking for a blob the seeder lacks gets BUSY")
+	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
 	var proc processFlags
 	proc.declare(fs, 256<<20)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -14,7 +15,9 @@ import (
 	"github.com/shoal-dev/shoal/internal/ops"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
+	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/member"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/registryshim"
 )
 
@@ -60,6 +63,19 @@ type Daemon struct {
 	ready    ops.Ready
 	peer     *member.Peer
 	withdraw func(digest.Digest) // the DHT's StopProviding, once the swarm is up
+	rej      *swarm.Rejections
+}
+
+// trustSet is the trusted seeders' IDs that parse (startP2P reports the
+// others).
+func trustSet(ids []string) chunk.TrustSet {
+	t := chunk.NewTrustSet()
+	for _, s := range ids {
+		if id, err := peer.Decode(s); err == nil {
+			t[id] = struct{}{}
+		}
+	}
+	return t
 }
 
 // New opens the store, builds the components and binds the listeners, so
@@ -76,13 +92,17 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, reg: reg}
+	d := &Daemon{cfg: cfg, log: log, reg: reg, rej: swarm.NewRejections(reg)}
 	st, err := store.Open(cfg.DataDir, log.Named("store"),
 		store.WithQuota(cfg.CacheMaxBytes, func(dg digest.Digest) {
 			if d.withdraw != nil {
 				d.withdraw(dg)
 			}
-		}))
+		}),
+		// Chunks with a trusted seeder's VERIFIED record answer a Range
+		// before the blob is complete; once one is held, STREAMED ones
+		// are refused.
+		store.WithRecordCheck(chunk.VerifiedRecordCheck(trustSet(cfg.TrustedSeeders)), d.rej.Func(swarm.RejectStreamedRecordReplaced)))
 	if err != nil {
 		return nil, err
 	}

@@ -73,7 +73,7 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	d.withdraw = p.DHT.StopProviding
 	m := swarm.NewMetrics(d.reg, fetched)
 	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
-	p.Serve(swarm.NewBlobs(d.store, nil, cfg.SharePartial), func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) })
+	p.Serve(swarm.NewBlobs(d.store, nil, cfg.SharePartial, swarm.WithRejections(d.rej)), func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) })
 	// Advertise what is already here, with chunk records.
 	for _, dg := range d.store.Chunked() {
 		p.DHT.StartProviding(ctx, dg)

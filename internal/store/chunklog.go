@@ -23,6 +23,10 @@ const maxSigLen = 4096
 type chunkEntry struct {
 	hash [32]byte
 	sig  []byte
+	// verified: sig is a VERIFIED record of this chunk (the store's
+	// RecordCheck said so when the entry was made); not stored, re-judged
+	// from sig on restore.
+	verified bool
 }
 
 func (e chunkEntry) hashKnown() bool { return e.hash != [32]byte{} }

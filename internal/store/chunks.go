@@ -97,6 +97,11 @@ func (v *ChunkView) State(ctx context.Context) (ChunkState, error) {
 			dl.mu.Unlock()
 			return v.switchToComplete(ctx)
 		}
+		if dl.done && dl.err != nil {
+			err := dl.err
+			dl.mu.Unlock()
+			return ChunkState{}, err
+		}
 		if dl.started {
 			st := ChunkState{Size: dl.size, ChunkSize: dl.chunkSize, Servable: chunkset.New(dl.have.Len()), Version: dl.version}
 			for i, e := range dl.sigs {

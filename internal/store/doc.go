@@ -24,5 +24,8 @@
 // first bytes reach clients long before the blob is complete and memory
 // stays flat whatever the blob size. The last byte of a blob is held back
 // from streams until the whole digest has been verified: a client can never
-// receive a corrupt blob as complete.
+// receive a corrupt blob as complete. A range other than the whole blob is
+// answered only from verified bytes: chunks whose record the store's
+// RecordCheck accepts (a trusted seeder's VERIFIED record), or the blob once
+// its digest matched.
 package store

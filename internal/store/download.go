@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,12 +33,15 @@ type Download struct {
 	chunkSize int64
 	have      *chunkset.Set // chunks whose bytes are on disk (nil before the size is known)
 	sigs      map[int]chunkEntry
-	avail     int64 // bytes from offset 0, in order, hashed: readable by streams
-	verified  bool  // the digest matched and the file is under blobs/
-	digestOK  bool  // the digest matched (the file may still be syncing)
-	err       error // terminal failure
-	done      bool
-	version   uint64 // bumps with every change, for chunk views
+	// anyVerified: some entry in sigs is VERIFIED (the seeder checked the
+	// whole blob), so records that are not are refused from now on.
+	anyVerified bool
+	avail       int64 // bytes from offset 0, in order, hashed: readable by streams
+	verified    bool  // the digest matched and the file is under blobs/
+	digestOK    bool  // the digest matched (the file may still be syncing)
+	err         error // terminal failure
+	done        bool
+	version     uint64 // bumps with every change, for chunk views
 }
 
 func newDownload(s *Store, d digest.Digest) *Download {
@@ -81,9 +83,14 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 	if err != nil {
 		dl.err = err
 		// A corrupt or oversized download is useless; so is one that filled
-		// the disk (keeping it would block every other download).
+		// the disk (keeping it would block every other download). Its
+		// records go with it: no view serves a chunk of it any more.
 		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			dl.removePartial()
+			dl.sigs, dl.anyVerified = map[int]chunkEntry{}, false
+			if dl.have != nil {
+				dl.have = chunkset.New(dl.have.Len())
+			}
 		}
 		dl.s.log.Debug("download failed", zap.String("digest", dl.d.String()), zap.Error(err), zap.Duration("duration", time.Since(start)))
 	}
@@ -124,7 +131,11 @@ func (dl *Download) openPartial() (*Partial, error) {
 	return p, nil
 }
 
-// restore rebuilds the state of a partial blob of the given size.
+// restore rebuilds the state of a partial blob of the given size. Each
+// logged chunk of the in-order prefix is read once: its SHA-256 (checked
+// against the logged one when known, and recorded when not) and the digest
+// check are computed from the same bytes. A chunk past the prefix is kept
+// only if its logged hash matches what is on disk.
 func (p *Partial) restore(size int64) error {
 	dl := p.dl
 	cs := chunkset.Size(size)
@@ -140,36 +151,43 @@ func (p *Partial) restore(size int64) error {
 	have := chunkset.New(n)
 	buf := make([]byte, cs)
 	kept := map[int]chunkEntry{}
-	for i, e := range entries {
+	anyVerified := false
+	var prefix int64
+	for i := range n {
+		e, ok := entries[i]
 		off, ln := chunkset.Bounds(size, cs, i)
-		if off+ln > fi.Size() {
+		if !ok || off+ln > fi.Size() {
 			continue
 		}
-		if e.hashKnown() {
-			if _, err := p.f.ReadAt(buf[:ln], off); err != nil || sha256.Sum256(buf[:ln]) != e.hash {
-				continue
-			}
+		inPrefix := off == prefix
+		if !inPrefix && !e.hashKnown() {
+			continue // cannot be checked
 		}
+		if _, err := p.f.ReadAt(buf[:ln], off); err != nil {
+			continue
+		}
+		sum := sha256.Sum256(buf[:ln])
+		if e.hashKnown() && sum != e.hash {
+			continue
+		}
+		if inPrefix {
+			p.h.Write(buf[:ln])
+			prefix += ln
+		}
+		e = dl.s.entry(dl.d, i, sum, e.sig)
+		anyVerified = anyVerified || e.verified
 		have.Set(i)
 		kept[i] = e
 	}
 	p.size = size
 	dl.mu.Lock()
-	dl.size, dl.chunkSize, dl.have, dl.sigs = size, cs, have, kept
+	dl.size, dl.chunkSize, dl.have, dl.sigs, dl.anyVerified = size, cs, have, kept, anyVerified
 	dl.mu.Unlock()
-	// Rewrite the log with what was kept, then re-hash the in-order prefix.
+	// Rewrite the log with what was kept (hashes now known).
 	if err := p.rewriteLog(kept); err != nil {
 		return err
 	}
-	var prefix int64
-	for i := 0; i < n && have.Has(i); i++ {
-		_, ln := chunkset.Bounds(size, cs, i)
-		prefix += ln
-	}
 	if prefix > 0 {
-		if _, err := io.Copy(p.h, io.NewSectionReader(p.f, 0, prefix)); err != nil {
-			return fmt.Errorf("store: re-hash partial: %w", err)
-		}
 		dl.s.log.Info("resuming partial download", zap.String("digest", dl.d.String()),
 			zap.Int64("bytes", prefix), zap.Int("chunks", have.Count()), zap.Int64("size", size))
 	}
@@ -224,9 +242,17 @@ func (p *Partial) finish() error {
 	if !oci.Matches(dl.d, sum) {
 		return fmt.Errorf("%w: %s", ErrDigestMismatch, dl.d)
 	}
+	recs, err := p.verifiedRecords()
+	if err != nil {
+		return err
+	}
 	// The bytes are right: streams may send the last byte now, while the
-	// file is synced and renamed (which only makes it durable).
+	// file is synced and renamed (which only makes it durable). Records
+	// signed after the digest check replace every earlier one at once.
 	dl.mu.Lock()
+	if recs != nil {
+		dl.sigs, dl.anyVerified = recs, true
+	}
 	dl.digestOK = true
 	dl.notify()
 	dl.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -35,6 +36,8 @@ type Partial struct {
 	onChunk  func(i int, sum [32]byte)
 	chunkH   hash.Hash
 	chunkIdx int
+	// onVerified re-signs every chunk once the digest matched (a seeder).
+	onVerified func(i int, sum [32]byte) ([]byte, error)
 }
 
 var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
@@ -72,11 +75,40 @@ func (p *Partial) drainHash() {
 // TrackChunks asks Write to compute the SHA-256 of every chunk it completes
 // and to call fn with it (in order, on the writer's goroutine). It must be
 // called before the first Write, when Offset() is at a chunk boundary.
+// Before it returns it calls fn for every chunk already held without a
+// record: a resumed download whose process stopped between logging a chunk
+// and recording its signature (the hash is the one the resume computed from
+// the bytes it also fed to the digest check).
 func (p *Partial) TrackChunks(fn func(i int, sum [32]byte)) {
 	p.hmu.Lock()
-	defer p.hmu.Unlock()
 	p.onChunk, p.chunkH = fn, sha256.New()
 	p.chunkIdx = -1
+	p.hmu.Unlock()
+	var unsigned []chunkSum
+	dl := p.dl
+	dl.mu.Lock()
+	for i, e := range dl.sigs {
+		if e.sig == nil && e.hashKnown() && dl.have.Has(i) {
+			unsigned = append(unsigned, chunkSum{i, e.hash})
+		}
+	}
+	dl.mu.Unlock()
+	sort.Slice(unsigned, func(a, b int) bool { return unsigned[a].i < unsigned[b].i })
+	for _, c := range unsigned {
+		fn(c.i, c.sum)
+	}
+}
+
+// OnVerified asks the download to call fn for every chunk once the whole
+// blob matched its digest, before the blob counts as complete, with the
+// chunk's SHA-256 as hashed from the bytes the digest check covered; the
+// records fn returns replace every record held, all at once (a seeder
+// signs its VERIFIED records here). If some chunk's hash is not known, or fn
+// fails, the download fails and the blob is not committed.
+func (p *Partial) OnVerified(fn func(i int, sum [32]byte) ([]byte, error)) {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	p.onVerified = fn
 }
 
 // Digest is the digest being fetched.
@@ -157,7 +189,7 @@ func (p *Partial) SetSize(n int64) error {
 	cs := chunkset.Size(n)
 	dl.mu.Lock()
 	if dl.chunkSize != cs || dl.have.Len() != chunkset.Count(n, cs) {
-		dl.have, dl.sigs = chunkset.New(chunkset.Count(n, cs)), map[int]chunkEntry{}
+		dl.have, dl.sigs, dl.anyVerified = chunkset.New(chunkset.Count(n, cs)), map[int]chunkEntry{}, false
 	}
 	dl.size, dl.chunkSize, dl.started, dl.avail = n, cs, true, p.off
 	dl.notify()
@@ -180,7 +212,7 @@ func (p *Partial) Reset() error {
 	dl.mu.Lock()
 	dl.avail = 0
 	dl.have = chunkset.New(dl.have.Len())
-	dl.sigs = map[int]chunkEntry{}
+	dl.sigs, dl.anyVerified = map[int]chunkEntry{}, false
 	dl.notify()
 	dl.mu.Unlock()
 	return nil
@@ -288,8 +320,9 @@ func (p *Partial) SetChunkRecord(i int, sum [32]byte, sig []byte) error {
 		dl.mu.Unlock()
 		return fmt.Errorf("%w: chunk %d is not held", ErrNotFound, i)
 	}
-	e := chunkEntry{hash: sum, sig: append([]byte(nil), sig...)}
+	e := dl.s.entry(dl.d, i, sum, sig)
 	dl.sigs[i] = e
+	dl.anyVerified = dl.anyVerified || e.verified
 	dl.notify()
 	dl.mu.Unlock()
 	p.hmu.Lock()
@@ -298,13 +331,25 @@ func (p *Partial) SetChunkRecord(i int, sum [32]byte, sig []byte) error {
 }
 
 // WriteChunk stores verified chunk i (its bytes, SHA-256 and signed record)
-// at its place. It is safe for concurrent use. A chunk already held is
-// ignored. The in-order prefix advances over every chunk now contiguous.
+// at its place. It is safe for concurrent use. A chunk already held keeps
+// its bytes; its record is replaced only by a VERIFIED one of the same hash
+// (a VERIFIED record is preferred to a STREAMED one). Once the download
+// holds a VERIFIED record, a chunk whose record is not VERIFIED is refused
+// with ErrRecordSuperseded. The in-order prefix advances over every chunk
+// now contiguous.
 func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error {
 	dl := p.dl
+	e := dl.s.entry(dl.d, i, sum, sig)
 	dl.mu.Lock()
 	size, cs, n, had := dl.size, dl.chunkSize, dl.have.Len(), dl.have.Has(i)
+	superseded := dl.anyVerified && !e.verified
 	dl.mu.Unlock()
+	if superseded {
+		if dl.s.onSuperseded != nil {
+			dl.s.onSuperseded()
+		}
+		return fmt.Errorf("%w: chunk %d of %s", ErrRecordSuperseded, i, dl.d)
+	}
 	if size < 0 || cs <= 0 {
 		return fmt.Errorf("%w: WriteChunk before SetSize", ErrSizeMismatch)
 	}
@@ -316,23 +361,42 @@ func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error
 		return fmt.Errorf("%w: chunk %d has %d bytes, want %d", ErrSizeMismatch, i, len(data), ln)
 	}
 	if had {
-		return nil
+		return p.upgradeRecord(i, e)
 	}
 	if _, err := p.f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("store: write chunk: %w", err)
 	}
 	p.hmu.Lock()
 	defer p.hmu.Unlock()
-	e := chunkEntry{hash: sum, sig: append([]byte(nil), sig...)}
 	if err := p.appendLog(i, e); err != nil {
 		return err
 	}
 	dl.mu.Lock()
 	dl.have.Set(i)
 	dl.sigs[i] = e
+	dl.anyVerified = dl.anyVerified || e.verified
 	dl.notify()
 	dl.mu.Unlock()
 	return p.advance(i, data)
+}
+
+// upgradeRecord replaces the record of held chunk i by e when e is VERIFIED,
+// the held one is not, and both describe the same bytes.
+func (p *Partial) upgradeRecord(i int, e chunkEntry) error {
+	dl := p.dl
+	dl.mu.Lock()
+	old := dl.sigs[i]
+	if !e.verified || old.verified || old.hash != e.hash {
+		dl.mu.Unlock()
+		return nil
+	}
+	dl.sigs[i] = e
+	dl.anyVerified = true
+	dl.notify()
+	dl.mu.Unlock()
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	return p.appendLog(i, e)
 }
 
 // advance moves the in-order prefix over contiguous held chunks; data is

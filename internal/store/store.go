@@ -38,6 +38,9 @@ type Store struct {
 
 	quota quota
 
+	recordCheck  RecordCheck
+	onSuperseded func()
+
 	mu       sync.Mutex
 	inflight map[string]*Download
 	closed   bool

@@ -72,6 +72,10 @@ func (st *Stream) open() (*os.File, error) {
 	if errors.Is(err, fs.ErrNotExist) && dl.err != nil {
 		return nil, dl.err
 	}
+	if errors.Is(err, fs.ErrNotExist) && dl.digestOK {
+		// Renamed into blobs/ since the digest matched.
+		f, err = os.Open(dl.s.path("blobs", dl.d))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open for streaming: %w", err)
 	}
@@ -80,16 +84,23 @@ func (st *Stream) open() (*os.File, error) {
 }
 
 // WriteRange copies bytes [off, off+n) of the blob to w, waiting for bytes
-// that have not arrived yet. Bytes reach w only in order; the last byte of
-// the blob only after the digest has been verified. If the download fails
-// the copy stops with its error, short of n.
+// that have not arrived yet. The whole blob ([0, size)) streams in order
+// as it arrives, its last byte only after the digest has been verified, so
+// no reader ever gets a wrong blob whole. Any other range is answered only
+// from verified bytes (writeVerified): until the blob is complete, from
+// chunks with a VERIFIED record, else it waits for the digest check. If
+// the download fails the copy stops with its error, short of n.
 func (st *Stream) WriteRange(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
-	if _, err := st.Size(ctx); err != nil {
+	size, err := st.Size(ctx)
+	if err != nil {
 		return 0, err
 	}
 	f, err := st.open()
 	if err != nil {
 		return 0, err
+	}
+	if !st.complete && (off != 0 || n != size) {
+		return st.writeVerified(ctx, w, f, off, n)
 	}
 	var written int64
 	for written < n {

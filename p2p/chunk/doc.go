@@ -22,11 +22,33 @@
 //
 // # Chunk signatures
 //
-// A seeder that holds a blob (or a verified range of it) hashes each chunk
-// with SHA-256 (whatever the blob's digest algorithm) and signs a Record with
-// its libp2p identity key. The signed message is exactly SigningBytes:
+// A seeder hashes each chunk with SHA-256 (whatever the blob's digest
+// algorithm) and signs a Record with its libp2p identity key. A record has
+// a kind, which is part of what is signed:
 //
-//	"shoal-chunk-sig/v1\x00"  19 bytes, domain separation
+//   - STREAMED (1): signed as the chunk arrived from the origin, before the
+//     seeder could check the blob's digest. It says "these are the bytes the
+//     origin sent as chunk i of X", not "these are X's bytes". It carries a
+//     NotAfter (the seeder signs it for StreamedTTL, 1 h, and re-signs it
+//     while its download goes on); a verifier refuses it after NotAfter
+//     (ErrExpiredRecord) and refuses a NotAfter more than MaxStreamedTTL
+//     (2 h) ahead of its own clock (ErrBadRecord). A node may store, relay
+//     and stream in order such a chunk, but it is provisional: only the
+//     node's own check of the whole digest makes its bytes the blob's, and
+//     it never answers a Range.
+//   - VERIFIED (2): signed only after the whole blob matched its digest at
+//     the seeder, over the chunk hashes taken from the very bytes the digest
+//     check read. It has no expiry (content under a digest never changes).
+//     When its download completes the seeder re-signs every chunk VERIFIED
+//     and these records replace the STREAMED ones at once; a download whose
+//     digest does not match is deleted with its records and gets none. A
+//     node prefers VERIFIED records, and once it holds one for a blob it
+//     takes no STREAMED chunk of that blob any more.
+//
+// The signed message is exactly SigningBytes:
+//
+//	"shoal-chunk-sig/v2\x00"  19 bytes, domain separation
+//	u8  kind                  1 STREAMED, 2 VERIFIED
 //	u8  A                     length of the digest algorithm, 1..255
 //	A   algorithm             ASCII, e.g. "sha256"
 //	u8  D                     length of the raw digest, 1..255
@@ -35,41 +57,53 @@
 //	u64 chunk size            big-endian, must equal chunkset.Size(blob size)
 //	u32 index                 big-endian, 0 <= index < Count
 //	32  hash                  SHA-256 of the chunk's bytes
+//	u64 not after             big-endian Unix seconds; STREAMED: 1..253402300799
+//	                          (the end of year 9999); VERIFIED: 0
 //
 // Every field is fixed-width or length-prefixed, so two different records
 // never share signing bytes, and the prefix keeps these signatures apart from
-// anything else the key signs. A record is valid only if its digest parses,
-// its geometry is canonical (chunk size = chunkset.Size(blob size), blob
-// size <= chunkset.MaxBlobSize) and its index is in range (ErrBadRecord
-// otherwise).
+// anything else the key signs, including version 1 signatures (protocol
+// 2.0.0), which had no kind: none of them verifies as a record of this
+// version. A record is valid only if its kind is known and its expiry
+// matches the kind, its digest parses, its geometry is canonical (chunk
+// size = chunkset.Size(blob size), blob size <= chunkset.MaxBlobSize) and its
+// index is in range (ErrBadRecord otherwise).
 //
-// The signer is named by its peer ID. A verifier (Signed.Verify) accepts a
-// signature only if the signer is in its trust set (ErrUntrustedSigner) and
-// the signature checks out under the public key embedded in the peer ID
-// (Ed25519 and secp256k1 IDs embed it; an ID that does not, or a wrong
-// signature, is ErrBadSignature). Signed.Check also hashes the chunk bytes and
-// compares them and their length with the record (ErrChunkMismatch). Signed
-// records can be relayed by any peer: trust comes from the signature, never
-// from the peer that sent it.
+// The signer is named by its peer ID. A verifier (Signed.VerifyAt, which
+// takes the clock; Verify uses time.Now) accepts a signature only if the
+// signer is in its trust set (ErrUntrustedSigner), the signature checks out
+// under the public key embedded in the peer ID (Ed25519 and secp256k1 IDs
+// embed it; an ID that does not, or a wrong signature, is ErrBadSignature)
+// and a STREAMED record is within its validity. Signed.CheckAt also hashes
+// the chunk bytes and compares them and their length with the record
+// (ErrChunkMismatch). Signed records can be relayed by any peer: trust comes
+// from the signature, never from the peer that sent it. The trust argument
+// is in docs/SECURITY.md ("Chunk records: the trust argument").
 //
 // MarshalSigned is the compact form of a signed record, used inside CHUNK
-// frames and stored on disk beside a partial blob:
+// frames and stored on disk beside a blob:
 //
-//	u8  version = 1
+//	u8  version = 2
+//	u8  kind
 //	u8  A, A bytes algorithm; u8 D, D bytes raw digest
 //	u64 blob size; u64 chunk size; u32 index; 32 bytes hash
+//	u64 not after (as in SigningBytes)
 //	u8  P, P bytes signer peer ID (1..MaxSignerLen)
 //	u16 G, G bytes signature (1..MaxSigLen)
 //
-// UnmarshalSigned rejects trailing bytes, unknown versions and invalid
-// records; it does not verify the signature.
+// UnmarshalSigned rejects trailing bytes, unknown versions (version 1 is
+// the 2.0.0 record) and invalid records; it checks neither the signature
+// nor the clock.
 //
 // # Protocol
 //
-// Protocol ID: /shoal/chunks/2.0.0 (ProtocolID), one libp2p stream per
-// (client, blob). An incompatible change gets a new major version: 2.0.0
-// cut blobs into 1 MiB chunks (1.0.0: 4 MiB; a chunk relays a hop four
-// times sooner) and lets a server answer out of order (upload slots).
+// Protocol ID: /shoal/chunks/3.0.0 (ProtocolID), one libp2p stream per
+// (client, blob). An incompatible change gets a new major version: 3.0.0
+// signs records with a kind (STREAMED, expiring, or VERIFIED) in a new
+// signing domain and record encoding, so no 2.0.0 record, signed before
+// the seeder checked the digest and valid for ever, is accepted; 2.0.0 cut
+// blobs into 1 MiB chunks (1.0.0: 4 MiB; a chunk relays a hop four times
+// sooner) and lets a server answer out of order (upload slots).
 //
 // # Framing
 //
@@ -96,7 +130,12 @@
 //
 // The digest must be a valid OCI digest (sha256 or sha512). The hints tell a
 // seeder where the blob lives at the origin; they are printable ASCII
-// (0x21-0x7e). They are not trusted for anything but that.
+// (0x21-0x7e). They are not trusted for anything but that: a seeder fetches
+// only from the upstreams in its own configuration and answers an OPEN that
+// names another registry with ERROR(NOT_FOUND), without connecting to it.
+// A seeder also bounds the origin fetches OPENs may start, in total and per
+// peer (ERROR(BUSY) past them), and answers NOT_FOUND for a while for a
+// digest the origin just did not have or served wrong.
 //
 // HAVE (0x02, server -> client, exactly once, in answer to OPEN), cap
 // 17 + chunkset.MaxChunks/8 bytes:
@@ -120,7 +159,8 @@
 // shares what it has while it is still downloading. Indexes are < Count.
 // Receivers treat them idempotently. A server announces only chunks it can
 // serve and never withdraws an announcement; a chunk it loses later (e.g.
-// evicted) is answered with ERROR(UNAVAILABLE, i).
+// evicted, or its STREAMED record expired) is answered with
+// ERROR(UNAVAILABLE, i).
 //
 // REQUEST (0x04, client -> server), body exactly 4 bytes: u32 index.
 //
@@ -250,7 +290,8 @@
 // caps, write serialization, reset and close) is Serve/Handler on the server
 // (server.go, serverwrite.go; the request queue in queue.go, upload slots in
 // uploads.go, caps in limits.go), over the Blobs and Blob interfaces that
-// the store or the seeder implement, and Dial/Session on the client. The client does not verify chunks: the
+// the store or the seeder implement (Blobs.Open's context names the asking
+// peer: RemotePeer), and Dial/Session on the client. The client does not verify chunks: the
 // caller does, with VerifyChunk and its trust set, before a byte is stored,
 // served or handed on. Package chunktest holds an in-memory Blobs and the
 // conformance suite every Blobs implementation must pass.

@@ -277,7 +277,7 @@ func TestMisbehavingServer(t *testing.T) {
 			defer server.Close()
 			data := []byte("tiny blob")
 			d := digest.FromBytes(data)
-			signed, err := chunk.Sign(key, chunk.Record{Digest: d, BlobSize: int64(len(data)), ChunkSize: chunkset.Size(int64(len(data))), Hash: sha256.Sum256(data)})
+			signed, err := chunk.Sign(key, chunk.Record{Kind: chunk.Verified, Digest: d, BlobSize: int64(len(data)), ChunkSize: chunkset.Size(int64(len(data))), Hash: sha256.Sum256(data)})
 			must(t, err)
 			have := chunk.Have{BlobSize: int64(len(data)), ChunkSize: chunkset.Size(int64(len(data))), Bitmap: chunkset.New(1)}
 			have.Bitmap.Set(0)

@@ -3,6 +3,7 @@ package chunk
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
 )
@@ -55,17 +56,20 @@ func FuzzUnmarshalSigned(f *testing.F) {
 	for _, size := range []int64{1, 100, 20<<20 + 5, 17 << 30} {
 		r, _ := testChunk(min(size, 1<<10), 0)
 		r.BlobSize, r.ChunkSize, r.Index = size, chunkset.Size(size), chunkset.Count(size, chunkset.Size(size))-1
-		s, err := Sign(key, r)
-		if err != nil {
-			f.Fatal(err)
+		for _, rec := range []Record{r, streamed(r, time.Unix(1_800_000_000, 0))} {
+			s, err := Sign(key, rec)
+			if err != nil {
+				f.Fatal(err)
+			}
+			b, err := MarshalSigned(s)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
 		}
-		b, err := MarshalSigned(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
 	}
 	f.Add([]byte{1})
+	f.Add([]byte{2, 1})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s, err := UnmarshalSigned(in)
 		if err != nil {
@@ -79,5 +83,6 @@ func FuzzUnmarshalSigned(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n in %x\nout %x", in, out)
 		}
 		_ = s.Verify(NewTrustSet(s.Signer)) // must not panic
+		_ = s.VerifyAt(NewTrustSet(s.Signer), time.Unix(0, 0))
 	})
 }

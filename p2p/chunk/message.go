@@ -15,7 +15,7 @@ import (
 )
 
 // ProtocolID is the libp2p protocol of this package.
-const ProtocolID protocol.ID = "/shoal/chunks/2.0.0"
+const ProtocolID protocol.ID = "/shoal/chunks/3.0.0"
 
 // Wire limits; see the package documentation.
 const (

@@ -157,7 +157,7 @@ func Serve(ctx context.Context, s network.Stream, b Blobs, opts ServerOptions, l
 		return sv.busy(reason)
 	}
 	defer sv.opts.Limits.closeStream(sv.remote)
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(withRemotePeer(ctx, sv.remote))
 	defer cancel(nil)
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	err := sv.run(ctx, cancel, b)

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -40,17 +41,18 @@ func testChunk(size int64, i int) (Record, []byte) {
 	d := digest.FromBytes(blob)
 	off, n := chunkset.Bounds(size, chunkset.Size(size), i)
 	data := blob[off : off+n]
-	return Record{Digest: d, BlobSize: size, ChunkSize: chunkset.Size(size), Index: i, Hash: sha256.Sum256(data)}, data
+	return Record{Kind: Verified, Digest: d, BlobSize: size, ChunkSize: chunkset.Size(size), Index: i, Hash: sha256.Sum256(data)}, data
 }
 
 func TestSigningBytesLayout(t *testing.T) {
 	d, _ := oci.ParseDigest("sha256:" + "ab" + string(bytes.Repeat([]byte("01"), 31)))
-	r := Record{Digest: d, BlobSize: 0x0102030405, ChunkSize: 4 << 20, Index: 7}
+	r := Record{Kind: Streamed, Digest: d, BlobSize: 0x0102030405, ChunkSize: 4 << 20, Index: 7, NotAfter: time.Unix(0x66554433, 0)}
 	for k := range r.Hash {
 		r.Hash[k] = byte(k)
 	}
 	var want []byte
-	want = append(want, "shoal-chunk-sig/v1\x00"...)
+	want = append(want, "shoal-chunk-sig/v2\x00"...)
+	want = append(want, 1) // STREAMED
 	want = append(want, 6)
 	want = append(want, "sha256"...)
 	want = append(want, 32, 0xab)
@@ -59,11 +61,19 @@ func TestSigningBytesLayout(t *testing.T) {
 	want = append(want, 0, 0, 0, 0, 0, 0x40, 0, 0)
 	want = append(want, 0, 0, 0, 7)
 	want = append(want, r.Hash[:]...)
+	want = append(want, 0, 0, 0, 0, 0x66, 0x55, 0x44, 0x33)
 	if got := r.SigningBytes(); !bytes.Equal(got, want) {
 		t.Fatalf("SigningBytes:\n got %x\nwant %x", got, want)
 	}
-	if len(want) != 19+1+6+1+32+8+8+4+32 {
+	if len(want) != 19+1+1+6+1+32+8+8+4+32+8 {
 		t.Fatalf("layout length %d", len(want))
+	}
+	// VERIFIED: kind 2, no expiry (zero).
+	r.Kind, r.NotAfter = Verified, time.Time{}
+	want[19] = 2
+	copy(want[len(want)-8:], make([]byte, 8))
+	if got := r.SigningBytes(); !bytes.Equal(got, want) {
+		t.Fatalf("SigningBytes of a VERIFIED record:\n got %x\nwant %x", got, want)
 	}
 }
 
@@ -189,7 +199,7 @@ func TestMarshalSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) > MaxSignedLen || b[0] != 1 {
+	if len(b) > MaxSignedLen || b[0] != 2 || b[1] != byte(Verified) {
 		t.Fatalf("encoding of %d bytes, version %d", len(b), b[0])
 	}
 	got, err := UnmarshalSigned(b)
@@ -204,10 +214,13 @@ func TestMarshalSigned(t *testing.T) {
 	}
 
 	bad := map[string][]byte{
-		"empty":    nil,
-		"version":  append([]byte{2}, b[1:]...),
-		"trailing": append(append([]byte(nil), b...), 0),
-		"no sig":   b[:len(b)-len(s.Sig)-2],
+		"empty":                   nil,
+		"version":                 append([]byte{1}, b[1:]...),
+		"kind 0":                  append([]byte{2, 0}, b[2:]...),
+		"kind 3":                  append([]byte{2, 3}, b[2:]...),
+		"streamed without expiry": append([]byte{2, byte(Streamed)}, b[2:]...),
+		"trailing":                append(append([]byte(nil), b...), 0),
+		"no sig":                  b[:len(b)-len(s.Sig)-2],
 	}
 	for k := 1; k < len(b); k++ {
 		bad["truncated"] = b[:k]

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,39 +16,91 @@ import (
 // the content store.
 type Blobs struct {
 	st *store.Store
-	// fill, when set (the seeder), starts the origin fetch of a blob a
+	// start, when set (the seeder), starts the origin fetch of a blob a
 	// peer asks for and does not find here.
-	fill func(req chunk.Open) store.Filler
+	start Starter
 	// sharePartial serves chunks of blobs still downloading.
 	sharePartial bool
 	// rations counts the copies sent of each chunk and, for a seeder,
 	// spreads fresh chunks over the swarm.
 	rations *rations
+	reject  *Rejections
+	now     func() time.Time
+	refresh func(s chunk.Signed, now time.Time) (chunk.Signed, error)
+}
+
+// Starter starts the download of a blob a peer asked for and this process
+// lacks (a seeder's origin fetch). It returns once the download is under
+// way or the blob is here, or with an error wrapping chunk.ErrNotFound,
+// chunk.ErrUnavailable or chunk.ErrBusy, before anything is spent on it.
+// ctx carries the asking peer (chunk.RemotePeer).
+type Starter interface {
+	Start(ctx context.Context, req chunk.Open) error
+}
+
+// BlobsOption tunes Blobs.
+type BlobsOption func(*Blobs)
+
+// WithStarter makes Blobs start the fetch of a missing blob through s (a
+// seeder); it also turns on the seeder's rationing of fresh chunks.
+func WithStarter(s Starter) BlobsOption { return func(b *Blobs) { b.start = s } }
+
+// WithRejections counts the chunks Blobs refuses to serve.
+func WithRejections(r *Rejections) BlobsOption { return func(b *Blobs) { b.reject = r } }
+
+// WithClock sets the clock records are checked against (time.Now).
+func WithClock(now func() time.Time) BlobsOption { return func(b *Blobs) { b.now = now } }
+
+// WithRefresh passes every record read for serving through fn first (a
+// seeder re-signs its own STREAMED records late in their life).
+func WithRefresh(fn func(s chunk.Signed, now time.Time) (chunk.Signed, error)) BlobsOption {
+	return func(b *Blobs) { b.refresh = fn }
 }
 
 // NewBlobs serves the store's chunks. fill may be nil (a node: serve only
-// what is held).
-func NewBlobs(st *store.Store, fill func(req chunk.Open) store.Filler, sharePartial bool) *Blobs {
-	return &Blobs{st: st, fill: fill, sharePartial: sharePartial, rations: &rations{}}
+// what is held); when set, a missing blob is fetched with it, unguarded
+// (WithStarter guards).
+func NewBlobs(st *store.Store, fill func(req chunk.Open) store.Filler, sharePartial bool, opts ...BlobsOption) *Blobs {
+	b := &Blobs{st: st, sharePartial: sharePartial, rations: &rations{}, now: time.Now}
+	if fill != nil {
+		b.start = fillStarter{st, fill}
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// fillStarter starts a fetch with a filler, whatever asks.
+type fillStarter struct {
+	st   *store.Store
+	fill func(req chunk.Open) store.Filler
+}
+
+func (f fillStarter) Start(ctx context.Context, req chunk.Open) error {
+	if _, err := f.st.Stat(req.Digest); err == nil {
+		return nil
+	}
+	s, err := f.st.Fetch(ctx, req.Digest, f.fill(req))
+	if err != nil {
+		return err
+	}
+	return s.Close() // the download goes on, owned by the store
 }
 
 // Open implements chunk.Blobs.
 func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
-	if b.fill != nil {
-		if _, err := b.st.Stat(req.Digest); err != nil {
-			s, err := b.st.Fetch(ctx, req.Digest, b.fill(req))
-			if err != nil {
-				return nil, err
-			}
-			_ = s.Close() // the download goes on, owned by the store
+	if b.start != nil {
+		if err := b.start.Start(ctx, req); err != nil {
+			return nil, err
 		}
 	}
 	v, err := b.st.Chunks(req.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", chunk.ErrNotFound, err)
 	}
-	blob := &servedBlob{st: b.st, req: req, v: v, partial: b.sharePartial || b.fill != nil, rations: b.rations,
-		seeder: b.fill != nil, ration: b.rations.get(req.Digest.String())}
+	blob := &servedBlob{b: b, st: b.st, req: req, v: v, partial: b.sharePartial || b.start != nil, rations: b.rations,
+		seeder: b.start != nil, ration: b.rations.get(req.Digest.String())}
 	if !blob.partial {
 		st, err := v.State(ctx)
 		if err != nil || !st.Complete {
@@ -59,6 +112,7 @@ func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
 }
 
 type servedBlob struct {
+	b       *Blobs
 	st      *store.Store
 	req     chunk.Open
 	v       *store.ChunkView // for Have and ReadChunk; Updates opens its own
@@ -107,7 +161,7 @@ func (s *servedBlob) Priority(i int) int { return s.rations.copies(s.ration, i) 
 func (s *servedBlob) Have(ctx context.Context) (chunk.Have, error) {
 	st, err := s.v.State(ctx)
 	if err != nil {
-		return chunk.Have{}, err
+		return chunk.Have{}, servingError(err)
 	}
 	bm := chunkset.New(st.Servable.Len())
 	for i := range st.Servable.All() {
@@ -185,9 +239,33 @@ func (s *servedBlob) ReadChunk(_ context.Context, i int, buf []byte) (chunk.Sign
 	}
 	sig, err := chunk.UnmarshalSigned(rec)
 	if err != nil {
-		return chunk.Signed{}, nil, err
+		return chunk.Signed{}, nil, fmt.Errorf("%w: chunk %d: stored record: %w", chunk.ErrUnavailable, i, err)
+	}
+	now := s.b.now()
+	if s.b.refresh != nil {
+		if sig, err = s.b.refresh(sig, now); err != nil {
+			return chunk.Signed{}, nil, fmt.Errorf("%w: chunk %d: %w", chunk.ErrUnavailable, i, err)
+		}
+	}
+	if sig.Kind == chunk.Streamed && now.After(sig.NotAfter) {
+		// The peer would refuse it; say it is not here instead.
+		s.b.reject.Reject(RejectExpiredRecord)
+		return chunk.Signed{}, nil, fmt.Errorf("%w: chunk %d: its STREAMED record expired at %s", chunk.ErrUnavailable, i, sig.NotAfter)
 	}
 	return sig, data, nil
+}
+
+// servingError gives a store error its chunk protocol code: a blob the
+// store lacks is NOT_FOUND, a download that failed (the origin missing,
+// failing or lying) is UNAVAILABLE.
+func servingError(err error) error {
+	switch {
+	case chunk.CodeOf(err) != chunk.CodeInternal, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: %v", chunk.ErrNotFound, err)
+	}
+	return fmt.Errorf("%w: %v", chunk.ErrUnavailable, err)
 }
 
 // Close releases the view and the blob's tally. The Updates goroutine may

@@ -99,7 +99,7 @@ func (m *MemBlobs) Add(d digest.Digest, i int) error {
 		return nil
 	}
 	s, err := chunk.Sign(m.key, chunk.Record{
-		Digest: d, BlobSize: b.size, ChunkSize: b.csize, Index: i,
+		Kind: chunk.Verified, Digest: d, BlobSize: b.size, ChunkSize: b.csize, Index: i,
 		Hash: sha256.Sum256(b.data[off : off+n]),
 	})
 	if err != nil {

@@ -1,0 +1,182 @@
+package seeder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
+	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/swarm"
+)
+
+// Defaults of the origin fetches peers can make the seeder start.
+const (
+	// DefaultOriginFetches caps origin fetches started for peers at once.
+	DefaultOriginFetches = 64
+	// DefaultOriginFetchesPerPeer caps those started for one peer at once.
+	DefaultOriginFetchesPerPeer = 16
+	// missTTL is how long a blob the origin did not have (or served
+	// wrong) in a repository is answered NOT_FOUND without asking the
+	// origin again.
+	missTTL = time.Minute
+	// maxMisses bounds the remembered misses.
+	maxMisses = 4096
+)
+
+// gate decides, before anything is spent, whether a peer's OPEN for a blob
+// the seeder lacks may start an origin fetch: the registry it names must be
+// one of the seeder's upstreams, the digest must not have just failed at
+// the origin, and the fetches under way must stay under the caps, in total
+// and for that peer (chunk.ErrBusy past them). Joining a fetch already
+// under way, or a blob already here, costs nothing and is always allowed.
+// It implements swarm.Starter.
+type gate struct {
+	st         *store.Store
+	up         targeter
+	configured func(registry string) bool
+	fill       func(t upstream.Target, d digest.Digest) store.Filler
+	total      int
+	perPeer    int
+	reject     *swarm.Rejections
+	log        *zap.Logger
+	now        func() time.Time
+
+	mu      sync.Mutex
+	running int
+	byPeer  map[peer.ID]int
+	misses  map[string]time.Time // until when a missKey is answered NOT_FOUND
+	wg      sync.WaitGroup
+}
+
+// Start implements swarm.Starter.
+func (g *gate) Start(ctx context.Context, req chunk.Open) error {
+	if _, err := g.st.Stat(req.Digest); err == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.st.Downloading(req.Digest) {
+		return nil
+	}
+	if !g.configured(req.Registry) {
+		g.reject.Reject(swarm.RejectUnconfiguredRegistry)
+		return fmt.Errorf("%w: registry %q is not an upstream of this seeder", chunk.ErrNotFound, req.Registry)
+	}
+	t, err := g.up.Target(req.Registry, req.Repo)
+	if err != nil {
+		g.reject.Reject(swarm.RejectUnconfiguredRegistry)
+		return fmt.Errorf("%w: registry %q: %w", chunk.ErrNotFound, req.Registry, err)
+	}
+	key := missKey(t, req.Digest)
+	if until, ok := g.misses[key]; ok {
+		if g.now().Before(until) {
+			g.reject.Reject(swarm.RejectOriginNotFound)
+			return fmt.Errorf("%w: %s was not at the origin moments ago", chunk.ErrNotFound, req.Digest)
+		}
+		delete(g.misses, key)
+	}
+	p, _ := chunk.RemotePeer(ctx)
+	if g.running >= g.total || g.byPeer[p] >= g.perPeer {
+		g.reject.Reject(swarm.RejectSeederBusy)
+		return fmt.Errorf("%w: %d origin fetches under way (%d for this peer)", chunk.ErrBusy, g.running, g.byPeer[p])
+	}
+	st, err := g.st.Fetch(ctx, req.Digest, g.fill(t, req.Digest))
+	if err != nil {
+		return fmt.Errorf("%w: %w", chunk.ErrUnavailable, err)
+	}
+	g.running++
+	g.byPeer[p]++
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		// The store ends every download when it closes.
+		err := st.Wait(context.Background())
+		_ = st.Close()
+		g.done(p, key, err)
+	}()
+	return nil
+}
+
+// done releases a fetch's place and remembers a digest the origin lacks or
+// served wrong, so peers asking again do not loop the seeder through it.
+func (g *gate) done(p peer.ID, key string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.byPeer[p]--; g.byPeer[p] <= 0 {
+		delete(g.byPeer, p)
+	}
+	g.remember(key, err)
+}
+
+// missed notes the end of a fetch of d from t started elsewhere (a
+// preheat).
+func (g *gate) missed(t upstream.Target, d digest.Digest, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.remember(missKey(t, d), err)
+}
+
+// missKey names a blob where it was looked for: a miss in one repository
+// says nothing of another (else any peer could make the seeder refuse any
+// digest by asking for it in a repository that lacks it).
+func missKey(t upstream.Target, d digest.Digest) string {
+	return t.Registry + "/" + t.Repo + "@" + d.String()
+}
+
+// remember keeps key as missing for missTTL if err says the origin lacks it
+// or served wrong bytes; g.mu held.
+func (g *gate) remember(key string, err error) {
+	if !errors.Is(err, upstream.ErrNotFound) && !errors.Is(err, store.ErrDigestMismatch) && !errors.Is(err, store.ErrSizeMismatch) {
+		return
+	}
+	g.log.Warn("origin fetch failed; not retried for a while", zap.String("blob", key), zap.Duration("for", missTTL), zap.Error(err))
+	now := g.now()
+	if len(g.misses) >= maxMisses {
+		for k, until := range g.misses {
+			if !now.Before(until) || len(g.misses) >= maxMisses {
+				delete(g.misses, k)
+			}
+		}
+	}
+	g.misses[key] = now.Add(missTTL)
+}
+
+// wait waits for the fetches' bookkeeping after the store closed.
+func (g *gate) wait() { g.wg.Wait() }
+
+// configuredRegistries returns the test of a registry name against the
+// upstream settings: a NAME of an --upstream mapping, the default registry,
+// or no name (the default). Docker Hub's other names count as docker.io.
+func configuredRegistries(s upstream.Settings) (func(string) bool, error) {
+	names := map[string]bool{"": true}
+	add := func(n string) {
+		n = strings.ToLower(n)
+		names[n] = true
+		if n == upstream.DockerHub {
+			names["index.docker.io"], names["registry-1.docker.io"] = true, true
+		}
+	}
+	def := s.DefaultUpstream
+	if def == "" {
+		def = upstream.DockerHub
+	}
+	add(def)
+	for _, pair := range s.Upstreams {
+		name, _, err := upstream.ParseMapping(pair)
+		if err != nil {
+			return nil, err
+		}
+		add(name)
+	}
+	return func(registry string) bool { return names[strings.ToLower(registry)] }, nil
+}
