@@ -92,10 +92,10 @@ func (r Record) Validate() error {
 		return fmt.Errorf("%w: kind %d", ErrBadRecord, uint8(r.Kind))
 	}
 	if _, err := oci.ParseDigest(r.Digest.String()); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if err := CheckGeometry(r.BlobSize, r.ChunkSize); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if n := chunkset.Count(r.BlobSize, r.ChunkSize); r.Index < 0 || r.Index >= n {
 		return fmt.Errorf("%w: index %d of %d chunks", ErrBadRecord, r.Index, n)
@@ -171,14 +171,14 @@ func UnmarshalSigned(b []byte) (Signed, error) {
 	signer := d.bytes(int(d.u8()))
 	sig := d.bytes(int(d.u16()))
 	if err := d.finish(); err != nil {
-		return Signed{}, fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return Signed{}, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if err := s.Record.Validate(); err != nil {
 		return Signed{}, err
 	}
 	id, err := peer.IDFromBytes(signer)
 	if err != nil || len(signer) == 0 {
-		return Signed{}, fmt.Errorf("%w: signer id: %v", ErrBadRecord, err)
+		return Signed{}, fmt.Errorf("%w: signer id: %w", ErrBadRecord, err)
 	}
 	if len(sig) == 0 || len(sig) > MaxSigLen {
 		return Signed{}, fmt.Errorf("%w: signature of %d bytes", ErrBadRecord, len(sig))
@@ -245,7 +245,7 @@ func (d *decoder) digest() digest.Digest {
 	}
 	dg, err := oci.ParseDigest(string(alg) + ":" + hex.EncodeToString(raw))
 	if err != nil {
-		d.err = fmt.Errorf("%w: %v", ErrMalformed, err)
+		d.err = fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return dg
 }

@@ -94,7 +94,7 @@ func (s Signed) VerifyAt(trusted Trust, now time.Time) error {
 	}
 	pub, err := s.Signer.ExtractPublicKey()
 	if err != nil || pub == nil {
-		return fmt.Errorf("%w: no public key in peer id %s: %v", ErrBadSignature, s.Signer, err)
+		return fmt.Errorf("%w: no public key in peer id %s: %w", ErrBadSignature, s.Signer, err)
 	}
 	ok, err := pub.Verify(s.SigningBytes(), s.Sig)
 	if err != nil || !ok {

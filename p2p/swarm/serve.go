@@ -263,9 +263,9 @@ func servingError(err error) error {
 	case chunk.CodeOf(err) != chunk.CodeInternal, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: %v", chunk.ErrNotFound, err)
+		return fmt.Errorf("%w: %w", chunk.ErrNotFound, err)
 	}
-	return fmt.Errorf("%w: %v", chunk.ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", chunk.ErrUnavailable, err)
 }
 
 // Close releases the view and the blob's tally. The Updates goroutine may
