@@ -160,9 +160,9 @@ func (s *Shim) route(ctx context.Context, w http.ResponseWriter, r *http.Request
 		}
 		return nil
 	}
-	t, err := s.up.Target(r.URL.Query().Get("ns"), rt.Name)
+	t, err := s.target(r.URL.Query().Get("ns"), rt.Name)
 	if err != nil {
-		return oci.Wrap(err, http.StatusBadRequest, oci.CodeNameInvalid, "unknown registry in ns")
+		return err
 	}
 	switch rt.Kind {
 	case oci.KindManifest:

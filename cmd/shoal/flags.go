@@ -17,8 +17,9 @@ import (
 
 // upstreamFlags declares the upstream settings' flags.
 func upstreamFlags(fs *flag.FlagSet, s *upstream.Settings) {
-	fs.Var((*settings.Repeated)(&s.Upstreams), "upstream", "NAME=URL: fetch registry NAME (as containerd sends it in ns=, or as a reference names it) from URL; repeatable")
-	fs.StringVar(&s.DefaultUpstream, "default-upstream", "docker.io", "registry name for requests and references without one (Docker Engine, podman, crane)")
+	fs.Var((*settings.Repeated)(&s.Upstreams), "upstream", "NAME=URL: fetch registry NAME (as containerd sends it in ns=, or as a reference names it) from URL; repeatable. Only configured registries are fetched from")
+	fs.Var((*settings.Repeated)(&s.AllowPatterns), "allow-upstream-pattern", "also fetch registries whose name matches PATTERN from https://NAME: an exact name, or *.example.com (one or more labels; a port must match too); repeatable (default: none)")
+	fs.StringVar(&s.DefaultUpstream, "default-upstream", "", "registry name for requests and references without one (Docker Engine, podman, crane); must be an --upstream or allowed name (empty: such requests are refused)")
 	fs.StringVar(&s.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with upstream credentials")
 	fs.StringVar(&s.CAFile, "ca-file", "", "extra PEM CA bundle trusted for https upstreams")
 	fs.DurationVar(&s.Timeout, "upstream-timeout", upstream.DefaultTimeout, "bound on waiting for an upstream answer (connect, headers, a stalled body)")

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -141,16 +140,20 @@ type Target struct {
 }
 
 // Target resolves the registry name ns (empty: the default upstream) and a
-// repository name to an upstream target.
+// repository name to an upstream target. A registry the mapping does not
+// know is ErrUnknownRegistry; nothing is dialed to find out.
 func (c *Client) Target(ns, repo string) (Target, error) {
 	if ns == "" {
 		ns = c.mapping.Default()
+		if ns == "" {
+			return Target{}, fmt.Errorf("%w: the request names no registry and no --default-upstream is set", ErrUnknownRegistry)
+		}
 	}
 	u, err := c.mapping.URL(ns)
 	if err != nil {
 		return Target{}, err
 	}
-	return Target{Registry: strings.ToLower(ns), Repo: Repository(ns, repo), Base: u}, nil
+	return Target{Registry: canonicalName(ns), Repo: Repository(ns, repo), Base: u}, nil
 }
 
 func (t Target) url(kind, ref string) string {
@@ -312,9 +315,10 @@ func (s *stallReader) Close() error {
 }
 
 // Open builds a Client from the command-line shape of its settings:
-// NAME=URL pairs, the default registry name and a docker config.json path.
-func Open(pairs []string, defaultName, dockerConfig string, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
-	mapping, err := NewMapping(pairs, defaultName)
+// NAME=URL pairs, allow patterns, the default registry name and a docker
+// config.json path.
+func Open(pairs, allow []string, defaultName, dockerConfig string, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
+	mapping, err := NewMapping(pairs, defaultName, allow...)
 	if err != nil {
 		return nil, err
 	}

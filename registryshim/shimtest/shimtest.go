@@ -103,9 +103,11 @@ func (m *MemUpstream) SetDown(down bool) {
 
 var errDown = fmt.Errorf("%w: in-memory upstream is down", upstream.ErrUnavailable)
 
-// Target implements registryshim.Upstream.
+// Target implements registryshim.Upstream: its one registry is
+// mem.invalid (also the default); any other name is
+// upstream.ErrUnknownRegistry, as with the real client.
 func (m *MemUpstream) Target(ns, repo string) (upstream.Target, error) {
-	mp, err := upstream.NewMapping(nil, "mem.invalid")
+	mp, err := upstream.NewMapping([]string{"mem.invalid=https://mem.invalid"}, "mem.invalid")
 	if err != nil {
 		return upstream.Target{}, err
 	}
@@ -116,7 +118,7 @@ func (m *MemUpstream) Target(ns, repo string) (upstream.Target, error) {
 	if err != nil {
 		return upstream.Target{}, err
 	}
-	return upstream.Target{Registry: ns, Repo: upstream.Repository(ns, repo), Base: u}, nil
+	return upstream.Target{Registry: strings.ToLower(ns), Repo: upstream.Repository(ns, repo), Base: u}, nil
 }
 
 func (m *MemUpstream) manifest(t upstream.Target, ref string) (memManifest, error) {

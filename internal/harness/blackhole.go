@@ -1,0 +1,64 @@
+package harness
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Blackhole is a loopback TCP listener that accepts every connection,
+// counts it and never answers: the upstream an open proxy would be steered
+// to. A test that expects no dial checks Accepts() == 0.
+type Blackhole struct {
+	ln      net.Listener
+	accepts atomic.Int64
+	mu      sync.Mutex
+	conns   []net.Conn
+	done    chan struct{}
+}
+
+// StartBlackhole listens on 127.0.0.1 and closes at the end of the test.
+func StartBlackhole(t testing.TB) *Blackhole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Blackhole{ln: ln, done: make(chan struct{})}
+	go b.serve()
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *Blackhole) serve() {
+	defer close(b.done)
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.accepts.Add(1)
+		b.mu.Lock()
+		b.conns = append(b.conns, c)
+		b.mu.Unlock()
+	}
+}
+
+// Addr is the listener's host:port.
+func (b *Blackhole) Addr() string { return b.ln.Addr().String() }
+
+// Accepts is how many connections were accepted so far.
+func (b *Blackhole) Accepts() int64 { return b.accepts.Load() }
+
+// Close stops listening and drops every connection held.
+func (b *Blackhole) Close() {
+	_ = b.ln.Close()
+	<-b.done
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.conns {
+		_ = c.Close()
+	}
+	b.conns = nil
+}
