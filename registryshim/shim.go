@@ -49,7 +49,14 @@ type Options struct {
 	// a client GETs the manifest, so the layers a client asks for a few at
 	// a time are all under way at once (see prefetch.go).
 	PrefetchLayers bool
+	// PrefetchHold is how long a prefetched download counts as wanted
+	// without a client reading it (default DefaultPrefetchHold).
+	PrefetchHold time.Duration
 }
+
+// DefaultPrefetchHold is how long a prefetch keeps its downloads going for
+// the client to come and read them.
+const DefaultPrefetchHold = 5 * time.Minute
 
 // Shim is the registry shim's HTTP handler.
 type Shim struct {
@@ -73,6 +80,9 @@ func New(st *store.Store, up Upstream, fetcher Fetcher, opts Options, log *zap.L
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = upstream.DefaultTimeout
+	}
+	if opts.PrefetchHold <= 0 {
+		opts.PrefetchHold = DefaultPrefetchHold
 	}
 	m := newMetrics(reg)
 	return &Shim{

@@ -2,11 +2,16 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/deploy/settings"
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/member"
@@ -54,4 +59,49 @@ func (p *processFlags) parse(fs *flag.FlagSet, args []string, stderr io.Writer) 
 	}
 	setMemoryLimit(p.memLimit)
 	return newLogger(p.logLevel, stderr)
+}
+
+// byteLimit is the value of --cache-max-bytes: a byte count (a plain
+// number, or one with a K, M, G or T (KB, MB, ...) suffix for powers of 1000, KiB, MiB,
+// GiB or TiB for powers of 1024), "auto" (store.AutoQuota) or "none" (0).
+type byteLimit int64
+
+func (b *byteLimit) String() string {
+	switch v := int64(*b); {
+	case v == store.AutoQuota:
+		return "auto"
+	case v == 0:
+		return "none"
+	default:
+		return strconv.FormatInt(v, 10)
+	}
+}
+
+func (b *byteLimit) Set(s string) error {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "auto":
+		*b = byteLimit(store.AutoQuota)
+		return nil
+	case "none", "off":
+		*b = 0
+		return nil
+	}
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("want a byte count (e.g. 50GiB), auto or none, not %q", s)
+	}
+	*b = byteLimit(n * mult)
+	return nil
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 type Blackhole struct {
 	ln      net.Listener
 	accepts atomic.Int64
+	open    atomic.Int64
 	mu      sync.Mutex
 	conns   []net.Conn
 	done    chan struct{}
@@ -39,9 +41,15 @@ func (b *Blackhole) serve() {
 			return
 		}
 		b.accepts.Add(1)
+		b.open.Add(1)
 		b.mu.Lock()
 		b.conns = append(b.conns, c)
 		b.mu.Unlock()
+		go func() {
+			// Read (and drop) until the dialer hangs up.
+			_, _ = io.Copy(io.Discard, c)
+			b.open.Add(-1)
+		}()
 	}
 }
 
@@ -50,6 +58,9 @@ func (b *Blackhole) Addr() string { return b.ln.Addr().String() }
 
 // Accepts is how many connections were accepted so far.
 func (b *Blackhole) Accepts() int64 { return b.accepts.Load() }
+
+// Open is how many accepted connections the dialer still holds.
+func (b *Blackhole) Open() int64 { return b.open.Load() }
 
 // Close stops listening and drops every connection held.
 func (b *Blackhole) Close() {

@@ -29,9 +29,16 @@ type Config struct {
 	TagStale     time.Duration
 	// ShutdownTimeout is the grace period for requests in flight (10 s).
 	ShutdownTimeout time.Duration
-	// CacheMaxBytes caps complete content in the store (0: no limit); the
-	// least recently used blobs are evicted and withdrawn from the DHT.
+	// CacheMaxBytes caps the store, complete content and partial downloads
+	// together (0: no cap; store.AutoQuota, the flag's default: the bytes
+	// held plus 80% of the filesystem's free space at start); the least
+	// recently used blobs are evicted and withdrawn from the DHT.
 	CacheMaxBytes int64
+	// Downloads bounds the downloads clients can start: how many at once,
+	// how long one nobody reads goes on, and how old a partial download
+	// from an earlier run may be (the zero value: no limits; the flags
+	// default to store's defaults).
+	Downloads store.Limits
 	// Pprof serves /debug/pprof/ on the metrics listener.
 	Pprof bool
 
@@ -77,12 +84,16 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg}
+	if cfg.Upstream.DefaultUpstream == "" {
+		log.Warn("no --default-upstream: requests that name no registry (Docker Engine, podman, crane) are refused")
+	}
 	st, err := store.Open(cfg.DataDir, log.Named("store"),
 		store.WithQuota(cfg.CacheMaxBytes, func(dg digest.Digest) {
 			if d.withdraw != nil {
 				d.withdraw(dg)
 			}
-		}))
+		}),
+		store.WithLimits(cfg.Downloads), store.WithMetrics(reg))
 	if err != nil {
 		return nil, err
 	}

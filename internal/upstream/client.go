@@ -56,6 +56,10 @@ type Config struct {
 	StallTimeout time.Duration
 }
 
+// MaxConnsPerUpstream caps the connections (dials included) to one
+// upstream host; requests past it wait for one, within their timeouts.
+const MaxConnsPerUpstream = 128
+
 // Client talks to upstream registries.
 type Client struct {
 	mapping *Mapping
@@ -105,6 +109,7 @@ func New(mapping *Mapping, creds *Credentials, cfg Config, log *zap.Logger, reg 
 		ResponseHeaderTimeout: cfg.Timeout,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   64,
+		MaxConnsPerHost:       MaxConnsPerUpstream,
 		ForceAttemptHTTP2:     true,
 		ReadBufferSize:        256 << 10,
 		WriteBufferSize:       64 << 10,
@@ -181,7 +186,7 @@ func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper,
 	auth := c.creds.For(t.Registry, t.Base.Host)
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	rt, err = transport.NewWithContext(hctx, reg, auth, c.base, []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
+	rt, err = transport.NewWithContext(hctx, reg, auth, schemeOnly{c.base, t.Base}, []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -195,6 +200,23 @@ func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper,
 	c.transports[key] = rt
 	c.mu.Unlock()
 	return rt, nil
+}
+
+// schemeOnly speaks to an upstream's host only in the scheme its URL was
+// configured with: go-containerregistry races https against http for an
+// insecure registry, and that https attempt would hold a connection to a
+// plain-HTTP (or dead) upstream until the TLS handshake times out.
+// Redirects to other hosts (blob storage) are not restricted.
+type schemeOnly struct {
+	rt   http.RoundTripper
+	base *url.URL
+}
+
+func (s schemeOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == s.base.Host && r.URL.Scheme != s.base.Scheme {
+		return nil, fmt.Errorf("%w: %s is configured as %s, not %s", ErrUnavailable, s.base.Host, s.base.Scheme, r.URL.Scheme)
+	}
+	return s.rt.RoundTrip(r)
 }
 
 // classify maps transport failures onto the sentinels.
