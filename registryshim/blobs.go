@@ -17,6 +17,10 @@ import (
 )
 
 func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, d digest.Digest, ri *reqInfo) error {
+	if _, err := s.authorize(ctx, w, r, t, "blobs", d.String()); err != nil {
+		return err
+	}
+	t = t.WithClientAuth(r.Header.Get("Authorization"))
 	if f, size, err := s.store.OpenBlob(d); err == nil {
 		defer f.Close()
 		ri.source = "store"

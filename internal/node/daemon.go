@@ -27,6 +27,9 @@ type Config struct {
 	Upstream     upstream.Settings
 	TagTTL       time.Duration
 	TagStale     time.Duration
+	// AuthTTL is how long the origin's answer to a client's access check
+	// is reused (0: registryshim.DefaultAuthTTL).
+	AuthTTL time.Duration
 	// ShutdownTimeout is the grace period for requests in flight (10 s).
 	ShutdownTimeout time.Duration
 	// CacheMaxBytes caps the store, complete content and partial downloads
@@ -117,7 +120,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		}
 	}
 	d.shim = registryshim.New(st, up, fetcher, registryshim.Options{
-		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.Upstream.Timeout, PrefetchLayers: cfg.PrefetchLayers,
+		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, AuthTTL: cfg.AuthTTL, Timeout: cfg.Upstream.Timeout, PrefetchLayers: cfg.PrefetchLayers,
 	}, log.Named("shim"), reg)
 	if d.regLn, err = net.Listen("tcp", cfg.RegistryAddr); err != nil {
 		d.closeAll()

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -142,6 +142,10 @@ type Target struct {
 	Repo string
 	// Base is the upstream's base URL.
 	Base *url.URL
+
+	// clientAuth is the Authorization header of the client this target
+	// is fetched for (see WithClientAuth); never logged.
+	clientAuth string
 }
 
 // Target resolves the registry name ns (empty: the default upstream) and a
@@ -165,28 +169,29 @@ func (t Target) url(kind, ref string) string {
 	return t.Base.String() + "/v2/" + t.Repo + "/" + kind + "/" + ref
 }
 
-// transportFor returns an authenticated round tripper for t's repository,
-// doing the ping and token handshake once per repository.
+// transportFor returns the node's authenticated round tripper for t's
+// repository, doing the ping and token handshake once per repository.
 func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper, error) {
-	key := t.Base.String() + "|" + t.Repo
+	return c.cachedTransport(ctx, t, "node", c.creds.For(t.Registry, t.Base.Host))
+}
+
+// cachedTransport returns the transport with auth for t's repository,
+// cached under kind.
+func (c *Client) cachedTransport(ctx context.Context, t Target, kind string, auth authn.Authenticator) (http.RoundTripper, error) {
+	key := kind + "|" + t.Base.String() + "|" + t.Repo
 	c.mu.Lock()
 	rt, ok := c.transports[key]
 	c.mu.Unlock()
 	if ok {
 		return rt, nil
 	}
-	var opts []name.Option
-	if t.Base.Scheme == "http" {
-		opts = append(opts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(t.Base.Host, opts...)
+	reg, err := registryOf(t)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry %q: %v", ErrBadMapping, t.Base.Host, err)
+		return nil, err
 	}
-	auth := c.creds.For(t.Registry, t.Base.Host)
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	rt, err = transport.NewWithContext(hctx, reg, auth, schemeOnly{c.base, t.Base}, []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
+	rt, err = transport.NewWithContext(hctx, reg, auth, c.raw(t), []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -275,9 +280,15 @@ func (c *Client) do(ctx context.Context, op string, t Target, req *http.Request,
 	return nil, serr
 }
 
-// doRaw sends a request and returns whatever response comes back.
+// doRaw sends a request and returns whatever response comes back. It goes
+// with the node's credentials; when those are refused (401, 403) and t
+// carries a client's Authorization, the request is sent again with the
+// client's (a node without credentials for a private repository).
 func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Request) (*http.Response, error) {
 	rt, err := c.transportFor(ctx, t)
+	if err != nil && t.clientAuth != "" && errors.Is(err, ErrUnauthorized) {
+		rt, err = c.clientTransport(t), nil
+	}
 	if err != nil {
 		c.fail(op, t, err)
 		return nil, err
@@ -285,6 +296,11 @@ func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Reque
 	ctx, cancel := context.WithCancel(ctx)
 	req = req.WithContext(ctx)
 	resp, err := rt.RoundTrip(req)
+	if err == nil && t.clientAuth != "" && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		resp, err = c.clientTransport(t).RoundTrip(req)
+	}
 	if err != nil {
 		cancel()
 		err = classify(err)

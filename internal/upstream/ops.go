@@ -197,7 +197,9 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 
 // Forward sends a GET for a read-only API path the shim passes through
 // (referrers, tag lists) and returns the upstream's response as it is;
-// the caller closes its body.
+// the caller closes its body. It goes with the client's credentials (t's
+// WithClientAuth) or anonymously, never with the node's own: a listing is
+// what the origin tells that client.
 func (c *Client) Forward(ctx context.Context, t Target, kind, ref, rawQuery string, accept string) (*http.Response, error) {
 	u := t.url(kind, ref)
 	if rawQuery != "" {
@@ -210,10 +212,26 @@ func (c *Client) Forward(ctx context.Context, t Target, kind, ref, rawQuery stri
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	resp, err := c.doRaw(ctx, "forward_"+kind, t, req)
+	op := "forward_" + kind
+	var rt http.RoundTripper = c.clientTransport(t)
+	if t.clientAuth == "" {
+		var err error
+		if rt, err = c.anonymous(ctx, t); answered(err) {
+			rt = c.raw(t) // no anonymous token: the origin's own 401 goes to the client
+		} else if err != nil {
+			c.fail(op, t, err)
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	resp, err := rt.RoundTrip(req.WithContext(ctx))
 	if err != nil {
+		cancel()
+		err = classify(err)
+		c.fail(op, t, err)
 		return nil, err
 	}
+	resp.Body = newStallReader(resp.Body, c.cfg.StallTimeout, cancel)
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		c.m.failures.WithLabelValues("forward_" + kind).Inc()
 	}
