@@ -63,20 +63,10 @@ func (c *Client) Authorize(ctx context.Context, t Target, kind, ref, authorizati
 	if kind == "manifests" {
 		req.Header.Set("Accept", acceptHeader(accept))
 	}
-	var resp *http.Response
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
-		resp, err = c.raw(t).RoundTrip(req)
-	} else {
-		var rt http.RoundTripper
-		if rt, err = c.anonymous(ctx, t); err == nil {
-			resp, err = rt.RoundTrip(req)
-		} else if answered(err) {
-			// The token service refused an anonymous token: ask plainly,
-			// for the challenge.
-			resp, err = c.raw(t).RoundTrip(req)
-		}
 	}
+	resp, err := c.checkRoundTrip(ctx, t, req, authorization == "")
 	if err != nil {
 		err = classify(err)
 		c.fail("authorize", t, err)
@@ -96,13 +86,6 @@ func (c *Client) Authorize(ctx context.Context, t Target, kind, ref, authorizati
 		}
 	case s == http.StatusUnauthorized:
 		v.Challenge = challenge(resp.Header)
-		if v.Challenge == "" && authorization == "" {
-			// The anonymous token was refused for this repository; the
-			// plain request carries the challenge a client can act on.
-			if v.Challenge, err = c.rawChallenge(ctx, t, req.URL.String()); err != nil {
-				return Verdict{}, err
-			}
-		}
 	case s == http.StatusTooManyRequests, s >= 500:
 		c.m.failures.WithLabelValues("authorize").Inc()
 		return Verdict{}, statusError(s, "", "access check")
@@ -136,17 +119,32 @@ func (c *Client) Challenge(ctx context.Context, t Target, authorization string) 
 	return Verdict{Status: http.StatusOK}, nil
 }
 
-func (c *Client) rawChallenge(ctx context.Context, t Target, u string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadResponse, err)
+// checkRoundTrip sends an access check. With the client's credentials it
+// goes as it is. Anonymous, it goes plainly first; an origin that answers
+// with a Bearer challenge (Docker Hub, for public images too) is asked
+// again with an anonymous token, and remembered as one that wants it.
+func (c *Client) checkRoundTrip(ctx context.Context, t Target, req *http.Request, anonymous bool) (*http.Response, error) {
+	key := t.Base.String() + "|" + t.Repo
+	if anonymous {
+		if _, ok := c.anonBearer.Load(key); ok {
+			if rt, err := c.anonymous(ctx, t); err == nil {
+				return rt.RoundTrip(req)
+			}
+		}
 	}
 	resp, err := c.raw(t).RoundTrip(req)
-	if err != nil {
-		return "", classify(err)
+	if err != nil || !anonymous || resp.StatusCode != http.StatusUnauthorized ||
+		!strings.HasPrefix(strings.ToLower(resp.Header.Get("WWW-Authenticate")), "bearer ") {
+		return resp, err
 	}
+	rt, terr := c.anonymous(ctx, t)
+	if terr != nil {
+		return resp, nil // no anonymous token: the plain 401 and its challenge stand
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return challenge(resp.Header), nil
+	c.anonBearer.Store(key, true)
+	return rt.RoundTrip(req)
 }
 
 // challenge returns a response's WWW-Authenticate challenges as one header

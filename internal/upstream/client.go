@@ -71,6 +71,9 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[string]http.RoundTripper
+	// anonBearer marks repositories whose anonymous access checks need an
+	// anonymous token (see checkRoundTrip).
+	anonBearer sync.Map
 }
 
 type metrics struct {
