@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +32,7 @@ const DefaultAuthTTL = 30 * time.Second
 const negativeTTL = 5 * time.Second
 
 // maxVerdicts bounds the verdict cache.
-const maxVerdicts = 1 << 16
+const maxVerdicts = 1 << 15
 
 // access is the shim's gate: every manifest and blob request is checked
 // with the origin for the client that makes it, for the repository it
@@ -54,6 +55,7 @@ type access struct {
 	group singleflight.Group
 	mu    sync.Mutex
 	cache map[verdictKey]verdictEntry
+	pings map[string]verdictEntry // anonymous /v2/ answers, by upstream
 }
 
 type verdictKey struct {
@@ -67,7 +69,7 @@ type verdictEntry struct {
 }
 
 func newAccess(up Authorizer, ttl, stale time.Duration, log *zap.Logger) *access {
-	return &access{up: up, ttl: ttl, stale: stale, now: time.Now, log: log, cache: map[verdictKey]verdictEntry{}}
+	return &access{up: up, ttl: ttl, stale: stale, now: time.Now, log: log, cache: map[verdictKey]verdictEntry{}, pings: map[string]verdictEntry{}}
 }
 
 func keyFor(authorization string, t upstream.Target, object string) verdictKey {
@@ -205,6 +207,36 @@ func (s *Shim) authorize(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 }
 
+// ping returns the upstream's answer to GET /v2/ for authorization; an
+// anonymous answer is reused for the TTL (an unreachable origin counts as
+// a 200 for 5 s), so pings cost the origin little and never hang a client
+// twice.
+func (a *access) ping(ctx context.Context, t upstream.Target, authorization string) upstream.Verdict {
+	base := t.Base.String()
+	if authorization == "" {
+		a.mu.Lock()
+		e, ok := a.pings[base]
+		a.mu.Unlock()
+		if ok && e.fresh(a.now(), a.ttl) {
+			return e.v
+		}
+	}
+	v, err := a.up.Challenge(ctx, t, authorization)
+	if err != nil {
+		// Unknown: let the client go on; every request is checked anyway.
+		v = upstream.Verdict{Status: 0}
+	}
+	if authorization == "" {
+		a.mu.Lock()
+		if len(a.pings) > 1024 {
+			clear(a.pings)
+		}
+		a.pings[base] = verdictEntry{v: v, at: a.now()}
+		a.mu.Unlock()
+	}
+	return v
+}
+
 // servePing answers GET /v2/ with the default upstream's challenge (or
 // 200), so a client that pings the mirror (crane, skopeo, Docker) learns
 // how the origin authenticates and sends credentials. Without a default
@@ -212,9 +244,9 @@ func (s *Shim) authorize(ctx context.Context, w http.ResponseWriter, r *http.Req
 func (s *Shim) servePing(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	if t, err := s.up.Target(r.URL.Query().Get("ns"), "x"); err == nil {
 		cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-		v, err := s.up.Challenge(cctx, t, r.Header.Get("Authorization"))
+		v := s.access.ping(cctx, t, r.Header.Get("Authorization"))
 		cancel()
-		if err == nil && v.Status == http.StatusUnauthorized {
+		if v.Status == http.StatusUnauthorized {
 			if v.Challenge != "" {
 				w.Header().Set("WWW-Authenticate", v.Challenge)
 			}
@@ -230,4 +262,17 @@ func (s *Shim) servePing(ctx context.Context, w http.ResponseWriter, r *http.Req
 		_, _ = w.Write([]byte("{}"))
 	}
 	return nil
+}
+
+// credentialKind names the kind of credentials a request carries, for the
+// request log (never the credentials): none, basic, bearer or other.
+func credentialKind(authorization string) string {
+	scheme, _, _ := strings.Cut(authorization, " ")
+	switch strings.ToLower(scheme) {
+	case "":
+		return "none"
+	case "basic", "bearer":
+		return strings.ToLower(scheme)
+	}
+	return "other"
 }

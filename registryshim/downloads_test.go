@@ -271,3 +271,33 @@ func TestPrefetchHoldsItsDownloadsForItsBound(t *testing.T) {
 		t.Errorf("partial files left: %v", left)
 	}
 }
+
+// TestDownloadPastQuotaIs503: a blob larger than what the quota leaves
+// free is refused before a byte is written: 503 with Retry-After (the
+// client goes on to its next host), counted as store_full.
+func TestDownloadPastQuotaIs503(t *testing.T) {
+	origin := harness.StartOrigin("")
+	defer origin.Close()
+	img := mustImage(t, 51, 3<<20)
+	mustPush(t, origin, img, "big/app:v1")
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	n := newTrustNode(t, trustOpts{
+		upstreams: []string{origin.Host + "=" + origin.URL()}, def: origin.Host,
+		storeOpts: []store.Option{store.WithQuota(2<<20, nil)},
+	})
+	resp, body := n.do("GET", "/v2/big/app/blobs/"+d.String())
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q (%s); want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	assertOCIError(t, body, "UNAVAILABLE")
+	if got := n.rejections("store_full"); got != 1 {
+		t.Errorf("shoal_shim_rejections_total{reason=store_full} = %v", got)
+	}
+	if got := origin.BlobGets(d.String()); got > 1 {
+		t.Errorf("origin asked %d times", got)
+	}
+	if left := partialFiles(t, n.dir); len(left) > 0 {
+		t.Errorf("partial files left: %v", left)
+	}
+}

@@ -201,8 +201,21 @@ func TestPrivateImagesStayPrivate(t *testing.T) {
 						t.Errorf("origin served %s %d times after the second pull, want once", d, got)
 					}
 				}
-				if got := n.rejections("unauthorized"); got == 0 {
-					t.Error("no shoal_shim_rejections_total{reason=unauthorized}")
+				for _, reason := range []string{"unauthorized", "not_in_repository"} {
+					if got := n.rejections(reason); got == 0 {
+						t.Errorf("no shoal_shim_rejections_total{reason=%s}", reason)
+					}
+				}
+				if scheme == harness.AuthBasic {
+					// bob's valid credentials without a grant: 403 DENIED.
+					resp, body := n.do("GET", "/v2/secret/app/manifests/v1", "Authorization", basicHeader("bob", "builder"))
+					if resp.StatusCode != http.StatusForbidden {
+						t.Errorf("bob: %d %s, want 403", resp.StatusCode, body)
+					}
+					assertOCIError(t, body, "DENIED")
+					if got := n.rejections("denied"); got == 0 {
+						t.Error("no shoal_shim_rejections_total{reason=denied}")
+					}
 				}
 			})
 		}

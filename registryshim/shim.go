@@ -147,7 +147,8 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("request",
 			zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("ns", r.URL.Query().Get("ns")),
 			zap.Int("status", status), zap.Int64("bytes", rw.bytes), zap.Duration("duration", dur),
-			zap.String("source", ri.source), zap.String("digest", ri.digest), zap.String("tag", ri.tag))
+			zap.String("source", ri.source), zap.String("digest", ri.digest), zap.String("tag", ri.tag),
+			zap.String("auth", credentialKind(r.Header.Get("Authorization"))))
 		if rec != nil {
 			panic(rec)
 		}
