@@ -25,4 +25,12 @@
 // stays flat whatever the blob size. The last byte of a blob is held back
 // from streams until the whole digest has been verified: a client can never
 // receive a corrupt blob as complete.
+//
+// What downloads may spend is bounded (limits.go, quota.go): a cap on
+// downloads in flight (ErrBusy past it), a grace period after which a
+// download no Stream holds any more is stopped (ErrAbandoned), no partial
+// file left behind by a download that failed or stopped without a whole
+// chunk, old partials deleted at Open, and a byte quota that counts
+// complete content and partial downloads (a download reserves its whole
+// size before writing; ErrQuotaExceeded when it cannot fit).
 package store
