@@ -5,8 +5,9 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 4s
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: all build demo test unit lab-smoke fuzz fuzz-long lint bench bench-go bench-smoke clean
+.PHONY: all build deps demo test unit lab-smoke fuzz fuzz-long lint bench bench-go bench-smoke clean
 
 all: build
 
@@ -20,11 +21,32 @@ demo:
 ## test: format and vet checks, every test with -race (real origin registry,
 ## real containerd, the OCI conformance suite), the bench lab's smoke scenario
 ## (network namespaces, every mode must complete), then each fuzz target briefly
-test: lint unit lab-smoke fuzz
+test: deps lint unit lab-smoke fuzz
 
+## deps: install what the tests use when it is missing (idempotent; quick when present)
+deps:
+	bash .ci/install-deps.sh
+
+# lint: gofmt, go vet, golangci-lint (.golangci.yml; installed at
+# GOLANGCI_LINT_VERSION when missing) and the rule that only *_test.go files
+# import the test helpers (internal/harness, every package ending in "test"):
+# depguard lists the helpers by name, this check catches new ones by suffix.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@bad=$$($(GO) list -f '{{$$p := .ImportPath}}{{range .Imports}}{{$$p}} {{.}}{{"\n"}}{{end}}' $(PKGS) | \
+	  awk '$$2 ~ /^github\.com\/shoal-dev\/shoal\/(.*test|internal\/harness)$$/ && $$1 !~ /(test|\/internal\/harness)$$/'); \
+	if [ -n "$$bad" ]; then echo "test helpers imported outside *_test.go (importer imported):"; echo "$$bad"; exit 1; fi
+	@lint=$$(command -v golangci-lint || true); \
+	if [ -z "$$lint" ]; then \
+	  echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
+	  $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) || exit 1; \
+	  gobin=$$($(GO) env GOBIN); gopath=$$($(GO) env GOPATH); \
+	  lint=$$(command -v golangci-lint || echo "$${gobin:-$${gopath%%:*}/bin}/golangci-lint"); \
+	fi; \
+	have=$$("$$lint" version --short 2>/dev/null); \
+	if [ "v$$have" != "$(GOLANGCI_LINT_VERSION)" ]; then echo "note: $$lint is $$have, .golangci.yml is checked with $(GOLANGCI_LINT_VERSION)"; fi; \
+	echo "$$lint run $(PKGS)"; "$$lint" run $(PKGS)
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

@@ -8,6 +8,7 @@
 #                             namespaces with shaped links)
 #   - oci-conformance        (OCI distribution-spec conformance suite,
 #                             cmd/shoal e2e_conformance_test.go)
+#   - golangci-lint          (make lint, .golangci.yml)
 set -euo pipefail
 
 CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
@@ -16,7 +17,16 @@ CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 CONFORMANCE_BIN=${SHOAL_CONFORMANCE_BIN:-/usr/local/bin/oci-conformance}
 STAMP=/usr/local/share/shoal-ci/oci-conformance.version
 
+GOLANGCI_LINT_MOD=github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+GOLANGCI_LINT_VERSION=v2.15.0
+# SHOAL_GOLANGCI_LINT_BIN overrides where golangci-lint goes (make lint finds
+# it in PATH or in $HOME/go/bin).
+GOLANGCI_LINT_BIN=${SHOAL_GOLANGCI_LINT_BIN:-/usr/local/bin/golangci-lint}
+
 log() { echo "install-deps: $*" >&2; }
+
+scratch_dirs=()
+trap 'rm -rf "${scratch_dirs[@]:-}"' EXIT
 
 # --- Debian packages -------------------------------------------------------
 missing=()
@@ -43,7 +53,7 @@ else
 	command -v go >/dev/null 2>&1 || { log "go is required to build oci-conformance"; exit 1; }
 	log "building oci-conformance $CONFORMANCE_VERSION"
 	scratch=$(mktemp -d)
-	trap 'rm -rf "$scratch"' EXIT
+	scratch_dirs+=("$scratch")
 	(
 		cd "$scratch"
 		export GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off
@@ -56,4 +66,37 @@ else
 	mkdir -p "$(dirname "$STAMP")"
 	echo "$CONFORMANCE_VERSION" >"$STAMP"
 	log "installed $CONFORMANCE_BIN"
+fi
+
+# --- golangci-lint ----------------------------------------------------------
+# The binary reports its own version, which serves as the stamp: a copy at
+# GOLANGCI_LINT_BIN or in PATH (with $HOME/go/bin, as make lint searches) at
+# GOLANGCI_LINT_VERSION is enough.
+golangci_lint_version() { "$1" version --short 2>/dev/null || true; }
+found=""
+for cand in "$GOLANGCI_LINT_BIN" "$(PATH=$PATH:$HOME/go/bin command -v golangci-lint 2>/dev/null || true)"; do
+	if [[ -n $cand && -x $cand && v$(golangci_lint_version "$cand") == "$GOLANGCI_LINT_VERSION" ]]; then
+		found=$cand
+		break
+	fi
+done
+if [[ -n $found ]]; then
+	log "golangci-lint $GOLANGCI_LINT_VERSION: present ($found)"
+else
+	command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
+	command -v go >/dev/null 2>&1 || { log "go is required to build golangci-lint"; exit 1; }
+	log "building golangci-lint $GOLANGCI_LINT_VERSION"
+	scratch=$(mktemp -d)
+	scratch_dirs+=("$scratch")
+	(
+		cd "$scratch"
+		export GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off GOBIN="$scratch/bin"
+		go install "$GOLANGCI_LINT_MOD@$GOLANGCI_LINT_VERSION"
+		mkdir -p "$(dirname "$GOLANGCI_LINT_BIN")"
+		mv -f "$scratch/bin/golangci-lint" "$GOLANGCI_LINT_BIN.tmp"
+		mv -f "$GOLANGCI_LINT_BIN.tmp" "$GOLANGCI_LINT_BIN"
+	)
+	have=$(golangci_lint_version "$GOLANGCI_LINT_BIN")
+	[[ v$have == "$GOLANGCI_LINT_VERSION" ]] || { log "$GOLANGCI_LINT_BIN reports version '$have', want $GOLANGCI_LINT_VERSION"; exit 1; }
+	log "installed $GOLANGCI_LINT_BIN"
 fi

@@ -15,9 +15,9 @@ import (
 // client reads and discards the body. Sub-benchmarks:
 //
 //	origin-ggcr      go-containerregistry's registry with its disk blob
-//	                 handler (testorigin.Start(dir)); per GET it re-hashes
+//	                 handler (harness.StartOrigin(dir)); per GET it re-hashes
 //	                 the whole file (Stat) before the headers, then copies
-//	                 it in 32 KiB writes (no sendfile: testorigin's counting
+//	                 it in 32 KiB writes (no sendfile: the origin's counting
 //	                 ResponseWriter hides ReadFrom)
 //	origin-sendfile  the same file sent by http.ServeContent (sendfile):
 //	                 the ceiling of any origin here
@@ -40,11 +40,11 @@ func BenchmarkWarmBlob(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer n.stop()
-	if _, err := pull(context.Background(), newClient(), f.blobURL(n.url), f.size, f.digest); err != nil {
+	defer func() { _ = n.Stop() }()
+	if _, err := pull(context.Background(), newClient(), f.blobURL(n.URL), f.size, f.digest); err != nil {
 		b.Fatalf("filling the store: %v", err)
 	}
-	if !n.stored(f.digest) {
+	if !n.Stored(f.digest, storedWithin) {
 		b.Fatal("the blob is not complete in the store after a pull")
 	}
 	fixed := func(url string, baselines ...baseline) pullCase {
@@ -58,7 +58,7 @@ func BenchmarkWarmBlob(b *testing.B) {
 	}{
 		{"origin-ggcr", fixed(ggcr)},
 		{"origin-sendfile", fixed(file)},
-		{"shim", fixed(f.blobURL(n.url), baseline{"origin-ggcr", ggcr}, baseline{"origin-sendfile", file})},
+		{"shim", fixed(f.blobURL(n.URL), baseline{"origin-ggcr", ggcr}, baseline{"origin-sendfile", file})},
 	} {
 		b.Run(c.name, func(b *testing.B) { med[c.name] = runPulls(b, f, c.pc) })
 	}
@@ -108,9 +108,9 @@ func BenchmarkColdBlob(b *testing.B) {
 						os.RemoveAll(dir)
 						return "", nil, err
 					}
-					return f.blobURL(n.url), func() error {
-						ok := n.stored(f.digest)
-						err := n.stop()
+					return f.blobURL(n.URL), func() error {
+						ok := n.Stored(f.digest, storedWithin)
+						err := n.Stop()
 						os.RemoveAll(dir)
 						if err == nil && !ok {
 							err = fmt.Errorf("%s: the blob is not complete in the store after the pull", name)

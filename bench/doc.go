@@ -1,5 +1,5 @@
-// Package bench holds shoal's measurement tools: benchmarks of the node
-// against its origin (in this package's tests), the in-process origin and
-// image generator they share with the demo (testorigin), and later the
-// network-namespace rollout lab.
+// Package bench holds shoal's loopback benchmarks (in this package's
+// tests): the node and the swarm against the origin, on the shared test
+// harness (internal/harness). The network-namespace rollout lab is
+// bench/lab, its command bench/cmd/shoal-bench.
 package bench

@@ -38,14 +38,14 @@ func TestHarness(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, state := range []string{"cold", "warm"} {
-			if _, err := pull(ctx, c, f.blobURL(n.url), f.size, f.digest); err != nil {
+			if _, err := pull(ctx, c, f.blobURL(n.URL), f.size, f.digest); err != nil {
 				t.Fatalf("%s, %s: %v", root.name, state, err)
 			}
-			if !n.stored(f.digest) {
+			if !n.Stored(f.digest, storedWithin) {
 				t.Fatalf("%s, %s: blob not in the store", root.name, state)
 			}
 		}
-		if err := n.stop(); err != nil {
+		if err := n.Stop(); err != nil {
 			t.Fatal(err)
 		}
 	}

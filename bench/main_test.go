@@ -1,13 +1,15 @@
 package bench_test
 
 import (
-	"os"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // atExit holds cleanups of state shared by several benchmarks (the origin
-// fixture, the built binary); TestMain runs them after every test.
+// fixture, the swarm clusters); TestMain runs them after every test, before
+// it looks for leaked goroutines.
 var atExit struct {
 	sync.Mutex
 	fns []func()
@@ -19,12 +21,17 @@ func onExit(fn func()) {
 	atExit.Unlock()
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
+// runThenClean runs the tests, then the atExit cleanups.
+type runThenClean struct{ m *testing.M }
+
+func (r runThenClean) Run() int {
+	code := r.m.Run()
 	atExit.Lock()
 	for i := len(atExit.fns) - 1; i >= 0; i-- {
 		atExit.fns[i]()
 	}
 	atExit.Unlock()
-	os.Exit(code)
+	return code
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(runThenClean{m}) }

@@ -8,18 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // rssClients is how many clients pull the blob at once in each phase.
@@ -44,7 +42,7 @@ const rssClients = 4
 func BenchmarkDaemonRSS(b *testing.B) {
 	skipShort(b)
 	f := sharedFixture(b)
-	bin := shoalBinary(b)
+	bin := harness.ShoalBinary(b)
 	var worst rssResult
 	var colds, warms []time.Duration
 	for i := 0; i < b.N; i++ {
@@ -85,47 +83,23 @@ func measureDaemonRSS(bin string, f *fixture) (res rssResult, err error) {
 		return res, err
 	}
 	defer os.RemoveAll(dataDir)
-	regAddr, err := freeAddr()
+	d, err := harness.LaunchDaemonProcess(bin, harness.DaemonProcessOptions{
+		Origin: f.ggcr, DataDir: filepath.Join(dataDir, "store"),
+		LogPath: filepath.Join(dataDir, "daemon.log"), ReadyTimeout: 15 * time.Second,
+	})
 	if err != nil {
 		return res, err
 	}
-	metAddr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	up := f.ggcr.Host
-	logPath := filepath.Join(dataDir, "daemon.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return res, err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(bin, "daemon",
-		"--data-dir", filepath.Join(dataDir, "store"),
-		"--registry-addr", regAddr, "--metrics-addr", metAddr,
-		"--upstream", up+"=http://"+up, "--default-upstream", up,
-		"--docker-config", "")
-	cmd.Env = cleanEnv()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	defer func() {
-		if serr := stopProcess(cmd, exited); serr != nil && err == nil {
+		if serr := d.Stop(15 * time.Second); serr != nil && err == nil {
 			err = serr
 		}
 		if err != nil {
-			log, _ := os.ReadFile(logPath)
-			err = fmt.Errorf("%w\ndaemon log:\n%s", err, tail(log, 4096))
+			err = fmt.Errorf("%w\ndaemon log:\n%s", err, harness.Tail(d.Logs(), 40))
 		}
 	}()
-	if err := waitReady(exited, "http://"+metAddr+"/readyz", 15*time.Second); err != nil {
-		return res, err
-	}
-	pid := cmd.Process.Pid
+	regAddr := d.RegistryAddr
+	pid := d.Pid()
 	idle, err := readProcMem(pid)
 	if err != nil {
 		return res, err
@@ -259,98 +233,4 @@ func readProcMem(pid int) (procMem, error) {
 		return m, fmt.Errorf("/proc/%d/status: found %d of VmRSS, VmHWM, RssAnon, RssFile", pid, found)
 	}
 	return m, nil
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// cleanEnv is this process's environment without SHOAL_* settings, which
-// the daemon would read as flags.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SHOAL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func waitReady(exited <-chan error, url string, timeout time.Duration) error {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("daemon exited before it was ready: %v", err)
-		default:
-		}
-		if resp, err := c.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("daemon not ready at %s after %v", url, timeout)
-}
-
-// stopProcess sends SIGTERM, waits, and kills the process if it lingers.
-func stopProcess(cmd *exec.Cmd, exited <-chan error) error {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-		return errors.New("daemon did not stop within 15s of SIGTERM; killed")
-	}
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-var shoalBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// shoalBinary builds cmd/shoal once per process into a temp dir.
-func shoalBinary(b *testing.B) string {
-	b.Helper()
-	shoalBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "shoal-bench-bin-")
-		if err != nil {
-			shoalBin.err = err
-			return
-		}
-		onExit(func() { os.RemoveAll(dir) })
-		path := filepath.Join(dir, "shoal")
-		// go test puts $GOROOT/bin first in the test binary's PATH.
-		out, err := exec.Command("go", "build", "-o", path, "github.com/shoal-dev/shoal/cmd/shoal").CombinedOutput()
-		if err != nil {
-			shoalBin.err = fmt.Errorf("go build ./cmd/shoal: %v\n%s", err, out)
-			return
-		}
-		shoalBin.path = path
-	})
-	if shoalBin.err != nil {
-		b.Fatal(shoalBin.err)
-	}
-	return shoalBin.path
 }

@@ -12,6 +12,8 @@ import (
 	"runtime/pprof"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // BenchmarkSwarmPull: the fixture's blob (1 GiB) pulled by a fresh daemon
@@ -71,7 +73,7 @@ func BenchmarkSwarmPull(b *testing.B) {
 	})
 	for _, sc := range []struct {
 		name string
-		seed *swarmSeeder
+		seed *harness.Seeder
 	}{
 		{"seeder-only", c.solo},
 		{"4-peers", c.seeder},
@@ -100,7 +102,7 @@ func labelledPull(url string, f *fixture, role string) (pullResult, error) {
 
 // runSwarmPulls times b.N pulls, each by a new daemon (empty store) that
 // joins the swarm through seed, and returns the median MB/s.
-func runSwarmPulls(b *testing.B, f *fixture, c *swarmCluster, name string, seed *swarmSeeder, direct string) float64 {
+func runSwarmPulls(b *testing.B, f *fixture, c *swarmCluster, name string, seed *harness.Seeder, direct string) float64 {
 	b.SetBytes(f.size)
 	root := storeRoots()[0]
 	var totals, ttfbs []time.Duration
@@ -123,8 +125,8 @@ func runSwarmPulls(b *testing.B, f *fixture, c *swarmCluster, name string, seed 
 			b.Fatal(err)
 		}
 		cleanup := func() error {
-			ok := n.stored(f.digest)
-			err := n.stop()
+			ok := n.Stored(f.digest, storedWithin)
+			err := n.Stop()
 			os.RemoveAll(dir)
 			if err == nil && !ok {
 				err = fmt.Errorf("%s: the blob is not complete in the puller's store", name)
@@ -141,11 +143,11 @@ func runSwarmPulls(b *testing.B, f *fixture, c *swarmCluster, name string, seed 
 		b.StartTimer()
 		stopProfile := profilePull(name, b.N, i)
 		before := sampleCPU(os.Getpid())
-		res, err := labelledPull(f.blobURL(n.url), f, "client-"+name)
+		res, err := labelledPull(f.blobURL(n.URL), f, "client-"+name)
 		use := cpuBetween(before, sampleCPU(os.Getpid()))
 		stopProfile()
 		b.StopTimer()
-		got := n.fetched()
+		got := n.Fetched()
 		fl, _ := n.lastFetch(f.digest)
 		if err = errors.Join(err, cleanup()); err != nil {
 			b.Fatal(err)

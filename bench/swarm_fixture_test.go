@@ -4,7 +4,6 @@ package bench_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +20,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
@@ -30,18 +28,12 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/shoal-dev/shoal/internal/harness"
-	daemon "github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/oci"
-	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/discovery"
-	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/member"
-	"github.com/shoal-dev/shoal/p2p/swarm"
-	"github.com/shoal-dev/shoal/seeder"
 )
 
 // The swarm benchmarks run real seeders (seeder.Seeder) and real daemons
-// (registryshim/daemon with the swarm on: libp2p host over TCP on
+// (internal/node with the swarm on: libp2p host over TCP on
 // loopback, the real kad-dht from p2p/discovery bootstrapped through the
 // seeder, the chunk server and the swarm fetcher) in this process. Each
 // component is started under pprof.Do with a role label, and every
@@ -50,122 +42,33 @@ import (
 //
 //	go tool pprof -top -tagfocus role=puller-4peers bench.test cpu.prof
 
-// swarmSeeder is a seeder running in this process.
-type swarmSeeder struct {
-	s      *seeder.Seeder
-	info   peer.AddrInfo
-	dir    string
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func startSwarmSeeder(dataDir string, up upstreamOrigin, role string) (*swarmSeeder, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ss := &swarmSeeder{dir: dataDir, cancel: cancel, done: make(chan error, 1)}
-	var err error
-	pprof.Do(ctx, pprof.Labels("role", role), func(ctx context.Context) {
-		ss.s, err = seeder.New(ctx, seeder.Config{
-			DataDir: dataDir, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
-			Upstream: upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
-		}, zap.NewNop())
-		if err == nil {
-			go func() { ss.done <- ss.s.Run(ctx) }()
-		}
+// startSwarmSeeder runs a seeder (harness.StartSeeder) in front of up.
+func startSwarmSeeder(dataDir string, up upstreamOrigin, role string) (*harness.Seeder, error) {
+	return harness.StartSeeder(harness.SeederOptions{
+		Upstream: up.registry(), DataDir: dataDir, UpstreamTimeout: time.Minute, Role: role,
 	})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	ai, err := peer.AddrInfoFromString(ss.s.Addrs()[0])
-	if err != nil {
-		ss.stop()
-		return nil, err
-	}
-	ss.info = *ai
-	return ss, nil
 }
 
-func (ss *swarmSeeder) stop() error {
-	ss.cancel()
-	return <-ss.done
-}
-
-// preheat makes the seeder pull repoTag's blobs from its origin.
-func (ss *swarmSeeder) preheat(ctx context.Context, originHost, repoTag string) error {
-	return ss.s.Preheat(ctx, originHost+"/"+repoTag, "all", func(seeder.Progress) {})
-}
-
-// swarmNode is a daemon with the swarm on, running in this process.
+// swarmNode is a daemon with the swarm on, running in this process, with
+// its logs kept for lastFetch.
 type swarmNode struct {
-	d       *daemon.Daemon
-	id      peer.ID
-	url     string
-	dataDir string
-	logs    *observer.ObservedLogs
-	cancel  context.CancelFunc
-	done    chan error
+	*harness.Node
+	logs *observer.ObservedLogs
 }
 
-func startSwarmNode(dataDir string, up upstreamOrigin, s *swarmSeeder, role string) (*swarmNode, error) {
+// startSwarmNode runs a daemon (harness.StartNode) that joins the swarm
+// through s.
+func startSwarmNode(dataDir string, up upstreamOrigin, s *harness.Seeder, role string) (*swarmNode, error) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &swarmNode{dataDir: dataDir, logs: logs, cancel: cancel, done: make(chan error, 1)}
-	var err error
-	pprof.Do(ctx, pprof.Labels("role", role), func(ctx context.Context) {
-		n.d, err = daemon.New(ctx, daemon.Config{
-			DataDir: dataDir, RegistryAddr: "127.0.0.1:0",
-			Upstream:        upstream.Settings{Upstreams: []string{up.host + "=" + up.url}, DefaultUpstream: up.host, Timeout: time.Minute},
-			ShutdownTimeout: 5 * time.Second,
-			P2P:             true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: s.s.Addrs()[:1]},
-			TrustedSeeders: []string{s.s.ID().String()},
-			SharePartial:   true, MaxSourcesPerBlob: swarm.DefaultMaxSources,
-		}, zap.New(core))
-		if err == nil {
-			go func() { n.done <- n.d.Run(ctx) }()
-		}
+	n, err := harness.StartNode(harness.NodeOptions{
+		Upstream: up.registry(), DataDir: dataDir, Seeders: []*harness.Seeder{s},
+		UpstreamTimeout: time.Minute, ShutdownTimeout: 5 * time.Second,
+		Log: zap.New(core), Role: role,
 	})
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	n.url = "http://" + n.d.RegistryAddr()
-	n.id, err = peer.Decode(n.d.PeerID())
-	if err != nil {
-		n.stop()
-		return nil, err
-	}
-	return n, nil
-}
-
-func (n *swarmNode) stop() error {
-	n.cancel()
-	return <-n.done
-}
-
-func (n *swarmNode) stored(digest string) bool {
-	return (&node{dataDir: n.dataDir}).stored(digest)
-}
-
-// fetched is the node's shoal_fetched_bytes_total by source.
-func (n *swarmNode) fetched() map[string]float64 {
-	out := map[string]float64{}
-	mfs, err := n.d.Gatherer().Gather()
-	if err != nil {
-		return out
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "shoal_fetched_bytes_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "source" {
-					out[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
+	return &swarmNode{Node: n, logs: logs}, nil
 }
 
 // fetchLog is the swarm's "blob fetched" log line of one fetch.
@@ -213,18 +116,15 @@ type dhtProbe struct {
 	dht *discovery.DHT
 }
 
-func newDHTProbe(s *swarmSeeder) (*dhtProbe, error) {
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
+func newDHTProbe(s *harness.Seeder) (*dhtProbe, error) {
 	p := &dhtProbe{}
+	var err error
 	pprof.Do(context.Background(), pprof.Labels("role", "probe"), func(ctx context.Context) {
-		p.h, err = host.New(host.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Key: key}, zap.NewNop())
+		p.h, err = harness.StartHost(harness.HostOptions{})
 		if err != nil {
 			return
 		}
-		p.dht, err = discovery.New(ctx, p.h, discovery.Config{Bootstrap: []peer.AddrInfo{s.info}}, zap.NewNop(), nil)
+		p.dht, err = discovery.New(ctx, p.h, discovery.Config{Bootstrap: []peer.AddrInfo{s.Info}}, zap.NewNop(), nil)
 		if err != nil {
 			p.h.Close()
 		}
@@ -276,8 +176,8 @@ func (p *dhtProbe) waitProviders(ctx context.Context, d digest.Digest, want []pe
 // preheated from the go-containerregistry origin.
 type swarmCluster struct {
 	up        upstreamOrigin // the ggcr origin: manifests for preheat, blobs for fallbacks
-	seeder    *swarmSeeder
-	solo      *swarmSeeder
+	seeder    *harness.Seeder
+	solo      *harness.Seeder
 	peers     []*swarmNode
 	probe     *dhtProbe
 	peerStore storeRoot
@@ -342,7 +242,7 @@ func newSwarmCluster(f *fixture) (_ *swarmCluster, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for _, s := range []struct {
-		dst  **swarmSeeder
+		dst  **harness.Seeder
 		role string
 	}{{&c.seeder, "seeder"}, {&c.solo, "seeder-solo"}} {
 		dir, err := mkdir("shoal-bench-seeder-")
@@ -352,7 +252,7 @@ func newSwarmCluster(f *fixture) (_ *swarmCluster, err error) {
 		if *s.dst, err = startSwarmSeeder(dir, c.up, s.role); err != nil {
 			return nil, err
 		}
-		if err := (*s.dst).preheat(ctx, c.up.host, benchRepo+":v1"); err != nil {
+		if err := (*s.dst).PreheatImage(ctx, c.up.host, benchRepo+":v1"); err != nil {
 			return nil, fmt.Errorf("preheat %s: %w", s.role, err)
 		}
 	}
@@ -372,11 +272,11 @@ func newSwarmCluster(f *fixture) (_ *swarmCluster, err error) {
 			return nil, err
 		}
 		c.peers = append(c.peers, n)
-		ids = append(ids, n.id)
-		if _, err := pull(ctx, client, f.blobURL(n.url), f.size, f.digest); err != nil {
+		ids = append(ids, n.ID)
+		if _, err := pull(ctx, client, f.blobURL(n.URL), f.size, f.digest); err != nil {
 			return nil, fmt.Errorf("peer %d: %w", i, err)
 		}
-		if !n.stored(f.digest) {
+		if !n.Stored(f.digest, storedWithin) {
 			return nil, fmt.Errorf("peer %d: blob not complete after its pull", i)
 		}
 	}
@@ -433,14 +333,14 @@ func tagBlob(o *harness.Origin, repoTag, digest string, size int64) error {
 func (c *swarmCluster) close() {
 	var errs []error
 	for _, n := range c.peers {
-		errs = append(errs, n.stop())
+		errs = append(errs, n.Stop())
 	}
 	if c.probe != nil {
 		c.probe.close()
 	}
-	for _, s := range []*swarmSeeder{c.seeder, c.solo} {
+	for _, s := range []*harness.Seeder{c.seeder, c.solo} {
 		if s != nil {
-			errs = append(errs, s.stop())
+			errs = append(errs, s.Stop())
 		}
 	}
 	for _, d := range c.dirs {

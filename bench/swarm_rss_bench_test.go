@@ -3,21 +3,20 @@
 package bench_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // BenchmarkSwarmDaemonRSS runs the real shoal binary (go build ./cmd/shoal)
@@ -44,7 +43,7 @@ func BenchmarkSwarmDaemonRSS(b *testing.B) {
 	skipShort(b)
 	f := sharedFixture(b)
 	c := sharedSwarm(b, f)
-	bin := shoalBinary(b)
+	bin := harness.ShoalBinary(b)
 	var hwm, anon, idle int64
 	var cpu, mbs, peer, seed, origin []float64
 	profileSecs := 10
@@ -85,53 +84,31 @@ func measureSwarmDaemon(bin string, f *fixture, c *swarmCluster, n, iter, profil
 		return res, err
 	}
 	defer os.RemoveAll(dataDir)
-	regAddr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	metAddr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	logPath := filepath.Join(dataDir, "daemon.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return res, err
-	}
-	defer logFile.Close()
 	store := filepath.Join(dataDir, "store")
-	cmd := exec.Command(bin, "daemon",
-		"--data-dir", store,
-		"--registry-addr", regAddr, "--metrics-addr", metAddr,
-		"--upstream", c.up.host+"="+c.up.url, "--default-upstream", c.up.host,
-		"--docker-config", "",
-		"--p2p-listen", "/ip4/127.0.0.1/tcp/0",
-		"--bootstrap", c.seeder.s.Addrs()[0],
-		"--trusted-seeder", c.seeder.s.ID().String())
-	cmd.Env = cleanEnv()
-	// SHOAL_BENCH_DAEMON_ENV adds space-separated VAR=value settings to the
-	// daemon's environment only (e.g. "GOGC=50 GOMEMLIMIT=64MiB").
-	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("SHOAL_BENCH_DAEMON_ENV"))...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	d, err := harness.LaunchDaemonProcess(bin, harness.DaemonProcessOptions{
+		Origin: f.ggcr, DataDir: store, LogPath: filepath.Join(dataDir, "daemon.log"), ReadyTimeout: 15 * time.Second,
+		Args: []string{
+			"--p2p-listen", "/ip4/127.0.0.1/tcp/0",
+			"--bootstrap", c.seeder.Addrs()[0],
+			"--trusted-seeder", c.seeder.ID().String(),
+		},
+		// SHOAL_BENCH_DAEMON_ENV adds space-separated VAR=value settings to
+		// the daemon's environment only (e.g. "GOGC=50 GOMEMLIMIT=64MiB").
+		Env: strings.Fields(os.Getenv("SHOAL_BENCH_DAEMON_ENV")),
+	})
+	if err != nil {
 		return res, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	defer func() {
-		if serr := stopProcess(cmd, exited); serr != nil && err == nil {
+		if serr := d.Stop(15 * time.Second); serr != nil && err == nil {
 			err = serr
 		}
 		if err != nil {
-			log, _ := os.ReadFile(logPath)
-			err = fmt.Errorf("%w\ndaemon log:\n%s", err, tail(log, 4096))
+			err = fmt.Errorf("%w\ndaemon log:\n%s", err, harness.Tail(d.Logs(), 40))
 		}
 	}()
-	if err := waitReady(exited, "http://"+metAddr+"/readyz", 15*time.Second); err != nil {
-		return res, err
-	}
-	pid := cmd.Process.Pid
+	regAddr, metAddr := d.RegistryAddr, d.MetricsAddr
+	pid := d.Pid()
 	m, err := readProcMem(pid)
 	if err != nil {
 		return res, err
@@ -214,7 +191,8 @@ func measureSwarmDaemon(bin string, f *fixture, c *swarmCluster, n, iter, profil
 	}
 	res.hwm = end.hwm
 	res.anon = max(peakAnon.Load(), end.anon)
-	res.fetched, err = scrapeFetched("http://" + metAddr + "/metrics")
+	met, err := d.Scrape()
+	res.fetched = met.ByLabel("shoal_fetched_bytes_total", "source")
 	return res, err
 }
 
@@ -261,35 +239,4 @@ func fetchProfile(url, path string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// scrapeFetched reads shoal_fetched_bytes_total by source from a daemon's
-// metrics endpoint (Prometheus text format).
-func scrapeFetched(url string) (map[string]float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	const prefix = `shoal_fetched_bytes_total{source="`
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, prefix)
-		if !ok {
-			continue
-		}
-		src, val, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics line %q: %w", line, err)
-		}
-		out[src] = v
-	}
-	return out, sc.Err()
 }

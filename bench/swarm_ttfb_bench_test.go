@@ -186,7 +186,7 @@ type ttfbSample struct {
 type ttfbCluster struct {
 	origin *harness.Origin
 	up     upstreamOrigin
-	seeder *swarmSeeder
+	seeder *harness.Seeder
 	nodes  []*swarmNode
 	probe  *dhtProbe
 	tracer *fetchTracer
@@ -270,7 +270,7 @@ func newTTFBCluster() (_ *ttfbCluster, err error) {
 
 func (c *ttfbCluster) close() {
 	for _, n := range c.nodes {
-		_ = n.stop()
+		_ = n.Stop()
 	}
 	if c.probe != nil {
 		c.probe.close()
@@ -279,7 +279,7 @@ func (c *ttfbCluster) close() {
 		c.tracer.close()
 	}
 	if c.seeder != nil {
-		_ = c.seeder.stop()
+		_ = c.seeder.Stop()
 	}
 	if c.origin != nil {
 		c.origin.Close()
@@ -328,27 +328,27 @@ func (c *ttfbCluster) sample(b *testing.B, seederHeld bool) (ttfbSample, error) 
 	client := newClient()
 	defer client.CloseIdleConnections()
 	if seederHeld {
-		if err := c.seeder.preheat(ctx, c.origin.Host, repoTag); err != nil {
+		if err := c.seeder.PreheatImage(ctx, c.origin.Host, repoTag); err != nil {
 			return ttfbSample{}, err
 		}
 	} else {
-		if _, err := pull(ctx, client, holder.url+blobPath, size, d.String()); err != nil {
+		if _, err := pull(ctx, client, holder.URL+blobPath, size, d.String()); err != nil {
 			return ttfbSample{}, fmt.Errorf("holder pull: %w", err)
 		}
-		if err := c.probe.waitProviders(ctx, d, []peer.ID{holder.id}, 30*time.Second); err != nil {
+		if err := c.probe.waitProviders(ctx, d, []peer.ID{holder.ID}, 30*time.Second); err != nil {
 			return ttfbSample{}, err
 		}
 	}
-	before := puller.fetched()
+	before := puller.Fetched()
 	cpu0 := sampleCPU(os.Getpid())
 	b.StartTimer()
-	s, err := firstByte(ctx, client, puller.url+blobPath, size, d.String())
+	s, err := firstByte(ctx, client, puller.URL+blobPath, size, d.String())
 	b.StopTimer()
 	s.cpu = cpuBetween(cpu0, sampleCPU(os.Getpid()))
 	if err != nil {
 		return s, err
 	}
-	after := puller.fetched()
+	after := puller.Fetched()
 	got := after["peer"] - before["peer"] + after["seeder"] - before["seeder"] + after["origin"] - before["origin"]
 	if got > 0 {
 		s.peerShare = (after["peer"] - before["peer"]) / got
@@ -357,7 +357,7 @@ func (c *ttfbCluster) sample(b *testing.B, seederHeld bool) (ttfbSample, error) 
 		return s, fmt.Errorf("fetch tracer: %w", err)
 	}
 	if !seederHeld {
-		if err := c.probe.timeParts(ctx, &s, holder.id, d, size, c.seeder.s.ID()); err != nil {
+		if err := c.probe.timeParts(ctx, &s, holder.ID, d, size, c.seeder.ID()); err != nil {
 			return s, err
 		}
 	} else {
@@ -400,7 +400,7 @@ func firstByte(ctx context.Context, c *http.Client, url string, size int64, dige
 	n, err := resp.Body.Read(buf)
 	s.firstByte = time.Since(start)
 	if n == 0 {
-		return s, fmt.Errorf("GET %s: no first byte: %v", url, err)
+		return s, fmt.Errorf("GET %s: no first byte: %v", url, err) //nolint:errorlint // may be nil with no byte read; printed, not wrapped
 	}
 	h.Write(buf[:n])
 	rest, err := io.CopyBuffer(struct{ hash.Hash }{h}, resp.Body, buf)
@@ -480,7 +480,7 @@ type fetchTracer struct {
 	seeder peer.AddrInfo
 }
 
-func newFetchTracer(s *swarmSeeder, dir string) (*fetchTracer, error) {
+func newFetchTracer(s *harness.Seeder, dir string) (*fetchTracer, error) {
 	p, err := newDHTProbe(s)
 	if err != nil {
 		return nil, err
@@ -490,7 +490,7 @@ func newFetchTracer(s *swarmSeeder, dir string) (*fetchTracer, error) {
 		p.close()
 		return nil, err
 	}
-	return &fetchTracer{probe: p, st: st, seeder: s.info}, nil
+	return &fetchTracer{probe: p, st: st, seeder: s.Info}, nil
 }
 
 func (t *fetchTracer) close() {

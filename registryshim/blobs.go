@@ -22,7 +22,7 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	t = t.WithClientAuth(r.Header.Get("Authorization"))
 	if f, size, err := s.store.OpenBlob(d); err == nil {
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		ri.source = "store"
 		return s.writeBlob(ctx, w, r, d, size, ri.source, func(w io.Writer, off, n int64) (int64, error) {
 			if _, err := f.Seek(off, io.SeekStart); err != nil {
@@ -47,7 +47,7 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err != nil {
 		return s.fetchError(w, err)
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	ri.source = "upstream"
 	if st.Complete() {
 		ri.source = "store"

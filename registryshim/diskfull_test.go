@@ -37,7 +37,7 @@ func TestFullDiskIsAClearError(t *testing.T) {
 	n := newNode(t, origin, nodeOpts{dir: dir, quiet: true})
 
 	bd, _ := big.Digest()
-	resp, err := http.Get(n.srv.URL + "/v2/full/app/blobs/" + bd.String())
+	resp, err := http.Get(n.URL() + "/v2/full/app/blobs/" + bd.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,12 +53,12 @@ func TestFullDiskIsAClearError(t *testing.T) {
 		assertOCIError(t, body, "UNAVAILABLE")
 	}
 	d, _ := oci.ParseDigest(bd.String())
-	if _, err := n.store.Stat(d); err == nil {
+	if _, err := n.Store.Stat(d); err == nil {
 		t.Fatal("incomplete blob stored as complete")
 	}
 	// The failed download gave its space back, so a small blob works.
 	sd, _ := small.Digest()
-	resp, err = http.Get(n.srv.URL + "/v2/full/app/blobs/" + sd.String())
+	resp, err = http.Get(n.URL() + "/v2/full/app/blobs/" + sd.String())
 	if err != nil {
 		t.Fatal(err)
 	}

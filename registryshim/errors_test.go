@@ -88,7 +88,7 @@ func TestCorruptOriginBlobIsNeverServedWhole(t *testing.T) {
 	origin := &harness.Origin{Origin: &originpkg.Origin{Server: evil, Host: strings.TrimPrefix(evil.URL, "http://")}}
 	n := newNode(t, origin, nodeOpts{quiet: true})
 	for i := 0; i < 2; i++ {
-		resp, err := http.Get(n.srv.URL + "/v2/evil/blobs/" + d)
+		resp, err := http.Get(n.URL() + "/v2/evil/blobs/" + d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +99,7 @@ func TestCorruptOriginBlobIsNeverServedWhole(t *testing.T) {
 		}
 	}
 	dg, _ := oci.ParseDigest(d)
-	if _, err := n.store.Stat(dg); err == nil {
+	if _, err := n.Store.Stat(dg); err == nil {
 		t.Fatal("corrupt blob stored")
 	}
 }

@@ -4,32 +4,22 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
+	"go.uber.org/goleak"
 
 	"github.com/shoal-dev/shoal/internal/harness"
-	"github.com/shoal-dev/shoal/internal/store"
-	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/registryshim"
 )
 
-// node is a shim in front of an origin, on loopback.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// node is the shim in front of an origin (harness.Shim) with the request
+// helpers of these tests.
 type node struct {
-	t      testing.TB
-	origin *harness.Origin
-	store  *store.Store
-	shim   *registryshim.Shim
-	srv    *httptest.Server
-	reg    *prometheus.Registry
-	host   string
-	dir    string
+	*harness.Shim
+	t testing.TB
 }
 
 type nodeOpts struct {
@@ -42,50 +32,16 @@ type nodeOpts struct {
 
 func newNode(t testing.TB, origin *harness.Origin, o nodeOpts) *node {
 	t.Helper()
-	if o.dir == "" {
-		o.dir = t.TempDir()
-	}
-	log := zap.NewNop()
-	if !o.quiet {
-		if tt, ok := t.(*testing.T); ok {
-			log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))
-		}
-	}
-	mapping, err := upstream.NewMapping(append([]string{origin.Host + "=" + origin.URL()}, o.extraUpstreams...), origin.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	timeout := o.timeout
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	up, err := upstream.New(mapping, &upstream.Credentials{}, upstream.Config{Timeout: timeout}, log, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(o.dir, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &node{t: t, origin: origin, store: st, reg: reg, dir: o.dir}
-	fetcher := upstream.NewOrigin(up, log, nil)
-	n.shim = registryshim.New(st, up, fetcher, registryshim.Options{TagTTL: o.ttl, TagStale: o.stale, Timeout: timeout, PrefetchLayers: o.prefetch}, log, reg)
-	n.srv = httptest.NewServer(n.shim)
-	n.host = strings.TrimPrefix(n.srv.URL, "http://")
-	t.Cleanup(n.close)
-	return n
-}
-
-func (n *node) close() {
-	n.srv.Close()
-	n.store.Close()
+	return &node{t: t, Shim: harness.StartShim(t, origin, harness.ShimOptions{
+		TagTTL: o.ttl, TagStale: o.stale, Timeout: o.timeout, DataDir: o.dir,
+		ExtraUpstreams: o.extraUpstreams, Quiet: o.quiet, PrefetchLayers: o.prefetch,
+	})}
 }
 
 // ref names repoTag at the shim (requests carry no ns: default upstream).
 func (n *node) ref(repoTag string) name.Reference {
 	n.t.Helper()
-	r, err := name.ParseReference(n.host+"/"+repoTag, name.Insecure)
+	r, err := name.ParseReference(n.Host+"/"+repoTag, name.Insecure)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -99,7 +55,7 @@ func (n *node) get(path string, hdr ...string) *http.Response {
 
 func (n *node) do(method, path string, hdr ...string) *http.Response {
 	n.t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), method, n.srv.URL+path, nil)
+	req, err := http.NewRequestWithContext(context.Background(), method, n.URL()+path, nil)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -124,25 +80,5 @@ func readAll(t testing.TB, resp *http.Response) []byte {
 }
 
 func (n *node) served(source string) float64 {
-	return counterValue(n.reg, "shoal_served_bytes_total", "source", source)
-}
-
-func counterValue(g prometheus.Gatherer, metric, label, value string) float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return -1
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != metric {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return harness.Sum(n.t, n.Registry, "shoal_served_bytes_total", harness.Labels{"source": source})
 }

@@ -111,7 +111,7 @@ func (s *Shim) forward(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return upstreamError(err, oci.CodeNameUnknown, kind)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	ri.source = "upstream"
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:

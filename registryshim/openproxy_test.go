@@ -51,7 +51,7 @@ func TestUnmappedRegistryIsRefusedWithoutDial(t *testing.T) {
 	if got := hole.Accepts(); got != 0 {
 		t.Fatalf("the node dialed the unconfigured registry %d times", got)
 	}
-	if got := counterValue(n.reg, "shoal_shim_rejections_total", "reason", "unmapped_registry"); got != 7 {
+	if got := harness.Sum(t, n.Registry, "shoal_shim_rejections_total", harness.Labels{"reason": "unmapped_registry"}); got != 7 {
 		t.Errorf("shoal_shim_rejections_total{reason=unmapped_registry} = %v, want 7", got)
 	}
 }
@@ -83,7 +83,7 @@ func TestOpenProxyFloodCostsNothing(t *testing.T) {
 			defer wg.Done()
 			for i := range jobs {
 				path := fmt.Sprintf("/v2/flood/blobs/sha256:%064x?ns=%s", i, hole.Addr())
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.srv.URL+path, nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+path, nil)
 				resp, err := client.Do(req)
 				status := -1
 				if err == nil {
@@ -121,7 +121,7 @@ func TestOpenProxyFloodCostsNothing(t *testing.T) {
 	if fds := openFDs(t); fds > baseFDs+10 {
 		t.Errorf("%d open fds after the flood, %d before", fds, baseFDs)
 	}
-	if left := partialFiles(t, n.dir); len(left) != 0 {
+	if left := partialFiles(t, n.Dir); len(left) != 0 {
 		t.Errorf("the flood left %d files in partial/: %v", len(left), left[:min(len(left), 5)])
 	}
 }

@@ -56,12 +56,12 @@ func (s *Shim) prefetch(ctx context.Context, t upstream.Target, body []byte) {
 			continue
 		}
 		if st.Complete() { // already stored: nothing started
-			st.Close()
+			_ = st.Close()
 			continue
 		}
 		// The prefetch holds its download for PrefetchHold: the client
 		// that got the manifest is expected to ask for the blob by then.
-		time.AfterFunc(s.opts.PrefetchHold, func() { st.Close() })
+		time.AfterFunc(s.opts.PrefetchHold, func() { _ = st.Close() })
 		started++
 		s.m.prefetched.Inc()
 	}

@@ -57,7 +57,7 @@ func TestPrefetchOnManifest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := n.store.Stat(dg); err == nil {
+			if _, err := n.Store.Stat(dg); err == nil {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -106,15 +106,5 @@ func TestPrefetchSkipsIndex(t *testing.T) {
 // prefetched reads shoal_prefetched_blobs_total.
 func prefetched(t *testing.T, n *node) float64 {
 	t.Helper()
-	mfs, err := n.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "shoal_prefetched_blobs_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("shoal_prefetched_blobs_total is not registered")
-	return 0
+	return harness.Value(t, n.Registry, "shoal_prefetched_blobs_total", nil)
 }

@@ -177,7 +177,7 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := http.Get(n.srv.URL + "/v2/shared/blobs/" + d.String())
+			resp, err := http.Get(n.URL() + "/v2/shared/blobs/" + d.String())
 			if err != nil {
 				errs <- err
 				return

@@ -131,10 +131,10 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.m.inflight.Dec()
 		rec := recover()
-		if rec != nil && rec != http.ErrAbortHandler {
+		if rec != nil && rec != http.ErrAbortHandler { //nolint:errorlint // a recover() value, compared as net/http compares it
 			s.log.Error("panic serving request", zap.Any("panic", rec), zap.String("path", r.URL.Path), zap.Stack("stack"))
 			if !rw.wroteHeader {
-				oci.WriteError(rw, r, oci.Errorf(http.StatusInternalServerError, oci.CodeInternal, "internal error"))
+				_ = oci.WriteError(rw, r, oci.Errorf(http.StatusInternalServerError, oci.CodeInternal, "internal error"))
 			}
 		}
 		status := rw.status

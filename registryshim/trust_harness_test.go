@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/registryshim"
@@ -104,5 +105,5 @@ func (n *trustNode) do(method, path string, hdr ...string) (*http.Response, []by
 }
 
 func (n *trustNode) rejections(reason string) float64 {
-	return counterValue(n.reg, "shoal_shim_rejections_total", "reason", reason)
+	return harness.Sum(n.t, n.reg, "shoal_shim_rejections_total", harness.Labels{"reason": reason})
 }

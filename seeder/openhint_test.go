@@ -1,4 +1,4 @@
-package seeder
+package seeder_test
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/oci"
@@ -26,7 +24,7 @@ func TestSeederIgnoresUnconfiguredRegistryHint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client := newClientHost(t)
-	if err := client.Connect(ctx, peer.AddrInfo{ID: s.ID(), Addrs: s.Seeder.peer.Host.Addrs()}); err != nil {
+	if err := client.Connect(ctx, s.Info); err != nil {
 		t.Fatal(err)
 	}
 	for i, reg := range []string{hole.Addr(), "localhost:" + strings.Split(hole.Addr(), ":")[1]} {
@@ -35,7 +33,7 @@ func TestSeederIgnoresUnconfiguredRegistryHint(t *testing.T) {
 		sess, err := chunk.Dial(octx, client, s.ID(), chunk.Open{Digest: dg, Registry: reg, Repo: "evil/app"}, chunk.ClientOptions{})
 		ocancel()
 		if err == nil {
-			sess.Close()
+			_ = sess.Close()
 			t.Errorf("OPEN with registry %q: a session, want a refusal", reg)
 		}
 	}
@@ -45,7 +43,7 @@ func TestSeederIgnoresUnconfiguredRegistryHint(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []string
-		_ = filepath.WalkDir(filepath.Join(s.cfg.DataDir, "partial"), func(p string, d os.DirEntry, err error) error {
+		_ = filepath.WalkDir(filepath.Join(s.Dir, "partial"), func(p string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				left = append(left, p)
 			}

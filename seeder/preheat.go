@@ -98,7 +98,7 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 			if err != nil {
 				return err
 			}
-			defer st.Close()
+			defer func() { _ = st.Close() }()
 			size, err := st.Size(gctx)
 			if err != nil {
 				return fmt.Errorf("blob %s: %w", d, err)

@@ -1,4 +1,4 @@
-package seeder
+package seeder_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/oci"
+	"github.com/shoal-dev/shoal/seeder"
 )
 
 // blob is one blob of a test image.
@@ -52,7 +53,7 @@ func checkProgress(t *testing.T, res preheatResult, bs []blob) {
 	if last.Layers != len(bs) || last.LayersDone != len(bs) || last.Total != totalSize(bs) || last.Bytes != last.Total {
 		t.Fatalf("last line %+v, want %d/%d blobs and %d/%d bytes", last, len(bs), len(bs), totalSize(bs), totalSize(bs))
 	}
-	var prev Progress
+	var prev seeder.Progress
 	for i, p := range res.Lines {
 		if p.Bytes < prev.Bytes || p.LayersDone < prev.LayersDone || p.Bytes > p.Total || p.LayersDone > p.Layers || p.Rate < 0 {
 			t.Fatalf("line %d %+v after %+v: counters must grow within their totals", i, p, prev)
@@ -273,8 +274,8 @@ func TestSeederPreheatStreamsProgress(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var early []Progress // lines read while the origin was still sending
-	res, err := postPreheat(ctx, s.admin, origin.Host+"/slow/app:v1", "all", func(p Progress) {
+	var early []seeder.Progress // lines read while the origin was still sending
+	res, err := postPreheat(ctx, s.admin, origin.Host+"/slow/app:v1", "all", func(p seeder.Progress) {
 		if origin.BlobBytes() < bs[1].size {
 			early = append(early, p)
 		}

@@ -1,10 +1,9 @@
-package seeder
+package seeder_test
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -29,20 +27,19 @@ import (
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/oci"
 	"github.com/shoal-dev/shoal/internal/store"
-	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
-	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/member"
+	"github.com/shoal-dev/shoal/seeder"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testSeeder is a running seeder on loopback with its origin.
 type testSeeder struct {
-	*Seeder
+	*harness.Seeder
 	origin *harness.Origin
 	// admin is the admin API's base URL.
 	admin string
+	store *store.Store
 }
 
 // startOrigin runs an in-memory origin registry for the test.
@@ -57,44 +54,24 @@ func startOrigin(t *testing.T) *harness.Origin {
 // cleanup waits for Run to return.
 func startSeeder(t *testing.T, origin *harness.Origin) *testSeeder {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := New(ctx, Config{
-		DataDir:   t.TempDir(),
-		Swarm:     member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
-		AdminAddr: "127.0.0.1:0",
-		Upstream:  upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host, Timeout: 30 * time.Second},
-	}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("seeder Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("the seeder did not stop within 30s")
-		}
+	s := harness.NewSeeder(t, harness.SeederOptions{
+		Upstream: origin.Registry(),
+		Log:      zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	})
-	return &testSeeder{Seeder: s, origin: origin, admin: "http://" + s.AdminAddr()}
+	return &testSeeder{Seeder: s, origin: origin, admin: s.AdminURL, store: s.StoreForTest()}
 }
 
 // preheatResult is what one POST /v1/preheat streamed back.
 type preheatResult struct {
 	Status      int
 	ContentType string
-	Lines       []Progress
+	Lines       []seeder.Progress
 }
 
 // Last is the final progress line (the zero Progress without any).
-func (r preheatResult) Last() Progress {
+func (r preheatResult) Last() seeder.Progress {
 	if len(r.Lines) == 0 {
-		return Progress{}
+		return seeder.Progress{}
 	}
 	return r.Lines[len(r.Lines)-1]
 }
@@ -102,7 +79,7 @@ func (r preheatResult) Last() Progress {
 // postPreheat asks the seeder's admin API to preheat ref and reads the
 // whole NDJSON stream; each line is passed to onLine as it arrives (nil:
 // ignore).
-func postPreheat(ctx context.Context, admin, ref, platform string, onLine func(Progress)) (preheatResult, error) {
+func postPreheat(ctx context.Context, admin, ref, platform string, onLine func(seeder.Progress)) (preheatResult, error) {
 	body, _ := json.Marshal(map[string]string{"ref": ref, "platform": platform})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, admin+"/v1/preheat", bytes.NewReader(body))
 	if err != nil {
@@ -121,7 +98,7 @@ func postPreheat(ctx context.Context, admin, ref, platform string, onLine func(P
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		var p Progress
+		var p seeder.Progress
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&p); err != nil {
@@ -223,7 +200,7 @@ func TestSeederServesChunksWhileBlobStreams(t *testing.T) {
 	defer cancel()
 	// Connect first, so that the OPEN below is quick.
 	client := newClientHost(t)
-	if err := client.Connect(ctx, peer.AddrInfo{ID: s.ID(), Addrs: s.Seeder.peer.Host.Addrs()}); err != nil {
+	if err := client.Connect(ctx, s.Info); err != nil {
 		t.Fatal(err)
 	}
 	origin.SetRate(rate)
@@ -353,7 +330,7 @@ func TestSeederChunksVerifyOnlyAgainstSeeder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := newClientHost(t)
-	if err := client.Connect(ctx, peer.AddrInfo{ID: s.ID(), Addrs: s.Seeder.peer.Host.Addrs()}); err != nil {
+	if err := client.Connect(ctx, s.Info); err != nil {
 		t.Fatal(err)
 	}
 	// No preheat: the OPEN itself starts the pull at the origin.
@@ -499,14 +476,5 @@ func TestSeederAdminRejects(t *testing.T) {
 // test.
 func newClientHost(t *testing.T) libhost.Host {
 	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := host.New(host.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Key: key}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
+	return harness.NewHost(t, harness.HostOptions{})
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/shoal-dev/shoal/internal/imagegen"
 )
@@ -70,14 +72,14 @@ func waitHTTP(ctx context.Context, url string, d time.Duration) error {
 		resp, err := c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %v", url, d, err)
+			return fmt.Errorf("%s not ready after %s: %v", url, d, err) //nolint:errorlint // nil when the answer was not 200; printed, not wrapped
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -270,7 +272,7 @@ func helperGet(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", fs.Arg(0), resp.Status)
 	}
@@ -287,38 +289,29 @@ type Metrics struct {
 	OriginBytes    int64 // the seeder's shoal_origin_bytes_total
 }
 
-// ParseMetrics reads the counters the lab needs from Prometheus text.
+// ParseMetrics reads the counters the lab needs from Prometheus text
+// (expfmt's parser; a page it cannot parse reads as zero counters).
 func ParseMetrics(text string) Metrics {
 	m := Metrics{Fetched: map[string]int64{}}
-	for _, line := range strings.Split(text, "\n") {
-		if line == "" || line[0] == '#' {
-			continue
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, _ := p.TextToMetricFamilies(strings.NewReader(text))
+	sum := func(name string) (v float64) {
+		for _, s := range fams[name].GetMetric() {
+			v += s.GetCounter().GetValue() + s.GetUntyped().GetValue() + s.GetGauge().GetValue()
 		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		key, val := line[:i], line[i+1:]
-		var v float64
-		if _, err := fmt.Sscanf(val, "%g", &v); err != nil {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(key, "shoal_fetched_bytes_total{"):
-			if _, rest, ok := strings.Cut(key, `source="`); ok {
-				src, _, _ := strings.Cut(rest, `"`)
-				m.Fetched[src] += int64(v)
+		return v
+	}
+	for _, s := range fams["shoal_fetched_bytes_total"].GetMetric() {
+		for _, lp := range s.GetLabel() {
+			if lp.GetName() == "source" {
+				m.Fetched[lp.GetValue()] += int64(s.GetCounter().GetValue() + s.GetUntyped().GetValue())
 			}
-		case key == "shoal_uploaded_bytes_total":
-			m.Uploaded = int64(v)
-		case key == "shoal_chunk_verify_failures_total":
-			m.VerifyFailures = int64(v)
-		case key == "shoal_swarm_origin_fallbacks_total":
-			m.Fallbacks = int64(v)
-		case key == "shoal_origin_bytes_total":
-			m.OriginBytes = int64(v)
 		}
 	}
+	m.Uploaded = int64(sum("shoal_uploaded_bytes_total"))
+	m.VerifyFailures = int64(sum("shoal_chunk_verify_failures_total"))
+	m.Fallbacks = int64(sum("shoal_swarm_origin_fallbacks_total"))
+	m.OriginBytes = int64(sum("shoal_origin_bytes_total"))
 	return m
 }
 

@@ -56,22 +56,22 @@ func (ps *procs) start(label, stdout, stderr string, name string, args ...string
 	}
 	se, err := os.Create(stderr)
 	if err != nil {
-		so.Close()
+		_ = so.Close()
 		return nil, err
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = so, se
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		so.Close()
-		se.Close()
+		_ = so.Close()
+		_ = se.Close()
 		return nil, fmt.Errorf("start %s: %w", label, err)
 	}
 	p := &proc{name: label, cmd: cmd, stdout: stdout, stderr: stderr, done: make(chan struct{}), started: time.Now()}
 	go func() {
 		p.err = cmd.Wait()
-		so.Close()
-		se.Close()
+		_ = so.Close()
+		_ = se.Close()
 		close(p.done)
 	}()
 	ps.mu.Lock()

@@ -35,7 +35,7 @@ var registryName = fmt.Sprintf("%s:%d", originAddr, registryPort)
 // Preflight checks root and the tools the lab needs.
 func Preflight(cfg Config) error {
 	if os.Geteuid() != 0 {
-		return errors.New("shoal-bench needs root (network namespaces, veth, tc): run it as root, e.g. sudo -E go run ./bench/cmd/shoal-bench ...")
+		return errors.New("shoal-bench needs root (network namespaces, veth, tc): run it as root, e.g. sudo -E go run ./bench/cmd/shoal-bench [flags]")
 	}
 	var missing []string
 	for _, t := range []struct{ bin, hint string }{
@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 	start := time.Now()
 	l := &Lab{cfg: cfg, prefix: fmt.Sprintf("%s%d-", Prefix, os.Getpid())}
 	l.logf = func(format string, args ...any) {
-		fmt.Fprintf(progress, "[shoal-bench %6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+		_, _ = fmt.Fprintf(progress, "[shoal-bench %6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	if l.tmp, err = os.MkdirTemp("", l.prefix); err != nil {
 		return nil, err
@@ -278,7 +278,7 @@ func tail(path string, n int64) string {
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	st, _ := f.Stat()
 	if st != nil && st.Size() > n {
 		_, _ = f.Seek(-n, io.SeekEnd)
@@ -696,7 +696,7 @@ func waitFor(ctx context.Context, d time.Duration, p *proc, cond func() bool) er
 			return nil
 		}
 		if p != nil && p.exited() {
-			return fmt.Errorf("exited (%v)", p.err)
+			return fmt.Errorf("exited (%v)", p.err) //nolint:errorlint // nil for exit status 0; printed, not wrapped
 		}
 		select {
 		case <-ctx.Done():
@@ -715,7 +715,7 @@ func registryBlobBytes(path string, from, to int64) int64 {
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if _, err := f.Seek(from, io.SeekStart); err != nil {
 		return 0
 	}

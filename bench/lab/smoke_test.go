@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/harness"
 )
 
 // TestSmokeLab runs the smoke scenario end to end through the real
@@ -26,15 +28,8 @@ func TestSmokeLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	root := moduleRoot(t)
-	bin := filepath.Join(dir, "shoal-bench")
-	shoal := filepath.Join(dir, "shoal")
-	for _, b := range [][]string{{"-o", bin, "./bench/cmd/shoal-bench"}, {"-o", shoal, "./cmd/shoal"}} {
-		cmd := exec.CommandContext(ctx, "go", append([]string{"build"}, b...)...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %v: %v\n%s", b, err, out)
-		}
-	}
+	bin := harness.Binary(t, "./bench/cmd/shoal-bench")
+	shoal := harness.ShoalBinary(t)
 	out := filepath.Join(dir, "out")
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, bin, "--scenario", "smoke", "--shoal-bin", shoal, "--out", out)

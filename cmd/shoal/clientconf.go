@@ -54,7 +54,7 @@ func runContainerdConfig(_ context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	for _, p := range paths {
-		fmt.Fprintln(stdout, "wrote", p)
+		_, _ = fmt.Fprintln(stdout, "wrote", p)
 	}
 	return nil
 }

@@ -103,7 +103,7 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every platform
+	defer log.Sync() //nolint:errcheck // syncing stderr fails on a terminal (EINVAL); nothing to do at exit
 	d, err := node.New(ctx, cfg, log.Named("daemon"))
 	if err != nil {
 		return err

@@ -37,10 +37,10 @@ func TestE2EConformance(t *testing.T) {
 	data := pushConformanceData(t, origin, repo1, repo2)
 
 	// The suite sends no ns=, so the origin must be the default upstream.
-	d := startDaemon(t, daemonOpts{Origin: origin})
+	d := harness.StartDaemonProcess(t, harness.DaemonProcessOptions{Origin: origin})
 
 	work := t.TempDir() // also keeps the suite away from any oci-conformance.yaml in cwd
-	env := append(cleanEnv("OCI_"),
+	env := append(harness.CleanEnv("OCI_"),
 		"OCI_REGISTRY="+d.RegistryAddr,
 		"OCI_TLS=disabled",
 		"OCI_REPO1="+repo1,
@@ -76,7 +76,7 @@ func TestE2EConformance(t *testing.T) {
 	runErr := cmd.Run()
 	t.Logf("conformance suite ran in %v (exit: %v)", time.Since(start).Round(time.Millisecond), runErr)
 	if ctx.Err() != nil {
-		t.Fatalf("conformance suite timed out\nstdout:\n%s\nstderr:\n%s", tail(stdout.String(), 80), tail(stderr.String(), 40))
+		t.Fatalf("conformance suite timed out\nstdout:\n%s\nstderr:\n%s", harness.Tail(stdout.String(), 80), harness.Tail(stderr.String(), 40))
 	}
 
 	out := stdout.String()
@@ -85,7 +85,7 @@ func TestE2EConformance(t *testing.T) {
 		t.Logf("conformance stdout:\n%s\nstderr:\n%s", out, stderr.String())
 	}
 	if !hasLine(out, "OCI Conformance Result: Pass") {
-		t.Errorf("conformance suite did not pass (exit: %v)\n%s\nstderr:\n%s", runErr, conformanceSummary(out), tail(stderr.String(), 40))
+		t.Errorf("conformance suite did not pass (exit: %v)\n%s\nstderr:\n%s", runErr, conformanceSummary(out), harness.Tail(stderr.String(), 40))
 		return
 	}
 	// Guard against a run that passed without testing anything: the
@@ -311,7 +311,7 @@ func conformanceSummary(out string) string {
 		}
 	}
 	if b.Len() == 0 {
-		return tail(out, 80)
+		return harness.Tail(out, 80)
 	}
 	return b.String()
 }

@@ -34,7 +34,7 @@ func TestE2EContainerdPull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		missingTool(t, "containerd needs root")
 	}
-	shoal := buildShoal(t)
+	shoal := harness.ShoalBinary(t)
 	origin := startOrigin(t)
 
 	// A request containerd sends to the origin itself means it went past
@@ -72,7 +72,7 @@ func TestE2EContainerdPull(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d := startDaemon(t, daemonOpts{Origin: origin})
+	d := harness.StartDaemonProcess(t, harness.DaemonProcessOptions{Origin: origin})
 
 	// hosts.toml from the real CLI; its server is the local origin.
 	work := shortTempDir(t, "shoal-e2e-ctrd-")
@@ -242,7 +242,7 @@ func addImageContent(t *testing.T, img v1.Image, manifests, blobs map[string]int
 
 // findRequest returns the last request log entry for path (and method,
 // unless empty).
-func findRequest(reqs []logEntry, method, path string) (logEntry, bool) {
+func findRequest(reqs []harness.LogEntry, method, path string) (harness.LogEntry, bool) {
 	for i := len(reqs) - 1; i >= 0; i-- {
 		e := reqs[i]
 		if e.Str("path") == path && (method == "" || e.Str("method") == method) {
@@ -339,22 +339,19 @@ func unmountUnder(dir string) {
 // containerdProc is a containerd daemon with a private root, state and
 // socket, and the ctr client to talk to it.
 type containerdProc struct {
-	Dir     string
-	Socket  string
-	ctrBin  string
-	ns      string
-	cmd     *exec.Cmd
-	logs    *logSink
-	done    chan struct{}
-	waitErr error
+	*harness.Process
+	Dir    string
+	Socket string
+	ctrBin string
+	ns     string
 }
 
 // startContainerd starts containerd with a config that keeps everything
-// under dir (the CRI plugin is off) and stops it at the end of the test.
+// under dir (the CRI plugin is off) and stops it at the end of the test:
+// SIGTERM, then SIGKILL after 10 s.
 func startContainerd(t *testing.T, containerdBin, ctrBin, dir string) *containerdProc {
 	t.Helper()
-	c := &containerdProc{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), ctrBin: ctrBin, ns: "shoal-e2e",
-		logs: &logSink{}, done: make(chan struct{})}
+	c := &containerdProc{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), ctrBin: ctrBin, ns: "shoal-e2e"}
 	conf := fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -381,29 +378,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = exec.Command(containerdBin, "--config", confPath)
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("starting containerd: %v", err)
-	}
-	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		c.stop()
-		if t.Failed() {
-			t.Logf("containerd log, last lines:\n%s", tail(c.logs.String(), 40))
-		}
-	})
+	c.Process = harness.StartProcess(t, "containerd", containerdBin, []string{"--config", confPath}, harness.ProcessOptions{})
+	t.Cleanup(func() { _ = c.Stop(10 * time.Second) }) // before the harness's kill
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		select {
-		case <-c.done:
-			t.Fatalf("containerd exited at start: %v\n%s", c.waitErr, tail(c.logs.String(), 40))
-		default:
+		if c.Exited() {
+			t.Fatalf("containerd exited at start: %v\n%s", c.Err(), harness.Tail(c.Logs(), 40))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := exec.CommandContext(ctx, ctrBin, "--address", c.Socket, "version").Run()
@@ -412,25 +393,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 			return c
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("containerd not answering on %s: %v\n%s", c.Socket, err, tail(c.logs.String(), 40))
+			t.Fatalf("containerd not answering on %s: %v\n%s", c.Socket, err, harness.Tail(c.Logs(), 40))
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// stop ends containerd: SIGTERM, then SIGKILL after 10 s.
-func (c *containerdProc) stop() {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
 	}
 }
 
@@ -442,10 +407,10 @@ func (c *containerdProc) Ctr(t *testing.T, timeout time.Duration, args ...string
 	defer cancel()
 	full := append([]string{"--address", c.Socket, "--namespace", c.ns}, args...)
 	cmd := exec.CommandContext(ctx, c.ctrBin, full...)
-	cmd.Env = cleanEnv("CONTAINERD_")
+	cmd.Env = harness.CleanEnv("CONTAINERD_")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, tail(string(out), 40))
+		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, harness.Tail(string(out), 40))
 	}
 	return string(out)
 }

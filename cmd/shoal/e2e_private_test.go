@@ -30,7 +30,7 @@ import (
 type privateSetup struct {
 	origin *harness.AuthOrigin
 	img    v1.Image
-	d      *daemonProc
+	d      *harness.DaemonProcess
 	// direct records requests clients sent straight to the origin (past
 	// the mirror), by user agent prefix, token requests aside.
 	mu     sync.Mutex
@@ -68,7 +68,7 @@ func newPrivateSetup(t *testing.T, scheme harness.AuthScheme, agent string) *pri
 		}
 		s.direct = append(s.direct, line)
 	})
-	s.d = startDaemon(t, daemonOpts{Upstreams: []string{s.origin.Host + "=" + s.origin.URL()}, DefaultUpstream: s.origin.Host})
+	s.d = harness.StartDaemonProcess(t, harness.DaemonProcessOptions{Upstreams: []string{s.origin.Host + "=" + s.origin.URL()}, DefaultUpstream: s.origin.Host})
 	return s
 }
 
@@ -161,7 +161,7 @@ func TestE2ESkopeoPrivateImage(t *testing.T) {
 	for name, scheme := range schemes() {
 		t.Run(name, func(t *testing.T) {
 			s := newPrivateSetup(t, scheme, "skopeo/")
-			conf, err := exec.Command(buildShoal(t), "registries-conf", "--registry", s.origin.Host, "--mirror", s.d.RegistryURL).Output()
+			conf, err := exec.Command(harness.ShoalBinary(t), "registries-conf", "--registry", s.origin.Host, "--mirror", s.d.RegistryURL).Output()
 			if err != nil {
 				t.Fatalf("registries-conf: %v", err)
 			}
@@ -180,7 +180,7 @@ func TestE2ESkopeoPrivateImage(t *testing.T) {
 				args := append([]string{"--registries-conf", confPath, "copy", "--src-tls-verify=false"}, extra...)
 				args = append(args, "docker://"+s.origin.Host+"/secret/app:v1", "oci:"+dest+":v1")
 				cmd := exec.Command(skopeo, args...)
-				cmd.Env = append(cleanEnv("REGISTRY_AUTH_FILE"), "HOME="+t.TempDir())
+				cmd.Env = append(harness.CleanEnv("REGISTRY_AUTH_FILE"), "HOME="+t.TempDir())
 				out, err := cmd.CombinedOutput()
 				return string(out), err
 			}
@@ -218,7 +218,7 @@ func TestE2ESkopeoPrivateImage(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			if !s.servedPrivateBytes(t) {
-				t.Fatalf("skopeo with the mirror's credentials did not get the layers from the mirror:\n%s", tail(s.d.Logs(), 30))
+				t.Fatalf("skopeo with the mirror's credentials did not get the layers from the mirror:\n%s", harness.Tail(s.d.Logs(), 30))
 			}
 			if direct, _ := s.seen(); len(direct) > 0 {
 				t.Errorf("with the mirror's credentials skopeo still went to the origin: %q", direct)
@@ -252,7 +252,7 @@ func TestE2EContainerdPrivateImage(t *testing.T) {
 			rec := newRecorder(t, s.d.RegistryURL)
 			work := shortTempDir(t, "shoal-e2e-priv-")
 			certs := filepath.Join(work, "certs.d")
-			out, err := exec.Command(buildShoal(t), "containerd-config", "--registry", s.origin.Host, "--mirror", rec.srv.URL, "--dir", certs,
+			out, err := exec.Command(harness.ShoalBinary(t), "containerd-config", "--registry", s.origin.Host, "--mirror", rec.srv.URL, "--dir", certs,
 				"--upstream", s.origin.Host+"="+s.origin.URL()).CombinedOutput()
 			if err != nil {
 				t.Fatalf("containerd-config: %v\n%s", err, out)
@@ -262,7 +262,7 @@ func TestE2EContainerdPrivateImage(t *testing.T) {
 			pull := func(extra ...string) (string, error) {
 				args := append([]string{"--address", ctrd.Socket, "--namespace", ctrd.ns, "image", "pull", "--hosts-dir", certs, "--snapshotter", "native"}, extra...)
 				cmd := exec.Command(ctrBin, append(args, ref)...)
-				cmd.Env = cleanEnv("CONTAINERD_")
+				cmd.Env = harness.CleanEnv("CONTAINERD_")
 				b, err := cmd.CombinedOutput()
 				return string(b), err
 			}

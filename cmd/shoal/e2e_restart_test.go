@@ -52,7 +52,7 @@ func TestE2EKillMidBlobAndRestart(t *testing.T) {
 	})
 	origin.SetRate(48 << 20) // slow enough to kill in the middle
 
-	d := startDaemon(t, daemonOpts{Origin: origin})
+	d := harness.StartDaemonProcess(t, harness.DaemonProcessOptions{Origin: origin})
 	partial := filepath.Join(d.DataDir, "partial", "sha256", ld.Hex)
 	go func() {
 		// A client that starts the cold pull; the kill cuts it off.
@@ -81,7 +81,7 @@ func TestE2EKillMidBlobAndRestart(t *testing.T) {
 	assertStoreClean(t, d.DataDir)
 
 	origin.SetRate(0)
-	d2 := startDaemon(t, daemonOpts{Origin: origin, DataDir: d.DataDir})
+	d2 := harness.StartDaemonProcess(t, harness.DaemonProcessOptions{Origin: origin, DataDir: d.DataDir})
 	ref, err := name.ParseReference(strings.TrimPrefix(d2.RegistryURL, "http://")+"/restart/big:v1", name.Insecure)
 	if err != nil {
 		t.Fatal(err)

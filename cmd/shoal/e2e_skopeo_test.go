@@ -25,9 +25,9 @@ func TestE2ESkopeoThroughRegistriesConf(t *testing.T) {
 	if _, err := origin.Push(img, "sko/app:v1"); err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, daemonOpts{Origin: origin})
+	d := harness.StartDaemonProcess(t, harness.DaemonProcessOptions{Origin: origin})
 
-	conf, err := exec.Command(buildShoal(t), "registries-conf", "--registry", origin.Host, "--mirror", d.RegistryURL).Output()
+	conf, err := exec.Command(harness.ShoalBinary(t), "registries-conf", "--registry", origin.Host, "--mirror", d.RegistryURL).Output()
 	if err != nil {
 		t.Fatalf("registries-conf: %v", err)
 	}
@@ -56,14 +56,14 @@ func TestE2ESkopeoThroughRegistriesConf(t *testing.T) {
 		}
 		for !servedBlob(d, ld.String()) {
 			if time.Now().After(deadline) {
-				t.Fatalf("shim log has no 200 GET for %s:\n%s", ld, tail(d.Logs(), 30))
+				t.Fatalf("shim log has no 200 GET for %s:\n%s", ld, harness.Tail(d.Logs(), 30))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
 
-func servedBlob(d *daemonProc, digest string) bool {
+func servedBlob(d *harness.DaemonProcess, digest string) bool {
 	for _, e := range d.RequestLogs() {
 		if e.Str("method") == "GET" && strings.HasSuffix(e.Str("path"), "/blobs/"+digest) && e.Int("status") == 200 {
 			return true

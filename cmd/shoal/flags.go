@@ -67,10 +67,10 @@ func (p *processFlags) parse(fs *flag.FlagSet, args []string, stderr io.Writer) 
 type byteLimit int64
 
 func (b *byteLimit) String() string {
-	switch v := int64(*b); {
-	case v == store.AutoQuota:
+	switch v := int64(*b); v {
+	case store.AutoQuota:
 		return "auto"
-	case v == 0:
+	case 0:
 		return "none"
 	default:
 		return strconv.FormatInt(v, 10)

@@ -13,7 +13,7 @@ import (
 func TestByteLimitFlag(t *testing.T) {
 	for in, want := range map[string]int64{
 		"auto": store.AutoQuota, "AUTO": store.AutoQuota, "none": 0, "0": 0, "1234": 1234,
-		"10KiB": 10 << 10, "50GiB": 50 << 30, "2TiB": 2 << 40, "5G": 5e9, "5GB": 5e9, "7M": 7e6, "100B": 100, " 3 MiB ": 3 << 20,
+		"10KiB": 10 << 10, "50GiB": 50 << 30, "2TiB": 2 << 40, "5G": 5e9, "5GB": 5e9, "7M": 7e6, "100B": 100, "3 MiB": 3 << 20,
 	} {
 		var b byteLimit
 		if err := b.Set(in); err != nil || int64(b) != want {

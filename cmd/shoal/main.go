@@ -13,8 +13,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "shoal:", err)
 		}
@@ -59,9 +60,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: shoal <command> [flags]\n\ncommands:")
+	_, _ = fmt.Fprintln(w, "usage: shoal <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+		_, _ = fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nEvery flag can also be set as SHOAL_<FLAG> (e.g. SHOAL_DATA_DIR) or in a YAML file given with --config; flags win.")
+	_, _ = fmt.Fprintln(w, "\nEvery flag can also be set as SHOAL_<FLAG> (e.g. SHOAL_DATA_DIR) or in a YAML file given with --config; flags win.")
 }

@@ -32,14 +32,14 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every platform
+	defer log.Sync() //nolint:errcheck // syncing stderr fails on a terminal (EINVAL); nothing to do at exit
 	s, err := seeder.New(ctx, cfg, log.Named("seeder"))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "peer ID: %s\n", s.ID())
+	_, _ = fmt.Fprintf(stdout, "peer ID: %s\n", s.ID())
 	for _, a := range s.Addrs() {
-		fmt.Fprintf(stdout, "listening: %s\n", a)
+		_, _ = fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
 	return s.Run(ctx)
 }
@@ -94,7 +94,7 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("preheat: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("preheat: seeder answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
@@ -107,9 +107,9 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("preheat: bad progress line %q: %w", sc.Text(), err)
 		}
 		last = p
-		fmt.Fprintf(stdout, "\rpreheat %s: %d/%d layers, %s / %s, %s/s   ", ref, p.LayersDone, p.Layers, mib(p.Bytes), mib(p.Total), mib(int64(p.Rate)))
+		_, _ = fmt.Fprintf(stdout, "\rpreheat %s: %d/%d layers, %s / %s, %s/s   ", ref, p.LayersDone, p.Layers, mib(p.Bytes), mib(p.Total), mib(int64(p.Rate)))
 	}
-	fmt.Fprintln(stdout)
+	_, _ = fmt.Fprintln(stdout)
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("preheat: %w", err)
 	}

@@ -244,8 +244,8 @@ func writeAtomic(path string, content []byte) (err error) {
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			_ = f.Close()
+			_ = os.Remove(tmp)
 			err = fmt.Errorf("clientconf: write %s: %w", path, err)
 		}
 	}()
@@ -267,7 +267,7 @@ func writeAtomic(path string, content []byte) (err error) {
 	// Make the rename durable; not every platform can sync a directory.
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }

@@ -62,10 +62,10 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(d)
+		defer func() { _ = os.RemoveAll(d) }()
 		dir = d
 	}
-	fmt.Fprintf(out, "shoal demo: work dir %s\n", dir)
+	_, _ = fmt.Fprintf(out, "shoal demo: work dir %s\n", dir)
 
 	org := origin.Start(filepath.Join(dir, "origin"))
 	defer org.Close()
@@ -73,7 +73,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	for i := range sizes {
 		sizes[i] = o.ImageBytes / int64(o.Layers)
 	}
-	fmt.Fprintf(out, "origin:  registry at %s; generating an image of %s in %d layers...\n", org.URL(), human(o.ImageBytes), o.Layers)
+	_, _ = fmt.Fprintf(out, "origin:  registry at %s; generating an image of %s in %d layers...\n", org.URL(), human(o.ImageBytes), o.Layers)
 	img, err := imagegen.BlobImage(uint64(time.Now().UnixNano()), sizes...)
 	if err != nil {
 		return err
@@ -82,7 +82,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		return err
 	}
 	digest, _ := img.Digest()
-	fmt.Fprintf(out, "origin:  pushed demo/app:v1 (%s)\n", digest)
+	_, _ = fmt.Fprintf(out, "origin:  pushed demo/app:v1 (%s)\n", digest)
 	origin0 := org.BlobBytes()
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -100,7 +100,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		return err
 	}
 	g.Go(func() error { return sd.Run(runCtx) })
-	fmt.Fprintf(out, "seeder:  %s\n", sd.Addrs()[0])
+	_, _ = fmt.Fprintf(out, "seeder:  %s\n", sd.Addrs()[0])
 
 	nodes := make([]*node.Daemon, o.Nodes)
 	for i := range nodes {
@@ -115,9 +115,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		}
 		nodes[i] = d
 		g.Go(func() error { return d.Run(runCtx) })
-		fmt.Fprintf(out, "node-%d:  shim http://%s, peer %s\n", i+1, d.RegistryAddr(), shortID(d.PeerID()))
+		_, _ = fmt.Fprintf(out, "node-%d:  shim http://%s, peer %s\n", i+1, d.RegistryAddr(), shortID(d.PeerID()))
 	}
-	fmt.Fprintf(out, "\nall %d nodes pull demo/app:v1 through their own shim at the same moment:\n", o.Nodes)
+	_, _ = fmt.Fprintf(out, "\nall %d nodes pull demo/app:v1 through their own shim at the same moment:\n", o.Nodes)
 
 	var total int64
 	layers, _ := img.Layers()
@@ -141,23 +141,23 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 	p.done()
 
-	fmt.Fprintln(out)
-	fmt.Fprintf(out, "%-8s %9s %12s %12s %12s %12s\n", "node", "time", "rate", "from peers", "from seeder", "from origin")
+	_, _ = fmt.Fprintln(out)
+	_, _ = fmt.Fprintf(out, "%-8s %9s %12s %12s %12s %12s\n", "node", "time", "rate", "from peers", "from seeder", "from origin")
 	var peers, seeded, direct int64
 	for _, r := range rows {
-		fmt.Fprintf(out, "%-8s %9s %10s/s %12s %12s %12s\n", r.node, r.took.Round(time.Millisecond),
+		_, _ = fmt.Fprintf(out, "%-8s %9s %10s/s %12s %12s %12s\n", r.node, r.took.Round(time.Millisecond),
 			human(int64(float64(r.bytes)/r.took.Seconds())), human(r.peer), human(r.seeder), human(r.origin))
 		peers, seeded, direct = peers+r.peer, seeded+r.seeder, direct+r.origin
 	}
 	all := max(peers+seeded+direct, 1)
-	fmt.Fprintf(out, "\n%d nodes received %s: %.0f%% from peers, %.0f%% from the seeder, %.0f%% straight from the origin.\n",
+	_, _ = fmt.Fprintf(out, "\n%d nodes received %s: %.0f%% from peers, %.0f%% from the seeder, %.0f%% straight from the origin.\n",
 		len(nodes), human(all), 100*float64(peers)/float64(all), 100*float64(seeded)/float64(all), 100*float64(direct)/float64(all))
 	sent := org.BlobBytes() - origin0
 	verdict := "the seeder pulled each blob once"
 	if sent > total {
 		verdict = "more than once: some nodes fell back to the origin"
 	}
-	fmt.Fprintf(out, "The origin registry sent %s in all (the image is %s): %s.\n", human(sent), human(total), verdict)
+	_, _ = fmt.Fprintf(out, "The origin registry sent %s in all (the image is %s): %s.\n", human(sent), human(total), verdict)
 	return nil
 }
 
@@ -206,7 +206,7 @@ func readLayer(l v1.Layer, p *progress, n *atomic.Int64) error {
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	buf := make([]byte, 1<<20)
 	for {
 		k, err := rc.Read(buf)
@@ -243,14 +243,14 @@ func (p *progress) print() {
 	frac := float64(p.have) / float64(max(p.total, 1))
 	bar := strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
 	rate := float64(p.have) / max(time.Since(p.start).Seconds(), 1e-6)
-	fmt.Fprintf(p.out, "\r%-8s [%s] %5.1f%% %s / %s  %s/s   ", p.label, bar, frac*100, human(p.have), human(p.total), human(int64(rate)))
+	_, _ = fmt.Fprintf(p.out, "\r%-8s [%s] %5.1f%% %s / %s  %s/s   ", p.label, bar, frac*100, human(p.have), human(p.total), human(int64(rate)))
 }
 
 func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.print()
-	fmt.Fprintln(p.out)
+	_, _ = fmt.Fprintln(p.out)
 }
 
 func fetched(d *node.Daemon, source string) int64 {

@@ -225,7 +225,7 @@ func readConfig(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("settings: config: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("settings: config: %w", err)

@@ -203,7 +203,7 @@ func (o *AuthOrigin) challenge(w http.ResponseWriter, repo string) {
 func writeAuthError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"errors":[{"code":%q,"message":%q}]}`, code, msg)
+	_, _ = fmt.Fprintf(w, `{"errors":[{"code":%q,"message":%q}]}`, code, msg)
 }
 
 // validCredentials reports whether r carries credentials the origin knows

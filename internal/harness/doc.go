@@ -1,7 +1,30 @@
-// Package harness is shoal's one test harness: an embedded origin registry
-// with fault switches, an in-process cluster (origin, seeders and daemons
-// over real libp2p hosts on loopback), a process harness that runs the real
-// shoal binary, and metric readers built on Prometheus' testutil and
-// expfmt. Only tests and benchmarks import it; a test in internal/layout
-// keeps it that way.
+// Package harness is shoal's one test harness. Only tests and benchmarks
+// import it (TestOnlyTestsImportTheHarness keeps it that way): it starts
+// servers, builds binaries and imports the whole node.
+//
+//   - origin.go: StartOrigin, the embedded origin registry with fault
+//     switches (down, stalled, a request hook), PushBlob, and the image
+//     builders of internal/imagegen.
+//   - config.go: NodeConfig and SeederConfig, the one place where tests
+//     fill node.Config and seeder.Config, from NodeOptions and
+//     SeederOptions (PSK, single source, whole blobs only, ...).
+//   - cluster.go: StartSeeder and StartNode (error-returning, for shared
+//     benchmark fixtures), NewSeeder and NewNode (stopped with the test),
+//     and Cluster: an origin, seeders and daemons over real libp2p hosts
+//     on loopback.
+//   - peer.go: hosts (StartHost, NewHost), stores (OpenStore) and
+//     Cluster.AddPeer, a swarm client over a store with the chunk server,
+//     found through the cluster's in-memory router (memrouter).
+//   - shim.go: StartShim, the registry shim alone in front of an origin.
+//   - process.go, shoalproc.go: the real binary, built once per test
+//     process (BuildShoal, ShoalBinary), child processes with their output
+//     kept (StartProcess), `shoal daemon` and `shoal seeder` processes
+//     waited for until ready (StartDaemonProcess, StartSeederProcess,
+//     LaunchDaemonProcess) and RunShoal.
+//   - metrics.go: metric readers over an in-process registry (Gather, Sum,
+//     Value, Count with testutil) or a /metrics page (Scrape, ParseMetrics
+//     with expfmt).
+//
+// Packages the harness imports (node, seeder, registryshim, p2p/...) use it
+// from their external test packages (package x_test).
 package harness

@@ -1,11 +1,19 @@
 package harness
 
 import (
+	"fmt"
 	"net/http"
 	"sync/atomic"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+
 	"github.com/shoal-dev/shoal/internal/imagegen"
 	"github.com/shoal-dev/shoal/internal/origin"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
 // Origin is the embedded origin registry with switches for faults: it can
@@ -56,6 +64,22 @@ func (o *Origin) SetStalled(stall bool) { o.stall.Store(stall) }
 
 // OnRequest installs a hook called for every request (nil removes it).
 func (o *Origin) OnRequest(f func(*http.Request)) { o.onRequest.Store(f) }
+
+// Registry is the origin as an upstream.
+func (o *Origin) Registry() Registry { return Registry{Host: o.Host, URL: o.URL()} }
+
+// PushBlob uploads data as a blob of repo (no manifest) and returns the
+// swarm request that names it at this origin.
+func (o *Origin) PushBlob(repo string, data []byte) (swarm.Request, error) {
+	r, err := name.NewRepository(o.Host+"/"+repo, name.Insecure)
+	if err != nil {
+		return swarm.Request{}, err
+	}
+	if err := remote.WriteLayer(r, static.NewLayer(data, types.OCIUncompressedLayer)); err != nil {
+		return swarm.Request{}, fmt.Errorf("push blob to %s: %w", r, err)
+	}
+	return swarm.Request{Digest: digest.FromBytes(data), Registry: o.Host, Repo: repo}, nil
+}
 
 // The image builders, re-exported so a test needs one import.
 var (

@@ -51,6 +51,7 @@ var layers = map[string]int{
 // anything.
 var testHelpers = map[string]bool{
 	"internal/harness":            true,
+	"internal/harness/hostile":    true,
 	"p2p/chunk/chunktest":         true,
 	"p2p/discovery/discoverytest": true,
 	"p2p/discovery/memrouter":     true,

@@ -14,7 +14,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/store"
-	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -36,15 +35,12 @@ func TestDaemonServesAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	d, err := node.New(context.Background(), node.Config{
-		DataDir: dir, RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Pprof: true,
-		Upstream: upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host},
-	}, zap.NewNop())
+	d, err := node.New(context.Background(), harness.NodeConfig(harness.NodeOptions{DataDir: dir, Upstream: origin.Registry(), Pprof: true}), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A second daemon on the same data directory is refused.
-	if _, err := node.New(context.Background(), node.Config{DataDir: dir, RegistryAddr: "127.0.0.1:0"}, zap.NewNop()); !errors.Is(err, store.ErrLocked) {
+	if _, err := node.New(context.Background(), harness.NodeConfig(harness.NodeOptions{DataDir: dir}), zap.NewNop()); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("second daemon on one data dir: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

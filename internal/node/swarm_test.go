@@ -1,10 +1,7 @@
 package node_test
 
 import (
-	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,89 +9,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/shoal-dev/shoal/internal/harness"
-	"github.com/shoal-dev/shoal/internal/node"
-	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/member"
-	"github.com/shoal-dev/shoal/p2p/swarm"
-	"github.com/shoal-dev/shoal/seeder"
 )
 
-func testLogger(t *testing.T) *zap.Logger {
-	if os.Getenv("SHOAL_TEST_DEBUG") != "" {
-		return zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
-	}
-	return zap.NewNop()
-}
-
-type cluster struct {
-	t      *testing.T
-	origin *harness.Origin
-	seeder *seeder.Seeder
-	cancel context.CancelFunc
-	done   []chan error
-}
-
-func startSeeder(t *testing.T, origin *harness.Origin, psk string) *cluster {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := seeder.New(ctx, seeder.Config{
-		DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0",
-		Swarm:    member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk},
-		Upstream: upstream.Settings{Upstreams: []string{origin.Host + "=" + origin.URL()}, DefaultUpstream: origin.Host, Timeout: 20 * time.Second},
-	}, zap.NewNop())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, origin: origin, seeder: s, cancel: cancel}
-	c.run(func(ctx context.Context) error { return s.Run(ctx) }, ctx)
-	t.Cleanup(c.stop)
-	return c
-}
-
-func (c *cluster) run(f func(context.Context) error, ctx context.Context) {
-	done := make(chan error, 1)
-	c.done = append(c.done, done)
-	go func() { done <- f(ctx) }()
-}
-
-func (c *cluster) stop() {
-	c.cancel()
-	for _, d := range c.done {
-		select {
-		case <-d:
-		case <-time.After(20 * time.Second):
-			c.t.Error("a component did not stop")
-		}
-	}
-}
-
-// node starts a daemon that knows the seeder (bootstrap + trusted).
-func (c *cluster) node(psk string) *node.Daemon {
-	c.t.Helper()
-	d, err := node.New(context.Background(), node.Config{
-		DataDir: c.t.TempDir(), RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-		Upstream: upstream.Settings{Upstreams: []string{c.origin.Host + "=" + c.origin.URL()}, DefaultUpstream: c.origin.Host, Timeout: 20 * time.Second},
-		TagTTL:   time.Minute,
-		P2P:      true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1], PSKFile: psk},
-		TrustedSeeders: []string{c.seeder.ID().String()}, SharePartial: true, MaxSourcesPerBlob: swarm.DefaultMaxSources,
-	}, testLogger(c.t))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	prev := c.cancel
-	c.cancel = func() { cancel(); prev() }
-	c.run(func(ctx context.Context) error { return d.Run(ctx) }, ctx)
-	return d
-}
-
-func pullImage(t *testing.T, d *node.Daemon, repoTag string) v1.Image {
+func pullImage(t *testing.T, d *harness.Node, repoTag string) v1.Image {
 	t.Helper()
 	ref, err := name.ParseReference(d.RegistryAddr()+"/"+repoTag, name.Insecure)
 	if err != nil {
@@ -121,40 +40,23 @@ func pullImage(t *testing.T, d *node.Daemon, repoTag string) v1.Image {
 	return img
 }
 
-func metric(t *testing.T, d *node.Daemon, name, source string) float64 {
+func metric(t *testing.T, d *harness.Node, name, source string) float64 {
 	return metricLabel(t, d, name, "source", source)
 }
 
-func metricLabel(t *testing.T, d *node.Daemon, name, label, value string) float64 {
-	mfs, err := d.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
+func metricLabel(t *testing.T, d *harness.Node, name, label, value string) float64 {
+	var match harness.Labels
+	if value != "" {
+		match = harness.Labels{label: value}
 	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := value == ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					match = true
-				}
-			}
-			if match {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
+	return harness.Sum(t, d.Gatherer(), name, match)
 }
 
 // One seeder and two daemons: A pulls, then B pulls, and B's bytes come
 // from A; the origin serves each blob exactly once.
 func TestSwarmSecondNodePullsFromFirst(t *testing.T) {
-	origin := harness.StartOrigin(t.TempDir())
-	defer origin.Close()
+	c := harness.NewCluster(t, harness.ClusterOptions{DiskOrigin: true})
+	origin := c.Origin
 	img, err := harness.BlobImage(7, 24<<20, 9<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -162,9 +64,9 @@ func TestSwarmSecondNodePullsFromFirst(t *testing.T) {
 	if _, err := origin.Push(img, "swarm/app:v1"); err != nil {
 		t.Fatal(err)
 	}
-	c := startSeeder(t, origin, "")
-	a := c.node("")
-	b := c.node("")
+	c.AddSeeder(harness.SeederOptions{})
+	a := c.AddNode(harness.NodeOptions{})
+	b := c.AddNode(harness.NodeOptions{})
 	pullImage(t, a, "swarm/app:v1")
 	// A advertises its three layers in the background;
 	// wait until the DHT has taken them.
@@ -196,28 +98,15 @@ func TestSwarmSecondNodePullsFromFirst(t *testing.T) {
 // With a PSK, a node that lacks it cannot reach the swarm: it falls back
 // to the origin, while a node with the key pulls from the seeder.
 func TestSwarmPSKKeepsStrangersOut(t *testing.T) {
-	dir := t.TempDir()
-	psk := filepath.Join(dir, "swarm.key")
-	other := filepath.Join(dir, "other.key")
-	for _, p := range []string{psk, other} {
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := host.GeneratePSK(f); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
-	origin := harness.StartOrigin("")
-	defer origin.Close()
+	c := harness.NewCluster(t, harness.ClusterOptions{PSK: true})
+	origin := c.Origin
 	img, _ := harness.BlobImage(8, 6<<20)
 	if _, err := origin.Push(img, "psk/app:v1"); err != nil {
 		t.Fatal(err)
 	}
-	c := startSeeder(t, origin, psk)
-	member := c.node(psk)
-	stranger := c.node(other)
+	c.AddSeeder(harness.SeederOptions{})
+	member := c.AddNode(harness.NodeOptions{})
+	stranger := c.AddNode(harness.NodeOptions{PSKFile: harness.PSKFile(t)})
 	pullImage(t, member, "psk/app:v1")
 	if got := metric(t, member, "shoal_fetched_bytes_total", "seeder"); got < 6<<20 {
 		t.Fatalf("member got %.0f bytes from the seeder", got)

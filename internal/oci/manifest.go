@@ -35,7 +35,7 @@ type Manifest struct {
 func ParseManifest(b []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadManifest, err)
 	}
 	all := append(append([]Descriptor{}, m.Layers...), m.Manifests...)
 	if m.Config != nil {

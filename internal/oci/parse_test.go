@@ -118,7 +118,7 @@ func TestWriteErrorIsOCIJSON(t *testing.T) {
 	}
 	// A plain error becomes a 500 without leaking its text.
 	rec = newRecorder()
-	WriteError(rec, &http.Request{Method: http.MethodHead}, errors.New("secret path /x/y"))
+	_ = WriteError(rec, &http.Request{Method: http.MethodHead}, errors.New("secret path /x/y"))
 	if rec.status != 500 || len(rec.body) != 0 {
 		t.Fatalf("HEAD 500: %d %q", rec.status, rec.body)
 	}

@@ -49,7 +49,7 @@ func readChunkLog(path string, maxIndex int) (map[int]chunkEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return decodeChunkLog(bufio.NewReader(f), maxIndex), nil
 }
 

@@ -60,7 +60,7 @@ func (s *Store) completeView(d digest.Digest) (*ChunkView, error) {
 	cs := chunkset.Size(size)
 	recs, err := readChunkLog(s.path("meta", d)+".chunks", chunkset.Count(size, cs))
 	if err != nil || len(recs) == 0 {
-		f.Close()
+		_ = f.Close()
 		if err == nil {
 			err = fmt.Errorf("%w: no chunk records for %s", ErrNotFound, d)
 		}
@@ -129,7 +129,7 @@ func (v *ChunkView) switchToComplete(ctx context.Context) (ChunkState, error) {
 		return ChunkState{}, err
 	}
 	if v.f != nil {
-		v.f.Close()
+		_ = v.f.Close()
 	}
 	*v = *cv
 	return v.State(ctx)

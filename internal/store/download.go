@@ -126,13 +126,13 @@ func (dl *Download) openPartial() (*Partial, error) {
 	}
 	if size < 0 {
 		if err := p.truncateAll(); err != nil {
-			f.Close()
+			_ = f.Close()
 			return nil, err
 		}
 		return p, nil
 	}
 	if err := p.restore(size); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return p, nil
@@ -199,7 +199,7 @@ func (p *Partial) rewriteLog(entries map[int]chunkEntry) error {
 	}
 	for i, e := range entries {
 		if err := appendChunkEntry(f, i, e); err != nil {
-			f.Close()
+			_ = f.Close()
 			return fmt.Errorf("store: chunk log: %w", err)
 		}
 	}

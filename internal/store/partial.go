@@ -54,7 +54,8 @@ func (p *Partial) hashBehind(b []byte) {
 		}(p.hq)
 	}
 	bp := hashBufs.Get().(*[]byte)
-	buf := append((*bp)[:0], b...)
+	buf := (*bp)[:0]
+	buf = append(buf, b...)
 	p.hq <- buf
 }
 
@@ -126,9 +127,9 @@ func (p *Partial) close() {
 	p.hmu.Lock()
 	p.drainHash()
 	p.hmu.Unlock()
-	p.f.Close()
+	_ = p.f.Close()
 	if p.log != nil {
-		p.log.Close()
+		_ = p.log.Close()
 	}
 }
 
@@ -187,7 +188,7 @@ func (p *Partial) Reset() error {
 		return err
 	}
 	if p.log != nil {
-		p.log.Close()
+		_ = p.log.Close()
 		p.log = nil
 	}
 	dl := p.dl

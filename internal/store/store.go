@@ -63,8 +63,8 @@ func Open(dir string, log *zap.Logger, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("store: open lock: %w", err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("%w: %s: %v", ErrLocked, dir, err)
+		_ = lock.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, dir, err)
 	}
 	tmp := filepath.Join(dir, "tmp")
 	if ents, err := os.ReadDir(tmp); err == nil {
@@ -132,7 +132,7 @@ func (s *Store) OpenBlob(d digest.Digest) (*os.File, int64, error) {
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, 0, fmt.Errorf("store: stat %s: %w", d, err)
 	}
 	s.touch(d)
@@ -284,6 +284,6 @@ func (s *Store) Fetch(ctx context.Context, d digest.Digest, fill Filler) (*Strea
 func syncDir(dir string) {
 	if f, err := os.Open(dir); err == nil {
 		_ = f.Sync()
-		f.Close()
+		_ = f.Close()
 	}
 }

@@ -31,7 +31,7 @@ func LoadCredentials(path string) (*Credentials, error) {
 		return c, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadCredentials, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
 	return ParseCredentials(b)
 }
@@ -42,7 +42,7 @@ func ParseCredentials(b []byte) (*Credentials, error) {
 		Auths map[string]authn.AuthConfig `json:"auths"`
 	}
 	if err := json.Unmarshal(b, &file); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadCredentials, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
 	c := &Credentials{auths: map[string]authn.AuthConfig{}}
 	for k, v := range file.Auths {

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,7 +57,7 @@ func (t Target) WithClientAuth(authorization string) Target {
 func (c *Client) Authorize(ctx context.Context, t Target, kind, ref, authorization string, accept []string) (Verdict, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, t.url(kind, ref), nil)
 	if err != nil {
-		return Verdict{}, fmt.Errorf("%w: %v", ErrBadResponse, err)
+		return Verdict{}, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	if kind == "manifests" {
 		req.Header.Set("Accept", acceptHeader(accept))
@@ -66,14 +65,14 @@ func (c *Client) Authorize(ctx context.Context, t Target, kind, ref, authorizati
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	resp, err := c.checkRoundTrip(ctx, t, req, authorization == "")
+	resp, err := c.asClient(ctx, t, req, authorization == "")
 	if err != nil {
 		err = classify(err)
 		c.fail("authorize", t, err)
 		return Verdict{}, err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	c.m.requests.WithLabelValues("authorize", strconv.Itoa(resp.StatusCode)).Inc()
 	v := Verdict{Status: resp.StatusCode}
 	switch s := resp.StatusCode; {
@@ -100,7 +99,7 @@ func (c *Client) Authorize(ctx context.Context, t Target, kind, ref, authorizati
 func (c *Client) Challenge(ctx context.Context, t Target, authorization string) (Verdict, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.Base.String()+"/v2/", nil)
 	if err != nil {
-		return Verdict{}, fmt.Errorf("%w: %v", ErrBadResponse, err)
+		return Verdict{}, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
@@ -112,18 +111,19 @@ func (c *Client) Challenge(ctx context.Context, t Target, authorization string) 
 		return Verdict{}, err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode == http.StatusUnauthorized {
 		return Verdict{Status: resp.StatusCode, Challenge: challenge(resp.Header)}, nil
 	}
 	return Verdict{Status: http.StatusOK}, nil
 }
 
-// checkRoundTrip sends an access check. With the client's credentials it
-// goes as it is. Anonymous, it goes plainly first; an origin that answers
-// with a Bearer challenge (Docker Hub, for public images too) is asked
-// again with an anonymous token, and remembered as one that wants it.
-func (c *Client) checkRoundTrip(ctx context.Context, t Target, req *http.Request, anonymous bool) (*http.Response, error) {
+// asClient sends a request on behalf of a client (an access check, a tag
+// list). With the client's credentials it goes as it is. Anonymous, it
+// goes plainly first; an origin that answers with a Bearer challenge
+// (Docker Hub, for public images too) is asked again with an anonymous
+// token, and remembered as one that wants it.
+func (c *Client) asClient(ctx context.Context, t Target, req *http.Request, anonymous bool) (*http.Response, error) {
 	key := t.Base.String() + "|" + t.Repo
 	if anonymous {
 		if _, ok := c.anonBearer.Load(key); ok {
@@ -142,7 +142,7 @@ func (c *Client) checkRoundTrip(ctx context.Context, t Target, req *http.Request
 		return resp, nil // no anonymous token: the plain 401 and its challenge stand
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	c.anonBearer.Store(key, true)
 	return rt.RoundTrip(req)
 }
@@ -155,13 +155,6 @@ func challenge(h http.Header) string {
 		return ""
 	}
 	return v
-}
-
-// answered reports whether err is an HTTP answer (a *StatusError), as
-// opposed to a failure to get one.
-func answered(err error) bool {
-	var serr *StatusError
-	return errors.As(err, &serr)
 }
 
 // raw is the plain transport to t's upstream: no handshake, no
@@ -200,7 +193,7 @@ func registryOf(t Target) (name.Registry, error) {
 	}
 	reg, err := name.NewRegistry(t.Base.Host, opts...)
 	if err != nil {
-		return name.Registry{}, fmt.Errorf("%w: registry %q: %v", ErrBadMapping, t.Base.Host, err)
+		return name.Registry{}, fmt.Errorf("%w: registry %q: %w", ErrBadMapping, t.Base.Host, err)
 	}
 	return reg, nil
 }

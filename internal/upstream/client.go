@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -236,7 +237,7 @@ func classify(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // NewStatusError classifies an upstream status as one of the sentinels.
@@ -272,7 +273,7 @@ func (c *Client) do(ctx context.Context, op string, t Target, req *http.Request,
 		}
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	code, msg, _ := oci.ParseErrorBody(body)
 	serr := statusError(resp.StatusCode, code, msg)
 	c.m.requests.WithLabelValues(op, strconv.Itoa(resp.StatusCode)).Inc()
@@ -301,7 +302,7 @@ func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Reque
 	resp, err := rt.RoundTrip(req)
 	if err == nil && t.clientAuth != "" && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		resp, err = c.clientTransport(t).RoundTrip(req)
 	}
 	if err != nil {
@@ -327,14 +328,17 @@ func (c *Client) fail(op string, t Target, err error) {
 
 // stallReader cancels its request when no byte arrives for a while.
 type stallReader struct {
-	rc     io.ReadCloser
-	timer  *time.Timer
-	d      time.Duration
-	cancel context.CancelFunc
+	rc      io.ReadCloser
+	timer   *time.Timer
+	d       time.Duration
+	cancel  context.CancelFunc
+	stalled atomic.Bool
 }
 
 func newStallReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *stallReader {
-	return &stallReader{rc: rc, d: d, cancel: cancel, timer: time.AfterFunc(d, cancel)}
+	s := &stallReader{rc: rc, d: d, cancel: cancel}
+	s.timer = time.AfterFunc(d, func() { s.stalled.Store(true); cancel() })
+	return s
 }
 
 func (s *stallReader) Read(p []byte) (int, error) {
@@ -342,8 +346,15 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		s.timer.Reset(s.d)
 	}
-	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%w: reading body: %v", ErrUnavailable, err)
+	if err != nil && !errors.Is(err, io.EOF) {
+		if s.stalled.Load() {
+			// The context.Canceled is the stall timer's own cancel, not the
+			// caller's: leave it out of the chain so the failure stays an
+			// upstream one (not a canceled request).
+			err = fmt.Errorf("%w: reading body: no byte for %v", ErrUnavailable, s.d)
+		} else {
+			err = fmt.Errorf("%w: reading body: %w", ErrUnavailable, err)
+		}
 	}
 	return n, err
 }

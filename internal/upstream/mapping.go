@@ -41,7 +41,7 @@ func ParseMapping(s string) (name string, u *url.URL, err error) {
 func parseBase(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", ErrBadMapping, raw, err)
+		return nil, fmt.Errorf("%w: %q: %w", ErrBadMapping, raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("%w: %q: scheme must be http or https", ErrBadMapping, raw)

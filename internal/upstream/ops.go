@@ -56,14 +56,14 @@ func mediaType(h http.Header) string {
 func (c *Client) HeadManifest(ctx context.Context, t Target, ref string, accept []string) (Descriptor, error) {
 	req, err := http.NewRequest(http.MethodHead, t.url("manifests", ref), nil)
 	if err != nil {
-		return Descriptor{}, fmt.Errorf("%w: %v", ErrBadResponse, err)
+		return Descriptor{}, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	req.Header.Set("Accept", acceptHeader(accept))
 	resp, err := c.do(ctx, "head_manifest", t, req, http.StatusOK)
 	if err != nil {
 		return Descriptor{}, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	d, derr := oci.ParseDigest(resp.Header.Get("Docker-Content-Digest"))
 	if derr != nil || resp.ContentLength < 0 {
 		desc, _, err := c.GetManifest(ctx, t, ref, accept)
@@ -77,14 +77,14 @@ func (c *Client) HeadManifest(ctx context.Context, t Target, ref string, accept 
 func (c *Client) GetManifest(ctx context.Context, t Target, ref string, accept []string) (Descriptor, []byte, error) {
 	req, err := http.NewRequest(http.MethodGet, t.url("manifests", ref), nil)
 	if err != nil {
-		return Descriptor{}, nil, fmt.Errorf("%w: %v", ErrBadResponse, err)
+		return Descriptor{}, nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	req.Header.Set("Accept", acceptHeader(accept))
 	resp, err := c.do(ctx, "get_manifest", t, req, http.StatusOK)
 	if err != nil {
 		return Descriptor{}, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
 	if err != nil {
 		return Descriptor{}, nil, err
@@ -115,13 +115,13 @@ func (c *Client) GetManifest(ctx context.Context, t Target, ref string, accept [
 func (c *Client) HeadBlob(ctx context.Context, t Target, d digest.Digest) (int64, error) {
 	req, err := http.NewRequest(http.MethodHead, t.url("blobs", d.String()), nil)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBadResponse, err)
+		return 0, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	resp, err := c.do(ctx, "head_blob", t, req, http.StatusOK)
 	if err != nil {
 		return 0, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.ContentLength < 0 {
 		return 0, fmt.Errorf("%w: blob HEAD without Content-Length", ErrBadResponse)
 	}
@@ -144,7 +144,7 @@ type Blob struct {
 func (c *Client) GetBlob(ctx context.Context, t Target, d digest.Digest, offset, size int64) (*Blob, error) {
 	req, err := http.NewRequest(http.MethodGet, t.url("blobs", d.String()), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadResponse, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	switch {
 	case offset > 0 && size > offset:
@@ -160,7 +160,7 @@ func (c *Client) GetBlob(ctx context.Context, t Target, d digest.Digest, offset,
 	if resp.StatusCode == http.StatusPartialContent {
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != offset {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			return nil, fmt.Errorf("%w: bad Content-Range %q", ErrBadResponse, resp.Header.Get("Content-Range"))
 		}
 		b.Offset, b.Size = start, total
@@ -207,24 +207,17 @@ func (c *Client) Forward(ctx context.Context, t Target, kind, ref, rawQuery stri
 	}
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadResponse, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
 	op := "forward_" + kind
-	var rt http.RoundTripper = c.clientTransport(t)
-	if t.clientAuth == "" {
-		var err error
-		if rt, err = c.anonymous(ctx, t); answered(err) {
-			rt = c.raw(t) // no anonymous token: the origin's own 401 goes to the client
-		} else if err != nil {
-			c.fail(op, t, err)
-			return nil, err
-		}
+	if t.clientAuth != "" {
+		req.Header.Set("Authorization", t.clientAuth)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	resp, err := rt.RoundTrip(req.WithContext(ctx))
+	resp, err := c.asClient(ctx, t, req.WithContext(ctx), t.clientAuth == "")
 	if err != nil {
 		cancel()
 		err = classify(err)

@@ -96,7 +96,7 @@ func (o *Origin) fetchOnce(ctx context.Context, req BlobRequest, p *store.Partia
 	if err != nil {
 		return 0, err
 	}
-	defer blob.Close()
+	defer func() { _ = blob.Close() }()
 	if blob.Offset != p.Offset() {
 		if err := p.Reset(); err != nil {
 			return 0, err

@@ -212,7 +212,7 @@ func TestDeadlines(t *testing.T) {
 		if !isTimeout(err) || time.Since(start) > 5*time.Second {
 			t.Fatalf("Dial = %v after %s, want a timeout after ~200ms", err, time.Since(start))
 		}
-		f.serveErr(t)
+		_ = f.serveErr(t)
 	})
 	t.Run("client context", func(t *testing.T) {
 		f := newFixture(t, chunk.ServerOptions{HaveTimeout: time.Second}, nil)
@@ -222,7 +222,7 @@ func TestDeadlines(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Dial = %v, want context.DeadlineExceeded", err)
 		}
-		f.serveErr(t)
+		_ = f.serveErr(t)
 	})
 	t.Run("Next context", func(t *testing.T) {
 		f := newFixture(t, chunk.ServerOptions{}, nil)

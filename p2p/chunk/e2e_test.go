@@ -377,7 +377,7 @@ func TestOpenErrors(t *testing.T) {
 	if !errors.Is(err, chunk.ErrUnavailable) || time.Since(start) > 3*time.Second {
 		t.Fatalf("Dial while the size is unknown: %v after %s, want UNAVAILABLE after ~200ms", err, time.Since(start))
 	}
-	f.serveErr(t)
+	_ = f.serveErr(t)
 
 	// The size becomes known in time: HAVE.
 	later := make([]byte, 1000)
@@ -405,7 +405,7 @@ func TestGracefulHalfClose(t *testing.T) {
 			t.Fatalf("got %v, want CHUNK %d in request order", m, want)
 		}
 	}
-	if _, err := rd.Next(); err != io.EOF {
+	if _, err := rd.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the answers: %v, want io.EOF", err)
 	}
 	if err := f.serveErr(t); err != nil {
@@ -420,7 +420,7 @@ func TestGracefulHalfClose(t *testing.T) {
 	if m, err := s.Next(ctx); err != nil || m.(chunk.Chunk).Index != 1 {
 		t.Fatalf("answer after CloseWrite: %v %v", m, err)
 	}
-	if _, err := s.Next(ctx); err != io.EOF {
+	if _, err := s.Next(ctx); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the answers: %v, want io.EOF", err)
 	}
 	if err := f.serveErr(t); err != nil {

@@ -83,7 +83,7 @@ func TestFrameRoundTrip(t *testing.T) {
 			t.Fatal("CHUNK payload not read into the allocated buffer")
 		}
 	}
-	if _, err := rd.Next(); err != io.EOF {
+	if _, err := rd.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last frame: %v, want io.EOF", err)
 	}
 }
@@ -238,7 +238,7 @@ func TestReaderErrors(t *testing.T) {
 				t.Fatalf("Next = %v, want %v", err, tc.want)
 			}
 			if err != nil {
-				if _, again := rd.Next(); again != err {
+				if _, again := rd.Next(); again != err { //nolint:errorlint // sticky means the very same error value
 					t.Fatalf("error not sticky: %v then %v", err, again)
 				}
 			}

@@ -172,14 +172,14 @@ func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blo
 		}
 		return sv.refuse(ctx, err)
 	}
-	defer blob.Close()
+	defer func() { _ = blob.Close() }()
 	updates, unsubscribe := blob.Updates()
 	defer unsubscribe()
 	have, err := blob.Have(hctx)
 	hcancel()
 	if err == nil {
 		if verr := have.validate(); verr != nil {
-			err = fmt.Errorf("%w: blob answered a bad HAVE: %v", ErrInternal, verr)
+			err = fmt.Errorf("%w: blob answered a bad HAVE: %w", ErrInternal, verr)
 		}
 	}
 	if err != nil {
@@ -288,7 +288,7 @@ func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i 
 	c := Chunk{Index: i, Signed: signed, Data: data}
 	if err == nil {
 		if verr := c.validate(); verr != nil {
-			err = fmt.Errorf("%w: blob returned a bad chunk: %v", ErrInternal, verr)
+			err = fmt.Errorf("%w: blob returned a bad chunk: %w", ErrInternal, verr)
 		} else if signed.Digest != req.Digest || signed.BlobSize != have.BlobSize {
 			err = fmt.Errorf("%w: blob returned the record of another blob", ErrInternal)
 		}

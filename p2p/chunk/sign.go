@@ -42,10 +42,10 @@ type Record struct {
 // Validate checks the digest, the geometry and the index (ErrBadRecord).
 func (r Record) Validate() error {
 	if _, err := oci.ParseDigest(r.Digest.String()); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if err := CheckGeometry(r.BlobSize, r.ChunkSize); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if n := chunkset.Count(r.BlobSize, r.ChunkSize); r.Index < 0 || r.Index >= n {
 		return fmt.Errorf("%w: index %d of %d chunks", ErrBadRecord, r.Index, n)
@@ -140,7 +140,7 @@ func (s Signed) Verify(trusted Trust) error {
 	}
 	pub, err := s.Signer.ExtractPublicKey()
 	if err != nil || pub == nil {
-		return fmt.Errorf("%w: no public key in peer id %s: %v", ErrBadSignature, s.Signer, err)
+		return fmt.Errorf("%w: no public key in peer id %s: %w", ErrBadSignature, s.Signer, err)
 	}
 	ok, err := pub.Verify(s.SigningBytes(), s.Sig)
 	if err != nil || !ok {
@@ -203,14 +203,14 @@ func UnmarshalSigned(b []byte) (Signed, error) {
 	signer := d.bytes(int(d.u8()))
 	sig := d.bytes(int(d.u16()))
 	if err := d.finish(); err != nil {
-		return Signed{}, fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return Signed{}, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if err := s.Record.Validate(); err != nil {
 		return Signed{}, err
 	}
 	id, err := peer.IDFromBytes(signer)
 	if err != nil || len(signer) == 0 {
-		return Signed{}, fmt.Errorf("%w: signer id: %v", ErrBadRecord, err)
+		return Signed{}, fmt.Errorf("%w: signer id: %w", ErrBadRecord, err)
 	}
 	if len(sig) == 0 || len(sig) > MaxSigLen {
 		return Signed{}, fmt.Errorf("%w: signature of %d bytes", ErrBadRecord, len(sig))
@@ -277,7 +277,7 @@ func (d *decoder) digest() digest.Digest {
 	}
 	dg, err := oci.ParseDigest(string(alg) + ":" + hex.EncodeToString(raw))
 	if err != nil {
-		d.err = fmt.Errorf("%w: %v", ErrMalformed, err)
+		d.err = fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return dg
 }

@@ -2,7 +2,6 @@ package discovery_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"net"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
@@ -21,8 +19,8 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/p2p/discovery"
-	shoalhost "github.com/shoal-dev/shoal/p2p/host"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -54,16 +52,7 @@ func (n *node) info() peer.AddrInfo { return peer.AddrInfo{ID: n.h.ID(), Addrs: 
 
 func newHost(t *testing.T, listen string, psk pnet.PSK) host.Host {
 	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := shoalhost.New(shoalhost.Config{Listen: []string{listen}, PSK: psk, Key: key}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
+	return harness.NewHost(t, harness.HostOptions{Listen: listen, PSK: psk, Log: zaptest.NewLogger(t)})
 }
 
 // newNode starts a DHT on h; its cleanup (registered after the host's) runs
@@ -102,31 +91,7 @@ func rtSize(n *node) int { return n.dht.KadForTest().RoutingTable().Size() }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if labels[lp.GetName()] != lp.GetValue() {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	t.Fatalf("metric %s%v not found", name, labels)
-	return 0
+	return harness.Value(t, reg, name, labels)
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {

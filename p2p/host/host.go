@@ -83,7 +83,7 @@ func New(cfg Config, log *zap.Logger) (host.Host, error) {
 	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits(high)), rcmgr.WithMetricsDisabled())
 	if err != nil {
-		cm.Close()
+		_ = cm.Close()
 		return nil, fmt.Errorf("host: resource manager: %w", err)
 	}
 
@@ -200,7 +200,7 @@ func ParseAddrInfos(addrs []string) ([]peer.AddrInfo, error) {
 	for _, a := range addrs {
 		ai, err := peer.AddrInfoFromString(a)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad peer multiaddr %q (want /ip4/.../tcp/.../p2p/<id>): %v", ErrConfig, a, err)
+			return nil, fmt.Errorf("%w: bad peer multiaddr %q (want /ip4/.../tcp/.../p2p/<id>): %w", ErrConfig, a, err)
 		}
 		out = append(out, *ai)
 	}

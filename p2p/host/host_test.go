@@ -17,8 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 )
@@ -264,48 +262,4 @@ func TestManyStreamsPerPeer(t *testing.T) {
 		s.Close()
 	}
 	handlers.Wait()
-}
-
-func TestPeersConnectedGauge(t *testing.T) {
-	reg := prometheus.NewPedanticRegistry()
-	a := newHost(t, Config{})
-	if err := RegisterMetrics(a, reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := RegisterMetrics(a, reg); err == nil {
-		t.Fatal("registering twice on one registry succeeded")
-	}
-	gauge := func() float64 {
-		v, err := testutil.GatherAndCount(reg, "shoal_peers_connected")
-		if err != nil || v != 1 {
-			t.Fatalf("gather: %v (%d series)", err, v)
-		}
-		mfs, _ := reg.Gather()
-		return mfs[0].GetMetric()[0].GetGauge().GetValue()
-	}
-	waitFor := func(want float64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for gauge() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("shoal_peers_connected = %v, want %v", gauge(), want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor(0)
-	b := newHost(t, Config{})
-	c := newHost(t, Config{})
-	for _, o := range []host.Host{b, c} {
-		if err := connect(t.Context(), a, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(2)
-	if err := a.Network().ClosePeer(b.ID()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(1)
-	c.Close()
-	waitFor(0)
 }

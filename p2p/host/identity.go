@@ -75,7 +75,7 @@ func readIdentity(path string) (crypto.PrivKey, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrIdentity, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read %s: %w", ErrIdentity, path, err)
@@ -100,17 +100,17 @@ func createExclusive(path string, data []byte) (bool, error) {
 		return false, err
 	}
 	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
+	defer func() { _ = os.Remove(tmpName) }()
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return false, err
 	}
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return false, err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return false, err
 	}
 	if err := tmp.Close(); err != nil {
@@ -124,7 +124,7 @@ func createExclusive(path string, data []byte) (bool, error) {
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
-		d.Close()
+		_ = d.Close()
 	}
 	return true, nil
 }

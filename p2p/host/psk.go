@@ -29,7 +29,7 @@ func LoadPSK(path string) (pnet.PSK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPSK, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	data, err := io.ReadAll(io.LimitReader(f, maxPSKFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read %s: %w", ErrPSK, path, err)

@@ -193,7 +193,7 @@ func (f *Client) Fetch(ctx context.Context, req Request, p *store.Partial, fallb
 	// of its upload slots until the write deadline; a reset frees it now.
 	for _, s := range r.peers {
 		if !s.closed {
-			s.sess.Reset()
+			_ = s.sess.Reset()
 		}
 	}
 	ctx = parent

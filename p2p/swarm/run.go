@@ -222,7 +222,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evSession:
 		delete(r.dialing, ev.id)
 		if err := r.addSource(ctx, ev.id, ev.sess); err != nil {
-			ev.sess.Reset()
+			_ = ev.sess.Reset()
 			if errors.Is(err, ErrGeometry) {
 				r.banned[ev.id] = true
 			}
@@ -322,7 +322,7 @@ func (r *run) closeSource(id peer.ID) {
 	}
 	s.inflight = map[int]time.Time{}
 	r.f.load.set(r, id, 0)
-	s.sess.Reset()
+	_ = s.sess.Reset()
 }
 
 func (r *run) dial(ctx context.Context, info peer.AddrInfo) {

@@ -39,19 +39,19 @@ func (b *Blobs) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.Close() // the download goes on, owned by the store
+			_ = s.Close() // the download goes on, owned by the store
 		}
 	}
 	v, err := b.st.Chunks(req.Digest)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", chunk.ErrNotFound, err)
+		return nil, fmt.Errorf("%w: %w", chunk.ErrNotFound, err)
 	}
 	blob := &servedBlob{st: b.st, req: req, v: v, partial: b.sharePartial || b.fill != nil, rations: b.rations,
 		seeder: b.fill != nil, ration: b.rations.get(req.Digest.String())}
 	if !blob.partial {
 		st, err := v.State(ctx)
 		if err != nil || !st.Complete {
-			v.Close()
+			_ = v.Close()
 			return nil, fmt.Errorf("%w: %s is not complete here", chunk.ErrNotFound, req.Digest)
 		}
 	}
@@ -129,7 +129,7 @@ func (s *servedBlob) Updates() (<-chan int, func()) {
 	}
 	go func() {
 		defer close(ch)
-		defer v.Close()
+		defer func() { _ = v.Close() }()
 		recheck := time.NewTicker(250 * time.Millisecond)
 		defer recheck.Stop()
 		for {
@@ -181,7 +181,7 @@ func (s *servedBlob) ReadChunk(_ context.Context, i int, buf []byte) (chunk.Sign
 	s.rations.sending(s.ration, i, time.Now())
 	data, _, rec, err := s.v.ReadChunk(i, buf)
 	if err != nil {
-		return chunk.Signed{}, nil, fmt.Errorf("%w: %v", chunk.ErrUnavailable, err)
+		return chunk.Signed{}, nil, fmt.Errorf("%w: %w", chunk.ErrUnavailable, err)
 	}
 	sig, err := chunk.UnmarshalSigned(rec)
 	if err != nil {

@@ -129,7 +129,7 @@ func RunUpstream(t *testing.T, factory UpstreamFactory) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		var tl struct {
 			Tags []string `json:"tags"`
 		}
@@ -147,7 +147,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	fetch := func(b []byte) ([]byte, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -158,7 +158,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		if err != nil {
 			return nil, err
 		}
-		defer s.Close()
+		defer func() { _ = s.Close() }()
 		size, err := s.Size(ctx)
 		if err != nil {
 			return nil, err
@@ -202,8 +202,8 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 			return stop
 		})
 		_, err = str.WriteRange(context.Background(), io.Discard, 0, int64(len(b)))
-		str.Close()
-		s1.Close()
+		_ = str.Close()
+		_ = s1.Close()
 		if !errors.Is(err, stop) {
 			t.Fatalf("first fill: %v", err)
 		}
@@ -211,7 +211,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s2.Close()
+		defer func() { _ = s2.Close() }()
 		var at int64 = -1
 		str, err = s2.Fetch(context.Background(), d, func(ctx context.Context, p *store.Partial) error {
 			at = p.Offset()
@@ -220,7 +220,7 @@ func RunFetcher(t *testing.T, factory FetcherFactory) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer str.Close()
+		defer func() { _ = str.Close() }()
 		var buf bytes.Buffer
 		if _, err := str.WriteRange(context.Background(), &buf, 0, int64(len(b))); err != nil || !bytes.Equal(buf.Bytes(), b) {
 			t.Fatalf("resumed fill: %v", err)

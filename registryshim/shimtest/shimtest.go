@@ -1,6 +1,6 @@
 // Package shimtest holds in-memory fakes of the registry shim's seams and
 // the conformance suites every implementation of those seams must pass:
-// MemFetcher and MemUpstream beside the real OriginFetcher and
+// MemFetcher and MemUpstream beside the real upstream.Origin and
 // upstream.Client.
 package shimtest
 

@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := lab.WriteAll(*replot, results, cmdline); err != nil {
 			return err
 		}
-		fmt.Fprint(stdout, lab.Summary(results))
+		_, _ = fmt.Fprint(stdout, lab.Summary(results))
 		return nil
 	}
 	if *cleanup {
@@ -87,10 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		removed, err := lab.CleanupStale(ctx, *force)
 		for _, r := range removed {
-			fmt.Fprintln(stdout, "removed", r)
+			_, _ = fmt.Fprintln(stdout, "removed", r)
 		}
 		if len(removed) == 0 && err == nil {
-			fmt.Fprintln(stdout, "nothing stale")
+			_, _ = fmt.Fprintln(stdout, "nothing stale")
 		}
 		return err
 	}
@@ -136,8 +136,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	results, err := lab.Run(ctx, cfg)
 	if len(results) > 0 {
-		fmt.Fprint(stdout, lab.Summary(results))
-		fmt.Fprintf(stdout, "results: %s/results.json, results.md, completion-cdf.png, origin-egress.png, bytes-by-source.png\n", *out)
+		_, _ = fmt.Fprint(stdout, lab.Summary(results))
+		_, _ = fmt.Fprintf(stdout, "results: %s/results.json, results.md, completion-cdf.png, origin-egress.png, bytes-by-source.png\n", *out)
 	}
 	if err != nil {
 		return err

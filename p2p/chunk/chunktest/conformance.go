@@ -26,6 +26,9 @@ type Harness struct {
 	Add func(d digest.Digest, i int) error
 	// Expect, if set, makes d known before its size is (Have must wait).
 	Expect func(d digest.Digest)
+	// NoEmptyBlob, if set, is why the implementation cannot serve an
+	// empty blob yet: EmptyBlob is skipped with that reason, in the open.
+	NoEmptyBlob string
 }
 
 // RunBlobs is the conformance suite of chunk.Blobs: every implementation
@@ -36,7 +39,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 		d, _ := blob(1, 10)
 		b, err := h.Blobs.Open(ctx(t), chunk.Open{Digest: d})
 		if err == nil {
-			b.Close()
+			_ = b.Close()
 			t.Fatal("Open of an unknown digest succeeded")
 		}
 		if !errors.Is(err, chunk.ErrNotFound) && !errors.Is(err, chunk.ErrUnavailable) {
@@ -185,6 +188,9 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("EmptyBlob", func(t *testing.T) {
 		h := newHarness(t)
+		if h.NoEmptyBlob != "" {
+			t.Skip("known gap: " + h.NoEmptyBlob)
+		}
 		d := digest.FromBytes(nil)
 		must(t, h.Put(d, nil))
 		have := mustHave(t, open(t, h, d))
@@ -212,7 +218,7 @@ func RunBlobs(t *testing.T, newHarness func(t *testing.T) Harness) {
 					errs <- err
 					return
 				}
-				defer b.Close()
+				defer func() { _ = b.Close() }()
 				ch, unsubscribe := b.Updates()
 				defer unsubscribe()
 				_ = ch
