@@ -17,6 +17,10 @@ import (
 )
 
 func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, d digest.Digest, ri *reqInfo) error {
+	if _, err := s.authorize(ctx, w, r, t, "blobs", d.String()); err != nil {
+		return err
+	}
+	t = t.WithClientAuth(r.Header.Get("Authorization"))
 	if f, size, err := s.store.OpenBlob(d); err == nil {
 		defer func() { _ = f.Close() }()
 		ri.source = "store"
@@ -41,7 +45,7 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	st, err := s.store.Fetch(ctx, d, s.filler(t, d))
 	if err != nil {
-		return upstreamError(err, oci.CodeBlobUnknown, "blob")
+		return s.fetchError(w, err)
 	}
 	defer func() { _ = st.Close() }()
 	ri.source = "upstream"
@@ -52,11 +56,28 @@ func (s *Shim) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	size, err := st.Size(sctx)
 	cancel()
 	if err != nil {
-		return upstreamError(err, oci.CodeBlobUnknown, "blob")
+		return s.fetchError(w, err)
 	}
 	return s.writeBlob(ctx, w, r, d, size, ri.source, func(w io.Writer, off, n int64) (int64, error) {
 		return st.WriteRange(ctx, w, off, n)
 	})
+}
+
+// fetchError is the answer for a blob download that could not start or
+// failed before its size was known. A node out of download slots or quota
+// answers 503 with Retry-After, so containerd goes on to its next host.
+func (s *Shim) fetchError(w http.ResponseWriter, err error) error {
+	switch {
+	case errors.Is(err, store.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		return s.reject(rejectBusy, oci.Wrap(err, http.StatusServiceUnavailable, oci.CodeUnavailable,
+			"too many downloads in flight on this node; retry later"))
+	case errors.Is(err, store.ErrQuotaExceeded):
+		w.Header().Set("Retry-After", "5")
+		return s.reject(rejectStoreFull, oci.Wrap(err, http.StatusServiceUnavailable, oci.CodeUnavailable,
+			"node store is full with downloads in flight"))
+	}
+	return upstreamError(err, oci.CodeBlobUnknown, "blob")
 }
 
 // filler fills blob d of t through the fetcher (swarm, then origin).

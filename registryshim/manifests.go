@@ -19,6 +19,22 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	accept := accepts(r)
+	refStr := ref.Tag
+	if ref.IsDigest() {
+		refStr = ref.Digest.String()
+	}
+	cred := r.Header.Get("Authorization")
+	v, err := s.authorize(ctx, w, r, t, "manifests", refStr)
+	if err != nil {
+		return err
+	}
+	t = t.WithClientAuth(cred)
+	if !ref.IsDigest() && v.Desc.Digest != "" {
+		// The access check was a HEAD of the tag: it resolved it too.
+		s.tags.store(t, ref.Tag, accept, v.Desc)
+	}
+	// Once the manifest is in hand, the grant covers what it lists.
+	defer func() { s.vouchFor(t, cred, "manifests", refStr, ri.manifest) }()
 	d := ref.Digest
 	if !ref.IsDigest() {
 		desc, how, err := s.tags.resolve(ctx, t, ref.Tag, accept)
@@ -27,10 +43,12 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 		}
 		ri.tag = how
 		d = desc.Digest
+		// The tag's grant covers the manifest it names.
+		s.access.vouch(t, cred, s.access.grantTime(t, "manifests", refStr, cred), "manifests", []digest.Digest{d})
 		if r.Method == http.MethodHead {
 			ri.digest = d.String()
 			if body, mt, err := s.store.ReadSmall(d); err == nil {
-				ri.source = "store"
+				ri.source, ri.manifest = "store", body
 				return s.writeManifest(w, r, d, mt, body)
 			}
 			ri.source = "upstream"
@@ -39,7 +57,7 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	}
 	ri.digest = d.String()
 	if body, mt, err := s.store.ReadSmall(d); err == nil {
-		ri.source = "store"
+		ri.source, ri.manifest = "store", body
 		if r.Method == http.MethodGet {
 			s.prefetch(ctx, t, body)
 		}
@@ -51,7 +69,7 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	if err != nil {
 		return upstreamError(err, oci.CodeManifestUnknown, "manifest")
 	}
-	ri.source = "upstream"
+	ri.source, ri.manifest = "upstream", body
 	if err := s.store.PutSmall(d, desc.MediaType, body); err != nil {
 		s.log.Warn("cannot cache manifest", zap.String("digest", d.String()), zap.Error(err))
 	}
@@ -87,13 +105,25 @@ func (s *Shim) writeManifest(w http.ResponseWriter, r *http.Request, d digest.Di
 func (s *Shim) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstream.Target, kind, ref string, ri *reqInfo) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	resp, err := s.up.Forward(ctx, t, kind, ref, forwardQuery(r), r.Header.Get("Accept"))
+	// With the client's own credentials (or none): the origin decides
+	// what this client may list.
+	resp, err := s.up.Forward(ctx, t.WithClientAuth(r.Header.Get("Authorization")), kind, ref, forwardQuery(r), r.Header.Get("Accept"))
 	if err != nil {
 		return upstreamError(err, oci.CodeNameUnknown, kind)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	ri.source = "upstream"
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode >= 500 {
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		if ch := resp.Header.Get("WWW-Authenticate"); ch != "" && len(ch) <= upstream.MaxChallengeLen {
+			w.Header().Set("WWW-Authenticate", ch)
+		}
+		return s.reject(rejectUnauthorized, oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized,
+			"the origin requires credentials for repository %s", quoteName(t.Repo)))
+	case resp.StatusCode == http.StatusForbidden:
+		return s.reject(rejectDenied, oci.Errorf(http.StatusForbidden, oci.CodeDenied,
+			"the origin denies access to repository %s", quoteName(t.Repo)))
+	case resp.StatusCode >= 500:
 		return upstreamError(upstream.NewStatusError(resp.StatusCode, "", ""), oci.CodeNameUnknown, kind)
 	}
 	for _, k := range []string{"Content-Type", "Content-Length", "Link", "Docker-Content-Digest", "OCI-Filters-Applied"} {
@@ -107,6 +137,41 @@ func (s *Shim) forward(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// vouchFor extends the grant for kind/ref to the content manifest body
+// lists (config and layers, or an index's manifests), for the same
+// credentials and repository.
+func (s *Shim) vouchFor(t upstream.Target, cred, kind, ref string, body []byte) {
+	if body == nil {
+		return
+	}
+	at := s.access.grantTime(t, kind, ref, cred)
+	if at.IsZero() {
+		return
+	}
+	m, err := oci.ParseManifest(body)
+	if err != nil {
+		return
+	}
+	var blobs, manifests []digest.Digest
+	if m.Config != nil {
+		if d, err := oci.ParseDigest(m.Config.Digest); err == nil {
+			blobs = append(blobs, d)
+		}
+	}
+	for _, l := range m.Layers {
+		if d, err := oci.ParseDigest(l.Digest); err == nil {
+			blobs = append(blobs, d)
+		}
+	}
+	for _, c := range m.Manifests {
+		if d, err := oci.ParseDigest(c.Digest); err == nil {
+			manifests = append(manifests, d)
+		}
+	}
+	s.access.vouch(t, cred, at, "blobs", blobs)
+	s.access.vouch(t, cred, at, "manifests", manifests)
 }
 
 // forwardQuery keeps the query parameters the upstream understands and

@@ -9,6 +9,7 @@ type metrics struct {
 	tags       *prometheus.CounterVec
 	inflight   prometheus.Gauge
 	prefetched prometheus.Counter
+	rejections *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,6 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Blob downloads started because a client fetched their image manifest.",
 		}),
 	}
+	m.rejections = newRejections(reg)
 	if reg != nil {
 		reg.MustRegister(m.served, m.requests, m.duration, m.tags, m.inflight, m.prefetched)
 	}

@@ -22,6 +22,7 @@ import (
 // Upstream is what the shim needs from the upstream client.
 type Upstream interface {
 	TagResolver
+	Authorizer
 	Target(ns, repo string) (upstream.Target, error)
 	GetManifest(ctx context.Context, t upstream.Target, ref string, accept []string) (upstream.Descriptor, []byte, error)
 	HeadBlob(ctx context.Context, t upstream.Target, d digest.Digest) (int64, error)
@@ -49,7 +50,18 @@ type Options struct {
 	// a client GETs the manifest, so the layers a client asks for a few at
 	// a time are all under way at once (see prefetch.go).
 	PrefetchLayers bool
+	// AuthTTL is how long the origin's answer to an access check is
+	// reused for the same credentials, repository and object (default
+	// DefaultAuthTTL; refusals at most 5 s).
+	AuthTTL time.Duration
+	// PrefetchHold is how long a prefetched download counts as wanted
+	// without a client reading it (default DefaultPrefetchHold).
+	PrefetchHold time.Duration
 }
+
+// DefaultPrefetchHold is how long a prefetch keeps its downloads going for
+// the client to come and read them.
+const DefaultPrefetchHold = 5 * time.Minute
 
 // Shim is the registry shim's HTTP handler.
 type Shim struct {
@@ -57,6 +69,7 @@ type Shim struct {
 	up      Upstream
 	fetcher Fetcher
 	tags    *tagCache
+	access  *access
 	opts    Options
 	log     *zap.Logger
 	m       *metrics
@@ -74,10 +87,17 @@ func New(st *store.Store, up Upstream, fetcher Fetcher, opts Options, log *zap.L
 	if opts.Timeout <= 0 {
 		opts.Timeout = upstream.DefaultTimeout
 	}
+	if opts.PrefetchHold <= 0 {
+		opts.PrefetchHold = DefaultPrefetchHold
+	}
+	if opts.AuthTTL <= 0 {
+		opts.AuthTTL = DefaultAuthTTL
+	}
 	m := newMetrics(reg)
 	return &Shim{
 		store: st, up: up, fetcher: fetcher, opts: opts, log: log, m: m,
-		tags: newTagCache(up, opts.TagTTL, opts.TagStale, log, m),
+		tags:   newTagCache(up, opts.TagTTL, opts.TagStale, log, m),
+		access: newAccess(up, opts.AuthTTL, opts.TagStale, log),
 	}
 }
 
@@ -87,6 +107,9 @@ type reqInfo struct {
 	source string // where the body came from: store or upstream
 	tag    string // how a tag resolved: cache, upstream or stale
 	digest string
+	// manifest is the manifest body served, for the access grants it
+	// extends to its content.
+	manifest []byte
 }
 
 type ctxKey struct{}
@@ -124,7 +147,8 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("request",
 			zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("ns", r.URL.Query().Get("ns")),
 			zap.Int("status", status), zap.Int64("bytes", rw.bytes), zap.Duration("duration", dur),
-			zap.String("source", ri.source), zap.String("digest", ri.digest), zap.String("tag", ri.tag))
+			zap.String("source", ri.source), zap.String("digest", ri.digest), zap.String("tag", ri.tag),
+			zap.String("auth", credentialKind(r.Header.Get("Authorization"))))
 		if rec != nil {
 			panic(rec)
 		}
@@ -150,18 +174,11 @@ func (s *Shim) route(ctx context.Context, w http.ResponseWriter, r *http.Request
 		return oci.Errorf(http.StatusMethodNotAllowed, oci.CodeUnsupported, "shoal is a read-only mirror: %s is not supported", r.Method)
 	}
 	if rt.Kind == oci.KindBase {
-		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", "2")
-		w.WriteHeader(http.StatusOK)
-		if r.Method == http.MethodGet {
-			_, _ = w.Write([]byte("{}"))
-		}
-		return nil
+		return s.servePing(ctx, w, r)
 	}
-	t, err := s.up.Target(r.URL.Query().Get("ns"), rt.Name)
+	t, err := s.target(r.URL.Query().Get("ns"), rt.Name)
 	if err != nil {
-		return oci.Wrap(err, http.StatusBadRequest, oci.CodeNameInvalid, "unknown registry in ns")
+		return err
 	}
 	switch rt.Kind {
 	case oci.KindManifest:

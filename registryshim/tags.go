@@ -85,6 +85,18 @@ func (c *tagCache) resolve(ctx context.Context, t upstream.Target, tag string, a
 	return upstream.Descriptor{}, "", err
 }
 
+// store records a resolution made elsewhere (the access check's HEAD of
+// the tag, with the same Accept).
+func (c *tagCache) store(t upstream.Target, tag string, accept []string, desc upstream.Descriptor) {
+	key := t.Base.String() + "|" + t.Repo + "|" + tag + "|" + strings.Join(accept, ",")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.ents) >= maxTagEntries {
+		c.pruneLocked()
+	}
+	c.ents[key] = tagEntry{desc: desc, fetched: c.now()}
+}
+
 // pruneLocked drops entries too old to be served even stale, and when that
 // frees nothing, half of the rest.
 func (c *tagCache) pruneLocked() {

@@ -36,8 +36,13 @@ func runContainerdConfig(_ context.Context, args []string, stdout, stderr io.Wri
 	}
 	h := clientconf.Hosts{
 		Registries: registries, Mirror: *mirror, Dir: *dir, Default: *def, DialTimeout: *dial,
+		// server is where containerd goes when the mirror fails: the
+		// mapped URL, else the registry's own (https://NAME).
 		Server: func(name string) (string, error) {
 			u, err := mapping.URL(name)
+			if errors.Is(err, upstream.ErrUnknownRegistry) {
+				u, err = upstream.ConventionalURL(name)
+			}
 			if err != nil {
 				return "", err
 			}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/shoal-dev/shoal/deploy/settings"
 	"github.com/shoal-dev/shoal/internal/node"
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/swarm"
+	"github.com/shoal-dev/shoal/registryshim"
 )
 
 // parseFlags parses args, then fills unset flags from SHOAL_* variables and
@@ -75,7 +77,12 @@ func daemonFlags(fs *flag.FlagSet, cfg *node.Config) {
 	upstreamFlags(fs, &cfg.Upstream)
 	fs.DurationVar(&cfg.TagTTL, "tag-ttl", 5*time.Second, "how long a tag resolved at the upstream is reused")
 	fs.DurationVar(&cfg.TagStale, "tag-stale", 10*time.Minute, "how long past its TTL a tag's last known digest is served while the upstream is unreachable")
-	cacheFlag(fs, &cfg.CacheMaxBytes, 0)
+	fs.DurationVar(&cfg.AuthTTL, "auth-ttl", registryshim.DefaultAuthTTL, "how long the origin's answer to a client's access check (a HEAD with the client's credentials) is reused for the same credentials, repository and object; refusals at most 5 s")
+	cfg.CacheMaxBytes = store.AutoQuota
+	fs.Var((*byteLimit)(&cfg.CacheMaxBytes), "cache-max-bytes", "cap on the store (complete blobs and partial downloads) in bytes (suffixes K, M, G, T and KiB, MiB, GiB, TiB); least recently used blobs are evicted past 90% down to 80%. auto: the bytes the store holds plus 80% of the free space of its filesystem at start; none or 0: no cap")
+	fs.IntVar(&cfg.Downloads.MaxDownloads, "max-downloads", store.DefaultMaxDownloads, "blob downloads in flight at once; past it a new download is answered 503 with Retry-After (clients then use their next host); 0: no cap")
+	fs.DurationVar(&cfg.Downloads.Grace, "download-grace", store.DefaultGrace, "how long a download no client reads any more goes on before it stops (a prefetch counts as a reader for 5 minutes); 0: downloads always run to the end")
+	fs.DurationVar(&cfg.Downloads.PartialMaxAge, "partial-max-age", store.DefaultPartialMaxAge, "partial downloads older than this are deleted at start; 0: kept")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for requests in flight at shutdown")
 	fs.BoolVar(&cfg.P2P, "p2p", true, "fetch missing blobs from the swarm (peers and seeders) before the origin")
 	swarmFlags(fs, &cfg.Swarm, "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable")

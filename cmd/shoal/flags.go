@@ -5,10 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/deploy/settings"
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/member"
@@ -19,8 +23,9 @@ import (
 
 // upstreamFlags declares the upstream settings' flags.
 func upstreamFlags(fs *flag.FlagSet, s *upstream.Settings) {
-	fs.Var((*settings.Repeated)(&s.Upstreams), "upstream", "NAME=URL: fetch registry NAME (as containerd sends it in ns=, or as a reference names it) from URL; repeatable")
-	fs.StringVar(&s.DefaultUpstream, "default-upstream", "docker.io", "registry name for requests and references without one (Docker Engine, podman, crane)")
+	fs.Var((*settings.Repeated)(&s.Upstreams), "upstream", "NAME=URL: fetch registry NAME (as containerd sends it in ns=, or as a reference names it) from URL; repeatable. Only configured registries are fetched from")
+	fs.Var((*settings.Repeated)(&s.AllowPatterns), "allow-upstream-pattern", "also fetch registries whose name matches PATTERN from https://NAME: an exact name, or *.example.com (one or more labels; a port must match too); repeatable (default: none)")
+	fs.StringVar(&s.DefaultUpstream, "default-upstream", "", "registry name for requests and references without one (Docker Engine, podman, crane); must be an --upstream or allowed name (empty: such requests are refused)")
 	fs.StringVar(&s.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with upstream credentials")
 	fs.StringVar(&s.CAFile, "ca-file", "", "extra PEM CA bundle trusted for https upstreams")
 	fs.DurationVar(&s.Timeout, "upstream-timeout", upstream.DefaultTimeout, "bound on waiting for an upstream answer (connect, headers, a stalled body)")
@@ -72,4 +77,49 @@ func (p *processFlags) parse(fs *flag.FlagSet, args []string, stderr io.Writer) 
 	}
 	setMemoryLimit(p.memLimit)
 	return newLogger(p.logLevel, stderr)
+}
+
+// byteLimit is the value of --cache-max-bytes: a byte count (a plain
+// number, or one with a K, M, G or T (KB, MB, ...) suffix for powers of 1000, KiB, MiB,
+// GiB or TiB for powers of 1024), "auto" (store.AutoQuota) or "none" (0).
+type byteLimit int64
+
+func (b *byteLimit) String() string {
+	switch v := int64(*b); v {
+	case store.AutoQuota:
+		return "auto"
+	case 0:
+		return "none"
+	default:
+		return strconv.FormatInt(v, 10)
+	}
+}
+
+func (b *byteLimit) Set(s string) error {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "auto":
+		*b = byteLimit(store.AutoQuota)
+		return nil
+	case "none", "off":
+		*b = 0
+		return nil
+	}
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("want a byte count (e.g. 50GiB), auto or none, not %q", s)
+	}
+	*b = byteLimit(n * mult)
+	return nil
 }

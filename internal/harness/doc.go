@@ -16,6 +16,12 @@
 //     Cluster.AddPeer, a swarm client over a store with the chunk server,
 //     found through the cluster's in-memory router (memrouter).
 //   - shim.go: StartShim, the registry shim alone in front of an origin.
+//   - authorigin.go: StartAuthOrigin, an origin with access control
+//     (Basic credentials, or Bearer tokens from its own token service;
+//     private repository prefixes; blobs served only under a repository
+//     they were pushed to), for the private-image tests.
+//   - blackhole.go: StartBlackhole, a loopback listener that accepts,
+//     counts and never answers (an upstream a test expects not to dial).
 //   - process.go, shoalproc.go: the real binary, built once per test
 //     process (BuildShoal, ShoalBinary), child processes with their output
 //     kept (StartProcess), `shoal daemon` and `shoal seeder` processes

@@ -30,11 +30,21 @@ type Config struct {
 	Upstream     upstream.Settings
 	TagTTL       time.Duration
 	TagStale     time.Duration
+	// AuthTTL is how long the origin's answer to a client's access check
+	// is reused (0: registryshim.DefaultAuthTTL).
+	AuthTTL time.Duration
 	// ShutdownTimeout is the grace period for requests in flight (10 s).
 	ShutdownTimeout time.Duration
-	// CacheMaxBytes caps complete content in the store (0: no limit); the
-	// least recently used blobs are evicted and withdrawn from the DHT.
+	// CacheMaxBytes caps the store, complete content and partial downloads
+	// together (0: no cap; store.AutoQuota, the flag's default: the bytes
+	// held plus 80% of the filesystem's free space at start); the least
+	// recently used blobs are evicted and withdrawn from the DHT.
 	CacheMaxBytes int64
+	// Downloads bounds the downloads clients can start: how many at once,
+	// how long one nobody reads goes on, and how old a partial download
+	// from an earlier run may be (the zero value: no limits; the flags
+	// default to store's defaults).
+	Downloads store.Limits
 	// Pprof serves /debug/pprof/ on the metrics listener.
 	Pprof bool
 
@@ -93,6 +103,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg, rej: swarm.NewRejections(reg)}
+	if cfg.Upstream.DefaultUpstream == "" {
+		log.Warn("no --default-upstream: requests that name no registry (Docker Engine, podman, crane) are refused")
+	}
 	st, err := store.Open(cfg.DataDir, log.Named("store"),
 		store.WithQuota(cfg.CacheMaxBytes, func(dg digest.Digest) {
 			if d.withdraw != nil {
@@ -102,7 +115,8 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		// Chunks with a trusted seeder's VERIFIED record answer a Range
 		// before the blob is complete; once one is held, STREAMED ones
 		// are refused.
-		store.WithRecordCheck(chunk.VerifiedRecordCheck(trustSet(cfg.TrustedSeeders)), d.rej.Func(swarm.RejectStreamedRecordReplaced)))
+		store.WithRecordCheck(chunk.VerifiedRecordCheck(trustSet(cfg.TrustedSeeders)), d.rej.Func(swarm.RejectStreamedRecordReplaced)),
+		store.WithLimits(cfg.Downloads), store.WithMetrics(reg))
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +140,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		}
 	}
 	d.shim = registryshim.New(st, up, fetcher, registryshim.Options{
-		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, Timeout: cfg.Upstream.Timeout, PrefetchLayers: cfg.PrefetchLayers,
+		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, AuthTTL: cfg.AuthTTL, Timeout: cfg.Upstream.Timeout, PrefetchLayers: cfg.PrefetchLayers,
 	}, log.Named("shim"), reg)
 	if d.regLn, err = net.Listen("tcp", cfg.RegistryAddr); err != nil {
 		d.closeAll()

@@ -28,4 +28,12 @@
 // answered only from verified bytes: chunks whose record the store's
 // RecordCheck accepts (a trusted seeder's VERIFIED record), or the blob once
 // its digest matched.
+//
+// What downloads may spend is bounded (limits.go, quota.go): a cap on
+// downloads in flight (ErrBusy past it), a grace period after which a
+// download no Stream holds any more is stopped (ErrAbandoned), no partial
+// file left behind by a download that failed or stopped without a whole
+// chunk, old partials deleted at Open, and a byte quota that counts
+// complete content and partial downloads (a download reserves its whole
+// size before writing; ErrQuotaExceeded when it cannot fit).
 package store

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -42,6 +41,10 @@ type Download struct {
 	err         error // terminal failure
 	done        bool
 	version     uint64 // bumps with every change, for chunk views
+
+	holds   int                     // readers holding the download (see limits.go)
+	idleGen uint64                  // invalidates idle timers when a reader comes back
+	cancel  context.CancelCauseFunc // stops this download alone
 }
 
 func newDownload(s *Store, d digest.Digest) *Download {
@@ -67,12 +70,18 @@ func (dl *Download) removePartial() {
 
 func (dl *Download) run(ctx context.Context, fill Filler) {
 	start := time.Now()
+	defer dl.cancel(nil)
 	p, err := dl.openPartial()
+	var held int64
 	if err == nil {
 		err = fill(ctx, p)
 		if err == nil {
 			err = p.finish()
 		}
+		if c := context.Cause(ctx); err != nil && c != nil && !errors.Is(err, c) {
+			err = fmt.Errorf("%w: %w", c, err) // ErrAbandoned
+		}
+		held = p.held()
 		p.close()
 		if err == nil {
 			dl.s.added(dl.d, p.size)
@@ -82,17 +91,22 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 	defer dl.mu.Unlock()
 	if err != nil {
 		dl.err = err
-		// A corrupt or oversized download is useless; so is one that filled
-		// the disk (keeping it would block every other download). Its
-		// records go with it: no view serves a chunk of it any more.
-		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// A download that holds nothing, or nothing worth resuming
+		// (corrupt, oversized, or it filled the disk and would block every
+		// other download), leaves no file behind. Its records go with it:
+		// no view serves a chunk of it any more.
+		if !keepPartial(err, held) {
 			dl.removePartial()
+			dl.s.dropPartial(dl.d)
 			dl.sigs, dl.anyVerified = map[int]chunkEntry{}, false
 			if dl.have != nil {
 				dl.have = chunkset.New(dl.have.Len())
 			}
+		} else {
+			dl.s.idlePartial(dl.d)
 		}
-		dl.s.log.Debug("download failed", zap.String("digest", dl.d.String()), zap.Error(err), zap.Duration("duration", time.Since(start)))
+		dl.s.log.Debug("download failed", zap.String("digest", dl.d.String()), zap.Error(err),
+			zap.Int64("bytes", held), zap.Duration("duration", time.Since(start)))
 	}
 	dl.done = true
 	dl.notify()

@@ -143,6 +143,18 @@ func (p *Partial) HasChunk(i int) bool {
 	return p.dl.have.Has(i)
 }
 
+// held is about how many bytes of the blob a resume would keep: its whole
+// chunks on disk (a resume cuts the rest).
+func (p *Partial) held() int64 {
+	dl := p.dl
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	if dl.have == nil || dl.chunkSize <= 0 {
+		return 0
+	}
+	return min(int64(dl.have.Count())*dl.chunkSize, max(dl.size, 0))
+}
+
 func (p *Partial) close() {
 	p.hmu.Lock()
 	p.drainHash()
@@ -179,6 +191,9 @@ func (p *Partial) SetSize(n int64) error {
 			return err
 		}
 		p.size = -1
+	}
+	if err := dl.s.reserve(dl.d, n); err != nil {
+		return err
 	}
 	if p.size != n {
 		if err := os.WriteFile(dl.sizePath(), []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {

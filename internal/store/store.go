@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/opencontainers/go-digest"
@@ -36,7 +37,10 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	quota quota
+	quota  quota
+	limits Limits
+	reg    prometheus.Registerer
+	m      *storeMetrics
 
 	recordCheck  RecordCheck
 	onSuperseded func()
@@ -80,6 +84,8 @@ func Open(dir string, log *zap.Logger, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.m = newStoreMetrics(s)
+	s.cleanPartials()
 	s.loadUsage()
 	return s, nil
 }
@@ -241,6 +247,9 @@ type Filler func(ctx context.Context, p *Partial) error
 // the stored file. Otherwise it joins the download of d in progress or
 // starts one that runs fill; the download is owned by the store, not by
 // ctx, so a client that goes away does not waste the bytes fetched so far.
+// The open Stream holds the download: once no Stream does, it stops after
+// the grace period of the store's Limits. With every download slot taken,
+// a new download is ErrBusy.
 func (s *Store) Fetch(ctx context.Context, d digest.Digest, fill Filler) (*Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -255,18 +264,24 @@ func (s *Store) Fetch(ctx context.Context, d digest.Digest, fill Filler) (*Strea
 	}
 	dl, ok := s.inflight[d.String()]
 	if !ok {
+		if m := s.limits.MaxDownloads; m > 0 && len(s.inflight) >= m {
+			return nil, fmt.Errorf("%w: %d of %d", ErrBusy, len(s.inflight), m)
+		}
 		dl = newDownload(s, d)
+		dctx := dl.context(s.ctx)
 		s.inflight[d.String()] = dl
+		s.m.downloads.Inc()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			dl.run(s.ctx, fill)
+			dl.run(dctx, fill)
 			s.mu.Lock()
 			delete(s.inflight, d.String())
 			s.mu.Unlock()
+			s.m.downloads.Dec()
 		}()
 	}
-	return &Stream{dl: dl}, nil
+	return &Stream{dl: dl, hold: dl.hold()}, nil
 }
 
 func syncDir(dir string) {

@@ -13,6 +13,7 @@ import (
 // concurrent use; open one per reader.
 type Stream struct {
 	dl       *Download
+	hold     *holdRef // keeps dl going while the stream is open
 	f        *os.File
 	size     int64
 	complete bool
@@ -155,8 +156,9 @@ func (st *Stream) readable(ctx context.Context, pos int64) (int64, error) {
 	}
 }
 
-// Close releases the stream's file handle.
+// Close releases the stream's file handle and its hold on the download.
 func (st *Stream) Close() error {
+	st.hold.release()
 	if st.f != nil {
 		return st.f.Close()
 	}

@@ -12,12 +12,11 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -58,6 +57,10 @@ type Config struct {
 	StallTimeout time.Duration
 }
 
+// MaxConnsPerUpstream caps the connections (dials included) to one
+// upstream host; requests past it wait for one, within their timeouts.
+const MaxConnsPerUpstream = 128
+
 // Client talks to upstream registries.
 type Client struct {
 	mapping *Mapping
@@ -69,6 +72,9 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[string]http.RoundTripper
+	// anonBearer marks repositories whose anonymous access checks need an
+	// anonymous token (see checkRoundTrip).
+	anonBearer sync.Map
 }
 
 type metrics struct {
@@ -107,6 +113,7 @@ func New(mapping *Mapping, creds *Credentials, cfg Config, log *zap.Logger, reg 
 		ResponseHeaderTimeout: cfg.Timeout,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   64,
+		MaxConnsPerHost:       MaxConnsPerUpstream,
 		ForceAttemptHTTP2:     true,
 		ReadBufferSize:        256 << 10,
 		WriteBufferSize:       64 << 10,
@@ -139,47 +146,56 @@ type Target struct {
 	Repo string
 	// Base is the upstream's base URL.
 	Base *url.URL
+
+	// clientAuth is the Authorization header of the client this target
+	// is fetched for (see WithClientAuth); never logged.
+	clientAuth string
 }
 
 // Target resolves the registry name ns (empty: the default upstream) and a
-// repository name to an upstream target.
+// repository name to an upstream target. A registry the mapping does not
+// know is ErrUnknownRegistry; nothing is dialed to find out.
 func (c *Client) Target(ns, repo string) (Target, error) {
 	if ns == "" {
 		ns = c.mapping.Default()
+		if ns == "" {
+			return Target{}, fmt.Errorf("%w: the request names no registry and no --default-upstream is set", ErrUnknownRegistry)
+		}
 	}
 	u, err := c.mapping.URL(ns)
 	if err != nil {
 		return Target{}, err
 	}
-	return Target{Registry: strings.ToLower(ns), Repo: Repository(ns, repo), Base: u}, nil
+	return Target{Registry: canonicalName(ns), Repo: Repository(ns, repo), Base: u}, nil
 }
 
 func (t Target) url(kind, ref string) string {
 	return t.Base.String() + "/v2/" + t.Repo + "/" + kind + "/" + ref
 }
 
-// transportFor returns an authenticated round tripper for t's repository,
-// doing the ping and token handshake once per repository.
+// transportFor returns the node's authenticated round tripper for t's
+// repository, doing the ping and token handshake once per repository.
 func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper, error) {
-	key := t.Base.String() + "|" + t.Repo
+	return c.cachedTransport(ctx, t, "node", c.creds.For(t.Registry, t.Base.Host))
+}
+
+// cachedTransport returns the transport with auth for t's repository,
+// cached under kind.
+func (c *Client) cachedTransport(ctx context.Context, t Target, kind string, auth authn.Authenticator) (http.RoundTripper, error) {
+	key := kind + "|" + t.Base.String() + "|" + t.Repo
 	c.mu.Lock()
 	rt, ok := c.transports[key]
 	c.mu.Unlock()
 	if ok {
 		return rt, nil
 	}
-	var opts []name.Option
-	if t.Base.Scheme == "http" {
-		opts = append(opts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(t.Base.Host, opts...)
+	reg, err := registryOf(t)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry %q: %w", ErrBadMapping, t.Base.Host, err)
+		return nil, err
 	}
-	auth := c.creds.For(t.Registry, t.Base.Host)
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	rt, err = transport.NewWithContext(hctx, reg, auth, c.base, []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
+	rt, err = transport.NewWithContext(hctx, reg, auth, c.raw(t), []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -193,6 +209,23 @@ func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper,
 	c.transports[key] = rt
 	c.mu.Unlock()
 	return rt, nil
+}
+
+// schemeOnly speaks to an upstream's host only in the scheme its URL was
+// configured with: go-containerregistry races https against http for an
+// insecure registry, and that https attempt would hold a connection to a
+// plain-HTTP (or dead) upstream until the TLS handshake times out.
+// Redirects to other hosts (blob storage) are not restricted.
+type schemeOnly struct {
+	rt   http.RoundTripper
+	base *url.URL
+}
+
+func (s schemeOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == s.base.Host && r.URL.Scheme != s.base.Scheme {
+		return nil, fmt.Errorf("%w: %s is configured as %s, not %s", ErrUnavailable, s.base.Host, s.base.Scheme, r.URL.Scheme)
+	}
+	return s.rt.RoundTrip(r)
 }
 
 // classify maps transport failures onto the sentinels.
@@ -251,9 +284,15 @@ func (c *Client) do(ctx context.Context, op string, t Target, req *http.Request,
 	return nil, serr
 }
 
-// doRaw sends a request and returns whatever response comes back.
+// doRaw sends a request and returns whatever response comes back. It goes
+// with the node's credentials; when those are refused (401, 403) and t
+// carries a client's Authorization, the request is sent again with the
+// client's (a node without credentials for a private repository).
 func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Request) (*http.Response, error) {
 	rt, err := c.transportFor(ctx, t)
+	if err != nil && t.clientAuth != "" && errors.Is(err, ErrUnauthorized) {
+		rt, err = c.clientTransport(t), nil
+	}
 	if err != nil {
 		c.fail(op, t, err)
 		return nil, err
@@ -261,6 +300,11 @@ func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Reque
 	ctx, cancel := context.WithCancel(ctx)
 	req = req.WithContext(ctx)
 	resp, err := rt.RoundTrip(req)
+	if err == nil && t.clientAuth != "" && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+		resp, err = c.clientTransport(t).RoundTrip(req)
+	}
 	if err != nil {
 		cancel()
 		err = classify(err)
@@ -323,9 +367,10 @@ func (s *stallReader) Close() error {
 }
 
 // Open builds a Client from the command-line shape of its settings:
-// NAME=URL pairs, the default registry name and a docker config.json path.
-func Open(pairs []string, defaultName, dockerConfig string, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
-	mapping, err := NewMapping(pairs, defaultName)
+// NAME=URL pairs, allow patterns, the default registry name and a docker
+// config.json path.
+func Open(pairs, allow []string, defaultName, dockerConfig string, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
+	mapping, err := NewMapping(pairs, defaultName, allow...)
 	if err != nil {
 		return nil, err
 	}

@@ -197,7 +197,9 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 
 // Forward sends a GET for a read-only API path the shim passes through
 // (referrers, tag lists) and returns the upstream's response as it is;
-// the caller closes its body.
+// the caller closes its body. It goes with the client's credentials (t's
+// WithClientAuth) or anonymously, never with the node's own: a listing is
+// what the origin tells that client.
 func (c *Client) Forward(ctx context.Context, t Target, kind, ref, rawQuery string, accept string) (*http.Response, error) {
 	u := t.url(kind, ref)
 	if rawQuery != "" {
@@ -210,10 +212,19 @@ func (c *Client) Forward(ctx context.Context, t Target, kind, ref, rawQuery stri
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	resp, err := c.doRaw(ctx, "forward_"+kind, t, req)
+	op := "forward_" + kind
+	if t.clientAuth != "" {
+		req.Header.Set("Authorization", t.clientAuth)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	resp, err := c.asClient(ctx, t, req.WithContext(ctx), t.clientAuth == "")
 	if err != nil {
+		cancel()
+		err = classify(err)
+		c.fail(op, t, err)
 		return nil, err
 	}
+	resp.Body = newStallReader(resp.Body, c.cfg.StallTimeout, cancel)
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		c.m.failures.WithLabelValues("forward_" + kind).Inc()
 	}

@@ -17,7 +17,12 @@ const DefaultTimeout = 15 * time.Second
 type Settings struct {
 	// Upstreams maps registry names to base URLs, as NAME=URL pairs.
 	Upstreams []string
-	// DefaultUpstream is the registry name for requests that name none.
+	// AllowPatterns are registry name patterns (*.example.com) fetched
+	// from https://NAME without a mapping of their own. None by default:
+	// an unmapped name is refused.
+	AllowPatterns []string
+	// DefaultUpstream is the registry name for requests that name none; it
+	// must be mapped or allowed ("": such requests are refused).
 	DefaultUpstream string
 	// DockerConfig is a docker config.json with upstream credentials.
 	DockerConfig string
@@ -29,5 +34,5 @@ type Settings struct {
 
 // Open builds the upstream client the settings describe.
 func (s Settings) Open(log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
-	return Open(s.Upstreams, s.DefaultUpstream, s.DockerConfig, Config{CAFile: s.CAFile, Timeout: s.Timeout}, log, reg)
+	return Open(s.Upstreams, s.AllowPatterns, s.DefaultUpstream, s.DockerConfig, Config{CAFile: s.CAFile, Timeout: s.Timeout}, log, reg)
 }

@@ -23,17 +23,16 @@ import (
 )
 
 func TestMappingDefaults(t *testing.T) {
-	m, err := upstream.NewMapping([]string{"127.0.0.1:5000=http://127.0.0.1:5000", "Mirror.Example=https://m.example:8443/"}, "")
+	m, err := upstream.NewMapping([]string{"127.0.0.1:5000=http://127.0.0.1:5000", "Mirror.Example=https://m.example:8443/",
+		"docker.io=https://registry-1.docker.io"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := map[string]string{
 		"docker.io":       "https://registry-1.docker.io",
 		"index.docker.io": "https://registry-1.docker.io",
-		"ghcr.io":         "https://ghcr.io",
 		"127.0.0.1:5000":  "http://127.0.0.1:5000",
 		"mirror.example":  "https://m.example:8443",
-		"quay.io:443":     "https://quay.io:443",
 	}
 	for in, want := range cases {
 		u, err := m.URL(in)
@@ -41,8 +40,14 @@ func TestMappingDefaults(t *testing.T) {
 			t.Errorf("%s: %v %v, want %s", in, u, err, want)
 		}
 	}
-	if m.Default() != "docker.io" {
-		t.Errorf("default %q", m.Default())
+	// Names without a mapping are refused (no fallback to https://NAME).
+	for _, in := range []string{"ghcr.io", "quay.io:443", "127.0.0.1:5001"} {
+		if u, err := m.URL(in); !errors.Is(err, upstream.ErrUnknownRegistry) {
+			t.Errorf("%s: %v %v, want ErrUnknownRegistry", in, u, err)
+		}
+	}
+	if m.Default() != "" {
+		t.Errorf("default %q, want none", m.Default())
 	}
 	for _, bad := range []string{"x", "=http://a", "a=ftp://b", "a=http://", "a=http://h/path", "a=http://u:p@h"} {
 		if _, err := upstream.NewMapping([]string{bad}, ""); !errors.Is(err, upstream.ErrBadMapping) {

@@ -106,6 +106,24 @@ func RunUpstream(t *testing.T, factory UpstreamFactory) {
 			t.Fatalf("unknown blob: %v", err)
 		}
 	})
+	t.Run("AuthorizePublicContent", func(t *testing.T) {
+		v, err := up.Authorize(ctx, tgt, "manifests", "v1", "", nil)
+		if err != nil || !v.Allowed() || v.Desc.Digest != md {
+			t.Fatalf("anonymous check of a public tag: %+v %v", v, err)
+		}
+		for _, b := range [][]byte{config, layer} {
+			if v, err := up.Authorize(ctx, tgt, "blobs", digest.FromBytes(b).String(), "", nil); err != nil || !v.Allowed() {
+				t.Fatalf("anonymous check of a public blob: %+v %v", v, err)
+			}
+		}
+		v, err = up.Authorize(ctx, tgt, "blobs", digest.FromBytes([]byte("nope")).String(), "", nil)
+		if err != nil || v.Allowed() || v.Status != http.StatusNotFound {
+			t.Fatalf("check of an unknown blob: %+v %v, want a 404 verdict", v, err)
+		}
+		if v, err := up.Challenge(ctx, tgt, ""); err != nil || v.Status != http.StatusOK {
+			t.Fatalf("ping of an anonymous upstream: %+v %v", v, err)
+		}
+	})
 	t.Run("ForwardTagList", func(t *testing.T) {
 		resp, err := up.Forward(ctx, tgt, "tags", "list", "", "")
 		if err != nil {

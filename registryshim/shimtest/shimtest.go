@@ -6,6 +6,7 @@ package shimtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -103,9 +104,11 @@ func (m *MemUpstream) SetDown(down bool) {
 
 var errDown = fmt.Errorf("%w: in-memory upstream is down", upstream.ErrUnavailable)
 
-// Target implements registryshim.Upstream.
+// Target implements registryshim.Upstream: its one registry is
+// mem.invalid (also the default); any other name is
+// upstream.ErrUnknownRegistry, as with the real client.
 func (m *MemUpstream) Target(ns, repo string) (upstream.Target, error) {
-	mp, err := upstream.NewMapping(nil, "mem.invalid")
+	mp, err := upstream.NewMapping([]string{"mem.invalid=https://mem.invalid"}, "mem.invalid")
 	if err != nil {
 		return upstream.Target{}, err
 	}
@@ -116,7 +119,7 @@ func (m *MemUpstream) Target(ns, repo string) (upstream.Target, error) {
 	if err != nil {
 		return upstream.Target{}, err
 	}
-	return upstream.Target{Registry: ns, Repo: upstream.Repository(ns, repo), Base: u}, nil
+	return upstream.Target{Registry: strings.ToLower(ns), Repo: upstream.Repository(ns, repo), Base: u}, nil
 }
 
 func (m *MemUpstream) manifest(t upstream.Target, ref string) (memManifest, error) {
@@ -179,6 +182,38 @@ func (m *MemUpstream) GetBlob(_ context.Context, t upstream.Target, d digest.Dig
 		offset = 0
 	}
 	return &upstream.Blob{ReadCloser: io.NopCloser(strings.NewReader(string(b[offset:]))), Offset: offset, Size: int64(len(b))}, nil
+}
+
+// Authorize implements registryshim.Upstream: everything is public, so a
+// client may read whatever exists (200) and nothing else (404).
+func (m *MemUpstream) Authorize(ctx context.Context, t upstream.Target, kind, ref, _ string, accept []string) (upstream.Verdict, error) {
+	if kind == "manifests" {
+		d, err := m.HeadManifest(ctx, t, ref, accept)
+		if errors.Is(err, upstream.ErrNotFound) {
+			return upstream.Verdict{Status: http.StatusNotFound}, nil
+		}
+		return upstream.Verdict{Status: http.StatusOK, Desc: d}, err
+	}
+	dg, err := oci.ParseDigest(ref)
+	if err != nil {
+		return upstream.Verdict{Status: http.StatusNotFound}, nil
+	}
+	if _, err := m.HeadBlob(ctx, t, dg); errors.Is(err, upstream.ErrNotFound) {
+		return upstream.Verdict{Status: http.StatusNotFound}, nil
+	} else if err != nil {
+		return upstream.Verdict{}, err
+	}
+	return upstream.Verdict{Status: http.StatusOK}, nil
+}
+
+// Challenge implements registryshim.Upstream: no authentication.
+func (m *MemUpstream) Challenge(context.Context, upstream.Target, string) (upstream.Verdict, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return upstream.Verdict{}, errDown
+	}
+	return upstream.Verdict{Status: http.StatusOK}, nil
 }
 
 // Forward implements registryshim.Upstream: tag lists only; referrers 404.
