@@ -40,6 +40,7 @@ type Download struct {
 	err       error // terminal failure
 	done      bool
 	version   uint64 // bumps with every change, for chunk views
+	epoch     uint64 // bumps when bytes already readable are dropped (Reset, a new size)
 }
 
 func newDownload(s *Store, d digest.Digest) *Download {

@@ -158,6 +158,9 @@ func (p *Partial) SetSize(n int64) error {
 	if dl.chunkSize != cs || dl.have.Len() != chunkset.Count(n, cs) {
 		dl.have, dl.sigs = chunkset.New(chunkset.Count(n, cs)), map[int]chunkEntry{}
 	}
+	if dl.started && dl.size != n {
+		dl.epoch++
+	}
 	dl.size, dl.chunkSize, dl.started, dl.avail = n, cs, true, p.off
 	dl.notify()
 	dl.mu.Unlock()
@@ -178,6 +181,7 @@ func (p *Partial) Reset() error {
 	dl := p.dl
 	dl.mu.Lock()
 	dl.avail = 0
+	dl.epoch++
 	dl.have = chunkset.New(dl.have.Len())
 	dl.sigs = map[int]chunkEntry{}
 	dl.notify()
