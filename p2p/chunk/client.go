@@ -28,11 +28,12 @@ type ClientOptions struct {
 	MaxInFlight int
 	// Trust, when set, makes the session distrust the server's HAVE: the
 	// blob's size is what the caller learned from a trusted source and
-	// passed to Confirm. Until then only chunk 0 may be requested (it
-	// exists in every non-empty blob), and a CHUNK is admitted only with a
-	// record that a signer in Trust signed for this digest; its size then
-	// bounds the payload. Nil: the HAVE's geometry counts as confirmed (for
-	// a caller that trusts the server).
+	// passed to Confirm. Until then one request at a time may be in flight
+	// (a size probe: chunk 0 exists in every non-empty blob), and a CHUNK
+	// is admitted only with a record that a signer in Trust signed for
+	// this digest; the record's size then bounds the payload. Nil: the
+	// HAVE's geometry counts as confirmed (for a caller that trusts the
+	// server).
 	Trust Trust
 	// MinRate and Slack set the answer deadline: while requests are in
 	// flight, a CHUNK or ERROR must arrive within chunk size / MinRate +
@@ -243,7 +244,7 @@ func (ss *Session) chunkLen() int64 {
 	if ss.size >= 0 {
 		return chunkset.Size(ss.size)
 	}
-	return chunkset.DefaultSize // only chunk 0, vouched for by its record
+	return chunkset.DefaultSize // a probe, vouched for by its record
 }
 
 // arm sets the read deadline for the next frame: an answer is due while
@@ -381,17 +382,18 @@ func (ss *Session) InFlight() int {
 	return ss.inFlight
 }
 
-// Request asks for chunk i (0 <= i < Count; only 0 before Confirm when
-// ClientOptions.Trust is set, else ErrUnconfirmed). It fails with
-// ErrPipelineFull when MaxInFlight requests are unanswered.
+// Request asks for chunk i (0 <= i < Count). Before Confirm, with
+// ClientOptions.Trust set, only one request may be in flight (a size probe;
+// a second is ErrUnconfirmed). It fails with ErrPipelineFull when
+// MaxInFlight requests are unanswered.
 func (ss *Session) Request(i int) error {
 	if i < 0 || i >= ss.count {
 		return fmt.Errorf("%w: chunk %d of %d", ErrMalformed, i, ss.count)
 	}
 	ss.amu.Lock()
-	if ss.size < 0 && i != 0 {
+	if ss.size < 0 && ss.inFlight > 0 {
 		ss.amu.Unlock()
-		return fmt.Errorf("%w: chunk %d requested", ErrUnconfirmed, i)
+		return fmt.Errorf("%w: a second request (chunk %d) before the size", ErrUnconfirmed, i)
 	}
 	if ss.inFlight >= ss.opts.MaxInFlight {
 		ss.amu.Unlock()

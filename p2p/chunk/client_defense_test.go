@@ -41,10 +41,10 @@ func TestUnconfirmedSessionTrustsOnlySignedRecords(t *testing.T) {
 		chunk.ClientOptions{Alloc: c.alloc, Trust: chunk.NewTrustSet(trusted.ID())})
 	must(t, err)
 	defer s.Reset()
-	if err := s.Request(1); !errors.Is(err, chunk.ErrUnconfirmed) {
-		t.Fatalf("Request(1) before Confirm = %v, want ErrUnconfirmed", err)
-	}
 	must(t, s.Request(0))
+	if err := s.Request(1); !errors.Is(err, chunk.ErrUnconfirmed) {
+		t.Fatalf("a second request before Confirm = %v, want ErrUnconfirmed", err)
+	}
 	if _, err := s.Next(ctxT(t, 10*time.Second)); !errors.Is(err, chunk.ErrUntrustedSigner) {
 		t.Fatalf("Next = %v, want ErrUntrustedSigner", err)
 	}

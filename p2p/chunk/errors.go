@@ -41,8 +41,8 @@ var (
 	// ErrUnrequested: a CHUNK or ERROR for a chunk with no request
 	// outstanding (it also wraps ErrProtocol).
 	ErrUnrequested = errors.New("answer to no outstanding request")
-	// ErrUnconfirmed: Session.Request for a chunk other than 0 before the
-	// blob's size was confirmed (Session.Confirm).
+	// ErrUnconfirmed: Session.Request with a request already in flight
+	// before the blob's size was confirmed (Session.Confirm).
 	ErrUnconfirmed = errors.New("blob size not confirmed")
 	// ErrStalled: a session with requests in flight received no answer
 	// within its answer deadline (ClientOptions.MinRate, Slack).

@@ -83,6 +83,7 @@ type event struct {
 	info  peer.AddrInfo
 	id    peer.ID
 	sess  *chunk.Session
+	src   *source      // the session a reader's event is about (the peer may have a newer one)
 	chunk *chunk.Chunk // evProbe: a verified chunk that arrived before the size was trusted
 	idx   int
 	idxs  []int
@@ -243,7 +244,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		delete(r.dialing, ev.id)
 		return r.addSource(ctx, ev.id, ev.sess)
 	case evUpdate:
-		if s := r.peers[ev.id]; s != nil && !s.closed {
+		if s := ev.src; !s.closed {
 			for _, i := range ev.idxs {
 				if i >= 0 && i < s.have.Len() {
 					s.have.Set(i)
@@ -260,15 +261,20 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evChunkErr:
 		r.chunkErr(ev)
 	case evStoreErr:
-		if s := r.peers[ev.id]; s != nil {
-			r.finishRequest(s, ev.idx)
-		}
+		r.finishRequest(ev.src, ev.idx)
 		r.f.log.Warn("cannot store a verified chunk", zap.String("digest", r.req.Digest.String()), zap.Int("chunk", ev.idx), zap.Error(ev.err))
 	case evClosed:
-		if reason := classify(ev.err); reason != "" && ctx.Err() == nil {
+		reason, current := classify(ev.err), r.peers[ev.id] == ev.src
+		// A peer that delivered before and is now too slow is busy, not
+		// hostile: its requests go elsewhere, and it may come back.
+		busy := reason == reasonStalled && ev.src.delivered > 0
+		switch {
+		case reason != "" && ctx.Err() == nil && !busy:
 			r.drop(ev.id, reason, ev.err, true)
-		} else {
-			r.closeSource(ev.id)
+		case reason != "" && ctx.Err() == nil && current:
+			r.drop(ev.id, reason, ev.err, false)
+		case current:
+			r.closeSource(ev.id) // else an older session of a peer re-dialed since
 		}
 	}
 	return nil
@@ -276,7 +282,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 
 // landed records a verified chunk written to the partial.
 func (r *run) landed(ctx context.Context, ev event) {
-	s := r.peers[ev.id]
+	s := ev.src
 	if s != nil {
 		if sent, ok := s.inflight[ev.idx]; ok {
 			ev.took = time.Since(sent)
@@ -328,7 +334,7 @@ func (r *run) landed(ctx context.Context, ev event) {
 // there after all. A peer that refuses its size probe, or every chunk it is
 // asked for without delivering any, is dropped.
 func (r *run) chunkErr(ev event) {
-	s := r.peers[ev.id]
+	s := ev.src
 	if s == nil || s.closed || ev.idx < 0 {
 		return
 	}
@@ -341,8 +347,8 @@ func (r *run) chunkErr(ev event) {
 	}
 	s.failed++
 	switch {
-	case s.parked && ev.idx == 0:
-		r.drop(s.id, reasonUnavailable, ev.err, true)
+	case s.parked && !s.probing.IsZero() && ev.idx == s.probe:
+		r.drop(s.id, reasonUnavailable, ev.err, true) // it refused the chunk it claimed
 	case s.delivered == 0 && s.failed >= maxFailures:
 		r.drop(s.id, reasonUnavailable, ev.err, true)
 	}

@@ -26,11 +26,11 @@ type source struct {
 	counted  bool // holds one of the node's peer sessions (Client.sessions)
 
 	// A parked source's HAVE has not been checked against a trusted size
-	// (none is known yet); it may only be asked for chunk 0, whose signed
-	// record says the size.
+	// (none is known yet); it may only be asked for one chunk, a probe:
+	// the chunk's signed record says the size.
 	parked    bool
-	added     time.Time
-	probing   time.Time // when chunk 0 was asked for as a size probe; zero: not asked
+	probing   time.Time // when the probe was asked for; zero: not asked
+	probe     int       // the chunk asked for as a probe
 	delivered int       // verified chunks received
 	failed    int       // chunk ERRORs received
 }
@@ -122,7 +122,7 @@ func (r *run) dial(ctx context.Context, info peer.AddrInfo) {
 	// A seeder answers HAVE only once the origin told it the size: give
 	// its dial and handshake more room than the lookup. A peer holds what
 	// it announces and answers at once, or not at all.
-	timeout, slack := r.f.cfg.HaveTimeout, r.f.cfg.MinChunkTimeout
+	timeout, slack := r.f.cfg.HaveTimeout, 2*r.f.cfg.MinChunkTimeout
 	if r.f.seeder[info.ID] {
 		timeout, slack = 3*r.f.cfg.LookupTimeout, 10*r.f.cfg.MinChunkTimeout
 	}
@@ -161,7 +161,7 @@ func (r *run) dialFailed(id peer.ID, err error) {
 func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) error {
 	have := sess.Have()
 	s := &source{id: id, seeder: r.f.seeder[id], sess: sess, have: have.Bitmap, inflight: map[int]time.Time{},
-		counted: !r.f.seeder[id], parked: true, added: time.Now()}
+		counted: !r.f.seeder[id], parked: true}
 	r.peers[id] = s
 	r.wg.Add(1)
 	go r.read(ctx, s)
@@ -187,15 +187,15 @@ func (r *run) admit(s *source) {
 	}
 	s.parked = false
 	if !s.probing.IsZero() {
-		// The size probe is now an ordinary request for chunk 0.
-		s.inflight[0] = s.probing
-		r.inflight[0]++
+		// The size probe is now an ordinary request.
+		s.inflight[s.probe] = s.probing
+		r.inflight[s.probe]++
 		s.probing = time.Time{}
 	}
 }
 
-// drop closes a source for reason and counts it. A peer is not dialed
-// again for this blob and, with penalize, for any blob until its sentence
+// drop closes a source for reason and counts it. With penalize, a peer is
+// not dialed again for this blob, nor for any blob until its sentence
 // ends; a trusted seeder is never penalized for anything (its session
 // closes; a later lookup may dial it again).
 func (r *run) drop(id peer.ID, reason string, err error, penalize bool) {
@@ -206,12 +206,12 @@ func (r *run) drop(id peer.ID, reason string, err error, penalize bool) {
 		r.f.log.Error("trusted seeder misbehaved; its session is closed", fields...)
 	case r.f.seeder[id]:
 		r.f.log.Warn("trusted seeder session closed", fields...)
-	default:
+	case penalize:
 		r.banned[id] = true
-		if penalize {
-			r.f.penalties.add(id, r.f.sentence(reason), time.Now())
-		}
+		r.f.penalties.add(id, r.f.sentence(reason), time.Now())
 		r.f.log.Info("source dropped", fields...)
+	default:
+		r.f.log.Debug("source closed", fields...)
 	}
 	r.closeSource(id)
 }
@@ -229,6 +229,13 @@ func (r *run) closeSource(id peer.ID) {
 	r.f.load.set(r, id, 0)
 	s.sess.Reset()
 	r.uncount(s)
+	// With one source allowed, the seeders held in reserve step in when
+	// the peer that took the slot is gone.
+	if r.f.cfg.MaxSources == 1 && !s.seeder && r.live()+len(r.dialing) == 0 {
+		for _, sd := range r.f.cfg.Seeders {
+			r.send(context.Background(), event{kind: evPeer, info: sd})
+		}
+	}
 }
 
 // read receives a session's frames, verifies and stores chunks, and turns
@@ -238,16 +245,16 @@ func (r *run) read(ctx context.Context, s *source) {
 	for {
 		msg, err := s.sess.Next(ctx)
 		if err != nil {
-			r.send(ctx, event{kind: evClosed, id: s.id, err: err})
+			r.send(ctx, event{kind: evClosed, id: s.id, src: s, err: err})
 			return
 		}
 		switch m := msg.(type) {
 		case chunk.Chunk:
 			r.receive(ctx, s, &m)
 		case chunk.HaveUpdate:
-			r.send(ctx, event{kind: evUpdate, id: s.id, idxs: m.Indexes})
+			r.send(ctx, event{kind: evUpdate, id: s.id, src: s, idxs: m.Indexes})
 		case chunk.Error:
-			r.send(ctx, event{kind: evChunkErr, id: s.id, idx: m.Index, err: fmt.Errorf("%w: %v", m.Code.Err(), m)})
+			r.send(ctx, event{kind: evChunkErr, id: s.id, src: s, idx: m.Index, err: fmt.Errorf("%w: %v", m.Code.Err(), m)})
 		}
 	}
 }
@@ -259,22 +266,22 @@ func (r *run) receive(ctx context.Context, s *source, c *chunk.Chunk) {
 		// is what the scheduler will take the size from.
 		if err := chunk.VerifyChunk(*c, r.req.Digest, c.Signed.BlobSize, r.f.trust); err != nil {
 			r.f.free(c.Data)
-			r.send(ctx, event{kind: evBadChunk, id: s.id, idx: c.Index, err: err})
+			r.send(ctx, event{kind: evBadChunk, id: s.id, src: s, idx: c.Index, err: err})
 			return
 		}
-		r.send(ctx, event{kind: evProbe, id: s.id, idx: c.Index, chunk: c, n: int64(len(c.Data))})
+		r.send(ctx, event{kind: evProbe, id: s.id, src: s, idx: c.Index, chunk: c, n: int64(len(c.Data))})
 		return
 	}
 	defer r.f.free(c.Data)
 	if err := chunk.VerifyChunk(*c, r.req.Digest, size, r.f.trust); err != nil {
-		r.send(ctx, event{kind: evBadChunk, id: s.id, idx: c.Index, err: err})
+		r.send(ctx, event{kind: evBadChunk, id: s.id, src: s, idx: c.Index, err: err})
 		return
 	}
 	if err := r.store(c); err != nil {
-		r.send(ctx, event{kind: evStoreErr, id: s.id, idx: c.Index, err: err})
+		r.send(ctx, event{kind: evStoreErr, id: s.id, src: s, idx: c.Index, err: err})
 		return
 	}
-	r.send(ctx, event{kind: evChunk, id: s.id, idx: c.Index, n: int64(len(c.Data))})
+	r.send(ctx, event{kind: evChunk, id: s.id, src: s, idx: c.Index, n: int64(len(c.Data))})
 }
 
 // store writes a verified chunk into the partial.
@@ -301,43 +308,39 @@ func (r *run) probed(ctx context.Context, ev event) error {
 		// check at the end settles it.
 		r.f.log.Error("trusted records disagree on the blob's size", zap.String("digest", r.req.Digest.String()),
 			zap.Int64("size", r.size), zap.Int64("record_size", c.Signed.BlobSize), zap.String("peer", ev.id.String()))
-		if s := r.peers[ev.id]; s != nil {
-			r.finishRequest(s, ev.idx)
-		}
+		r.finishRequest(ev.src, ev.idx)
 		return nil
 	}
 	if err := r.store(c); err != nil {
-		r.handle(ctx, event{kind: evStoreErr, id: ev.id, idx: ev.idx, err: err})
-		return nil
+		return r.handle(ctx, event{kind: evStoreErr, id: ev.id, src: ev.src, idx: ev.idx, err: err})
 	}
-	r.landed(ctx, event{kind: evChunk, id: ev.id, idx: ev.idx, n: ev.n})
+	r.landed(ctx, event{kind: evChunk, id: ev.id, src: ev.src, idx: ev.idx, n: ev.n})
 	return nil
 }
 
-// probe asks parked peers for chunk 0 while no size is trusted: its
-// signed record gives the size, and the chunk is needed anyway. A parked
-// peer that cannot be probed (it claims no chunk 0) gives way, after
-// HaveTimeout, to candidates waiting for a slot.
+// probe asks each parked peer, while no size is trusted, for the first
+// chunk it claims (chunk 0 when it has it: the client needs it first): the
+// chunk's signed record gives the size, and the chunk is needed anyway. A
+// peer that lied answers with garbage, or not at all, and is dropped.
 func (r *run) probe() {
 	now := time.Now()
 	for _, s := range r.peers {
 		if s.closed || !s.parked || !s.probing.IsZero() {
 			continue
 		}
-		if !s.have.Has(0) {
-			if len(r.pending) > 0 && now.Sub(s.added) > r.f.cfg.HaveTimeout {
-				r.drop(s.id, reasonNoHave, errors.New("swarm: no chunk 0 to learn the size from"), false)
-			}
+		i := -1
+		for j := range s.have.All() {
+			i = j
+			break
+		}
+		if i < 0 || r.f.load.others(r, s.id) >= r.f.cfg.MaxInflight {
 			continue
 		}
-		if r.f.load.others(r, s.id) >= r.f.cfg.MaxInflight {
-			continue
-		}
-		if err := s.sess.Request(0); err != nil {
+		if err := s.sess.Request(i); err != nil {
 			r.closeSource(s.id)
 			continue
 		}
-		s.probing = now
+		s.probing, s.probe = now, i
 		r.f.load.set(r, s.id, 1)
 	}
 }
