@@ -3,11 +3,13 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -279,4 +281,95 @@ func TestLyingOriginBehindTheSeeder(t *testing.T) {
 	if got := metric(t, d, "shoal_fetched_bytes_total", "seeder") - before; got != float64(len(later)) {
 		t.Fatalf("the seeder sent %v bytes of the later blob, want %d: it must not be penalized", got, len(later))
 	}
+}
+
+// Eight hostile providers announce the blob in the DHT and try to make the
+// daemon allocate (an unrequested CHUNK announcing 64 MiB after a HAVE for
+// a 64 TiB blob, or that CHUNK in answer to a request). The daemon's heap
+// stays bounded while the client gets the blob from the seeder.
+func TestDHTFloodOfBloatersThroughTheDaemon(t *testing.T) {
+	origin := harness.StartOrigin("")
+	defer origin.Close()
+	dg, blob := layerOf(t, origin, 34, 16<<20, "bloat/app:v1")
+	origin.SetRate(8 << 20) // the pull lasts a couple of seconds
+	c := startSeeder(t, origin, "")
+	opts := seederInfo(t, c.seeder)
+	ps := hostile.Many(t, 8, opts)
+	for i, p := range ps {
+		if i%2 == 0 {
+			p.Answer(p.Bloat(time.Minute))
+		} else {
+			p.Answer(p.BloatOnRequest(time.Minute))
+		}
+		if err := p.Provide(context.Background(), dg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitProviders(t, opts, dg, len(ps))
+	d := c.node("")
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.RegistryAddr()+"/v2/bloat/app/blobs/"+dg.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	resp.Body.Close()
+	close(stop)
+	<-sampled
+	if err != nil || n != int64(len(blob)) || digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != dg {
+		t.Fatalf("GET: %d bytes, %v: not the blob", n, err)
+	}
+	grew := int64(peak.Load()) - int64(base)
+	t.Logf("heap in use: %d MiB at the start, +%d MiB at the peak", base>>20, grew>>20)
+	if grew > 64<<20 {
+		t.Fatalf("the heap grew by %d MiB during the attack, want < 64 MiB", grew>>20)
+	}
+	if got := metricLabel(t, d, "shoal_peer_rejections_total", "", ""); got < 4 {
+		t.Fatalf("rejections %v: the bloaters were not reached or not counted", got)
+	}
+}
+
+// waitProviders waits until the DHT names at least n providers of dg.
+func waitProviders(t *testing.T, opts hostile.Options, dg digest.Digest, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	watcher := hostile.New(t, opts)
+	for ctx.Err() == nil {
+		seen := map[string]bool{}
+		for info := range watcher.DHT.FindProviders(ctx, dg, 4*n) {
+			seen[info.ID.String()] = true
+		}
+		if len(seen) >= n {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the DHT never named %d providers", n)
 }

@@ -3,13 +3,16 @@ package swarm_test
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/harness/hostile"
+	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
@@ -123,5 +126,39 @@ func TestHostileProvidersCannotBloatTheHeap(t *testing.T) {
 	}
 	if got := n.rejections(""); got < 4 {
 		t.Fatalf("rejections %v, want the bloaters counted", got)
+	}
+}
+
+// A node opens at most MaxSessions peer sessions at once, whatever the
+// DHT offers: here twelve silent providers, a cap of three.
+func TestPeerSessionsAreCappedPerNode(t *testing.T) {
+	blob := randomBlob(4<<20, 16)
+	s := newSeeder(t, blob)
+	s.rate = 2 << 20 // long enough for every provider to be tried
+	r := newRouter()
+	var open, peak atomic.Int64
+	r.announce(digestOf(blob), hostiles(t, 12, func(int, *hostile.Peer) hostile.Behavior {
+		return func(st network.Stream, o chunk.Open) {
+			n := open.Add(1)
+			defer open.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			hostile.Silent(time.Minute)(st, o)
+		}
+	})...)
+	n := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
+	n.f = swarm.NewClient(n.h, nodeRouter{r, n.h}, swarm.Config{Seeders: []peer.AddrInfo{s.info()}, SharePartial: true,
+		MaxSessions: 3, MinChunkTimeout: time.Second, StallTimeout: time.Minute}, n.m, testLogger(t))
+	if err := n.pullQuiet(t, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The providers count a stream until they see its reset, which may
+	// reach them just after the next stream's OPEN: one over is a race of
+	// the count, not of the cap.
+	if got := peak.Load(); got > 3+1 || got == 0 {
+		t.Fatalf("%d silent providers were open at once, want at most 3", got)
+	}
+	if got := n.rejections("no_have"); got < 3 {
+		t.Fatalf("no_have rejections %v, want the silent providers dropped as they timed out", got)
 	}
 }
