@@ -299,7 +299,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 	}
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.
-	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && now.Sub(r.lastLookup) > r.lookupEvery {
+	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && len(r.pending) == 0 && now.Sub(r.lastLookup) > r.lookupEvery {
 		r.lookupDone = false
 		r.lookup(ctx)
 	}
@@ -308,7 +308,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 	case !r.sized && idle && (r.lookupDone || now.Sub(r.start) > r.f.cfg.LookupTimeout):
 		return fmt.Errorf("%w: no source answered", ErrNoSources)
 	case !r.sized && now.Sub(r.start) > 4*r.f.cfg.LookupTimeout:
-		// No trusted seeder answered and no peer's chunk 0 came with a
+		// No trusted seeder answered and no probe came back under a
 		// trusted record: the size is unknown, the origin knows it.
 		return fmt.Errorf("%w: no trusted size within %v", ErrNoSources, 4*r.f.cfg.LookupTimeout)
 	case r.sized && idle && now.Sub(r.lastProgress) > r.f.cfg.StallTimeout/4:

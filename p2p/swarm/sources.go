@@ -43,13 +43,25 @@ func (r *run) refused(id peer.ID) bool {
 	return r.banned[id] || !r.f.seeder[id] && r.f.penalties.has(id, time.Now())
 }
 
-// room reports whether a session to id may be opened now: the blob has a
-// source slot free and, for a peer, the node has a session to spare.
+// room reports whether a session to id may be opened now, and takes it:
+// the blob has a source slot free and, for a peer, the node has a session
+// to spare (taken here; unsession gives it back).
 func (r *run) room(id peer.ID) bool {
 	if r.live()+len(r.dialing) >= r.f.cfg.MaxSources {
 		return false
 	}
-	return r.f.seeder[id] || r.f.sessions.Load() < int64(r.f.cfg.MaxSessions)
+	if r.f.seeder[id] {
+		return true
+	}
+	for {
+		n := r.f.sessions.Load()
+		if n >= int64(r.f.cfg.MaxSessions) {
+			return false
+		}
+		if r.f.sessions.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // offer takes a candidate source: dialed at once if there is room, else
@@ -82,22 +94,25 @@ func (r *run) offer(ctx context.Context, info peer.AddrInfo) {
 
 // refill dials queued candidates while there is room.
 func (r *run) refill(ctx context.Context) {
-	for len(r.pending) > 0 && r.room(r.pending[0].ID) {
+	for len(r.pending) > 0 {
 		info := r.pending[0]
-		r.pending = r.pending[1:]
-		delete(r.queued, info.ID)
 		if r.refused(info.ID) || r.dialing[info.ID] || r.peers[info.ID] != nil && !r.peers[info.ID].closed {
+			r.pending = r.pending[1:]
+			delete(r.queued, info.ID)
 			continue
 		}
+		if !r.room(info.ID) {
+			return
+		}
+		r.pending = r.pending[1:]
+		delete(r.queued, info.ID)
 		r.startDial(ctx, info)
 	}
 }
 
+// startDial dials info; room(info.ID) said yes.
 func (r *run) startDial(ctx context.Context, info peer.AddrInfo) {
 	r.dialing[info.ID] = true
-	if !r.f.seeder[info.ID] {
-		r.f.sessions.Add(1)
-	}
 	r.wg.Add(1)
 	go r.dial(ctx, info)
 }
