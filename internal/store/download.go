@@ -41,6 +41,7 @@ type Download struct {
 	err         error // terminal failure
 	done        bool
 	version     uint64 // bumps with every change, for chunk views
+	epoch       uint64 // bumps when bytes already readable are dropped (Reset, a new size)
 
 	holds   int                     // readers holding the download (see limits.go)
 	idleGen uint64                  // invalidates idle timers when a reader comes back

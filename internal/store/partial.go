@@ -206,6 +206,9 @@ func (p *Partial) SetSize(n int64) error {
 	if dl.chunkSize != cs || dl.have.Len() != chunkset.Count(n, cs) {
 		dl.have, dl.sigs, dl.anyVerified = chunkset.New(chunkset.Count(n, cs)), map[int]chunkEntry{}, false
 	}
+	if dl.started && dl.size != n {
+		dl.epoch++
+	}
 	dl.size, dl.chunkSize, dl.started, dl.avail = n, cs, true, p.off
 	dl.notify()
 	dl.mu.Unlock()
@@ -226,6 +229,7 @@ func (p *Partial) Reset() error {
 	dl := p.dl
 	dl.mu.Lock()
 	dl.avail = 0
+	dl.epoch++
 	dl.have = chunkset.New(dl.have.Len())
 	dl.sigs, dl.anyVerified = map[int]chunkEntry{}, false
 	dl.notify()

@@ -103,9 +103,10 @@ func (st *Stream) WriteRange(ctx context.Context, w io.Writer, off, n int64) (in
 	if !st.complete && (off != 0 || n != size) {
 		return st.writeVerified(ctx, w, f, off, n)
 	}
+	epoch := st.epoch()
 	var written int64
 	for written < n {
-		limit, err := st.readable(ctx, off+written)
+		limit, err := st.readable(ctx, off+written, size, epoch, written > 0)
 		if err != nil {
 			return written, err
 		}
@@ -125,14 +126,30 @@ func (st *Stream) WriteRange(ctx context.Context, w io.Writer, off, n int64) (in
 	return written, nil
 }
 
+// epoch is the download's epoch (0 for a stored blob).
+func (st *Stream) epoch() uint64 {
+	if st.complete {
+		return 0
+	}
+	st.dl.mu.Lock()
+	defer st.dl.mu.Unlock()
+	return st.dl.epoch
+}
+
 // readable waits until bytes past pos may be read and returns the limit.
-func (st *Stream) readable(ctx context.Context, pos int64) (int64, error) {
+// A reader that has sent bytes of an earlier epoch, or was told another
+// size, fails with ErrRestarted: its bytes and its length are void.
+func (st *Stream) readable(ctx context.Context, pos, size int64, epoch uint64, sent bool) (int64, error) {
 	if st.complete {
 		return st.size, nil
 	}
 	dl := st.dl
 	for {
 		dl.mu.Lock()
+		if dl.size != size || sent && dl.epoch != epoch {
+			dl.mu.Unlock()
+			return 0, fmt.Errorf("%w: %s", ErrRestarted, dl.d)
+		}
 		limit := dl.avail
 		if !dl.verified && !dl.digestOK && limit == dl.size {
 			limit-- // hold the last byte back until the digest is checked

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 	"github.com/shoal-dev/shoal/internal/chunkset"
@@ -18,6 +17,8 @@ import (
 // ClientOptions tune a Session; zero values take the defaults.
 type ClientOptions struct {
 	// Alloc provides CHUNK payload buffers (see NewReader); nil uses make.
+	// It is only asked for a payload the session admitted: requested, of
+	// the confirmed geometry, and of exactly that chunk's length.
 	Alloc func(n int) []byte
 	// HaveTimeout bounds the wait for HAVE after OPEN (45 s).
 	HaveTimeout time.Duration
@@ -25,7 +26,29 @@ type ClientOptions struct {
 	WriteTimeout time.Duration
 	// MaxInFlight caps unanswered, uncancelled requests (DefaultMaxQueued).
 	MaxInFlight int
+	// Trust, when set, makes the session distrust the server's HAVE: the
+	// blob's size is what the caller learned from a trusted source and
+	// passed to Confirm. Until then one request at a time may be in flight
+	// (a size probe: chunk 0 exists in every non-empty blob), and a CHUNK
+	// is admitted only with a record that a signer in Trust signed for
+	// this digest; the record's size then bounds the payload. Nil: the
+	// HAVE's geometry counts as confirmed (for a caller that trusts the
+	// server).
+	Trust Trust
+	// MinRate and Slack set the answer deadline: while requests are in
+	// flight, a CHUNK or ERROR must arrive within chunk size / MinRate +
+	// Slack of the previous answer (or of the first request), else the
+	// session is reset and Next fails with ErrStalled. Defaults 256 KiB/s
+	// and 10 s.
+	MinRate int64
+	Slack   time.Duration
 }
+
+// Defaults of ClientOptions.
+const (
+	DefaultMinRate = 256 << 10
+	DefaultSlack   = 10 * time.Second
+)
 
 func (o ClientOptions) withDefaults() ClientOptions {
 	if o.HaveTimeout <= 0 {
@@ -37,26 +60,53 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = DefaultMaxQueued
 	}
+	if o.Alloc == nil {
+		o.Alloc = func(n int) []byte { return make([]byte, n) }
+	}
+	if o.MinRate <= 0 {
+		o.MinRate = DefaultMinRate
+	}
+	if o.Slack <= 0 {
+		o.Slack = DefaultSlack
+	}
 	return o
 }
 
-// Session is the client side of one stream: one blob at one peer. Request
-// and Cancel may be called concurrently with each other and with Next; Next
-// is for one goroutine at a time. A Session checks the message flow (indexes
-// in range, answers only to requests) but not chunk contents: use
+// Stream is what a Session runs over: a libp2p stream (network.Stream), or
+// any duplex byte stream with deadlines.
+type Stream interface {
+	io.Reader
+	io.Writer
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+	CloseWrite() error
+	Close() error
+	Reset() error
+}
+
+// Session is the client side of one stream: one blob at one peer. Request,
+// Cancel and Confirm may be called concurrently with each other and with
+// Next; Next is for one goroutine at a time. A Session checks the message
+// flow (indexes in range, answers only to outstanding requests, the
+// geometry of every CHUNK against the confirmed size, before its payload
+// is read) and the answer deadline, but not chunk contents: use
 // VerifyChunk.
 type Session struct {
-	s     network.Stream
-	opts  ClientOptions
-	have  Have
-	count int
+	s      Stream
+	peer   peer.ID
+	digest digest.Digest
+	opts   ClientOptions
+	have   Have
+	count  int
 
 	wmu sync.Mutex // serializes frames
 
-	amu      sync.Mutex    // accounting of requests
-	asked    *chunkset.Set // indexes ever requested
-	live     map[int]int
-	inFlight int
+	amu      sync.Mutex  // accounting of requests, the confirmed size, the deadline
+	size     int64       // confirmed blob size, -1 until Confirm
+	pending  map[int]int // requests sent and not answered, cancelled ones too
+	live     map[int]int // requests not answered nor cancelled
+	inFlight int         // sum of live
+	since    time.Time   // the answer deadline counts from here
 
 	results chan result
 	done    chan struct{}
@@ -70,18 +120,28 @@ type result struct {
 	err error
 }
 
-// Dial opens a stream to p for ProtocolID, sends OPEN and waits for HAVE.
-// An ERROR answer is returned as an error that is an Error (errors.As) and
-// wraps its code's sentinel (errors.Is(err, ErrNotFound)...). ctx bounds
-// only the dial and the handshake.
+// Dial opens a stream to p for ProtocolID and runs NewSession on it. ctx
+// bounds only the dial and the handshake.
 func Dial(ctx context.Context, h host.Host, p peer.ID, req Open, opts ClientOptions) (*Session, error) {
-	opts = opts.withDefaults()
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
 	s, err := h.NewStream(ctx, p, ProtocolID)
 	if err != nil {
 		return nil, fmt.Errorf("chunk: open stream to %s: %w", p, err)
+	}
+	return NewSession(ctx, s, p, req, opts)
+}
+
+// NewSession sends OPEN on s, a fresh stream to peer p, and waits for HAVE.
+// An ERROR answer is returned as an error that is an Error (errors.As) and
+// wraps its code's sentinel (errors.Is(err, ErrNotFound)...). ctx bounds
+// only the handshake; on failure s is reset.
+func NewSession(ctx context.Context, s Stream, p peer.ID, req Open, opts ClientOptions) (*Session, error) {
+	opts = opts.withDefaults()
+	if err := req.validate(); err != nil {
+		_ = s.Reset()
+		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	have, rd, err := handshake(s, req, opts)
@@ -93,24 +153,30 @@ func Dial(ctx context.Context, h host.Host, p peer.ID, req Open, opts ClientOpti
 		_ = s.Reset()
 		return nil, err
 	}
-	rd.Allow(TypeHaveUpdate, TypeChunk, TypeError)
-	rd.LimitPayload(have.ChunkSize)
 	ss := &Session{
 		s:       s,
+		peer:    p,
+		digest:  req.Digest,
 		opts:    opts,
 		have:    have,
 		count:   have.Bitmap.Len(),
-		asked:   chunkset.New(have.Bitmap.Len()),
+		size:    -1,
+		pending: make(map[int]int),
 		live:    make(map[int]int),
 		results: make(chan result),
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	if opts.Trust == nil {
+		ss.size = have.BlobSize
+	}
+	rd.Allow(TypeHaveUpdate, TypeChunk, TypeError)
+	rd.CheckChunk(ss.admit)
 	go ss.readLoop(rd)
 	return ss, nil
 }
 
-func handshake(s network.Stream, req Open, opts ClientOptions) (Have, *Reader, error) {
+func handshake(s Stream, req Open, opts ClientOptions) (Have, *Reader, error) {
 	_ = s.SetWriteDeadline(time.Now().Add(opts.WriteTimeout))
 	if err := WriteFrame(s, req); err != nil {
 		return Have{}, nil, fmt.Errorf("chunk: send OPEN: %w", err)
@@ -139,9 +205,13 @@ func handshake(s network.Stream, req Open, opts ClientOptions) (Have, *Reader, e
 func (ss *Session) readLoop(rd *Reader) {
 	defer close(ss.stopped)
 	for {
+		ss.arm()
 		m, err := rd.Next()
 		if err == nil {
 			err = ss.check(m)
+		}
+		if err != nil && isTimeout(err) {
+			err = fmt.Errorf("%w: %w", ErrStalled, err)
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			_ = ss.s.Reset()
@@ -154,7 +224,83 @@ func (ss *Session) readLoop(rd *Reader) {
 		if err != nil {
 			return
 		}
+		if t := m.Type(); t == TypeChunk || t == TypeError {
+			// The next answer is due counting from when this one was
+			// taken: a slow consumer is not the server's fault.
+			ss.amu.Lock()
+			ss.since = time.Now()
+			ss.amu.Unlock()
+		}
 	}
+}
+
+// answerTimeout is how long an answer of a chunk of n bytes may take.
+func (ss *Session) answerTimeout(n int64) time.Duration {
+	return time.Duration(float64(n)/float64(ss.opts.MinRate)*float64(time.Second)) + ss.opts.Slack
+}
+
+// chunkLen is the chunk size the answer deadline assumes; amu held.
+func (ss *Session) chunkLen() int64 {
+	if ss.size >= 0 {
+		return chunkset.Size(ss.size)
+	}
+	return chunkset.DefaultSize // a probe, vouched for by its record
+}
+
+// arm sets the read deadline for the next frame: an answer is due while
+// requests are in flight; otherwise the server may stay quiet.
+func (ss *Session) arm() {
+	ss.amu.Lock()
+	defer ss.amu.Unlock()
+	ss.armLocked()
+}
+
+func (ss *Session) armLocked() {
+	if ss.inFlight == 0 {
+		_ = ss.s.SetReadDeadline(time.Time{})
+		return
+	}
+	_ = ss.s.SetReadDeadline(ss.since.Add(ss.answerTimeout(ss.chunkLen())))
+}
+
+// admit checks a CHUNK's header before its payload is read: the chunk was
+// requested, its record is for this blob at the confirmed geometry (or,
+// before Confirm, signed by a trusted signer), and the payload has exactly
+// that chunk's length. It returns the payload buffer.
+func (ss *Session) admit(h ChunkHeader) ([]byte, error) {
+	ss.amu.Lock()
+	outstanding, size := ss.pending[h.Index] > 0, ss.size
+	ss.amu.Unlock()
+	if !outstanding {
+		return nil, fmt.Errorf("%w: %w: CHUNK %d", ErrProtocol, ErrUnrequested, h.Index)
+	}
+	rec := h.Signed.Record
+	if rec.Digest != ss.digest {
+		return nil, fmt.Errorf("%w: CHUNK record for %s, want %s", ErrChunkMismatch, rec.Digest, ss.digest)
+	}
+	if size < 0 {
+		if err := h.Signed.Verify(ss.opts.Trust); err != nil {
+			return nil, fmt.Errorf("CHUNK %d before the size is confirmed: %w", h.Index, err)
+		}
+		size = rec.BlobSize
+	}
+	cs := chunkset.Size(size)
+	if rec.BlobSize != size || rec.ChunkSize != cs {
+		return nil, fmt.Errorf("%w: CHUNK record for a %d-byte blob in %d-byte chunks, the blob has %d", ErrChunkMismatch, rec.BlobSize, rec.ChunkSize, size)
+	}
+	_, want := chunkset.Bounds(size, cs, h.Index)
+	if h.Len != want || want == 0 {
+		return nil, fmt.Errorf("%w: CHUNK %d payload of %d bytes, want %d", ErrChunkMismatch, h.Index, h.Len, want)
+	}
+	// The payload itself may take as long as one chunk at the floor rate.
+	ss.amu.Lock()
+	_ = ss.s.SetReadDeadline(time.Now().Add(ss.answerTimeout(want)))
+	ss.amu.Unlock()
+	buf := ss.opts.Alloc(int(want))
+	if int64(cap(buf)) < want {
+		return nil, fmt.Errorf("chunk: alloc returned %d bytes, need %d", cap(buf), want)
+	}
+	return buf[:want], nil
 }
 
 // check enforces the message flow and settles the request accounting.
@@ -181,8 +327,11 @@ func (ss *Session) check(m Message) error {
 func (ss *Session) answered(i int, t Type) error {
 	ss.amu.Lock()
 	defer ss.amu.Unlock()
-	if !ss.asked.Has(i) {
-		return fmt.Errorf("%w: %s for chunk %d, never requested", ErrProtocol, t, i)
+	if ss.pending[i] == 0 {
+		return fmt.Errorf("%w: %w: %s for chunk %d", ErrProtocol, ErrUnrequested, t, i)
+	}
+	if ss.pending[i]--; ss.pending[i] == 0 {
+		delete(ss.pending, i)
 	}
 	if ss.live[i] > 0 {
 		ss.settle(i)
@@ -199,13 +348,31 @@ func (ss *Session) settle(i int) {
 }
 
 // Peer returns the server's peer ID.
-func (ss *Session) Peer() peer.ID { return ss.s.Conn().RemotePeer() }
+func (ss *Session) Peer() peer.ID { return ss.peer }
 
 // Have returns the server's HAVE (a copy; HAVE_UPDATEs are not applied).
+// With ClientOptions.Trust set its geometry is the server's claim until
+// Confirm accepted it.
 func (ss *Session) Have() Have {
 	h := ss.have
 	h.Bitmap = h.Bitmap.Clone()
 	return h
+}
+
+// Confirm tells the session the blob's size, learned from a trusted source.
+// If the server's HAVE describes another geometry it fails with
+// ErrBadGeometry: the server lied or serves another blob, and the session
+// should be dropped. From then on every CHUNK must be a chunk of a blob of
+// that size, and any chunk may be requested.
+func (ss *Session) Confirm(size int64) error {
+	if size != ss.have.BlobSize || ss.have.ChunkSize != chunkset.Size(size) {
+		return fmt.Errorf("%w: the server's HAVE claims a %d-byte blob in %d-byte chunks, the blob has %d bytes",
+			ErrBadGeometry, ss.have.BlobSize, ss.have.ChunkSize, size)
+	}
+	ss.amu.Lock()
+	defer ss.amu.Unlock()
+	ss.size = size
+	return nil
 }
 
 // InFlight returns the number of unanswered, uncancelled requests.
@@ -215,22 +382,31 @@ func (ss *Session) InFlight() int {
 	return ss.inFlight
 }
 
-// Request asks for chunk i (0 <= i < Count). It fails with ErrPipelineFull
-// when MaxInFlight requests are unanswered.
+// Request asks for chunk i (0 <= i < Count). Before Confirm, with
+// ClientOptions.Trust set, only one request may be in flight (a size probe;
+// a second is ErrUnconfirmed). It fails with ErrPipelineFull when
+// MaxInFlight requests are unanswered.
 func (ss *Session) Request(i int) error {
 	if i < 0 || i >= ss.count {
 		return fmt.Errorf("%w: chunk %d of %d", ErrMalformed, i, ss.count)
 	}
 	ss.amu.Lock()
+	if ss.size < 0 && ss.inFlight > 0 {
+		ss.amu.Unlock()
+		return fmt.Errorf("%w: a second request (chunk %d) before the size", ErrUnconfirmed, i)
+	}
 	if ss.inFlight >= ss.opts.MaxInFlight {
 		ss.amu.Unlock()
 		return fmt.Errorf("%w (%d)", ErrPipelineFull, ss.inFlight)
 	}
-	ss.asked.Set(i)
+	ss.pending[i]++
 	ss.live[i]++
-	ss.inFlight++
+	if ss.inFlight++; ss.inFlight == 1 {
+		ss.since = time.Now()
+		ss.armLocked()
+	}
 	ss.amu.Unlock()
-	return ss.write(Request{Index: i})
+	return ss.write(Request{Index: i}) // a failed write resets the stream
 }
 
 // Cancel withdraws a request for chunk i; a no-op if none is unanswered.
@@ -242,6 +418,9 @@ func (ss *Session) Cancel(i int) error {
 		return nil
 	}
 	ss.settle(i)
+	if ss.inFlight == 0 {
+		ss.armLocked()
+	}
 	ss.amu.Unlock()
 	return ss.write(Cancel{Index: i})
 }
@@ -265,9 +444,9 @@ func (ss *Session) write(m Message) error {
 // Next returns the next CHUNK, HAVE_UPDATE or ERROR as it arrives. A
 // Chunk's Data comes from ClientOptions.Alloc and belongs to the caller. It
 // returns io.EOF once the server closed the stream, ErrClosed after Close or
-// Reset, and a protocol or stream error after which the stream is reset;
-// those errors stick. If ctx ends first, Next returns ctx.Err() and the
-// session stays usable.
+// Reset, ErrStalled when an answer is overdue, and a protocol or stream
+// error after which the stream is reset; those errors stick. If ctx ends
+// first, Next returns ctx.Err() and the session stays usable.
 func (ss *Session) Next(ctx context.Context) (Message, error) {
 	if ss.err != nil {
 		return nil, ss.err

@@ -281,8 +281,39 @@
 //
 // Client defaults (ClientOptions): HAVE must arrive within HaveTimeout (45 s,
 // longer than the server's so the server's ERROR wins), each OPEN, REQUEST or
-// CANCEL must be written within WriteTimeout (10 s). After HAVE the client
-// waits as long as the caller's context says.
+// CANCEL must be written within WriteTimeout (10 s). After HAVE, while
+// requests are in flight, each answer (CHUNK or ERROR; a HAVE_UPDATE does
+// not count) must arrive within chunk size / MinRate + Slack (256 KiB/s and
+// 10 s: 14 s for a 1 MiB chunk) of the previous answer or of the first
+// request, and a CHUNK's payload within that of its header; else the
+// session is reset (ErrStalled). With nothing in flight the client waits as
+// long as the caller's context says.
+//
+// # Client rules
+//
+// These are how this package's client treats a server it does not trust;
+// they change nothing on the wire.
+//
+//   - A HAVE is a claim. With ClientOptions.Trust set, the session takes the
+//     blob's size only from its caller (Session.Confirm), who learned it
+//     from a trusted source: a trusted seeder's HAVE (the stream is
+//     authenticated by the seeder's peer ID), a record signed by a trusted
+//     seeder, or the origin. A HAVE of another geometry fails Confirm
+//     (ErrBadGeometry): that server alone is dropped.
+//   - Before Confirm the client may have one REQUEST in flight, a size
+//     probe: chunk 0 exists in every non-empty blob, and any chunk a
+//     truthful HAVE lists is in range. The answer is admitted only under a
+//     record a trusted signer made for this digest; its geometry gives the
+//     payload's length.
+//   - A CHUNK is checked from its header, before its payload is read or a
+//     buffer allocated (Reader.CheckChunk): its index must have a REQUEST
+//     outstanding (one answer per REQUEST; ErrUnrequested), its record must
+//     be for this digest at the confirmed geometry (ErrChunkMismatch), and
+//     its payload exactly that chunk's length. Only then is a buffer of that
+//     length taken. So the memory a server can make the client spend is one
+//     trusted chunk per session, whatever it claims.
+//   - An ERROR for a chunk needs an outstanding REQUEST too; ERROR(-1) may
+//     come at any time.
 //
 // # Code layout
 //
@@ -291,7 +322,10 @@
 // (server.go, serverwrite.go; the request queue in queue.go, upload slots in
 // uploads.go, caps in limits.go), over the Blobs and Blob interfaces that
 // the store or the seeder implement (Blobs.Open's context names the asking
-// peer: RemotePeer), and Dial/Session on the client. The client does not verify chunks: the
+// peer: RemotePeer), and Dial/NewSession/Session on the client (NewSession
+// runs over any Stream, e.g. a net.Pipe in tests). The client checks each
+// CHUNK's header before its payload (see Client rules) but does not verify
+// chunk contents: the
 // caller does, with VerifyChunk and its trust set, before a byte is stored,
 // served or handed on. Package chunktest holds an in-memory Blobs and the
 // conformance suite every Blobs implementation must pass.

@@ -38,6 +38,15 @@ var (
 	ErrPipelineFull = errors.New("too many chunk requests in flight")
 	// ErrClosed: the session was closed or reset.
 	ErrClosed = errors.New("chunk session closed")
+	// ErrUnrequested: a CHUNK or ERROR for a chunk with no request
+	// outstanding (it also wraps ErrProtocol).
+	ErrUnrequested = errors.New("answer to no outstanding request")
+	// ErrUnconfirmed: Session.Request with a request already in flight
+	// before the blob's size was confirmed (Session.Confirm).
+	ErrUnconfirmed = errors.New("blob size not confirmed")
+	// ErrStalled: a session with requests in flight received no answer
+	// within its answer deadline (ClientOptions.MinRate, Slack).
+	ErrStalled = errors.New("no chunk answer in time")
 
 	// ErrNotFound is ERROR code NOT_FOUND: the blob is unknown.
 	ErrNotFound = errors.New("blob not found")

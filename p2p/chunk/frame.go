@@ -55,9 +55,18 @@ func WriteFrame(w io.Writer, m Message) error {
 type Reader struct {
 	br         *bufio.Reader
 	alloc      func(n int) []byte
+	check      func(h ChunkHeader) ([]byte, error)
 	allowed    uint16 // bit t set: type t accepted; 0 accepts every known type
 	maxPayload int64
 	err        error
+}
+
+// ChunkHeader is a CHUNK frame read up to its payload: what a receiver
+// checks before it spends memory or time on the payload.
+type ChunkHeader struct {
+	Index  int
+	Signed Signed // decoded and valid, its index the frame's; not verified
+	Len    int64  // the payload's length, consistent with the record's geometry
 }
 
 // NewReader returns a Reader of r. alloc(n) must return a slice of length at
@@ -85,6 +94,16 @@ func (r *Reader) Allow(types ...Type) {
 // chunkset.MaxSize); a larger one fails with ErrFrameTooLarge before alloc.
 func (r *Reader) LimitPayload(n int64) {
 	r.maxPayload = min(n, chunkset.MaxSize)
+}
+
+// CheckChunk makes Next hand every CHUNK's header to f once the index and
+// the record are read and decoded, before the payload is read or allocated.
+// f returns the buffer for the payload (at least h.Len bytes; it replaces
+// the alloc function given to NewReader) or an error, which Next returns
+// at once, reading nothing more: the caller must then abandon the stream.
+// A nil f restores the plain allocation.
+func (r *Reader) CheckChunk(f func(h ChunkHeader) ([]byte, error)) {
+	r.check = f
 }
 
 // Next reads one frame. It returns io.EOF at a clean end of stream between
@@ -188,7 +207,14 @@ func (r *Reader) chunk(n int64) (Message, error) {
 	if _, want := chunkset.Bounds(s.BlobSize, s.ChunkSize, s.Index); p != want {
 		return nil, malformed("CHUNK %d payload of %d bytes, want %d", s.Index, p, want)
 	}
-	buf := r.alloc(int(p))
+	var buf []byte
+	if r.check != nil {
+		if buf, err = r.check(ChunkHeader{Index: s.Index, Signed: s, Len: p}); err != nil {
+			return nil, err
+		}
+	} else {
+		buf = r.alloc(int(p))
+	}
 	if int64(cap(buf)) < p {
 		return nil, fmt.Errorf("chunk: alloc returned %d bytes, need %d", cap(buf), p)
 	}

@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/internal/store"
@@ -37,10 +37,14 @@ type Router interface {
 // Config tunes the fetcher.
 type Config struct {
 	// Seeders are the trusted seeders, always asked; their chunk records
-	// are the only ones accepted.
+	// are the only ones accepted, and their HAVEs the only ones that may
+	// give a blob's size.
 	Seeders []peer.AddrInfo
 	// MaxSources caps the sessions per blob (1: one source, no striping).
 	MaxSources int
+	// MaxSessions caps the sessions to peers (not seeders) open or being
+	// opened at once across every blob this node fetches (64).
+	MaxSessions int
 	// MaxInflight caps requests in flight per peer, across every blob
 	// this node fetches at once: a peer's upload is shared by all of them,
 	// and a request parked in a long queue there holds a chunk no other
@@ -54,8 +58,18 @@ type Config struct {
 	// StallTimeout is how long without progress and without sources the
 	// fetch waits before it falls back to the origin.
 	StallTimeout time.Duration
-	// MinChunkTimeout is the floor of a request's deadline.
+	// MinChunkTimeout is the floor of a request's deadline. It is also the
+	// slack of a peer's answer deadline (see chunk.ClientOptions) and the
+	// default of HaveTimeout.
 	MinChunkTimeout time.Duration
+	// HaveTimeout bounds the wait for a peer's HAVE (a seeder's may wait
+	// on its origin and gets 3 * LookupTimeout).
+	HaveTimeout time.Duration
+	// Penalty is how long a peer that lied, broke the protocol, sent a bad
+	// chunk or chunks of a blob that failed its digest is not dialed for
+	// any blob (10 min); one that merely did not deliver sits out a tenth
+	// of it. Trusted seeders are never penalized.
+	Penalty time.Duration
 	// OnDone, if set, hears how every fetch went.
 	OnDone func(Result)
 }
@@ -76,6 +90,9 @@ func (c *Config) defaults() {
 	if c.MaxSources <= 0 {
 		c.MaxSources = DefaultMaxSources
 	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 64
+	}
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = 4
 	}
@@ -87,6 +104,12 @@ func (c *Config) defaults() {
 	}
 	if c.MinChunkTimeout <= 0 {
 		c.MinChunkTimeout = 3 * time.Second
+	}
+	if c.HaveTimeout <= 0 {
+		c.HaveTimeout = c.MinChunkTimeout
+	}
+	if c.Penalty <= 0 {
+		c.Penalty = 10 * time.Minute
 	}
 }
 
@@ -100,12 +123,22 @@ type Request struct {
 // Fallback fills the rest of a blob from the origin.
 type Fallback func(ctx context.Context, p *store.Partial) error
 
+// dialer opens a chunk session with a source.
+type dialer func(ctx context.Context, info peer.AddrInfo, open chunk.Open, opts chunk.ClientOptions) (*chunk.Session, error)
+
+// errUnreachable marks a dial that failed before the chunk protocol began.
+var errUnreachable = errors.New("swarm: source unreachable")
+
 // Client fetches blobs from the swarm: the client side of the chunk
 // protocol, one run per blob.
 type Client struct {
 	load      peerLoad
 	lastChunk atomic.Int64 // unix nanoseconds of the last chunk any fetch received
-	h         host.Host
+	sessions  atomic.Int64 // peer sessions open or being opened, all fetches
+	penalties penalties
+	self      peer.ID
+	dial      dialer
+	tick      time.Duration // how often a run checks its timers
 	router    Router
 	cfg       Config
 	trust     chunk.TrustSet
@@ -118,7 +151,18 @@ type Client struct {
 // NewClient builds a Client. router may be nil (seeders only).
 func NewClient(h host.Host, router Router, cfg Config, m *Metrics, log *zap.Logger) *Client {
 	cfg.defaults()
-	f := &Client{h: h, router: router, cfg: cfg, trust: chunk.TrustSet{}, seeder: map[peer.ID]bool{}, log: log, m: m}
+	f := &Client{self: h.ID(), router: router, cfg: cfg, trust: chunk.TrustSet{}, seeder: map[peer.ID]bool{}, log: log, m: m,
+		tick: 100 * time.Millisecond}
+	f.dial = func(ctx context.Context, info peer.AddrInfo, open chunk.Open, opts chunk.ClientOptions) (*chunk.Session, error) {
+		if len(info.Addrs) > 0 {
+			h.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
+		}
+		s, err := h.NewStream(ctx, info.ID, chunk.ProtocolID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errUnreachable, err)
+		}
+		return chunk.NewSession(ctx, s, info.ID, open, opts)
+	}
 	for _, s := range cfg.Seeders {
 		f.trust[s.ID] = struct{}{}
 		f.seeder[s.ID] = true
@@ -141,66 +185,52 @@ func (f *Client) free(b []byte) {
 	f.pool.Put(&b)
 }
 
-// Metrics are the swarm's Prometheus metrics.
-type Metrics struct {
-	Fetched        *prometheus.CounterVec
-	VerifyFailures prometheus.Counter
-	Uploaded       prometheus.Counter
-	Fallbacks      prometheus.Counter
+// sentence is how long a peer dropped for reason stays in the penalty box.
+func (f *Client) sentence(reason string) time.Duration {
+	if hostile(reason) {
+		return f.cfg.Penalty
+	}
+	return f.cfg.Penalty / 10
 }
 
-// NewMetrics registers the swarm metrics. fetched may be shared with the
-// shim's shoal_fetched_bytes_total; pass nil to create it here.
-func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metrics {
-	m := &Metrics{
-		Fetched: fetched,
-		VerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "shoal_chunk_verify_failures_total", Help: "Chunks dropped because they failed verification."}),
-		Uploaded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "shoal_uploaded_bytes_total", Help: "Chunk bytes served to peers."}),
-		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "shoal_swarm_origin_fallbacks_total", Help: "Blob fetches that fell back to the origin."}),
-	}
-	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks}
-	if m.Fetched == nil {
-		m.Fetched = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})
-		cs = append(cs, m.Fetched)
-	}
-	if reg != nil {
-		reg.MustRegister(cs...)
-	}
-	return m
+// emptyBlob reports whether d is the digest of no bytes: the one blob whose
+// size the digest alone proves.
+func emptyBlob(d digest.Digest) bool {
+	a := d.Algorithm()
+	return a.Available() && a.FromBytes(nil) == d
 }
 
 // Fetch fills p from the swarm, falling back to fallback (the origin) when
-// no source can serve within the configured bounds.
+// no source can serve within the configured bounds, or when the blob the
+// swarm delivered fails its digest.
 func (f *Client) Fetch(ctx context.Context, req Request, p *store.Partial, fallback Fallback) error {
-	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: relookup,
-		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{}}
+	if emptyBlob(req.Digest) {
+		return p.SetSize(0)
+	}
+	r := newRun(f, req, p)
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	err := r.loop(ctx)
 	cancel()
 	r.wg.Wait()
-	for id := range r.peers {
-		f.load.set(r, id, 0)
-	}
-	// Reset, not Close: a server may be in the middle of a CHUNK nobody
-	// will read (an endgame duplicate, a request the fallback overtook).
-	// Closing would leave its write blocked on flow control, holding one
-	// of its upload slots until the write deadline; a reset frees it now.
-	for _, s := range r.peers {
-		if !s.closed {
-			_ = s.sess.Reset()
-		}
-	}
+	r.release()
 	ctx = parent
-	if err != nil && r.n > 0 && p.Offset() == p.Size() {
+	if err != nil && r.sized && p.Offset() == p.Size() {
 		err = nil // every chunk landed after all
 	}
-	if err != nil && fallback != nil && ctx.Err() == nil && !errors.Is(err, store.ErrDigestMismatch) {
+	if err == nil {
+		// Every chunk passed its check; the blob as a whole must too,
+		// before this filler returns: a mismatch can still be refetched.
+		if derr := p.CheckDigest(); derr != nil {
+			r.digestFailed(derr)
+			err = derr
+			if rerr := p.Reset(); rerr != nil {
+				err, fallback = rerr, nil
+			}
+		}
+	}
+	if err != nil && fallback != nil && ctx.Err() == nil {
 		f.m.Fallbacks.Inc()
 		f.log.Info("falling back to the origin", zap.String("digest", req.Digest.String()), zap.Int64("offset", p.Offset()), zap.Error(err))
 		before := p.Offset()
@@ -222,4 +252,36 @@ func (f *Client) Fetch(ctx context.Context, req Request, p *store.Partial, fallb
 		zap.Int64("bytes_peer", r.bytes["peer"]), zap.Int64("bytes_seeder", r.bytes["seeder"]), zap.Int64("bytes_origin", r.bytes["origin"]),
 		zap.NamedError("result", err))
 	return err
+}
+
+// digestFailed counts a blob that failed its digest after every chunk
+// passed its check, and penalizes the peers that sent chunks of it. The
+// chunks carried trusted records, so some trusted seeder signed wrong
+// bytes (its origin lied, or it relayed a stream that went wrong); a peer
+// may have relayed them faithfully, but is not asked again for a while. A
+// seeder is never penalized: the fetch goes to the origin.
+func (r *run) digestFailed(err error) {
+	var peers, seeders []string
+	now := time.Now()
+	for id := range r.used {
+		if r.f.seeder[id] {
+			seeders = append(seeders, id.String())
+			continue
+		}
+		peers = append(peers, id.String())
+		r.banned[id] = true
+		r.f.penalties.add(id, r.f.sentence(reasonDigest), now)
+		r.f.m.Rejections.WithLabelValues(reasonDigest).Inc()
+	}
+	sort.Strings(peers)
+	sort.Strings(seeders)
+	from := "peer"
+	msg := "blob from the swarm fails its digest: its peers are penalized; refetching from the origin"
+	if len(peers) == 0 {
+		from = "seeder"
+		msg = "TRUSTED SEEDER SIGNED WRONG BYTES: the blob its chunks make fails its digest; refetching from the origin"
+	}
+	r.f.m.DigestFailures.WithLabelValues(from).Inc()
+	r.f.log.Error(msg, zap.String("digest", r.req.Digest.String()), zap.Int64("size", r.size),
+		zap.Strings("peers", peers), zap.Strings("seeders", seeders), zap.Error(err))
 }

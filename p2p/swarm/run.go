@@ -2,10 +2,8 @@ package swarm
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -16,16 +14,8 @@ import (
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
 
-type source struct {
-	id       peer.ID
-	seeder   bool
-	sess     *chunk.Session
-	have     *chunkset.Set // chunks the source holds, by HAVE and HAVE_UPDATE
-	inflight map[int]time.Time
-	rate     float64 // bytes/s, smoothed
-	closed   bool
-}
-
+// run is one blob's fetch: a state machine fed by events from the dialers,
+// the session readers and the lookups, on one goroutine (loop).
 type run struct {
 	f     *Client
 	req   Request
@@ -38,9 +28,16 @@ type run struct {
 	wake    chan struct{}
 	peers   map[peer.ID]*source
 	dialing map[peer.ID]bool
-	banned  map[peer.ID]bool
+	banned  map[peer.ID]bool // dropped for the rest of this fetch
 	used    map[peer.ID]bool
+	pending []peer.AddrInfo // candidates waiting for a source slot, in order
+	queued  map[peer.ID]bool
 
+	// The blob's size is trusted (from a trusted seeder's HAVE or a
+	// trusted record) once sized is set; until then peers are parked and
+	// nothing but chunk 0 is asked for.
+	sized        bool
+	trusted      atomic.Int64 // the trusted size for the readers, -1 before
 	size, cs     int64
 	n            int
 	held         *chunkset.Set // chunks this node holds
@@ -57,6 +54,14 @@ type run struct {
 	reserve      []peer.AddrInfo // seeders held back in single-source mode
 }
 
+func newRun(f *Client, req Request, p *store.Partial) *run {
+	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: relookup,
+		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
+		used: map[peer.ID]bool{}, inflight: map[int]int{}, queued: map[peer.ID]bool{}}
+	r.trusted.Store(-1)
+	return r
+}
+
 type eventKind int
 
 const (
@@ -64,23 +69,27 @@ const (
 	evSession
 	evDialFailed
 	evChunk
+	evProbe
 	evBadChunk
 	evUpdate
 	evChunkErr
+	evStoreErr
 	evClosed
 	evLookupDone
 )
 
 type event struct {
-	kind eventKind
-	info peer.AddrInfo
-	id   peer.ID
-	sess *chunk.Session
-	idx  int
-	idxs []int
-	n    int64
-	took time.Duration
-	err  error
+	kind  eventKind
+	info  peer.AddrInfo
+	id    peer.ID
+	sess  *chunk.Session
+	src   *source      // the session a reader's event is about (the peer may have a newer one)
+	chunk *chunk.Chunk // evProbe: a verified chunk that arrived before the size was trusted
+	idx   int
+	idxs  []int
+	n     int64
+	took  time.Duration
+	err   error
 }
 
 // send queues an event for the scheduler without ever blocking: a session
@@ -106,14 +115,12 @@ func (r *run) drain() []event {
 }
 
 func (r *run) loop(ctx context.Context) error {
-	r.used = map[peer.ID]bool{}
-	r.inflight = map[int]int{}
 	r.lastProgress = time.Now()
 	r.discover(ctx)
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(r.f.tick)
 	defer tick.Stop()
 	for {
-		if r.n > 0 && r.held.Full() {
+		if r.sized && r.held.Full() {
 			return nil
 		}
 		select {
@@ -130,15 +137,43 @@ func (r *run) loop(ctx context.Context) error {
 				return err
 			}
 		}
+		r.refill(ctx)
 		r.schedule()
+	}
+}
+
+// release ends what the run still holds once its loop and goroutines have
+// returned: sessions (reset, not closed: a server may be in the middle of
+// a CHUNK nobody will read, an endgame duplicate or a request the fallback
+// overtook; closing would leave its write blocked on flow control, holding
+// one of its upload slots until the write deadline), session counts,
+// per-peer loads and buffers of events never handled.
+func (r *run) release() {
+	for _, ev := range r.drain() {
+		switch ev.kind {
+		case evSession:
+			ev.sess.Reset()
+			r.unsession(ev.id)
+		case evDialFailed:
+			r.unsession(ev.id)
+		case evProbe:
+			r.f.free(ev.chunk.Data)
+		}
+	}
+	for id, s := range r.peers {
+		r.f.load.set(r, id, 0)
+		if !s.closed {
+			s.closed = true
+			s.sess.Reset()
+		}
+		r.uncount(s)
 	}
 }
 
 // discover feeds seeders and DHT providers in as candidate sources.
 func (r *run) discover(ctx context.Context) {
-	self := r.f.h.ID()
 	for _, s := range r.f.cfg.Seeders {
-		if s.ID != self {
+		if s.ID != r.f.self {
 			r.send(ctx, event{kind: evPeer, info: s})
 		}
 	}
@@ -148,7 +183,6 @@ func (r *run) discover(ctx context.Context) {
 // lookup asks the router for providers in the background.
 func (r *run) lookup(ctx context.Context) {
 	r.lastLookup = time.Now()
-	self := r.f.h.ID()
 	if r.f.router == nil {
 		r.send(ctx, event{kind: evLookupDone})
 		return
@@ -159,7 +193,7 @@ func (r *run) lookup(ctx context.Context) {
 		lctx, cancel := context.WithTimeout(ctx, r.f.cfg.LookupTimeout*4)
 		defer cancel()
 		for info := range r.f.router.FindProviders(lctx, r.req.Digest, 4*r.f.cfg.MaxSources) {
-			if info.ID != self {
+			if info.ID != r.f.self {
 				r.send(ctx, event{kind: evPeer, info: info})
 			}
 		}
@@ -196,40 +230,21 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		}
 		r.reserve = nil
 	case evPeer:
-		id := ev.info.ID
-		if r.banned[id] || r.dialing[id] || r.peers[id] != nil && !r.peers[id].closed {
-			return nil
-		}
-		r.lookupFound = true
-		if r.f.cfg.MaxSources == 1 && r.f.seeder[id] && !r.lookupDone {
-			r.reserve = append(r.reserve, ev.info)
-			return nil
-		}
-		if r.live()+len(r.dialing) >= r.f.cfg.MaxSources {
-			return nil
-		}
-		r.dialing[id] = true
-		r.wg.Add(1)
-		go r.dial(ctx, ev.info)
+		r.offer(ctx, ev.info)
 	case evDialFailed:
 		delete(r.dialing, ev.id)
+		r.unsession(ev.id)
 		if r.f.cfg.MaxSources == 1 && r.live()+len(r.dialing) == 0 && !r.f.seeder[ev.id] {
 			for _, s := range r.f.cfg.Seeders {
 				r.send(ctx, event{kind: evPeer, info: s})
 			}
 		}
-		r.f.log.Debug("source unavailable", zap.String("digest", r.req.Digest.String()), zap.String("peer", ev.id.String()), zap.Error(ev.err))
+		r.dialFailed(ev.id, ev.err)
 	case evSession:
 		delete(r.dialing, ev.id)
-		if err := r.addSource(ctx, ev.id, ev.sess); err != nil {
-			_ = ev.sess.Reset()
-			if errors.Is(err, ErrGeometry) {
-				r.banned[ev.id] = true
-			}
-			r.f.log.Warn("source rejected", zap.String("peer", ev.id.String()), zap.Error(err))
-		}
+		return r.addSource(ctx, ev.id, ev.sess)
 	case evUpdate:
-		if s := r.peers[ev.id]; s != nil && !s.closed {
+		if s := ev.src; !s.closed {
 			for _, i := range ev.idxs {
 				if i >= 0 && i < s.have.Len() {
 					s.have.Set(i)
@@ -237,69 +252,111 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			}
 		}
 	case evChunk:
-		s := r.peers[ev.id]
-		if s != nil {
-			if sent, ok := s.inflight[ev.idx]; ok {
-				ev.took = time.Since(sent)
-			}
-		}
-		r.finishRequest(s, ev.idx)
-		if s != nil && ev.took > 0 {
-			rate := float64(ev.n) / ev.took.Seconds()
-			if s.rate == 0 {
-				s.rate = rate
-			} else {
-				s.rate = 0.7*s.rate + 0.3*rate
-			}
-		}
-		if ce := r.f.log.Check(zap.DebugLevel, "chunk received"); ce != nil {
-			ce.Write(zap.String("digest", r.req.Digest.String()), zap.String("peer", ev.id.String()), zap.Int("chunk", ev.idx),
-				zap.Duration("took", ev.took), zap.Bool("duplicate", r.held.Has(ev.idx)))
-		}
-		if !r.held.Set(ev.idx) {
-			return nil
-		}
-		r.lastProgress = time.Now()
-		r.f.lastChunk.Store(r.lastProgress.UnixNano())
-		src := "peer"
-		if s != nil && s.seeder {
-			src = "seeder"
-		}
-		r.bytes[src] += ev.n
-		r.f.m.Fetched.WithLabelValues(src).Add(float64(ev.n))
-		r.used[ev.id] = true
-		// Cancel duplicate requests (endgame) on other peers.
-		for _, o := range r.peers {
-			if o.id != ev.id && !o.closed {
-				if _, ok := o.inflight[ev.idx]; ok {
-					delete(o.inflight, ev.idx)
-					r.inflight[ev.idx]--
-					_ = o.sess.Cancel(ev.idx)
-				}
-			}
-		}
-		if !r.provided && r.f.cfg.SharePartial && r.f.router != nil {
-			r.provided = true
-			r.f.router.StartProviding(context.WithoutCancel(ctx), r.req.Digest)
-		}
+		r.landed(ctx, ev)
+	case evProbe:
+		return r.probed(ctx, ev)
 	case evBadChunk:
 		r.f.m.VerifyFailures.Inc()
-		r.banned[ev.id] = true
-		r.f.log.Warn("chunk failed verification; peer dropped for this blob", zap.String("digest", r.req.Digest.String()),
-			zap.String("peer", ev.id.String()), zap.Int("chunk", ev.idx), zap.Error(ev.err))
-		r.closeSource(ev.id)
+		r.drop(ev.id, reasonBadChunk, ev.err, true)
 	case evChunkErr:
-		if s := r.peers[ev.id]; s != nil {
-			r.finishRequest(s, ev.idx)
-			if ev.idx >= 0 && ev.idx < s.have.Len() {
-				s.have.Clear(ev.idx)
-			}
-		}
+		r.chunkErr(ev)
+	case evStoreErr:
+		r.finishRequest(ev.src, ev.idx)
+		r.f.log.Warn("cannot store a verified chunk", zap.String("digest", r.req.Digest.String()), zap.Int("chunk", ev.idx), zap.Error(ev.err))
 	case evClosed:
-		r.closeSource(ev.id)
+		reason, current := classify(ev.err), r.peers[ev.id] == ev.src
+		// A peer that delivered before and is now too slow is busy, not
+		// hostile: its requests go elsewhere, and it may come back.
+		busy := reason == reasonStalled && ev.src.delivered > 0
+		switch {
+		case reason != "" && ctx.Err() == nil && !busy:
+			r.drop(ev.id, reason, ev.err, true)
+		case reason != "" && ctx.Err() == nil && current:
+			r.drop(ev.id, reason, ev.err, false)
+		case current:
+			r.closeSource(ev.id) // else an older session of a peer re-dialed since
+		}
 	}
 	return nil
 }
+
+// landed records a verified chunk written to the partial.
+func (r *run) landed(ctx context.Context, ev event) {
+	s := ev.src
+	if s != nil {
+		if sent, ok := s.inflight[ev.idx]; ok {
+			ev.took = time.Since(sent)
+		}
+		s.delivered++
+	}
+	r.finishRequest(s, ev.idx)
+	if s != nil && ev.took > 0 {
+		rate := float64(ev.n) / ev.took.Seconds()
+		if s.rate == 0 {
+			s.rate = rate
+		} else {
+			s.rate = 0.7*s.rate + 0.3*rate
+		}
+	}
+	if ce := r.f.log.Check(zap.DebugLevel, "chunk received"); ce != nil {
+		ce.Write(zap.String("digest", r.req.Digest.String()), zap.String("peer", ev.id.String()), zap.Int("chunk", ev.idx),
+			zap.Duration("took", ev.took), zap.Bool("duplicate", r.held.Has(ev.idx)))
+	}
+	if !r.held.Set(ev.idx) {
+		return
+	}
+	r.lastProgress = time.Now()
+	r.f.lastChunk.Store(r.lastProgress.UnixNano())
+	src := "peer"
+	if r.f.seeder[ev.id] {
+		src = "seeder"
+	}
+	r.bytes[src] += ev.n
+	r.f.m.Fetched.WithLabelValues(src).Add(float64(ev.n))
+	r.used[ev.id] = true
+	// Cancel duplicate requests (endgame) on other peers.
+	for _, o := range r.peers {
+		if o.id != ev.id && !o.closed {
+			if _, ok := o.inflight[ev.idx]; ok {
+				delete(o.inflight, ev.idx)
+				r.inflight[ev.idx]--
+				_ = o.sess.Cancel(ev.idx)
+			}
+		}
+	}
+	if !r.provided && r.f.cfg.SharePartial && r.f.router != nil {
+		r.provided = true
+		r.f.router.StartProviding(context.WithoutCancel(ctx), r.req.Digest)
+	}
+}
+
+// chunkErr handles a server's ERROR for one chunk: the chunk is not held
+// there after all. A peer that refuses its size probe, or every chunk it is
+// asked for without delivering any, is dropped.
+func (r *run) chunkErr(ev event) {
+	s := ev.src
+	if s == nil || s.closed || ev.idx < 0 {
+		return
+	}
+	r.finishRequest(s, ev.idx)
+	if ev.idx < s.have.Len() {
+		s.have.Clear(ev.idx)
+	}
+	if s.seeder {
+		return
+	}
+	s.failed++
+	switch {
+	case s.parked && !s.probing.IsZero() && ev.idx == s.probe:
+		r.drop(s.id, reasonUnavailable, ev.err, true) // it refused the chunk it claimed
+	case s.delivered == 0 && s.failed >= maxFailures:
+		r.drop(s.id, reasonUnavailable, ev.err, true)
+	}
+}
+
+// maxFailures is how many chunk ERRORs a peer that has delivered nothing
+// may answer before it is dropped.
+const maxFailures = 3
 
 func (r *run) finishRequest(s *source, i int) {
 	if s == nil {
@@ -311,103 +368,29 @@ func (r *run) finishRequest(s *source, i int) {
 	}
 }
 
-func (r *run) closeSource(id peer.ID) {
-	s := r.peers[id]
-	if s == nil || s.closed {
-		return
+// adopt makes size the blob's size: it comes from a trusted source. The
+// partial learns it (the shim may now answer with headers), and every
+// parked source is checked against it.
+func (r *run) adopt(size int64, from peer.ID) error {
+	if err := r.p.SetSize(size); err != nil {
+		return err
 	}
-	s.closed = true
-	for i := range s.inflight {
-		r.inflight[i]--
-	}
-	s.inflight = map[int]time.Time{}
-	r.f.load.set(r, id, 0)
-	_ = s.sess.Reset()
-}
-
-func (r *run) dial(ctx context.Context, info peer.AddrInfo) {
-	defer r.wg.Done()
-	if len(info.Addrs) > 0 {
-		r.f.h.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
-	}
-	// A seeder answers HAVE only once the origin told it the size: give
-	// the dial and the handshake more room than the lookup.
-	octx, cancel := context.WithTimeout(ctx, 3*r.f.cfg.LookupTimeout)
-	defer cancel()
-	sess, err := chunk.Dial(octx, r.f.h, info.ID, chunk.Open{Digest: r.req.Digest, Registry: r.req.Registry, Repo: r.req.Repo},
-		chunk.ClientOptions{Alloc: r.f.alloc})
-	if err != nil {
-		r.send(ctx, event{kind: evDialFailed, id: info.ID, err: err})
-		return
-	}
-	r.send(ctx, event{kind: evSession, id: info.ID, sess: sess})
-}
-
-func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) error {
-	have := sess.Have()
-	if have.BlobSize < 0 || have.Bitmap == nil {
-		return fmt.Errorf("%w: no size", ErrGeometry)
-	}
-	if r.n == 0 {
-		if err := r.p.SetSize(have.BlobSize); err != nil {
-			return err
+	r.size, r.cs = size, r.p.ChunkSize()
+	r.n = chunkset.Count(r.size, r.cs)
+	r.held = chunkset.New(r.n)
+	for i := range r.n {
+		if r.p.HasChunk(i) {
+			r.held.Set(i)
 		}
-		r.size, r.cs = have.BlobSize, r.p.ChunkSize()
-		r.n = chunkset.Count(r.size, r.cs)
-		r.held = chunkset.New(r.n)
-		for i := range r.n {
-			if r.p.HasChunk(i) {
-				r.held.Set(i)
-			}
+	}
+	r.rank = randPerm(max(r.n, 1))
+	r.sized = true
+	r.trusted.Store(size)
+	r.f.log.Debug("blob size trusted", zap.String("digest", r.req.Digest.String()), zap.Int64("size", size), zap.String("from", from.String()))
+	for _, s := range r.peers {
+		if !s.closed && s.parked {
+			r.admit(s)
 		}
-		r.rank = rand.Perm(max(r.n, 1))
 	}
-	if have.BlobSize != r.size || have.ChunkSize != r.cs {
-		return fmt.Errorf("%w: size %d/%d chunk %d/%d", ErrGeometry, have.BlobSize, r.size, have.ChunkSize, r.cs)
-	}
-	// The geometry matches, so the bitmap has r.n bits (a valid HAVE says
-	// so), all set when complete; Have returned a copy, this source's own.
-	s := &source{id: id, seeder: r.f.seeder[id], sess: sess, have: have.Bitmap, inflight: map[int]time.Time{}}
-	r.peers[id] = s
-	r.wg.Add(1)
-	go r.read(ctx, s)
 	return nil
-}
-
-// read receives a session's frames, verifies and stores chunks, and turns
-// everything into events for the scheduler.
-func (r *run) read(ctx context.Context, s *source) {
-	defer r.wg.Done()
-	for {
-		msg, err := s.sess.Next(ctx)
-		if err != nil {
-			r.send(ctx, event{kind: evClosed, id: s.id, err: err})
-			return
-		}
-		switch m := msg.(type) {
-		case chunk.Chunk:
-			r.receive(ctx, s, &m)
-		case chunk.HaveUpdate:
-			r.send(ctx, event{kind: evUpdate, id: s.id, idxs: m.Indexes})
-		case chunk.Error:
-			r.send(ctx, event{kind: evChunkErr, id: s.id, idx: m.Index, err: fmt.Errorf("%v: %s", m.Code, m.Message)})
-		}
-	}
-}
-
-func (r *run) receive(ctx context.Context, s *source, c *chunk.Chunk) {
-	defer r.f.free(c.Data)
-	if err := chunk.VerifyChunk(*c, r.req.Digest, r.size, r.f.trust); err != nil {
-		r.send(ctx, event{kind: evBadChunk, id: s.id, idx: c.Index, err: err})
-		return
-	}
-	rec, err := chunk.MarshalSigned(c.Signed)
-	if err == nil {
-		err = r.p.WriteChunk(c.Index, c.Data, c.Signed.Hash, rec)
-	}
-	if err != nil {
-		r.send(ctx, event{kind: evChunkErr, id: s.id, idx: c.Index, err: err})
-		return
-	}
-	r.send(ctx, event{kind: evChunk, id: s.id, idx: c.Index, n: int64(len(c.Data))})
 }

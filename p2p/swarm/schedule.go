@@ -72,12 +72,13 @@ const seederGrace = 2 * time.Second
 
 // schedule hands out requests to every source with room.
 func (r *run) schedule() {
-	if r.n == 0 {
+	if !r.sized {
+		r.probe()
 		return
 	}
 	srcs := make([]*source, 0, len(r.peers))
 	for _, s := range r.peers {
-		if !s.closed {
+		if !s.closed && !s.parked {
 			srcs = append(srcs, s)
 		}
 	}
@@ -298,16 +299,19 @@ func (r *run) checkTimers(ctx context.Context) error {
 	}
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.
-	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && now.Sub(r.lastLookup) > r.lookupEvery {
+	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && len(r.pending) == 0 && now.Sub(r.lastLookup) > r.lookupEvery {
 		r.lookupDone = false
 		r.lookup(ctx)
 	}
+	idle := live == 0 && len(r.dialing) == 0 && len(r.pending) == 0
 	switch {
-	case r.n == 0 && live == 0 && len(r.dialing) == 0 && (r.lookupDone || now.Sub(r.start) > r.f.cfg.LookupTimeout):
+	case !r.sized && idle && (r.lookupDone || now.Sub(r.start) > r.f.cfg.LookupTimeout):
 		return fmt.Errorf("%w: no source answered", ErrNoSources)
-	case r.n == 0 && now.Sub(r.start) > 4*r.f.cfg.LookupTimeout:
-		return fmt.Errorf("%w: no source answered within %v", ErrNoSources, 4*r.f.cfg.LookupTimeout)
-	case r.n > 0 && live == 0 && len(r.dialing) == 0 && now.Sub(r.lastProgress) > r.f.cfg.StallTimeout/4:
+	case !r.sized && now.Sub(r.start) > 4*r.f.cfg.LookupTimeout:
+		// No trusted seeder answered and no probe came back under a
+		// trusted record: the size is unknown, the origin knows it.
+		return fmt.Errorf("%w: no trusted size within %v", ErrNoSources, 4*r.f.cfg.LookupTimeout)
+	case r.sized && idle && now.Sub(r.lastProgress) > r.f.cfg.StallTimeout/4:
 		// Every source is gone: look for more once, then give up.
 		if r.rediscovered.IsZero() {
 			r.rediscovered = now
@@ -318,7 +322,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 		if now.Sub(r.rediscovered) > r.f.cfg.StallTimeout/4 {
 			return fmt.Errorf("%w: every source is gone", ErrNoSources)
 		}
-	case r.n > 0 && now.Sub(r.progress()) > r.f.cfg.StallTimeout:
+	case r.sized && now.Sub(r.progress()) > r.f.cfg.StallTimeout:
 		return fmt.Errorf("%w: no progress for %v", ErrNoSources, r.f.cfg.StallTimeout)
 	}
 	return nil

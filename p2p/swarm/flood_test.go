@@ -1,0 +1,164 @@
+package swarm_test
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/internal/harness/hostile"
+	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/swarm"
+)
+
+// Ten providers that do not deliver (silent, lying about the size, holding
+// nothing, or promising everything and sending nothing) are listed before
+// the one honest holder, and the seeder is gone: the puller must shed them
+// quickly, reach the holder, learn the size from its first chunk's signed
+// record and finish from it without the origin.
+func TestProviderFloodDoesNotCrowdOutTheHolder(t *testing.T) {
+	blob := randomBlob(6<<20, 12)
+	d := digestOf(blob)
+	size := int64(len(blob))
+	s := newSeeder(t, blob)
+	r := newRouter()
+	a := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
+	if err := a.pull(t, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.h.Close() // the trusted seeder is unreachable from now on
+	empty := fullHave(size)
+	empty.Bitmap, empty.Complete = chunkset.New(empty.Bitmap.Len()), false
+	r.announce(d, hostiles(t, 10, func(i int, p *hostile.Peer) hostile.Behavior {
+		switch i {
+		case 0, 5:
+			return hostile.Silent(time.Minute)
+		case 1:
+			return hostile.Lie(time.Minute, fullHave(1<<20))
+		case 2:
+			return hostile.Lie(time.Minute, empty)
+		}
+		// The right size (anyone can learn it from a seeder) and every
+		// chunk promised; nothing is ever sent.
+		return hostile.Lie(time.Minute, fullHave(size))
+	})...)
+	cfg := swarm.Config{MinChunkTimeout: 2 * time.Second}
+	if raceEnabled {
+		cfg.MinChunkTimeout = 4 * time.Second
+	}
+	b := newNode(t, r, []peer.AddrInfo{s.info()}, cfg)
+	// newNode's generous timeouts are for honest swarms; these are the
+	// defaults a daemon runs with.
+	b.f = swarm.NewClient(b.h, nodeRouter{r, b.h}, swarm.Config{Seeders: []peer.AddrInfo{s.info()}, SharePartial: true,
+		MinChunkTimeout: cfg.MinChunkTimeout}, b.m, testLogger(t))
+	if err := b.pull(t, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.fetched("peer"); got != float64(size) {
+		t.Fatalf("bytes from the honest peer: %v, want %d", got, size)
+	}
+	// How many were dropped by the end depends on when the holder was
+	// reached; some always are (the empty one at once, the liar about the
+	// size once the holder's record gave it, the silent after HaveTimeout).
+	if got := b.rejections(""); got < 3 {
+		t.Fatalf("rejections %v: the flood was not counted", got)
+	}
+}
+
+// Eight hostile providers try to make the puller allocate: an unrequested
+// CHUNK announcing 64 MiB right after a HAVE for a 64 TiB blob, or that
+// same CHUNK in answer to a request. The heap must stay bounded (no
+// payload is allocated before the session checks it was asked for and
+// that its geometry is the trusted one) and the pull must complete from
+// the seeder.
+func TestHostileProvidersCannotBloatTheHeap(t *testing.T) {
+	blob := randomBlob(16<<20, 13)
+	d := digestOf(blob)
+	s := newSeeder(t, blob)
+	s.rate = 8 << 20 // a couple of seconds of pull for the attack to bite
+	r := newRouter()
+	r.announce(d, hostiles(t, 8, func(i int, p *hostile.Peer) hostile.Behavior {
+		if i%2 == 0 {
+			return p.Bloat(time.Minute)
+		}
+		return p.BloatOnRequest(time.Minute)
+	})...)
+	n := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	err := n.pullQuiet(t, blob, noFallback(t))
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	grew := int64(peak) - int64(base)
+	t.Logf("heap in use: %d MiB at the start, peak %d MiB (+%d MiB)", base>>20, peak>>20, grew>>20)
+	if grew > 64<<20 {
+		t.Fatalf("the heap grew by %d MiB during the attack, want < 64 MiB", grew>>20)
+	}
+	if got := n.rejections(""); got < 4 {
+		t.Fatalf("rejections %v, want the bloaters counted", got)
+	}
+}
+
+// A node opens at most MaxSessions peer sessions at once, whatever the
+// DHT offers: here twelve silent providers, a cap of three.
+func TestPeerSessionsAreCappedPerNode(t *testing.T) {
+	blob := randomBlob(4<<20, 16)
+	s := newSeeder(t, blob)
+	s.rate = 2 << 20 // long enough for every provider to be tried
+	r := newRouter()
+	var open, peak atomic.Int64
+	r.announce(digestOf(blob), hostiles(t, 12, func(int, *hostile.Peer) hostile.Behavior {
+		return func(st network.Stream, o chunk.Open) {
+			n := open.Add(1)
+			defer open.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			hostile.Silent(time.Minute)(st, o)
+		}
+	})...)
+	n := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
+	n.f = swarm.NewClient(n.h, nodeRouter{r, n.h}, swarm.Config{Seeders: []peer.AddrInfo{s.info()}, SharePartial: true,
+		MaxSessions: 3, MinChunkTimeout: time.Second, StallTimeout: time.Minute}, n.m, testLogger(t))
+	if err := n.pullQuiet(t, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The providers count a stream until they see its reset, which may
+	// reach them just after the next stream's OPEN: one over is a race of
+	// the count, not of the cap.
+	if got := peak.Load(); got > 3+1 || got == 0 {
+		t.Fatalf("%d silent providers were open at once, want at most 3", got)
+	}
+	if got := n.rejections("no_have"); got < 3 {
+		t.Fatalf("no_have rejections %v, want the silent providers dropped as they timed out", got)
+	}
+}

@@ -1,0 +1,51 @@
+package swarm
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the swarm's Prometheus metrics.
+type Metrics struct {
+	Fetched        *prometheus.CounterVec
+	VerifyFailures prometheus.Counter
+	Uploaded       prometheus.Counter
+	Fallbacks      prometheus.Counter
+	// Rejections counts sources dropped for misbehaving or not
+	// delivering, by reason (the reason* constants).
+	Rejections *prometheus.CounterVec
+	// DigestFailures counts swarm-filled blobs that failed their digest,
+	// by who sent the chunks: "peer" (at least one peer did) or "seeder"
+	// (only trusted seeders did: a seeder signed wrong bytes).
+	DigestFailures *prometheus.CounterVec
+}
+
+// NewMetrics registers the swarm metrics. fetched may be shared with the
+// shim's shoal_fetched_bytes_total; pass nil to create it here.
+func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metrics {
+	m := &Metrics{
+		Fetched: fetched,
+		VerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_chunk_verify_failures_total", Help: "Chunks dropped because they failed verification."}),
+		Uploaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_uploaded_bytes_total", Help: "Chunk bytes served to peers."}),
+		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_swarm_origin_fallbacks_total", Help: "Blob fetches that fell back to the origin."}),
+		Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_peer_rejections_total",
+			Help: "Chunk sources dropped for a lie, a protocol violation, a bad chunk or for not delivering, by reason."}, []string{"reason"}),
+		DigestFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_swarm_digest_failures_total",
+			Help: "Blobs filled from the swarm that failed their digest and were refetched from the origin, by who sent the chunks (peer, seeder)."}, []string{"from"}),
+	}
+	for _, r := range reasons {
+		m.Rejections.WithLabelValues(r)
+	}
+	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.Rejections, m.DigestFailures}
+	if m.Fetched == nil {
+		m.Fetched = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})
+		cs = append(cs, m.Fetched)
+	}
+	if reg != nil {
+		reg.MustRegister(cs...)
+	}
+	return m
+}
