@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -228,6 +230,9 @@ type Cluster struct {
 	Nodes   []*Node
 	Peers   []*Peer
 	log     *zap.Logger
+
+	mu    sync.Mutex
+	first map[digest.Digest][]peer.AddrInfo // ListFirst
 }
 
 // NewCluster starts a cluster's origin; add seeders, daemons and peers.
@@ -338,4 +343,25 @@ func (c *Cluster) SeederInfos() []peer.AddrInfo {
 		out = append(out, s.Info)
 	}
 	return out
+}
+
+// ListFirst makes the cluster's peers find infos as providers of d before
+// every provider the router knows, in this order, and before the infos of
+// earlier calls: a flood of hostile providers that crowds out the honest
+// ones. The listed peers need not have joined the router (hostile peers do
+// not); a peer never finds itself.
+func (c *Cluster) ListFirst(d digest.Digest, infos ...peer.AddrInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.first == nil {
+		c.first = map[digest.Digest][]peer.AddrInfo{}
+	}
+	c.first[d] = append(append([]peer.AddrInfo(nil), infos...), c.first[d]...)
+}
+
+// listedFirst is what ListFirst put before the router's providers of d.
+func (c *Cluster) listedFirst(d digest.Digest) []peer.AddrInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]peer.AddrInfo(nil), c.first[d]...)
 }

@@ -3,18 +3,21 @@
 // servers, builds binaries and imports the whole node.
 //
 //   - origin.go: StartOrigin, the embedded origin registry with fault
-//     switches (down, stalled, a request hook), PushBlob, and the image
-//     builders of internal/imagegen.
+//     switches (down, stalled, a request hook, one blob delayed with
+//     DelayBlob), PushBlob, and the image builders of internal/imagegen.
 //   - config.go: NodeConfig and SeederConfig, the one place where tests
 //     fill node.Config and seeder.Config, from NodeOptions and
 //     SeederOptions (PSK, single source, whole blobs only, ...).
 //   - cluster.go: StartSeeder and StartNode (error-returning, for shared
 //     benchmark fixtures), NewSeeder and NewNode (stopped with the test),
 //     and Cluster: an origin, seeders and daemons over real libp2p hosts
-//     on loopback.
+//     on loopback; Cluster.ListFirst puts providers (hostile ones) before
+//     every other in what the cluster's peers find.
 //   - peer.go: hosts (StartHost, NewHost), stores (OpenStore) and
 //     Cluster.AddPeer, a swarm client over a store with the chunk server,
-//     found through the cluster's in-memory router (memrouter).
+//     found through the cluster's in-memory router (memrouter); Peer.Pull,
+//     Peer.PullHashed (no buffering, survives a restarted download) and
+//     WriteFallback (a fallback that writes the blob, counting calls).
 //   - shim.go: StartShim, the registry shim alone in front of an origin.
 //   - authorigin.go: StartAuthOrigin, an origin with access control
 //     (Basic credentials, or Bearer tokens from its own token service;

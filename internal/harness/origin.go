@@ -3,7 +3,10 @@ package harness
 import (
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -24,6 +27,7 @@ type Origin struct {
 	down      atomic.Bool
 	stall     atomic.Bool
 	onRequest atomic.Value // func(*http.Request)
+	delays    sync.Map     // digest string -> time.Duration, DelayBlob
 }
 
 // StartOrigin runs an origin whose blobs live in dir ("" keeps them in
@@ -46,6 +50,9 @@ func StartOrigin(dir string) *Origin {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				return
 			}
+			if !o.delay(r) {
+				return
+			}
 			if o.stall.Load() {
 				<-r.Context().Done()
 				return
@@ -64,6 +71,36 @@ func (o *Origin) SetStalled(stall bool) { o.stall.Store(stall) }
 
 // OnRequest installs a hook called for every request (nil removes it).
 func (o *Origin) OnRequest(f func(*http.Request)) { o.onRequest.Store(f) }
+
+// DelayBlob makes every request for blob d (HEAD or GET, any repository)
+// wait delay before it is answered (0 removes the delay): a slow origin
+// for that blob alone, so that a seeder in front of it learns the size and
+// sends its HAVE late.
+func (o *Origin) DelayBlob(d digest.Digest, delay time.Duration) {
+	if delay <= 0 {
+		o.delays.Delete(d.String())
+		return
+	}
+	o.delays.Store(d.String(), delay)
+}
+
+// delay waits out r's DelayBlob; false if r ended first.
+func (o *Origin) delay(r *http.Request) bool {
+	i := strings.LastIndex(r.URL.Path, "/blobs/")
+	if i < 0 {
+		return true
+	}
+	v, ok := o.delays.Load(r.URL.Path[i+len("/blobs/"):])
+	if !ok {
+		return true
+	}
+	select {
+	case <-time.After(v.(time.Duration)):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
 
 // Registry is the origin as an upstream.
 func (o *Origin) Registry() Registry { return Registry{Host: o.Host, URL: o.URL()} }

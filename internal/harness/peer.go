@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libhost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -122,7 +125,7 @@ func (c *Cluster) AddPeer(o PeerOptions) *Peer {
 	if log == nil {
 		log = c.log
 	}
-	p.Client = swarm.NewClient(h, p.Router, cfg, p.Metrics, log)
+	p.Client = swarm.NewClient(h, clusterRouter{Router: p.Router, c: c, self: h.ID()}, cfg, p.Metrics, log)
 	var blobs chunk.Blobs = swarm.NewBlobs(p.Store, nil, !o.WholeBlobsOnly)
 	if o.Serve != nil {
 		blobs = o.Serve(blobs)
@@ -137,6 +140,41 @@ func (c *Cluster) AddPeer(o PeerOptions) *Peer {
 	}, zap.NewNop()))
 	c.Peers = append(c.Peers, p)
 	return p
+}
+
+// clusterRouter is a peer's router: the providers of Cluster.ListFirst,
+// then the memrouter's, at most limit of them (limit <= 0: all).
+type clusterRouter struct {
+	*memrouter.Router
+	c    *Cluster
+	self peer.ID
+}
+
+func (r clusterRouter) FindProviders(ctx context.Context, d digest.Digest, limit int) <-chan peer.AddrInfo {
+	first := r.c.listedFirst(d)
+	if len(first) == 0 {
+		return r.Router.FindProviders(ctx, d, limit)
+	}
+	seen := map[peer.ID]bool{r.self: true}
+	var found []peer.AddrInfo
+	add := func(ai peer.AddrInfo) {
+		if !seen[ai.ID] && (limit <= 0 || len(found) < limit) {
+			seen[ai.ID] = true
+			found = append(found, ai)
+		}
+	}
+	for _, ai := range first {
+		add(ai)
+	}
+	for ai := range r.Router.FindProviders(ctx, d, 0) {
+		add(ai)
+	}
+	out := make(chan peer.AddrInfo, len(found))
+	for _, ai := range found {
+		out <- ai
+	}
+	close(out)
+	return out
 }
 
 // psk reads the cluster's swarm key (nil without one).
@@ -193,4 +231,68 @@ func (p *Peer) Pull(ctx context.Context, req swarm.Request, want []byte, fallbac
 	// The last byte is released once the digest matches, before the
 	// commit.
 	return st.Wait(ctx)
+}
+
+// PullHashed is Pull for large blobs and heap measurements: it checks the
+// bytes read back against req.Digest through a hash instead of buffering
+// them. A reader cut off once by a restarted download (store.ErrRestarted:
+// the fetch dropped what it had and refetched the blob, say from the origin
+// after a digest failure) reads the stored blob again.
+func (p *Peer) PullHashed(ctx context.Context, req swarm.Request, fallback swarm.Fallback) error {
+	fill := func(ctx context.Context, part *store.Partial) error {
+		return p.Client.Fetch(ctx, req, part, fallback)
+	}
+	for attempt := 0; ; attempt++ {
+		st, err := p.Store.Fetch(ctx, req.Digest, fill)
+		if err != nil {
+			return err
+		}
+		size, err := st.Size(ctx)
+		if err != nil {
+			_ = st.Close()
+			return err
+		}
+		h := sha256.New()
+		_, err = st.WriteRange(ctx, h, 0, size)
+		if errors.Is(err, store.ErrRestarted) && attempt == 0 {
+			werr := st.Wait(ctx)
+			_ = st.Close()
+			if werr != nil {
+				return werr
+			}
+			continue
+		}
+		if err == nil {
+			err = st.Wait(ctx)
+		}
+		_ = st.Close()
+		if err != nil {
+			return err
+		}
+		if got := digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)); got != req.Digest {
+			return fmt.Errorf("%w: %d bytes read with digest %s", ErrContent, size, got)
+		}
+		return nil
+	}
+}
+
+// WriteFallback is a swarm.Fallback that writes b as the origin would
+// (from the partial's offset, after a reset when the partial has another
+// size) and adds one to calls (if not nil) on each call.
+func WriteFallback(b []byte, calls *atomic.Int64) swarm.Fallback {
+	return func(_ context.Context, p *store.Partial) error {
+		if calls != nil {
+			calls.Add(1)
+		}
+		if p.Size() != int64(len(b)) {
+			if err := p.Reset(); err != nil {
+				return err
+			}
+			if err := p.SetSize(int64(len(b))); err != nil {
+				return err
+			}
+		}
+		_, err := p.Write(b[p.Offset():])
+		return err
+	}
 }

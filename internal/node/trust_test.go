@@ -18,18 +18,12 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
-	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/harness/hostile"
-	"github.com/shoal-dev/shoal/internal/node"
-	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/host"
-	"github.com/shoal-dev/shoal/p2p/member"
-	"github.com/shoal-dev/shoal/p2p/swarm"
-	"github.com/shoal-dev/shoal/seeder"
 )
 
 // layerOf pushes a one-layer image of size random bytes and returns the
@@ -64,7 +58,7 @@ func layerBytes(t *testing.T, l v1.Layer) (digest.Digest, []byte) {
 
 // getBlob asks the daemon's shim for a blob. It reports the status, the
 // Content-Length header, the body and whether the body arrived whole.
-func getBlob(t *testing.T, d *node.Daemon, repo string, dg digest.Digest) (int, int64, []byte, error) {
+func getBlob(t *testing.T, d *harness.Node, repo string, dg digest.Digest) (int, int64, []byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -80,7 +74,7 @@ func getBlob(t *testing.T, d *node.Daemon, repo string, dg digest.Digest) (int, 
 }
 
 // seederInfo is where hostile peers join the DHT.
-func seederInfo(t *testing.T, s *seeder.Seeder) hostile.Options {
+func seederInfo(t *testing.T, s *harness.Seeder) hostile.Options {
 	t.Helper()
 	infos, err := host.ParseAddrInfos(s.Addrs()[:1])
 	if err != nil {
@@ -121,8 +115,8 @@ func TestHostileHaveSizeThroughTheShim(t *testing.T) {
 		size int64
 	}{{"size 0", 0}, {"one chunk of three", chunkset.DefaultSize}} {
 		t.Run(tc.name, func(t *testing.T) {
-			origin := harness.StartOrigin("")
-			defer origin.Close()
+			c := harness.NewCluster(t, harness.ClusterOptions{})
+			origin := c.Origin
 			dg, blob := layerOf(t, origin, 31, 3<<20, "hostile/app:v1")
 			var slowUntil atomic.Int64
 			origin.OnRequest(func(r *http.Request) {
@@ -132,8 +126,7 @@ func TestHostileHaveSizeThroughTheShim(t *testing.T) {
 					}
 				}
 			})
-			c := startSeeder(t, origin, "")
-			opts := seederInfo(t, c.seeder)
+			opts := seederInfo(t, c.AddSeeder(harness.SeederOptions{}))
 			liar := hostile.New(t, opts)
 			cs := chunkset.Size(tc.size)
 			bm := chunkset.New(chunkset.Count(tc.size, cs))
@@ -142,7 +135,7 @@ func TestHostileHaveSizeThroughTheShim(t *testing.T) {
 			}
 			liar.Answer(hostile.Lie(time.Minute, chunk.Have{BlobSize: tc.size, ChunkSize: cs, Bitmap: bm, Complete: true}))
 			provideAndWait(t, liar, opts, dg)
-			d := c.node("")
+			d := c.AddNode(harness.NodeOptions{})
 			slowUntil.Store(time.Now().Add(2 * time.Second).UnixNano())
 			status, cl, body, err := getBlob(t, d, "hostile/app", dg)
 			if status != http.StatusOK || cl != int64(len(blob)) {
@@ -200,59 +193,26 @@ func (f *flipper) Read(b []byte) (int, error) {
 
 func (f *flipper) Close() error { return f.r.Close() }
 
-// startSeederVia starts a seeder whose origin is reached through url.
-func startSeederVia(t *testing.T, origin *harness.Origin, via string) *cluster {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := seeder.New(ctx, seeder.Config{
-		DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0",
-		Swarm:    member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
-		Upstream: upstream.Settings{Upstreams: []string{origin.Host + "=" + via}, DefaultUpstream: origin.Host, Timeout: 20 * time.Second},
-	}, zap.NewNop())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, origin: origin, seeder: s, cancel: cancel}
-	c.run(func(ctx context.Context) error { return s.Run(ctx) }, ctx)
-	t.Cleanup(c.stop)
-	return c
-}
-
-// nodeVia starts a daemon whose origin is reached through url.
-func (c *cluster) nodeVia(via string) *node.Daemon {
-	c.t.Helper()
-	d, err := node.New(context.Background(), node.Config{
-		DataDir: c.t.TempDir(), RegistryAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-		Upstream: upstream.Settings{Upstreams: []string{c.origin.Host + "=" + via}, DefaultUpstream: c.origin.Host, Timeout: 20 * time.Second},
-		TagTTL:   time.Minute,
-		P2P:      true, Swarm: member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: c.seeder.Addrs()[:1]},
-		TrustedSeeders: []string{c.seeder.ID().String()}, SharePartial: true, MaxSourcesPerBlob: swarm.DefaultMaxSources,
-	}, testLogger(c.t))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	prev := c.cancel
-	c.cancel = func() { cancel(); prev() }
-	c.run(func(ctx context.Context) error { return d.Run(ctx) }, ctx)
-	return d
-}
-
 // The origin lies once: the seeder signs the chunks of the wrong bytes it
-// streamed, every chunk passes its check at the node, and the blob fails
+// streams, every chunk passes its check at the node, and the blob fails
 // its digest. The node must count it, refetch from the origin (which now
 // tells the truth) and end with the right blob; no client ever gets a
 // complete body that is not the blob; the seeder stays in use for later
 // blobs.
 func TestLyingOriginBehindTheSeeder(t *testing.T) {
-	origin := harness.StartOrigin("")
-	defer origin.Close()
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	origin := c.Origin
 	dg, blob := layerOf(t, origin, 32, 3<<20, "liar/app:v1")
 	laterDg, later := layerOf(t, origin, 33, 2<<20, "liar/later:v1")
-	via := lyingProxy(t, origin, dg)
-	c := startSeederVia(t, origin, via.URL)
-	d := c.nodeVia(via.URL)
+	// The seeder and the daemon reach the origin, under its name, through
+	// the lying proxy.
+	via := harness.Registry{Host: origin.Host, URL: lyingProxy(t, origin, dg).URL}
+	// The seeder streams chunk by chunk (1 MiB/s): the node takes the wrong
+	// chunk under the seeder's STREAMED record before the seeder's own
+	// digest check, at the last byte, fails.
+	origin.SetRate(1 << 20)
+	c.AddSeeder(harness.SeederOptions{Upstream: via})
+	d := c.AddNode(harness.NodeOptions{Upstream: via})
 	for attempt := 1; ; attempt++ {
 		status, cl, body, err := getBlob(t, d, "liar/app", dg)
 		if status == http.StatusOK && cl == int64(len(body)) && err == nil {
@@ -288,12 +248,11 @@ func TestLyingOriginBehindTheSeeder(t *testing.T) {
 // a 64 TiB blob, or that CHUNK in answer to a request). The daemon's heap
 // stays bounded while the client gets the blob from the seeder.
 func TestDHTFloodOfBloatersThroughTheDaemon(t *testing.T) {
-	origin := harness.StartOrigin("")
-	defer origin.Close()
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	origin := c.Origin
 	dg, blob := layerOf(t, origin, 34, 16<<20, "bloat/app:v1")
 	origin.SetRate(8 << 20) // the pull lasts a couple of seconds
-	c := startSeeder(t, origin, "")
-	opts := seederInfo(t, c.seeder)
+	opts := seederInfo(t, c.AddSeeder(harness.SeederOptions{}))
 	ps := hostile.Many(t, 8, opts)
 	for i, p := range ps {
 		if i%2 == 0 {
@@ -306,7 +265,7 @@ func TestDHTFloodOfBloatersThroughTheDaemon(t *testing.T) {
 		}
 	}
 	waitProviders(t, opts, dg, len(ps))
-	d := c.node("")
+	d := c.AddNode(harness.NodeOptions{})
 
 	runtime.GC()
 	var ms runtime.MemStats

@@ -60,7 +60,7 @@ func hugeHave() chunk.Have {
 // whole payload; then a little of the payload, and then nothing.
 func chunkHead(t *testing.T, s network.Stream, key crypto.PrivKey, d digest.Digest, size int64, i int) {
 	cs := chunkset.Size(size)
-	signed, err := chunk.Sign(key, chunk.Record{Digest: d, BlobSize: size, ChunkSize: cs, Index: i})
+	signed, err := chunk.Sign(key, chunk.Record{Kind: chunk.Verified, Digest: d, BlobSize: size, ChunkSize: cs, Index: i})
 	if err != nil {
 		t.Error(err)
 		return

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/harness/hostile"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/swarm"
@@ -22,19 +22,21 @@ import (
 // quickly, reach the holder, learn the size from its first chunk's signed
 // record and finish from it without the origin.
 func TestProviderFloodDoesNotCrowdOutTheHolder(t *testing.T) {
-	blob := randomBlob(6<<20, 12)
-	d := digestOf(blob)
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	blob, req := pushBlob(t, c, 6<<20, 12)
+	d := req.Digest
 	size := int64(len(blob))
-	s := newSeeder(t, blob)
-	r := newRouter()
-	a := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
-	if err := a.pull(t, blob, noFallback(t)); err != nil {
+	s := c.AddSeeder(harness.SeederOptions{})
+	a := newPeer(c, swarm.Config{})
+	if err := pull(a, req, blob, noFallback(t)); err != nil {
 		t.Fatal(err)
 	}
-	s.h.Close() // the trusted seeder is unreachable from now on
+	if err := s.Stop(); err != nil { // the trusted seeder is unreachable from now on
+		t.Fatal(err)
+	}
 	empty := fullHave(size)
 	empty.Bitmap, empty.Complete = chunkset.New(empty.Bitmap.Len()), false
-	r.announce(d, hostiles(t, 10, func(i int, p *hostile.Peer) hostile.Behavior {
+	c.ListFirst(d, hostiles(t, 10, func(i int, p *hostile.Peer) hostile.Behavior {
 		switch i {
 		case 0, 5:
 			return hostile.Silent(time.Minute)
@@ -51,21 +53,19 @@ func TestProviderFloodDoesNotCrowdOutTheHolder(t *testing.T) {
 	if raceEnabled {
 		cfg.MinChunkTimeout = 4 * time.Second
 	}
-	b := newNode(t, r, []peer.AddrInfo{s.info()}, cfg)
-	// newNode's generous timeouts are for honest swarms; these are the
-	// defaults a daemon runs with.
-	b.f = swarm.NewClient(b.h, nodeRouter{r, b.h}, swarm.Config{Seeders: []peer.AddrInfo{s.info()}, SharePartial: true,
-		MinChunkTimeout: cfg.MinChunkTimeout}, b.m, testLogger(t))
-	if err := b.pull(t, blob, noFallback(t)); err != nil {
+	// Not newPeer: its generous timeouts are for honest swarms; these are
+	// the defaults a daemon runs with.
+	b := c.AddPeer(harness.PeerOptions{Config: cfg})
+	if err := pull(b, req, blob, noFallback(t)); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.fetched("peer"); got != float64(size) {
+	if got := b.Fetched("peer"); got != float64(size) {
 		t.Fatalf("bytes from the honest peer: %v, want %d", got, size)
 	}
 	// How many were dropped by the end depends on when the holder was
 	// reached; some always are (the empty one at once, the liar about the
 	// size once the holder's record gave it, the silent after HaveTimeout).
-	if got := b.rejections(""); got < 3 {
+	if got := rejections(t, b, ""); got < 3 {
 		t.Fatalf("rejections %v: the flood was not counted", got)
 	}
 }
@@ -77,18 +77,17 @@ func TestProviderFloodDoesNotCrowdOutTheHolder(t *testing.T) {
 // that its geometry is the trusted one) and the pull must complete from
 // the seeder.
 func TestHostileProvidersCannotBloatTheHeap(t *testing.T) {
-	blob := randomBlob(16<<20, 13)
-	d := digestOf(blob)
-	s := newSeeder(t, blob)
-	s.rate = 8 << 20 // a couple of seconds of pull for the attack to bite
-	r := newRouter()
-	r.announce(d, hostiles(t, 8, func(i int, p *hostile.Peer) hostile.Behavior {
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	_, req := pushBlob(t, c, 16<<20, 13)
+	c.AddSeeder(harness.SeederOptions{})
+	c.Origin.SetRate(8 << 20) // a couple of seconds of pull for the attack to bite
+	c.ListFirst(req.Digest, hostiles(t, 8, func(i int, p *hostile.Peer) hostile.Behavior {
 		if i%2 == 0 {
 			return p.Bloat(time.Minute)
 		}
 		return p.BloatOnRequest(time.Minute)
 	})...)
-	n := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
+	n := newPeer(c, swarm.Config{})
 
 	runtime.GC()
 	var ms runtime.MemStats
@@ -113,7 +112,7 @@ func TestHostileProvidersCannotBloatTheHeap(t *testing.T) {
 			}
 		}
 	}()
-	err := n.pullQuiet(t, blob, noFallback(t))
+	err := pullHashed(n, req, noFallback(t))
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -124,7 +123,7 @@ func TestHostileProvidersCannotBloatTheHeap(t *testing.T) {
 	if grew > 64<<20 {
 		t.Fatalf("the heap grew by %d MiB during the attack, want < 64 MiB", grew>>20)
 	}
-	if got := n.rejections(""); got < 4 {
+	if got := rejections(t, n, ""); got < 4 {
 		t.Fatalf("rejections %v, want the bloaters counted", got)
 	}
 }
@@ -132,12 +131,12 @@ func TestHostileProvidersCannotBloatTheHeap(t *testing.T) {
 // A node opens at most MaxSessions peer sessions at once, whatever the
 // DHT offers: here twelve silent providers, a cap of three.
 func TestPeerSessionsAreCappedPerNode(t *testing.T) {
-	blob := randomBlob(4<<20, 16)
-	s := newSeeder(t, blob)
-	s.rate = 2 << 20 // long enough for every provider to be tried
-	r := newRouter()
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	_, req := pushBlob(t, c, 4<<20, 16)
+	c.AddSeeder(harness.SeederOptions{})
+	c.Origin.SetRate(2 << 20) // long enough for every provider to be tried
 	var open, peak atomic.Int64
-	r.announce(digestOf(blob), hostiles(t, 12, func(int, *hostile.Peer) hostile.Behavior {
+	c.ListFirst(req.Digest, hostiles(t, 12, func(int, *hostile.Peer) hostile.Behavior {
 		return func(st network.Stream, o chunk.Open) {
 			n := open.Add(1)
 			defer open.Add(-1)
@@ -146,10 +145,8 @@ func TestPeerSessionsAreCappedPerNode(t *testing.T) {
 			hostile.Silent(time.Minute)(st, o)
 		}
 	})...)
-	n := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
-	n.f = swarm.NewClient(n.h, nodeRouter{r, n.h}, swarm.Config{Seeders: []peer.AddrInfo{s.info()}, SharePartial: true,
-		MaxSessions: 3, MinChunkTimeout: time.Second, StallTimeout: time.Minute}, n.m, testLogger(t))
-	if err := n.pullQuiet(t, blob, noFallback(t)); err != nil {
+	n := c.AddPeer(harness.PeerOptions{Config: swarm.Config{MaxSessions: 3, MinChunkTimeout: time.Second, StallTimeout: time.Minute}})
+	if err := pullHashed(n, req, noFallback(t)); err != nil {
 		t.Fatal(err)
 	}
 	// The providers count a stream until they see its reset, which may
@@ -158,7 +155,7 @@ func TestPeerSessionsAreCappedPerNode(t *testing.T) {
 	if got := peak.Load(); got > 3+1 || got == 0 {
 		t.Fatalf("%d silent providers were open at once, want at most 3", got)
 	}
-	if got := n.rejections("no_have"); got < 3 {
+	if got := rejections(t, n, "no_have"); got < 3 {
 		t.Fatalf("no_have rejections %v, want the silent providers dropped as they timed out", got)
 	}
 }

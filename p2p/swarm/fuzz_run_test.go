@@ -56,7 +56,7 @@ func newFuzzWorld(t testing.TB) *fuzzWorld {
 	for i := range w.n {
 		off, ln := chunkset.Bounds(w.size, cs, i)
 		c := w.blob[off : off+ln]
-		rec := chunk.Record{Digest: w.d, BlobSize: w.size, ChunkSize: cs, Index: i, Hash: sha256.Sum256(c)}
+		rec := chunk.Record{Kind: chunk.Verified, Digest: w.d, BlobSize: w.size, ChunkSize: cs, Index: i, Hash: sha256.Sum256(c)}
 		s, err := chunk.Sign(seedKey, rec)
 		if err != nil {
 			t.Fatal(err)
@@ -64,7 +64,7 @@ func newFuzzWorld(t testing.TB) *fuzzWorld {
 		f, _ := chunk.Sign(peerKey, rec)
 		w.signed, w.forged, w.chunkData = append(w.signed, s), append(w.forged, f), append(w.chunkData, c)
 	}
-	huge := chunk.Record{Digest: w.d, BlobSize: chunkset.MaxBlobSize, ChunkSize: chunkset.MaxSize}
+	huge := chunk.Record{Kind: chunk.Verified, Digest: w.d, BlobSize: chunkset.MaxBlobSize, ChunkSize: chunkset.MaxSize}
 	w.hugeOwn, _ = chunk.Sign(peerKey, huge)
 	return w
 }

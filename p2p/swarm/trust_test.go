@@ -4,9 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/harness/hostile"
 	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/swarm"
@@ -23,11 +22,11 @@ func fullHave(size int64) chunk.Have {
 }
 
 // A peer's HAVE never sets a blob's size. Here the liars answer before the
-// trusted seeder (which waits on its origin): the size must still come from
-// the seeder, the seeder must not be dropped for disagreeing with them, and
-// each liar is counted and dropped.
+// trusted seeder (its origin is slow to answer for the blob, and its HAVE
+// needs the size): the size must still come from the seeder, the seeder
+// must not be dropped for disagreeing with them, and each liar is counted
+// and dropped.
 func TestPeerHaveDoesNotSetTheSize(t *testing.T) {
-	blob := randomBlob(3<<20, 11)
 	for _, tc := range []struct {
 		name string
 		lie  chunk.Have
@@ -37,20 +36,21 @@ func TestPeerHaveDoesNotSetTheSize(t *testing.T) {
 		{"larger", fullHave(5 << 20)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSeeder(t, blob)
-			s.slowStart(time.Second)
-			r := newRouter()
-			r.announce(digestOf(blob), hostiles(t, 2, func(int, *hostile.Peer) hostile.Behavior {
+			c := harness.NewCluster(t, harness.ClusterOptions{})
+			blob, req := pushBlob(t, c, 3<<20, 11)
+			c.AddSeeder(harness.SeederOptions{})
+			c.Origin.DelayBlob(req.Digest, time.Second)
+			c.ListFirst(req.Digest, hostiles(t, 2, func(int, *hostile.Peer) hostile.Behavior {
 				return hostile.Lie(time.Minute, tc.lie)
 			})...)
-			n := newNode(t, r, []peer.AddrInfo{s.info()}, swarm.Config{})
-			if err := n.pull(t, blob, noFallback(t)); err != nil {
+			n := newPeer(c, swarm.Config{})
+			if err := pull(n, req, blob, noFallback(t)); err != nil {
 				t.Fatal(err)
 			}
-			if got := n.fetched("seeder"); got != float64(len(blob)) {
+			if got := n.Fetched("seeder"); got != float64(len(blob)) {
 				t.Fatalf("seeder bytes %v, want the whole blob (%d)", got, len(blob))
 			}
-			if got := n.rejections(""); got < 2 {
+			if got := rejections(t, n, ""); got < 2 {
 				t.Fatalf("peer rejections %v, want one per liar", got)
 			}
 		})
