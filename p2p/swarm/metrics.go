@@ -28,9 +28,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 			Name: "shoal_uploaded_bytes_total", Help: "Chunk bytes served to peers."}),
 		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_swarm_origin_fallbacks_total", Help: "Blob fetches that fell back to the origin."}),
-		Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shoal_peer_rejections_total",
-			Help: "Chunk sources dropped for a lie, a protocol violation, a bad chunk or for not delivering, by reason."}, []string{"reason"}),
+		Rejections: NewRejections(reg).c,
 		DigestFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_swarm_digest_failures_total",
 			Help: "Blobs filled from the swarm that failed their digest and were refetched from the origin, by who sent the chunks (peer, seeder)."}, []string{"from"}),
@@ -38,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 	for _, r := range reasons {
 		m.Rejections.WithLabelValues(r)
 	}
-	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.Rejections, m.DigestFailures}
+	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures}
 	if m.Fetched == nil {
 		m.Fetched = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})

@@ -152,7 +152,7 @@ func (r *run) release() {
 	for _, ev := range r.drain() {
 		switch ev.kind {
 		case evSession:
-			ev.sess.Reset()
+			_ = ev.sess.Reset()
 			r.unsession(ev.id)
 		case evDialFailed:
 			r.unsession(ev.id)
@@ -164,7 +164,7 @@ func (r *run) release() {
 		r.f.load.set(r, id, 0)
 		if !s.closed {
 			s.closed = true
-			s.sess.Reset()
+			_ = s.sess.Reset()
 		}
 		r.uncount(s)
 	}

@@ -242,7 +242,7 @@ func (r *run) closeSource(id peer.ID) {
 	}
 	s.inflight = map[int]time.Time{}
 	r.f.load.set(r, id, 0)
-	s.sess.Reset()
+	_ = s.sess.Reset()
 	r.uncount(s)
 	// With one source allowed, the seeders held in reserve step in when
 	// the peer that took the slot is gone.
@@ -269,7 +269,7 @@ func (r *run) read(ctx context.Context, s *source) {
 		case chunk.HaveUpdate:
 			r.send(ctx, event{kind: evUpdate, id: s.id, src: s, idxs: m.Indexes})
 		case chunk.Error:
-			r.send(ctx, event{kind: evChunkErr, id: s.id, src: s, idx: m.Index, err: fmt.Errorf("%w: %v", m.Code.Err(), m)})
+			r.send(ctx, event{kind: evChunkErr, id: s.id, src: s, idx: m.Index, err: fmt.Errorf("%w: %w", m.Code.Err(), m)})
 		}
 	}
 }
