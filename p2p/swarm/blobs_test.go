@@ -118,7 +118,7 @@ func (f *storeFeed) fill(ctx context.Context, b *feedBlob, p *store.Partial) err
 		}
 		data := b.data[off : off+ln]
 		sum := sha256.Sum256(data)
-		s, err := chunk.Sign(f.key, chunk.Record{Digest: p.Digest(), BlobSize: size, ChunkSize: cs, Index: a.i, Hash: sum})
+		s, err := chunk.Sign(f.key, chunk.Record{Kind: chunk.Verified, Digest: p.Digest(), BlobSize: size, ChunkSize: cs, Index: a.i, Hash: sum})
 		var rec []byte
 		if err == nil {
 			rec, err = chunk.MarshalSigned(s)
