@@ -35,7 +35,7 @@ func startSeederIn(t *testing.T, dataDir, name, baseURL string, tune func(*Confi
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := Config{
 		DataDir:   dataDir,
-		Swarm:     member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+		Swarm:     member.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, OpenSwarm: true},
 		AdminAddr: "127.0.0.1:0",
 		Upstream:  upstream.Settings{Upstreams: []string{name + "=" + baseURL}, DefaultUpstream: name, Timeout: 30 * time.Second},
 	}
