@@ -219,13 +219,8 @@ func (p *Partial) SetSize(n int64) error {
 func (p *Partial) Reset() error {
 	p.hmu.Lock()
 	defer p.hmu.Unlock()
-	if err := p.truncateAll(); err != nil {
-		return err
-	}
-	if p.log != nil {
-		_ = p.log.Close()
-		p.log = nil
-	}
+	// Void what readers may read first, then drop the bytes: a reader that
+	// finds the file shorter sees the new epoch (ErrRestarted).
 	dl := p.dl
 	dl.mu.Lock()
 	dl.avail = 0
@@ -234,6 +229,13 @@ func (p *Partial) Reset() error {
 	dl.sigs, dl.anyVerified = map[int]chunkEntry{}, false
 	dl.notify()
 	dl.mu.Unlock()
+	if err := p.truncateAll(); err != nil {
+		return err
+	}
+	if p.log != nil {
+		_ = p.log.Close()
+		p.log = nil
+	}
 	return nil
 }
 
@@ -352,23 +354,19 @@ func (p *Partial) SetChunkRecord(i int, sum [32]byte, sig []byte) error {
 // WriteChunk stores verified chunk i (its bytes, SHA-256 and signed record)
 // at its place. It is safe for concurrent use. A chunk already held keeps
 // its bytes; its record is replaced only by a VERIFIED one of the same hash
-// (a VERIFIED record is preferred to a STREAMED one). Once the download
-// holds a VERIFIED record, a chunk whose record is not VERIFIED is refused
-// with ErrRecordSuperseded. The in-order prefix advances over every chunk
-// now contiguous.
+// (a VERIFIED record is preferred to a STREAMED one). A STREAMED record is
+// taken even once VERIFIED ones of other chunks are held: peers that began
+// while the seeder still streamed hold only STREAMED records, and refusing
+// them starves an honest swarm (measured: a 3-node demo pull took 31 s with
+// 3x the image from the origin, against 4 s); the final digest check, the
+// origin refetch and the penalty box behind it catch a wrong one. The
+// in-order prefix advances over every chunk now contiguous.
 func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error {
 	dl := p.dl
 	e := dl.s.entry(dl.d, i, sum, sig)
 	dl.mu.Lock()
 	size, cs, n, had := dl.size, dl.chunkSize, dl.have.Len(), dl.have.Has(i)
-	superseded := dl.anyVerified && !e.verified
 	dl.mu.Unlock()
-	if superseded {
-		if dl.s.onSuperseded != nil {
-			dl.s.onSuperseded()
-		}
-		return fmt.Errorf("%w: chunk %d of %s", ErrRecordSuperseded, i, dl.d)
-	}
 	if size < 0 || cs <= 0 {
 		return fmt.Errorf("%w: WriteChunk before SetSize", ErrSizeMismatch)
 	}

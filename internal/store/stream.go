@@ -120,6 +120,11 @@ func (st *Stream) WriteRange(ctx context.Context, w io.Writer, off, n int64) (in
 			return written, err
 		}
 		if c < chunk {
+			if st.epoch() != epoch {
+				// The download dropped the bytes under the read (a Reset
+				// for a refetch): what was read is void.
+				return written, fmt.Errorf("%w: %s", ErrRestarted, st.dl.d)
+			}
 			return written, fmt.Errorf("store: short read at %d: %w", off+written, io.ErrUnexpectedEOF)
 		}
 	}
