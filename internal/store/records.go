@@ -7,11 +7,9 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// ErrRecordSuperseded is WriteChunk's answer to a chunk whose record is
-// not VERIFIED for a blob of which the download already holds a VERIFIED
-// record: the seeder has checked the whole blob since, so a record signed
-// before that check (a STREAMED one) is no longer taken; get the chunk
-// with a VERIFIED record from another source.
+// ErrRecordSuperseded names a chunk whose STREAMED record was superseded by
+// VERIFIED ones. WriteChunk no longer refuses such chunks (see WriteChunk);
+// the error stays for callers that match it.
 var ErrRecordSuperseded = errors.New("store: streamed chunk record replaced by verified records")
 
 // RecordCheck reports whether rec, the signed record kept with chunk i of
