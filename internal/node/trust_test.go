@@ -227,8 +227,13 @@ func TestLyingOriginBehindTheSeeder(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// Which side sees the lie first is a race: the node's digest check
+	// (counted here) or the seeder's own, after which the seeder answers
+	// NOT_FOUND and the node goes to the origin. Either way the node ends
+	// with the blob from the origin; the node-side path alone is pinned by
+	// p2p/swarm's TestDigestFailureRefetchesFromTheOrigin.
 	if got := metricLabel(t, d, "shoal_swarm_digest_failures_total", "", ""); got < 1 {
-		t.Fatalf("digest failures %v, want >= 1", got)
+		t.Logf("the seeder caught the lie before the node did (node digest failures %v)", got)
 	}
 	if got := metric(t, d, "shoal_fetched_bytes_total", "origin"); got < float64(len(blob)) {
 		t.Fatalf("origin bytes %v, want the blob (%d) refetched", got, len(blob))
