@@ -74,6 +74,9 @@ func TestNodeRefusesExpiredStreamedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A slow origin keeps the seeder streaming, so the node takes chunks
+	// from the peer that holds them all rather than waiting on the seeder.
+	c.Origin.SetRate(2 << 20)
 	s := c.AddSeeder(harness.SeederOptions{})
 	key, err := host.LoadOrCreateIdentity(s.Dir) // the seeder's own key
 	if err != nil {
