@@ -247,14 +247,10 @@ func FlipBit(_ int, data []byte) {
 // then writes any frames and reads (or stops reading) as it likes. The
 // stream is reset when the test ends.
 func (p *Peer) Open(ctx context.Context, victim peer.AddrInfo, open chunk.Open) (network.Stream, error) {
-	p.Host.Peerstore().AddAddrs(victim.ID, victim.Addrs, time.Hour)
-	s, err := p.Host.NewStream(ctx, victim.ID, chunk.ProtocolID)
+	s, err := p.OpenRaw(ctx, victim)
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	p.streams = append(p.streams, s)
-	p.mu.Unlock()
 	if err := Send(s, open); err != nil {
 		_ = s.Reset()
 		return nil, err
