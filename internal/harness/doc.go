@@ -1,5 +1,5 @@
 // Package harness is shoal's one test harness. Only tests and benchmarks
-// import it (TestOnlyTestsImportTheHarness keeps it that way): it starts
+// import it (internal/layout's TestImportDirections keeps it that way): it starts
 // servers, builds binaries and imports the whole node.
 //
 //   - origin.go: StartOrigin, the embedded origin registry with fault

@@ -2,11 +2,6 @@ package harness_test
 
 import (
 	"bytes"
-	"go/parser"
-	"go/token"
-	"io/fs"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -19,46 +14,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// Only tests and benchmarks import the harness: it starts servers, builds
-// binaries and imports the whole node.
-func TestOnlyTestsImportTheHarness(t *testing.T) {
-	root := filepath.Join("..", "..")
-	const pkg = "github.com/shoal-dev/shoal/internal/harness"
-	fset := token.NewFileSet()
-	checked := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
-		if err != nil {
-			return err
-		}
-		checked++
-		for _, imp := range f.Imports {
-			if p, _ := strconv.Unquote(imp.Path.Value); p == pkg {
-				t.Errorf("%s imports %s: only _test.go files may", path, pkg)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if checked < 50 {
-		t.Fatalf("checked only %d files: is %s the module root?", checked, root)
-	}
-}
 
 // The metric readers agree on a registry and on its text exposition.
 func TestMetrics(t *testing.T) {
