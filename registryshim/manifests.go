@@ -19,10 +19,7 @@ func (s *Shim) serveManifest(ctx context.Context, w http.ResponseWriter, r *http
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	accept := accepts(r)
-	refStr := ref.Tag
-	if ref.IsDigest() {
-		refStr = ref.Digest.String()
-	}
+	refStr := ref.String()
 	cred := r.Header.Get("Authorization")
 	v, err := s.authorize(ctx, w, r, t, "manifests", refStr)
 	if err != nil {

@@ -48,7 +48,7 @@ func newTagCache(up TagResolver, ttl, stale time.Duration, log *zap.Logger, m *m
 // resolve returns the descriptor a tag points to and how it was found:
 // "cache", "upstream" or "stale".
 func (c *tagCache) resolve(ctx context.Context, t upstream.Target, tag string, accept []string) (upstream.Descriptor, string, error) {
-	key := t.Base.String() + "|" + t.Repo + "|" + tag + "|" + strings.Join(accept, ",")
+	key := tagKey(t, tag, accept)
 	c.mu.Lock()
 	ent, ok := c.ents[key]
 	c.mu.Unlock()
@@ -62,12 +62,7 @@ func (c *tagCache) resolve(ctx context.Context, t upstream.Target, tag string, a
 		if err != nil {
 			return nil, err
 		}
-		c.mu.Lock()
-		if len(c.ents) >= maxTagEntries {
-			c.pruneLocked()
-		}
-		c.ents[key] = tagEntry{desc: desc, fetched: c.now()}
-		c.mu.Unlock()
+		c.put(key, desc)
 		return desc, nil
 	})
 	if err == nil {
@@ -88,7 +83,16 @@ func (c *tagCache) resolve(ctx context.Context, t upstream.Target, tag string, a
 // store records a resolution made elsewhere (the access check's HEAD of
 // the tag, with the same Accept).
 func (c *tagCache) store(t upstream.Target, tag string, accept []string, desc upstream.Descriptor) {
-	key := t.Base.String() + "|" + t.Repo + "|" + tag + "|" + strings.Join(accept, ",")
+	c.put(tagKey(t, tag, accept), desc)
+}
+
+// tagKey is the cache key of tag of t's repository, for Accept accept.
+func tagKey(t upstream.Target, tag string, accept []string) string {
+	return t.Base.String() + "|" + t.Repo + "|" + tag + "|" + strings.Join(accept, ",")
+}
+
+// put records desc under key, pruning first when the cache is full.
+func (c *tagCache) put(key string, desc upstream.Descriptor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.ents) >= maxTagEntries {
