@@ -15,6 +15,10 @@ type Metrics struct {
 	// by who sent the chunks: "peer" (at least one peer did) or "seeder"
 	// (only trusted seeders did: a seeder signed wrong bytes).
 	DigestFailures *prometheus.CounterVec
+
+	// Fetched's children by source kind, resolved once: landed counts
+	// every chunk.
+	fetchedPeer, fetchedSeeder prometheus.Counter
 }
 
 // NewMetrics registers the swarm metrics. fetched may be shared with the
@@ -42,6 +46,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})
 		cs = append(cs, m.Fetched)
 	}
+	m.fetchedPeer, m.fetchedSeeder = m.Fetched.WithLabelValues("peer"), m.Fetched.WithLabelValues("seeder")
 	if reg != nil {
 		reg.MustRegister(cs...)
 	}

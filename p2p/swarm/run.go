@@ -234,10 +234,8 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evDialFailed:
 		delete(r.dialing, ev.id)
 		r.unsession(ev.id)
-		if r.f.cfg.MaxSources == 1 && r.live()+len(r.dialing) == 0 && !r.f.seeder[ev.id] {
-			for _, s := range r.f.cfg.Seeders {
-				r.send(ctx, event{kind: evPeer, info: s})
-			}
+		if !r.f.seeder[ev.id] {
+			r.seedersStepIn()
 		}
 		r.dialFailed(ev.id, ev.err)
 	case evSession:
@@ -307,12 +305,12 @@ func (r *run) landed(ctx context.Context, ev event) {
 	}
 	r.lastProgress = time.Now()
 	r.f.lastChunk.Store(r.lastProgress.UnixNano())
-	src := "peer"
+	src, fetched := "peer", r.f.m.fetchedPeer
 	if r.f.seeder[ev.id] {
-		src = "seeder"
+		src, fetched = "seeder", r.f.m.fetchedSeeder
 	}
 	r.bytes[src] += ev.n
-	r.f.m.Fetched.WithLabelValues(src).Add(float64(ev.n))
+	fetched.Add(float64(ev.n))
 	r.used[ev.id] = true
 	// Cancel duplicate requests (endgame) on other peers.
 	for _, o := range r.peers {

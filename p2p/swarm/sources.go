@@ -244,12 +244,19 @@ func (r *run) closeSource(id peer.ID) {
 	r.f.load.set(r, id, 0)
 	_ = s.sess.Reset()
 	r.uncount(s)
-	// With one source allowed, the seeders held in reserve step in when
-	// the peer that took the slot is gone.
-	if r.f.cfg.MaxSources == 1 && !s.seeder && r.live()+len(r.dialing) == 0 {
-		for _, sd := range r.f.cfg.Seeders {
-			r.send(context.Background(), event{kind: evPeer, info: sd})
-		}
+	if !s.seeder {
+		r.seedersStepIn()
+	}
+}
+
+// seedersStepIn offers the seeders again when, with one source allowed,
+// the peer that took the slot is gone (it closed or its dial failed).
+func (r *run) seedersStepIn() {
+	if r.f.cfg.MaxSources != 1 || r.live()+len(r.dialing) > 0 {
+		return
+	}
+	for _, sd := range r.f.cfg.Seeders {
+		r.send(context.Background(), event{kind: evPeer, info: sd})
 	}
 }
 
