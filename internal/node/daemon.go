@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		// Chunks with a trusted seeder's VERIFIED record answer a Range
 		// before the blob is complete; once one is held, STREAMED ones
 		// are refused.
-		store.WithRecordCheck(chunk.VerifiedRecordCheck(trustSet(cfg.TrustedSeeders)), d.rej.Func(swarm.RejectStreamedRecordReplaced)),
+		store.WithRecordCheck(chunk.VerifiedRecordCheck(trustSet(cfg.TrustedSeeders))),
 		store.WithLimits(cfg.Downloads), store.WithMetrics(reg))
 	if err != nil {
 		return nil, err

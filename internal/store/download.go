@@ -32,16 +32,13 @@ type Download struct {
 	chunkSize int64
 	have      *chunkset.Set // chunks whose bytes are on disk (nil before the size is known)
 	sigs      map[int]chunkEntry
-	// anyVerified: some entry in sigs is VERIFIED (the seeder checked the
-	// whole blob), so records that are not are refused from now on.
-	anyVerified bool
-	avail       int64 // bytes from offset 0, in order, hashed: readable by streams
-	verified    bool  // the digest matched and the file is under blobs/
-	digestOK    bool  // the digest matched (the file may still be syncing)
-	err         error // terminal failure
-	done        bool
-	version     uint64 // bumps with every change, for chunk views
-	epoch       uint64 // bumps when bytes already readable are dropped (Reset, a new size)
+	avail     int64 // bytes from offset 0, in order, hashed: readable by streams
+	verified  bool  // the digest matched and the file is under blobs/
+	digestOK  bool  // the digest matched (the file may still be syncing)
+	err       error // terminal failure
+	done      bool
+	version   uint64 // bumps with every change, for chunk views
+	epoch     uint64 // bumps when bytes already readable are dropped (Reset, a new size)
 
 	holds   int                     // readers holding the download (see limits.go)
 	idleGen uint64                  // invalidates idle timers when a reader comes back
@@ -63,10 +60,25 @@ func (dl *Download) partialPath() string { return dl.s.path("partial", dl.d) }
 func (dl *Download) sizePath() string    { return dl.partialPath() + ".size" }
 func (dl *Download) logPath() string     { return dl.partialPath() + ".chunks" }
 
-func (dl *Download) removePartial() {
-	for _, p := range []string{dl.partialPath(), dl.sizePath(), dl.logPath()} {
+func (dl *Download) removePartial() { removePartialFiles(dl.partialPath()) }
+
+// removePartialFiles deletes the data, size and chunk-log files of the
+// partial download at base.
+func removePartialFiles(base string) {
+	for _, p := range []string{base, base + ".size", base + ".chunks"} {
 		_ = os.Remove(p)
 	}
+}
+
+// readSizeFile returns the blob size kept in a partial's size file (false
+// when there is none or it does not parse).
+func readSizeFile(path string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil && n >= 0
 }
 
 func (dl *Download) run(ctx context.Context, fill Filler) {
@@ -99,7 +111,7 @@ func (dl *Download) run(ctx context.Context, fill Filler) {
 		if !keepPartial(err, held) {
 			dl.removePartial()
 			dl.s.dropPartial(dl.d)
-			dl.sigs, dl.anyVerified = map[int]chunkEntry{}, false
+			dl.sigs = map[int]chunkEntry{}
 			if dl.have != nil {
 				dl.have = chunkset.New(dl.have.Len())
 			}
@@ -126,13 +138,8 @@ func (dl *Download) openPartial() (*Partial, error) {
 		return nil, fmt.Errorf("store: open partial: %w", err)
 	}
 	p := &Partial{dl: dl, f: f, h: dl.d.Algorithm().Hash(), size: -1}
-	size := int64(-1)
-	if b, err := os.ReadFile(dl.sizePath()); err == nil {
-		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
-			size = n
-		}
-	}
-	if size < 0 {
+	size, ok := readSizeFile(dl.sizePath())
+	if !ok {
 		if err := p.truncateAll(); err != nil {
 			_ = f.Close()
 			return nil, err
@@ -166,7 +173,6 @@ func (p *Partial) restore(size int64) error {
 	have := chunkset.New(n)
 	buf := make([]byte, cs)
 	kept := map[int]chunkEntry{}
-	anyVerified := false
 	var prefix int64
 	for i := range n {
 		e, ok := entries[i]
@@ -190,13 +196,12 @@ func (p *Partial) restore(size int64) error {
 			prefix += ln
 		}
 		e = dl.s.entry(dl.d, i, sum, e.sig)
-		anyVerified = anyVerified || e.verified
 		have.Set(i)
 		kept[i] = e
 	}
 	p.size = size
 	dl.mu.Lock()
-	dl.size, dl.chunkSize, dl.have, dl.sigs, dl.anyVerified = size, cs, have, kept, anyVerified
+	dl.size, dl.chunkSize, dl.have, dl.sigs = size, cs, have, kept
 	dl.mu.Unlock()
 	// Rewrite the log with what was kept (hashes now known).
 	if err := p.rewriteLog(kept); err != nil {
@@ -266,7 +271,7 @@ func (p *Partial) finish() error {
 	// signed after the digest check replace every earlier one at once.
 	dl.mu.Lock()
 	if recs != nil {
-		dl.sigs, dl.anyVerified = recs, true
+		dl.sigs = recs
 	}
 	dl.digestOK = true
 	dl.notify()

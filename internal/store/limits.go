@@ -180,9 +180,7 @@ func (s *Store) cleanPartials() {
 			if err != nil || maxAge <= 0 || now.Sub(fi.ModTime()) <= maxAge {
 				continue
 			}
-			for _, p := range []string{path, path + ".size", path + ".chunks"} {
-				_ = os.Remove(p)
-			}
+			removePartialFiles(path)
 			s.m.partialsRemoved.Inc()
 			s.log.Info("removed an old partial download", zap.String("digest", alg+":"+base), zap.Duration("age", now.Sub(fi.ModTime()).Round(time.Second)))
 		}

@@ -204,7 +204,7 @@ func (p *Partial) SetSize(n int64) error {
 	cs := chunkset.Size(n)
 	dl.mu.Lock()
 	if dl.chunkSize != cs || dl.have.Len() != chunkset.Count(n, cs) {
-		dl.have, dl.sigs, dl.anyVerified = chunkset.New(chunkset.Count(n, cs)), map[int]chunkEntry{}, false
+		dl.have, dl.sigs = chunkset.New(chunkset.Count(n, cs)), map[int]chunkEntry{}
 	}
 	if dl.started && dl.size != n {
 		dl.epoch++
@@ -226,7 +226,7 @@ func (p *Partial) Reset() error {
 	dl.avail = 0
 	dl.epoch++
 	dl.have = chunkset.New(dl.have.Len())
-	dl.sigs, dl.anyVerified = map[int]chunkEntry{}, false
+	dl.sigs = map[int]chunkEntry{}
 	dl.notify()
 	dl.mu.Unlock()
 	if err := p.truncateAll(); err != nil {
@@ -343,7 +343,6 @@ func (p *Partial) SetChunkRecord(i int, sum [32]byte, sig []byte) error {
 	}
 	e := dl.s.entry(dl.d, i, sum, sig)
 	dl.sigs[i] = e
-	dl.anyVerified = dl.anyVerified || e.verified
 	dl.notify()
 	dl.mu.Unlock()
 	p.hmu.Lock()
@@ -391,7 +390,6 @@ func (p *Partial) WriteChunk(i int, data []byte, sum [32]byte, sig []byte) error
 	dl.mu.Lock()
 	dl.have.Set(i)
 	dl.sigs[i] = e
-	dl.anyVerified = dl.anyVerified || e.verified
 	dl.notify()
 	dl.mu.Unlock()
 	return p.advance(i, data)
@@ -408,7 +406,6 @@ func (p *Partial) upgradeRecord(i int, e chunkEntry) error {
 		return nil
 	}
 	dl.sigs[i] = e
-	dl.anyVerified = true
 	dl.notify()
 	dl.mu.Unlock()
 	p.hmu.Lock()

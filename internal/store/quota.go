@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -101,10 +100,8 @@ func (s *Store) loadUsage() {
 				continue
 			}
 			size := fi.Size()
-			if b, err := os.ReadFile(filepath.Join(dir, e.Name()+".size")); err == nil {
-				if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > size {
-					size = n
-				}
+			if n, ok := readSizeFile(filepath.Join(dir, e.Name()+".size")); ok && n > size {
+				size = n
 			}
 			q.partials[alg+":"+e.Name()] = &partialUse{size: size, lastUse: fi.ModTime()}
 			q.used += size
@@ -278,10 +275,7 @@ func (s *Store) removeIdlePartial(d digest.Digest) {
 	if _, busy := s.inflight[d.String()]; busy {
 		return
 	}
-	base := s.path("partial", d)
-	for _, p := range []string{base, base + ".size", base + ".chunks"} {
-		_ = os.Remove(p)
-	}
+	removePartialFiles(s.path("partial", d))
 	s.m.partialsRemoved.Inc()
 	s.log.Info("evicted a partial download", zap.String("digest", d.String()))
 }

@@ -1,16 +1,10 @@
 package store
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/opencontainers/go-digest"
 )
-
-// ErrRecordSuperseded names a chunk whose STREAMED record was superseded by
-// VERIFIED ones. WriteChunk no longer refuses such chunks (see WriteChunk);
-// the error stays for callers that match it.
-var ErrRecordSuperseded = errors.New("store: streamed chunk record replaced by verified records")
 
 // RecordCheck reports whether rec, the signed record kept with chunk i of
 // blob d whose SHA-256 is sum, vouches for bytes that its (trusted) signer
@@ -20,13 +14,9 @@ var ErrRecordSuperseded = errors.New("store: streamed chunk record replaced by v
 type RecordCheck func(d digest.Digest, i int, sum [32]byte, rec []byte) bool
 
 // WithRecordCheck sets the test of VERIFIED records (nil: none is, so a
-// Range waits for the whole blob). onSuperseded, if not nil, is called for
-// every chunk refused with ErrRecordSuperseded.
-func WithRecordCheck(check RecordCheck, onSuperseded func()) Option {
-	return func(s *Store) {
-		s.recordCheck = check
-		s.onSuperseded = onSuperseded
-	}
+// Range waits for the whole blob).
+func WithRecordCheck(check RecordCheck) Option {
+	return func(s *Store) { s.recordCheck = check }
 }
 
 // entry builds the chunk-log entry of chunk i with its hash and record,

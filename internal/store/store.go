@@ -42,8 +42,7 @@ type Store struct {
 	reg    prometheus.Registerer
 	m      *storeMetrics
 
-	recordCheck  RecordCheck
-	onSuperseded func()
+	recordCheck RecordCheck
 
 	mu       sync.Mutex
 	inflight map[string]*Download

@@ -28,7 +28,7 @@ func signingFill(b []byte, verified *int) Filler {
 // Once the digest matched, the records OnVerified makes replace every
 // STREAMED one, in the download and in the complete blob's records.
 func TestOnVerifiedReplacesRecords(t *testing.T) {
-	s := openChecked(t, t.TempDir(), nil)
+	s := openChecked(t, t.TempDir())
 	b := data(3*int(testChunk) + 17)
 	d := digestOf(b)
 	calls := 0
@@ -62,7 +62,7 @@ func TestOnVerifiedReplacesRecords(t *testing.T) {
 // A blob that fails its digest check gets no VERIFIED record, and its
 // STREAMED records go with its partial: nothing of it is servable.
 func TestFailedDigestSignsNothing(t *testing.T) {
-	s := openChecked(t, t.TempDir(), nil)
+	s := openChecked(t, t.TempDir())
 	b := data(3 * int(testChunk))
 	d := digestOf(append([]byte("other"), b...))
 	calls := 0
