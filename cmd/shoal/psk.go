@@ -27,22 +27,11 @@ func runPSK(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if *out == "-" {
 		return host.GeneratePSK(stdout)
 	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if *force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	f, err := os.OpenFile(*out, flags, 0o600)
+	err := host.WritePSKFile(*out, *force)
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s exists (a network key is shared by every member: keep it, or pass --force to replace it)", *out)
 	}
 	if err != nil {
-		return err
-	}
-	if err := host.GeneratePSK(f); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
 		return err
 	}
 	_, _ = fmt.Fprintf(stderr, "wrote a new network key to %s; give every daemon and seeder --psk-file %s\n", *out, *out)

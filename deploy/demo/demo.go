@@ -39,15 +39,7 @@ func writePSK(path string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return "", err
-	}
-	if err := host.GeneratePSK(f); err != nil {
-		_ = f.Close()
-		return "", err
-	}
-	return path, f.Close()
+	return path, host.WritePSKFile(path, true)
 }
 
 // Options shape the demo.

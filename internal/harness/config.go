@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -165,12 +164,7 @@ func SeederConfig(o SeederOptions) seeder.Config {
 func PSKFile(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "swarm.key")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	if err := host.GeneratePSK(f); err != nil {
+	if err := host.WritePSKFile(p, true); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -129,13 +129,7 @@ func NetworkKeyFile() string {
 			return
 		}
 		networkKey.path = filepath.Join(dir, "swarm.key")
-		f, err := os.OpenFile(networkKey.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			networkKey.err = err
-			return
-		}
-		defer func() { _ = f.Close() }()
-		networkKey.err = host.GeneratePSK(f)
+		networkKey.err = host.WritePSKFile(networkKey.path, false)
 	})
 	if networkKey.err != nil {
 		panic("harness: network key: " + networkKey.err.Error())

@@ -20,11 +20,14 @@ func WriteFrame(w io.Writer, m Message) error {
 	if err := m.validate(); err != nil {
 		return err
 	}
-	body, err := m.appendBody(make([]byte, 0, 64))
+	// The body is appended after room for the type and length, which are
+	// then put right before it: one allocation for the frame head.
+	const room = 1 + binary.MaxVarintLen64
+	buf, err := m.appendBody(make([]byte, room, room+64))
 	if err != nil {
 		return err
 	}
-	n := int64(len(body))
+	n := int64(len(buf) - room)
 	var payload []byte
 	if c, ok := m.(Chunk); ok {
 		payload = c.Data
@@ -33,11 +36,12 @@ func WriteFrame(w io.Writer, m Message) error {
 	if n > m.Type().maxBody() {
 		return fmt.Errorf("%w: %s body of %d bytes", ErrFrameTooLarge, m.Type(), n)
 	}
-	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(body))
-	hdr = append(hdr, byte(m.Type()))
-	hdr = binary.AppendUvarint(hdr, uint64(n))
-	hdr = append(hdr, body...)
-	if _, err := w.Write(hdr); err != nil {
+	var head [room]byte
+	head[0] = byte(m.Type())
+	hl := 1 + binary.PutUvarint(head[1:], uint64(n))
+	start := room - hl
+	copy(buf[start:], head[:hl])
+	if _, err := w.Write(buf[start:]); err != nil {
 		return err
 	}
 	if len(payload) > 0 {

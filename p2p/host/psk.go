@@ -93,6 +93,25 @@ func GeneratePSK(w io.Writer) error {
 	return err
 }
 
+// WritePSKFile writes a new swarm key (see [GeneratePSK]) to a file at path
+// created with mode 0600. Without replace an existing file is left alone
+// and the error wraps os.ErrExist; with it the file is truncated.
+func WritePSKFile(path string, replace bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if replace {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := GeneratePSK(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // cutLine splits off the first line, accepting "\n" or "\r\n" endings.
 func cutLine(b []byte) (line, rest []byte, ok bool) {
 	line, rest, ok = bytes.Cut(b, []byte{'\n'})
