@@ -21,9 +21,6 @@ const (
 	// RejectExpiredRecord: a chunk whose STREAMED record has expired was
 	// not served (the peer would refuse it) or not accepted.
 	RejectExpiredRecord = "expired_record"
-	// RejectStreamedRecordReplaced: a chunk with a STREAMED record offered
-	// for a blob of which VERIFIED records are held.
-	RejectStreamedRecordReplaced = "streamed_record_replaced"
 )
 
 // Rejections counts refusals of peers by reason, as
