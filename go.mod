@@ -125,4 +125,5 @@ require (
 	gonum.org/v1/gonum v0.17.0 // indirect
 	gotest.tools/v3 v3.5.2 // indirect
 	lukechampine.com/blake3 v1.4.1 // indirect
+	oras.land/oras-go/v2 v2.7.0 // indirect
 )

@@ -33,6 +33,7 @@ func commands() []command {
 		{"daemon", "run the node daemon: the registry shim over the content store", runDaemon},
 		{"seeder", "run a seeder beside the origin registry: pulls each blob once, signs chunks, seeds the swarm", runSeeder},
 		{"preheat", "ask a seeder to pull every blob of an image before a rollout", runPreheat},
+		{"status", "show a daemon's peers, store, DHT and recent pulls with bytes by source (did P2P serve them?)", runStatus},
 		{"id", "print the peer ID of a data directory (creating its identity key if needed)", runID},
 		{"psk", "write a new private network key (libp2p swarm key) for --psk-file", runPSK},
 		{"containerd-config", "write containerd hosts.toml files that use the shoal mirror", runContainerdConfig},

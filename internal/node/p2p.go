@@ -3,10 +3,13 @@ package node
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shoal-dev/shoal/internal/ops"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/host"
@@ -18,11 +21,15 @@ import (
 // swarmFetcher is the shim's Fetcher with the swarm on: peers and seeders
 // first, the origin as the last resort.
 type swarmFetcher struct {
-	sw     *swarm.Client
-	origin registryshim.Fetcher
+	sw      *swarm.Client
+	origin  registryshim.Fetcher
+	results *results
+	pulls   *ops.Pulls
 }
 
 func (f swarmFetcher) Fetch(ctx context.Context, req upstream.BlobRequest, p *store.Partial) error {
+	start := time.Now()
+	defer f.results.record(f.pulls, req, start)
 	return f.sw.Fetch(ctx, swarm.Request{Digest: req.Digest, Registry: req.Target.Registry, Repo: req.Target.Repo}, p,
 		func(ctx context.Context, p *store.Partial) error { return f.origin.Fetch(ctx, req, p) })
 }
@@ -72,11 +79,13 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	d.peer = p
 	d.withdraw = p.DHT.StopProviding
 	m := swarm.NewMetrics(d.reg, fetched)
-	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial}, m, d.log.Named("swarm"))
+	res := &results{m: map[digest.Digest]swarm.Result{}}
+	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial,
+		OnDone: res.done}, m, d.log.Named("swarm"))
 	p.Serve(swarm.NewBlobs(d.store, nil, cfg.SharePartial, swarm.WithRejections(d.rej)), func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) })
 	// Advertise what is already here, with chunk records.
 	for _, dg := range d.store.Chunked() {
 		p.DHT.StartProviding(ctx, dg)
 	}
-	return swarmFetcher{sw: sw, origin: origin}, nil
+	return swarmFetcher{sw: sw, origin: origin, results: res, pulls: d.pulls}, nil
 }

@@ -3,7 +3,9 @@
 // for, pprof under /debug/pprof/), the Prometheus registry behind it, and
 // Run, which serves a set of HTTP servers until a context ends and then
 // shuts them down within a grace period. The node daemon and the seeder
-// use it alike.
+// use it alike. A node also serves its recent pulls (Pulls, at
+// PullsPath), and ReadStatus is the other side: it reads a node's ops
+// endpoint (metrics parsed with expfmt, and the pulls) for `shoal status`.
 package ops
 
 import (
@@ -37,10 +39,21 @@ func (r *Ready) Set(ok bool) { r.v.Store(ok) }
 // OK reports whether the process is ready.
 func (r *Ready) OK() bool { return r.v.Load() }
 
+// Route is one more handler on the operations endpoint (a node's
+// PullsPath).
+type Route struct {
+	Pattern string
+	Handler http.Handler
+}
+
 // Handler is the operations endpoint over reg. /readyz answers 503 until
-// ready reports true; pprof adds the /debug/pprof/ handlers.
-func Handler(reg *prometheus.Registry, ready *Ready, withPprof bool) http.Handler {
+// ready reports true; pprof adds the /debug/pprof/ handlers; routes adds
+// the process's own read-only views.
+func Handler(reg *prometheus.Registry, ready *Ready, withPprof bool, routes ...Route) http.Handler {
 	mux := http.NewServeMux()
+	for _, rt := range routes {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -35,6 +35,24 @@ func newStoreMetrics(s *Store) *storeMetrics {
 			Name: "shoal_store_limit_bytes", Help: "The store's quota (0: none).",
 		}, func() float64 { _, l := s.Usage(); return float64(l) })
 		s.reg.MustRegister(m.downloads, m.abandoned, m.partialsRemoved, used, limit)
+		s.reg.MustRegister(holdingsGauges(s)...)
 	}
 	return m
+}
+
+// holdingsGauges are shoal_store_blobs and shoal_store_blob_bytes by state
+// (complete, partial), read from the quota's books at each scrape.
+func holdingsGauges(s *Store) []prometheus.Collector {
+	gauge := func(name, help, state string, f func(blobs int, blobBytes int64, partials int, partialBytes int64) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"state": state}},
+			func() float64 { return f(s.Holdings()) })
+	}
+	const blobsHelp = "Blobs in the store, by state: complete, or partial (a download under way or kept for a resume)."
+	const bytesHelp = "Bytes of the store's blobs, by state (a partial counts its blob's whole size once known)."
+	return []prometheus.Collector{
+		gauge("shoal_store_blobs", blobsHelp, "complete", func(b int, _ int64, _ int, _ int64) float64 { return float64(b) }),
+		gauge("shoal_store_blobs", blobsHelp, "partial", func(_ int, _ int64, p int, _ int64) float64 { return float64(p) }),
+		gauge("shoal_store_blob_bytes", bytesHelp, "complete", func(_ int, n int64, _ int, _ int64) float64 { return float64(n) }),
+		gauge("shoal_store_blob_bytes", bytesHelp, "partial", func(_ int, _ int64, _ int, n int64) float64 { return float64(n) }),
+	}
 }

@@ -207,6 +207,22 @@ func (s *Store) Usage() (used, limit int64) {
 	return s.quota.used, s.quota.max
 }
 
+// Holdings counts complete blobs and partial downloads with their bytes (a
+// partial's bytes are its reservation: the blob's size once known).
+func (s *Store) Holdings() (blobs int, blobBytes int64, partials int, partialBytes int64) {
+	s.quota.mu.Lock()
+	defer s.quota.mu.Unlock()
+	for _, n := range s.quota.sizes {
+		blobs++
+		blobBytes += n
+	}
+	for _, p := range s.quota.partials {
+		partials++
+		partialBytes += p.size
+	}
+	return blobs, blobBytes, partials, partialBytes
+}
+
 // evict deletes least recently used complete content and idle partials
 // (never keep) until usage is under the low watermark.
 func (s *Store) evict(keep digest.Digest) {
