@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
@@ -179,4 +182,67 @@ func configuredRegistries(s upstream.Settings) (func(string) bool, error) {
 		add(name)
 	}
 	return func(registry string) bool { return names[strings.ToLower(registry)] }, nil
+}
+
+// originLimit caps the bytes per second the seeder reads from the origin
+// (--origin-max-rate), across every blob fetch at once: one token bucket
+// over the bodies of the origin's blob answers. Each read takes at most a
+// burst's worth and waits for its tokens before the next one, so the
+// origin's link sees the rate give or take one burst. The time spent
+// waiting is counted (shoal_origin_throttled_seconds_total).
+type originLimit struct {
+	upstream.BlobGetter
+	lim       *rate.Limiter
+	throttled prometheus.Counter
+}
+
+// newOriginLimit wraps up with a limit of bytesPerSec (<= 0: up as it is),
+// registering the limit's metrics on reg.
+func newOriginLimit(up upstream.BlobGetter, bytesPerSec int64, reg prometheus.Registerer) upstream.BlobGetter {
+	limit := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "shoal_origin_max_rate_bytes", Help: "The seeder's cap on bytes per second read from the origin (0: none)."})
+	throttled := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shoal_origin_throttled_seconds_total", Help: "Time origin reads waited for the --origin-max-rate token bucket."})
+	reg.MustRegister(limit, throttled)
+	if bytesPerSec <= 0 {
+		return up
+	}
+	limit.Set(float64(bytesPerSec))
+	// A burst of an eighth of a second, between 16 KiB and 1 MiB: small
+	// enough that the rate holds over short spans, large enough that a
+	// read is not a syscall per token.
+	burst := min(max(bytesPerSec/8, 16<<10), 1<<20)
+	return originLimit{BlobGetter: up, lim: rate.NewLimiter(rate.Limit(bytesPerSec), int(burst)), throttled: throttled}
+}
+
+// GetBlob opens the blob with its body paced by the bucket.
+func (o originLimit) GetBlob(ctx context.Context, t upstream.Target, d digest.Digest, offset, size int64) (*upstream.Blob, error) {
+	b, err := o.BlobGetter.GetBlob(ctx, t, d, offset, size)
+	if err != nil {
+		return nil, err
+	}
+	b.ReadCloser = &pacedBody{ReadCloser: b.ReadCloser, ctx: ctx, o: o}
+	return b, nil
+}
+
+// pacedBody is an origin body read under the bucket.
+type pacedBody struct {
+	io.ReadCloser
+	ctx context.Context //nolint:containedctx // the request's context, which the body's reads belong to
+	o   originLimit
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	if burst := p.o.lim.Burst(); len(b) > burst {
+		b = b[:burst]
+	}
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		start := time.Now()
+		if werr := p.o.lim.WaitN(p.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+		p.o.throttled.Add(time.Since(start).Seconds())
+	}
+	return n, err
 }

@@ -40,6 +40,9 @@ type Config struct {
 	// blob the seeder lacks is answered BUSY.
 	OriginFetches        int
 	OriginFetchesPerPeer int
+	// OriginMaxRate caps the bytes per second read from the origin, all
+	// blob fetches together (0: no cap).
+	OriginMaxRate int64
 }
 
 // DefaultCacheMaxBytes is the seeder's default store quota: 200 GiB.
@@ -79,7 +82,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	reg.MustRegister(originBytes)
 	s := &Seeder{cfg: cfg, log: log, up: up, reg: reg}
 	s.m = swarm.NewMetrics(reg, nil)
-	s.origin = upstream.NewOrigin(up, log.Named("origin"), func(_ string, n int64) {
+	s.origin = upstream.NewOrigin(newOriginLimit(up, cfg.OriginMaxRate, reg), log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))
 	})
 	s.rej = swarm.NewRejections(reg)

@@ -123,3 +123,16 @@ func (b *byteLimit) Set(s string) error {
 	*b = byteLimit(n * mult)
 	return nil
 }
+
+// byteRate is the value of --origin-max-rate: bytes per second, written as
+// a byteLimit ("none" or 0: no cap; "auto" means nothing here).
+type byteRate int64
+
+func (b *byteRate) String() string { return (*byteLimit)(b).String() }
+
+func (b *byteRate) Set(s string) error {
+	if strings.EqualFold(strings.TrimSpace(s), "auto") {
+		return errors.New("want a byte rate (e.g. 100MiB) or none")
+	}
+	return (*byteLimit)(b).Set(s)
+}

@@ -28,6 +28,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cacheFlag(fs, &cfg.CacheMaxBytes, seeder.DefaultCacheMaxBytes)
 	fs.IntVar(&cfg.OriginFetches, "origin-fetches", seeder.DefaultOriginFetches, "origin fetches peers can make the seeder run at once; past it a peer asking for a blob the seeder lacks gets BUSY")
 	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
+	fs.Var((*byteRate)(&cfg.OriginMaxRate), "origin-max-rate", "cap on the bytes per second the seeder reads from the origin, all fetches together (suffixes as --cache-max-bytes, e.g. 100MiB; 0 or none: no cap)")
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
 	var proc processFlags
 	proc.declare(fs, 256<<20)

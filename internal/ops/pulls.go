@@ -30,10 +30,10 @@ type Pull struct {
 	Bytes map[string]int64 `json:"bytes"`
 	// Sources are the peer IDs (seeders included) that sent at least one
 	// chunk.
-	Sources  []string  `json:"sources,omitempty"`
-	Started  time.Time `json:"started"`
-	Seconds  float64   `json:"seconds"`
-	Error    string    `json:"error,omitempty"`
+	Sources []string  `json:"sources,omitempty"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Error   string    `json:"error,omitempty"`
 }
 
 // P2P is the bytes of p that came from the swarm (peers and seeders).
