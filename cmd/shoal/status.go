@@ -79,6 +79,7 @@ func writeStatus(w io.Writer, st ops.Status) error {
 	if share := st.P2PShare(); share == 0 {
 		ew.printf("  WARNING: every fetched byte came from the origin: P2P is not serving this node\n")
 	}
+	ew.printf("pulls served by:   %s\n", counts(st.PullsBy, "p2p", "mixed", "origin", "failed"))
 	ew.printf("chunk verify failures: %d\n", st.ChunkVerifyFailures)
 	ew.printf("\nrecent pulls (%d shown, %d since start):\n", len(st.Pulls.Pulls), st.Pulls.Total)
 	tw := tabwriter.NewWriter(ew, 2, 4, 2, ' ', 0)

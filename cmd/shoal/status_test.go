@@ -147,6 +147,10 @@ func TestStatusShowsPullsBySource(t *testing.T) {
 				t.Errorf("%s: status fetched[%s] = %d, the node's counter %v", tc.name, src, st.Fetched[src], fetched[src])
 			}
 		}
+		wantBy := map[bool]string{true: "p2p", false: "origin"}[tc.p2p]
+		if st.PullsBy[wantBy] != int64(len(st.Pulls.Pulls)) || st.Pulls.Total != int64(len(st.Pulls.Pulls)) {
+			t.Errorf("%s: pulls served by %v (%d recorded), want all %d by %s", tc.name, st.PullsBy, st.Pulls.Total, len(st.Pulls.Pulls), wantBy)
+		}
 		if st.Store.Blobs < int64(len(layers)) || st.Store.BlobBytes < 4<<20 || st.Store.UsedBytes < st.Store.BlobBytes {
 			t.Errorf("%s: store %+v, want at least the %d layers (4 MiB)", tc.name, st.Store, len(layers))
 		}

@@ -74,7 +74,7 @@ type Daemon struct {
 	peer     *member.Peer
 	withdraw func(digest.Digest) // the DHT's StopProviding, once the swarm is up
 	rej      *swarm.Rejections
-	pulls    *ops.Pulls // the recent fetches, served at ops.PullsPath
+	pulls    *pullLog // the recent fetches, served at ops.PullsPath
 }
 
 // trustSet is the trusted seeders' IDs that parse (startP2P reports the
@@ -103,7 +103,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, reg: reg, rej: swarm.NewRejections(reg), pulls: ops.NewPulls(ops.DefaultPulls)}
+	d := &Daemon{cfg: cfg, log: log, reg: reg, rej: swarm.NewRejections(reg), pulls: newPullLog(reg)}
 	if cfg.Upstream.DefaultUpstream == "" {
 		log.Warn("no --default-upstream: requests that name no registry (Docker Engine, podman, crane) are refused")
 	}
@@ -201,7 +201,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	reg.HTTP.ErrorLog = zap.NewStdLog(d.log.Named("http"))
 	servers := []ops.Server{reg}
 	if d.metLn != nil {
-		servers = append(servers, ops.NewServer(d.metLn, ops.Handler(d.reg, &d.ready, d.cfg.Pprof, ops.Route{Pattern: ops.PullsPath, Handler: d.pulls})))
+		servers = append(servers, ops.NewServer(d.metLn, ops.Handler(d.reg, &d.ready, d.cfg.Pprof, ops.Route{Pattern: ops.PullsPath, Handler: d.pulls.ring})))
 	}
 	d.ready.Set(true)
 	d.log.Info("daemon ready", zap.String("registry_addr", d.RegistryAddr()), zap.String("metrics_addr", d.MetricsAddr()),

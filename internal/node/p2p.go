@@ -9,7 +9,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/shoal-dev/shoal/internal/ops"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/host"
@@ -24,7 +23,7 @@ type swarmFetcher struct {
 	sw      *swarm.Client
 	origin  registryshim.Fetcher
 	results *results
-	pulls   *ops.Pulls
+	pulls   *pullLog
 }
 
 func (f swarmFetcher) Fetch(ctx context.Context, req upstream.BlobRequest, p *store.Partial) error {

@@ -37,6 +37,9 @@ type Status struct {
 	// Fetched is shoal_fetched_bytes_total by source: every byte the node
 	// obtained since it started.
 	Fetched map[string]int64 `json:"fetched_bytes"`
+	// PullsBy is shoal_pulls_total by what served each blob fetch: p2p,
+	// origin, mixed, failed.
+	PullsBy map[string]int64 `json:"pulls_served_by"`
 	// ChunkVerifyFailures is shoal_chunk_verify_failures_total.
 	ChunkVerifyFailures int64    `json:"chunk_verify_failures"`
 	Pulls               PullList `json:"recent_pulls"`
@@ -140,6 +143,7 @@ func (s *Status) decode(metrics, pulls io.Reader) error {
 		LimitBytes:   m.sum("shoal_store_limit_bytes", "", ""),
 	}
 	s.Fetched = m.byLabel("shoal_fetched_bytes_total", "source")
+	s.PullsBy = m.byLabel("shoal_pulls_total", "served_by")
 	s.ChunkVerifyFailures = m.sum("shoal_chunk_verify_failures_total", "", "")
 	var list PullList
 	if err := json.NewDecoder(io.LimitReader(pulls, maxPullsPage)).Decode(&list); err != nil {
