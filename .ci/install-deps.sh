@@ -100,3 +100,15 @@ else
 	[[ v$have == "$GOLANGCI_LINT_VERSION" ]] || { log "$GOLANGCI_LINT_BIN reports version '$have', want $GOLANGCI_LINT_VERSION"; exit 1; }
 	log "installed $GOLANGCI_LINT_BIN"
 fi
+
+# --- promtool (deploy/monitoring: promtool check rules / test rules) --------
+# Debian's prometheus package carries promtool; the server it installs is
+# not started (no systemd here).
+if command -v promtool >/dev/null 2>&1; then
+	log "promtool: present"
+else
+	log "installing Debian package: prometheus (for promtool)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends prometheus
+fi

@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"internal/layout":       0,
 	"deploy/settings":       0,
 	"deploy/clientconf":     0,
+	"deploy/monitoring":     0,
 	"internal/store":        1,
 	"internal/origin":       1,
 	"p2p/host":              1,

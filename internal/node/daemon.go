@@ -127,6 +127,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 		Help: "Bytes this node obtained for blobs it lacked, by source (peer, seeder, origin).",
 	}, []string{"source"})
 	reg.MustRegister(fetched)
+	for _, src := range []string{ops.SourceOrigin, ops.SourceSeeder, ops.SourcePeer} {
+		fetched.WithLabelValues(src) // every source reads 0 before its first byte
+	}
 	var fetcher registryshim.Fetcher = upstream.NewOrigin(up, log.Named("fetch"), func(src string, n int64) {
 		fetched.WithLabelValues(src).Add(float64(n))
 	})

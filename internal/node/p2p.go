@@ -78,6 +78,9 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	d.peer = p
 	d.withdraw = p.DHT.StopProviding
 	m := swarm.NewMetrics(d.reg, fetched)
+	for _, from := range []string{"peer", "seeder"} {
+		m.DigestFailures.WithLabelValues(from) // read 0 (alerts match on from="seeder") before the first
+	}
 	res := &results{m: map[digest.Digest]swarm.Result{}}
 	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial,
 		OnDone: res.done}, m, d.log.Named("swarm"))
