@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/shoal-dev/shoal/internal/node"
+	"github.com/shoal-dev/shoal/internal/origin"
 	"github.com/shoal-dev/shoal/p2p/discovery/memrouter"
 	"github.com/shoal-dev/shoal/seeder"
 )
@@ -212,6 +213,8 @@ type ClusterOptions struct {
 	// Log is the components' logger unless their options set one
 	// (default: Logger(t)).
 	Log *zap.Logger
+	// Referrers turns on the origin's OCI referrers API.
+	Referrers bool
 }
 
 // Cluster is an in-process swarm for one test: an origin registry,
@@ -246,7 +249,11 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	if o.DiskOrigin {
 		dir = t.TempDir()
 	}
-	c.Origin = StartOrigin(dir)
+	var oopts []origin.Option
+	if o.Referrers {
+		oopts = append(oopts, origin.WithReferrers())
+	}
+	c.Origin = StartOrigin(dir, oopts...)
 	t.Cleanup(c.Origin.Close)
 	if o.PSK {
 		c.PSKFile = PSKFile(t)

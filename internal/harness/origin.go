@@ -31,10 +31,10 @@ type Origin struct {
 }
 
 // StartOrigin runs an origin whose blobs live in dir ("" keeps them in
-// memory). The caller closes it.
-func StartOrigin(dir string) *Origin {
+// memory), tuned by opts (origin.WithReferrers). The caller closes it.
+func StartOrigin(dir string, opts ...origin.Option) *Origin {
 	o := &Origin{}
-	o.Origin = origin.Start(dir, origin.WithMiddleware(func(next http.Handler) http.Handler {
+	o.Origin = origin.Start(dir, append(opts, origin.WithMiddleware(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if f, ok := o.onRequest.Load().(func(*http.Request)); ok && f != nil {
 				f(r)
@@ -59,7 +59,7 @@ func StartOrigin(dir string) *Origin {
 			}
 			next.ServeHTTP(w, r)
 		})
-	}))
+	}))...)
 	return o
 }
 

@@ -38,7 +38,16 @@ type Origin struct {
 type Option func(*options)
 
 type options struct {
-	wrap func(http.Handler) http.Handler
+	wrap      func(http.Handler) http.Handler
+	referrers bool
+}
+
+// WithReferrers turns on the OCI 1.1 referrers API
+// (GET /v2/<name>/referrers/<digest>); without it the origin answers such
+// requests as a registry without the API does, and clients fall back to
+// the referrers tag schema.
+func WithReferrers() Option {
+	return func(o *options) { o.referrers = true }
 }
 
 // WithMiddleware wraps the registry's handler, inside the counting (every
@@ -57,6 +66,9 @@ func Start(dir string, opts ...Option) *Origin {
 	if dir != "" {
 		_ = os.MkdirAll(dir, 0o755)
 		ropts = append(ropts, registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)))
+	}
+	if cfg.referrers {
+		ropts = append(ropts, registry.WithReferrersSupport(true))
 	}
 	reg := registry.New(ropts...)
 	o := &Origin{}
