@@ -4,51 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/ops"
 )
-
-// pullThrough pulls repoTag through the daemon's shim with
-// go-containerregistry, reading every layer, and returns the layers'
-// digests and sizes.
-func pullThrough(t *testing.T, n *harness.Node, repoTag string) map[string]int64 {
-	t.Helper()
-	ref, err := name.ParseReference(strings.TrimPrefix(n.URL, "http://")+"/"+repoTag, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(ref)
-	if err != nil {
-		t.Fatalf("pull %s: %v", ref, err)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, l := range layers {
-		d, _ := l.Digest()
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.Copy(io.Discard, rc)
-		_ = rc.Close()
-		if err != nil {
-			t.Fatalf("layer %s: %v", d, err)
-		}
-		out[d.String()] = got
-	}
-	return out
-}
 
 // status runs `shoal status --json` against n's ops endpoint and decodes it.
 func status(t *testing.T, n *harness.Node) ops.Status {
@@ -98,14 +60,14 @@ func TestStatusShowsPullsBySource(t *testing.T) {
 	second := c.AddNode(harness.NodeOptions{})
 	direct := c.AddNode(harness.NodeOptions{NoP2P: true})
 
-	layers := pullThrough(t, first, "status/app:v1")
+	layers := harness.PullLayers(t, first.URL, "status/app:v1")
 	for d := range layers {
 		if !first.Stored(d, 10*time.Second) {
 			t.Fatalf("first node did not store %s", d)
 		}
 	}
-	pullThrough(t, second, "status/app:v1")
-	pullThrough(t, direct, "status/app:v1")
+	harness.PullLayers(t, second.URL, "status/app:v1")
+	harness.PullLayers(t, direct.URL, "status/app:v1")
 
 	for _, tc := range []struct {
 		name string

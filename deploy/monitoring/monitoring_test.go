@@ -3,7 +3,6 @@ package monitoring_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
@@ -255,26 +252,7 @@ func TestMetricsExist(t *testing.T) {
 	}
 	s := c.AddSeeder(harness.SeederOptions{})
 	n := c.AddNode(harness.NodeOptions{})
-	ref, err := name.ParseReference(strings.TrimPrefix(n.URL, "http://")+"/mon/app:v1", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pulled, err := remote.Image(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers, _ := pulled.Layers()
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = io.Copy(io.Discard, rc)
-		_ = rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.PullLayers(t, n.URL, "mon/app:v1")
 	daemon := harness.MustScrape(t, "http://"+n.MetricsAddr()+"/metrics")
 	seeder := harness.MustGather(t, s.Gatherer())
 	if daemon.Sum("shoal_pulls_total", harness.Labels{"served_by": "p2p"}) < 1 {

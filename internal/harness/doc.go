@@ -4,7 +4,9 @@
 //
 //   - origin.go: StartOrigin, the embedded origin registry with fault
 //     switches (down, stalled, a request hook, one blob delayed with
-//     DelayBlob), PushBlob, and the image builders of internal/imagegen.
+//     DelayBlob; the referrers API with origin.WithReferrers, or
+//     ClusterOptions.Referrers), PushBlob, and the image builders of
+//     internal/imagegen.
 //   - config.go: NodeConfig and SeederConfig, the one place where tests
 //     fill node.Config and seeder.Config, from NodeOptions and
 //     SeederOptions (PSK, single source, whole blobs only, ...).
@@ -19,6 +21,8 @@
 //     Peer.PullHashed (no buffering, survives a restarted download) and
 //     WriteFallback (a fallback that writes the blob, counting calls).
 //   - shim.go: StartShim, the registry shim alone in front of an origin.
+//   - pull.go: PullLayers, an image pulled through a shim with
+//     go-containerregistry, every layer read to its end.
 //   - authorigin.go: StartAuthOrigin, an origin with access control
 //     (Basic credentials, or Bearer tokens from its own token service;
 //     private repository prefixes; blobs served only under a repository
