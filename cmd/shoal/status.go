@@ -20,7 +20,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	addr := fs.String("metrics-addr", "127.0.0.1:5051", "the daemon's ops endpoint (its --metrics-addr), host:port or an http:// URL")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
-	last := fs.Int("pulls", 10, "recent pulls to list (the daemon keeps the last 128)")
+	last := fs.Int("pulls", 10, "recent pulls to list (the daemon keeps the last 128; -1: all it has)")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on reading the endpoint")
 	if err := fs.Parse(args); err != nil {
 		return err
