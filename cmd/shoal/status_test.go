@@ -158,3 +158,20 @@ func TestStatusRefusesOtherEndpoints(t *testing.T) {
 		t.Fatalf("status of the registry port: %v, want an error", err)
 	}
 }
+
+// --origin-max-rate takes a byte count with the suffixes of
+// --cache-max-bytes, or none; auto means nothing for a rate.
+func TestByteRateFlag(t *testing.T) {
+	for in, want := range map[string]int64{"100MiB": 100 << 20, "none": 0, "0": 0, "1G": 1e9, "65536": 65536} {
+		var b byteRate
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("%q: %d %v, want %d", in, b, err, want)
+		}
+	}
+	for _, bad := range []string{"auto", "-5", "fast", "1.5MiB"} {
+		var b byteRate
+		if err := b.Set(bad); err == nil {
+			t.Errorf("%q accepted as %d", bad, b)
+		}
+	}
+}
