@@ -81,8 +81,17 @@ func writeStatus(w io.Writer, st ops.Status) error {
 	}
 	ew.printf("pulls served by:   %s\n", counts(st.PullsBy, "p2p", "mixed", "origin", "failed"))
 	ew.printf("chunk verify failures: %d\n", st.ChunkVerifyFailures)
-	ew.printf("\nrecent pulls (%d shown, %d since start):\n", len(st.Pulls.Pulls), st.Pulls.Total)
+	ew.printf("\nrecent pulls by repository:\n")
 	tw := tabwriter.NewWriter(ew, 2, 4, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "REPOSITORY\tBLOBS\tPEERS\tSEEDER\tORIGIN\tP2P\tSOURCES\tTIME\tFAILED")
+	for _, r := range st.Repositories {
+		_, _ = fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%.1fs\t%d\n", printable(r.Repo), r.Blobs,
+			size(r.Bytes[ops.SourcePeer]), size(r.Bytes[ops.SourceSeeder]), size(r.Bytes[ops.SourceOrigin]),
+			percent(r.P2P(), r.P2P()+r.Bytes[ops.SourceOrigin]), r.Sources, r.Seconds, r.Failed)
+	}
+	_ = tw.Flush()
+	ew.printf("\nrecent pulls (%d shown, %d since start):\n", len(st.Pulls.Pulls), st.Pulls.Total)
+	tw = tabwriter.NewWriter(ew, 2, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "STARTED\tREPOSITORY\tBLOB\tSIZE\tPEERS\tSEEDER\tORIGIN\tP2P\tSOURCES\tTIME\tRESULT")
 	for _, p := range st.Pulls.Pulls {
 		result := "ok"

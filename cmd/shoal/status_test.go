@@ -109,6 +109,15 @@ func TestStatusShowsPullsBySource(t *testing.T) {
 				t.Errorf("%s: status fetched[%s] = %d, the node's counter %v", tc.name, src, st.Fetched[src], fetched[src])
 			}
 		}
+		var total int64
+		for _, size := range layers {
+			total += size
+		}
+		if len(st.Repositories) != 1 || st.Repositories[0].Repo != "status/app" || st.Repositories[0].Blobs != len(st.Pulls.Pulls) {
+			t.Errorf("%s: by repository %+v, want status/app with its %d pulls", tc.name, st.Repositories, len(st.Pulls.Pulls))
+		} else if r := st.Repositories[0]; tc.p2p && (r.P2P() < total || r.Bytes[ops.SourceOrigin] != 0) || !tc.p2p && r.Bytes[ops.SourceOrigin] < total {
+			t.Errorf("%s: status/app bytes %v, want the %d layer bytes from the %s", tc.name, r.Bytes, total, map[bool]string{true: "swarm", false: "origin"}[tc.p2p])
+		}
 		wantBy := map[bool]string{true: "p2p", false: "origin"}[tc.p2p]
 		if st.PullsBy[wantBy] != int64(len(st.Pulls.Pulls)) || st.Pulls.Total != int64(len(st.Pulls.Pulls)) {
 			t.Errorf("%s: pulls served by %v (%d recorded), want all %d by %s", tc.name, st.PullsBy, st.Pulls.Total, len(st.Pulls.Pulls), wantBy)

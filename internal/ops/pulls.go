@@ -101,3 +101,61 @@ func (r *Pulls) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(r.List())
 }
+
+// RepoPulls sums the recent pulls of one repository: the blobs of an
+// image pull (or several) and where their bytes came from.
+type RepoPulls struct {
+	Registry string           `json:"registry,omitempty"`
+	Repo     string           `json:"repo"`
+	Blobs    int              `json:"blobs"`
+	Failed   int              `json:"failed"`
+	Bytes    map[string]int64 `json:"bytes"`
+	// Sources is how many distinct peers and seeders sent chunks.
+	Sources int       `json:"sources"`
+	First   time.Time `json:"first"`
+	// Seconds is from the first pull's start to the last one's end.
+	Seconds float64 `json:"seconds"`
+}
+
+// P2P is the bytes of r that came from the swarm (peers and seeders).
+func (r RepoPulls) P2P() int64 { return r.Bytes[SourcePeer] + r.Bytes[SourceSeeder] }
+
+// ByRepository groups the list's pulls by registry and repository, most
+// recent first.
+func (l PullList) ByRepository() []RepoPulls {
+	var out []RepoPulls
+	index := map[[2]string]int{}
+	sources := map[[2]string]map[string]bool{}
+	ends := map[[2]string]time.Time{}
+	for _, p := range l.Pulls { // newest first
+		k := [2]string{p.Registry, p.Repo}
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k], sources[k] = i, map[string]bool{}
+			out = append(out, RepoPulls{Registry: p.Registry, Repo: p.Repo, Bytes: map[string]int64{}, First: p.Started})
+		}
+		r := &out[i]
+		r.Blobs++
+		if p.Error != "" {
+			r.Failed++
+		}
+		for src, n := range p.Bytes {
+			r.Bytes[src] += n
+		}
+		for _, id := range p.Sources {
+			sources[k][id] = true
+		}
+		r.Sources = len(sources[k])
+		if p.Started.Before(r.First) {
+			r.First = p.Started
+		}
+		if end := p.Started.Add(time.Duration(p.Seconds * float64(time.Second))); end.After(ends[k]) {
+			ends[k] = end
+		}
+	}
+	for k, i := range index {
+		out[i].Seconds = ends[k].Sub(out[i].First).Seconds()
+	}
+	return out
+}

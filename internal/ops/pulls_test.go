@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -48,5 +49,27 @@ func TestPullsConcurrent(t *testing.T) {
 	wg.Wait()
 	if l := r.List(); l.Total != 400 || len(l.Pulls) != 8 {
 		t.Fatalf("total %d, listed %d", l.Total, len(l.Pulls))
+	}
+}
+
+// ByRepository sums pulls per repository: bytes by source, distinct
+// sources, failures, and the span from the first start to the last end.
+func TestPullsByRepository(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
+	l := PullList{Pulls: []Pull{ // newest first
+		{Repo: "b", Started: t0.Add(3 * time.Second), Seconds: 1, Bytes: map[string]int64{SourceOrigin: 5}},
+		{Repo: "a", Started: t0.Add(2 * time.Second), Seconds: 4, Bytes: map[string]int64{SourcePeer: 10}, Sources: []string{"p1", "p2"}},
+		{Repo: "a", Started: t0, Seconds: 1, Bytes: map[string]int64{SourceSeeder: 3, SourcePeer: 1}, Sources: []string{"p1", "s"}, Error: "x"},
+	}}
+	got := l.ByRepository()
+	if len(got) != 2 || got[0].Repo != "b" || got[1].Repo != "a" {
+		t.Fatalf("%+v", got)
+	}
+	a := got[1]
+	if a.Blobs != 2 || a.Failed != 1 || a.Sources != 3 || a.P2P() != 14 || a.Bytes[SourceOrigin] != 0 || !a.First.Equal(t0) || a.Seconds != 6 {
+		t.Fatalf("repository a: %+v", a)
+	}
+	if b := got[0]; b.P2P() != 0 || b.Bytes[SourceOrigin] != 5 || b.Seconds != 1 {
+		t.Fatalf("repository b: %+v", b)
 	}
 }

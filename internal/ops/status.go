@@ -43,6 +43,9 @@ type Status struct {
 	// ChunkVerifyFailures is shoal_chunk_verify_failures_total.
 	ChunkVerifyFailures int64    `json:"chunk_verify_failures"`
 	Pulls               PullList `json:"recent_pulls"`
+	// Repositories sums the recent pulls by repository (an image pull's
+	// blobs together).
+	Repositories []RepoPulls `json:"repositories"`
 }
 
 // DHT is the health of a node's routing table and its provider traffic.
@@ -150,6 +153,7 @@ func (s *Status) decode(metrics, pulls io.Reader) error {
 		return fmt.Errorf("%w: %s: %w", ErrBadStatus, PullsPath, err)
 	}
 	s.Pulls = list
+	s.Repositories = list.ByRepository()
 	return nil
 }
 
