@@ -138,6 +138,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 			d.closeAll()
 			return nil, err
 		}
+		d.servePreheat(up, fetcher, fetched)
 	}
 	d.shim = registryshim.New(st, up, fetcher, registryshim.Options{
 		TagTTL: cfg.TagTTL, TagStale: cfg.TagStale, AuthTTL: cfg.AuthTTL, Timeout: cfg.Upstream.Timeout, PrefetchLayers: cfg.PrefetchLayers,

@@ -1,0 +1,307 @@
+package seeder
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/internal/oci"
+)
+
+// WebhookConfig configures preheat from a push: the endpoints that take
+// distribution's registry notifications, Harbor's webhook and Harbor's
+// preheat provider requests (the Kraken driver's API).
+type WebhookConfig struct {
+	// Addr is the webhook listener's address ("" : off).
+	Addr string
+	// Secret, when set, must be the exact Authorization header of every
+	// request (as distribution's endpoint headers, Harbor's "Auth Header"
+	// or its provider credential send it).
+	Secret string
+	// Repos and Tags are path.Match patterns ("team/*", "v*"); a pushed
+	// image is preheated only if its repository matches one of Repos and
+	// its tag one of Tags (none: every repository, every tag; a push
+	// without a tag passes only when Tags is empty).
+	Repos []string
+	Tags  []string
+	// Scope is the preheat scope of a pushed image (default "all").
+	Scope string
+	// Registry names the registry of every event, as the seeder's
+	// upstreams spell it (default: the host the event names).
+	Registry string
+}
+
+// Webhook limits.
+const (
+	// maxWebhookBody caps a webhook request's body.
+	maxWebhookBody = 1 << 20
+	// maxQueuedPreheats caps preheats waiting to run; past it a webhook
+	// is answered 503 (distribution retries later).
+	maxQueuedPreheats = 64
+)
+
+// ErrBadPattern: a repository or tag pattern path.Match refuses.
+var ErrBadPattern = errors.New("seeder: bad webhook pattern")
+
+// check validates the patterns and the scope.
+func (c WebhookConfig) check() error {
+	for _, p := range append(append([]string{}, c.Repos...), c.Tags...) {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("%w: %q: %w", ErrBadPattern, p, err)
+		}
+	}
+	_, err := ParseScope(c.scope())
+	return err
+}
+
+func (c WebhookConfig) scope() string {
+	if c.Scope == "" {
+		return "all"
+	}
+	return c.Scope
+}
+
+// wants says whether a push of repo:tag is to be preheated.
+func (c WebhookConfig) wants(repo, tag string) bool {
+	return matchAny(c.Repos, repo, true) && matchAny(c.Tags, tag, tag != "" || len(c.Tags) == 0)
+}
+
+func matchAny(patterns []string, s string, empty bool) bool {
+	if len(patterns) == 0 {
+		return empty
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok && s != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// push is one pushed image an event names.
+type push struct {
+	registry, repo, tag string
+	digest              string
+}
+
+func (p push) ref() string {
+	if p.digest != "" {
+		return p.registry + "/" + p.repo + "@" + p.digest
+	}
+	return p.registry + "/" + p.repo + ":" + p.tag
+}
+
+// distributionEnvelope is distribution's notification envelope (and the
+// body Harbor's Kraken driver posts): the fields shoal reads.
+type distributionEnvelope struct {
+	Events []struct {
+		Action string `json:"action"`
+		Target struct {
+			MediaType  string `json:"mediaType"`
+			Digest     string `json:"digest"`
+			Repository string `json:"repository"`
+			Tag        string `json:"tag"`
+			URL        string `json:"url"`
+		} `json:"target"`
+		Request struct {
+			Host string `json:"host"`
+		} `json:"request"`
+	} `json:"events"`
+}
+
+// manifestTypes are the media types of a pushed image (distribution also
+// sends events for every blob pushed; those are not images).
+var manifestTypes = map[string]bool{
+	string(types.OCIManifestSchema1): true, string(types.OCIImageIndex): true,
+	string(types.DockerManifestSchema2): true, string(types.DockerManifestList): true,
+}
+
+// ParseDistribution returns the image pushes of a notification envelope.
+func ParseDistribution(body []byte) ([]push, error) {
+	var env distributionEnvelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadEvent, err)
+	}
+	var out []push
+	for _, e := range env.Events {
+		t := e.Target
+		if e.Action != "push" || !manifestTypes[t.MediaType] {
+			continue
+		}
+		host := e.Request.Host
+		if u, err := url.Parse(t.URL); err == nil && u.Host != "" {
+			host = u.Host // Harbor's Kraken driver names the registry here
+		}
+		out = append(out, push{registry: host, repo: t.Repository, tag: t.Tag, digest: t.Digest})
+	}
+	return out, nil
+}
+
+// harborEvent is Harbor's webhook payload (the default format): the
+// fields shoal reads.
+type harborEvent struct {
+	Type      string `json:"type"`
+	EventData struct {
+		Resources []struct {
+			Digest      string `json:"digest"`
+			Tag         string `json:"tag"`
+			ResourceURL string `json:"resource_url"`
+		} `json:"resources"`
+		Repository struct {
+			RepoFullName string `json:"repo_full_name"`
+		} `json:"repository"`
+	} `json:"event_data"`
+}
+
+// ParseHarbor returns the image pushes of a Harbor webhook.
+func ParseHarbor(body []byte) ([]push, error) {
+	var ev harborEvent
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadEvent, err)
+	}
+	if ev.Type != "PUSH_ARTIFACT" {
+		return nil, nil
+	}
+	var out []push
+	for _, r := range ev.EventData.Resources {
+		// resource_url is host/repository:tag (or @digest).
+		host, _, _ := strings.Cut(r.ResourceURL, "/")
+		out = append(out, push{registry: host, repo: ev.EventData.Repository.RepoFullName, tag: r.Tag, digest: r.Digest})
+	}
+	return out, nil
+}
+
+var errBadEvent = errors.New("seeder: bad webhook event")
+
+// readBody reads at most limit bytes of r's body.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+}
+
+// webhookHandler serves the webhook listener.
+func (s *Seeder) webhookHandler() http.Handler {
+	c := s.cfg.Webhook
+	identity := func(r *http.Request) string {
+		if c.Secret != "" {
+			return "shared-secret"
+		}
+		return ""
+	}
+	mux := http.NewServeMux()
+	for route, parse := range map[string]func([]byte) ([]push, error){
+		"POST /v1/webhooks/distribution": ParseDistribution,
+		"POST /v1/webhooks/harbor":       ParseHarbor,
+		// Harbor's preheat provider, Kraken driver: the same envelope.
+		"POST /registry/notifications": ParseDistribution,
+	} {
+		op := "webhook." + path.Base(route)
+		mux.HandleFunc(route, s.audit.audited(op, "webhook", identity, func(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field) {
+			return s.takePushes(w, r, by, parse)
+		}))
+	}
+	// Harbor's provider health check (Kraken driver: any 2xx is healthy).
+	mux.HandleFunc("GET /health", s.audit.audited("webhook.health", "webhook", identity, func(w http.ResponseWriter, r *http.Request, _ Caller) (string, []zap.Field) {
+		if !s.authorized(r) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return "unauthorized", nil
+		}
+		_, _ = w.Write([]byte("ok\n"))
+		return "ok", nil
+	}))
+	return mux
+}
+
+// authorized checks the shared secret, in constant time.
+func (s *Seeder) authorized(r *http.Request) bool {
+	want := s.cfg.Webhook.Secret
+	return want == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) == 1
+}
+
+// takePushes parses a webhook, filters its pushes and queues their
+// preheats; it answers 202 with what it queued.
+func (s *Seeder) takePushes(w http.ResponseWriter, r *http.Request, by Caller, parse func([]byte) ([]push, error)) (string, []zap.Field) {
+	if !s.authorized(r) {
+		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+		return "unauthorized", nil
+	}
+	body, err := readBody(w, r, maxWebhookBody)
+	if err != nil {
+		http.Error(w, `{"error":"body too large or unreadable"}`, http.StatusRequestEntityTooLarge)
+		return "bad_request", []zap.Field{zap.Error(err)}
+	}
+	pushes, err := parse(body)
+	if err != nil {
+		http.Error(w, `{"error":"not a notification this endpoint takes"}`, http.StatusBadRequest)
+		return "bad_request", []zap.Field{zap.Error(err)}
+	}
+	c := s.cfg.Webhook
+	var queued, ignored []string
+	for _, p := range pushes {
+		if c.Registry != "" {
+			p.registry = c.Registry
+		}
+		if p.registry == "" || !s.gate.configured(p.registry) || !c.wants(p.repo, p.tag) || oci.ValidateName(p.repo) != nil {
+			ignored = append(ignored, p.ref())
+			continue
+		}
+		req := PreheatRequest{Ref: p.ref(), Platform: "all", Scope: c.scope()}
+		if !s.enqueue(by, req) {
+			w.Header().Set("Retry-After", "30")
+			http.Error(w, `{"error":"too many preheats waiting"}`, http.StatusServiceUnavailable)
+			return "busy", []zap.Field{zap.Strings("queued", queued)}
+		}
+		queued = append(queued, req.Ref)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]any{"queued": queued, "ignored": ignored})
+	return "accepted", []zap.Field{zap.Strings("queued", queued), zap.Strings("ignored", ignored)}
+}
+
+// queued is a preheat a webhook asked for.
+type queued struct {
+	by  Caller
+	req PreheatRequest
+}
+
+// enqueue queues a preheat unless the queue is full; one already waiting
+// for the same reference and scope is not queued twice.
+func (s *Seeder) enqueue(by Caller, req PreheatRequest) bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.waiting[req] {
+		return true
+	}
+	select {
+	case s.queue <- queued{by: by, req: req}:
+		s.waiting[req] = true
+		return true
+	default:
+		return false
+	}
+}
+
+// runQueue runs queued preheats one after another until ctx ends.
+func (s *Seeder) runQueue(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case q := <-s.queue:
+			s.qmu.Lock()
+			delete(s.waiting, q.req)
+			s.qmu.Unlock()
+			_, _ = s.PreheatScope(ctx, q.by, q.req, func(ScopeProgress) {})
+		}
+	}
+}
