@@ -13,7 +13,7 @@
 // The seeder opens the stream; one stream carries one preheat:
 //
 //	seeder -> node   REQUEST   then the seeder closes its write side
-//	node -> seeder   PROGRESS* (about every 500 ms while blobs arrive)
+//	node -> seeder   PROGRESS+ (one at once, then every 500 ms)
 //	node -> seeder   RESULT    (the preheat completed) or ERROR (it did not)
 //
 // # Framing
@@ -57,9 +57,9 @@
 //   - Blobs are fetched into the node's store by the node's own fetcher
 //     (peers and seeders first, the origin only when the swarm cannot
 //     serve), a few at a time, so the node spends what a pull would.
-//   - The preheat ends when the stream does: a PROGRESS that cannot be
-//     written (the seeder went away or reset the stream) cancels it; blobs
-//     already fetched stay in the store.
+//   - The preheat ends when the stream does: a reset of the stream, a byte
+//     after the REQUEST, or a PROGRESS that cannot be written (the seeder
+//     went away) cancels it; blobs already fetched stay in the store.
 //
 // The seeder side (Send) bounds a node's answer the same way: frame caps,
 // and a deadline on every read that a PROGRESS renews.

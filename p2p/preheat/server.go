@@ -3,7 +3,9 @@ package preheat
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -87,25 +89,55 @@ func (s *Server) serve(st network.Stream, remote peer.ID, log *zap.Logger) error
 	_ = st.SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wmu sync.Mutex
-	failed := false
+	// The seeder has closed its side after the REQUEST: a reset, or any
+	// byte more, ends the preheat.
+	go func() {
+		var one [1]byte
+		if n, err := st.Read(one[:]); n > 0 || !errors.Is(err, io.EOF) {
+			cancel()
+		}
+	}()
+	// A PROGRESS goes out at once (the node took the request), then the
+	// puller's latest every ProgressInterval, also when it did not change:
+	// a write that fails means the seeder left.
+	var pmu sync.Mutex
+	latest := Progress{Total: req.Total(), Blobs: len(req.Blobs)}
 	progress := func(p Progress) {
-		wmu.Lock()
-		defer wmu.Unlock()
-		if failed {
-			return
-		}
-		_ = st.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := WriteFrame(st, TypeProgress, p); err != nil {
-			failed = true
-			cancel() // the seeder is gone: stop
-		}
+		pmu.Lock()
+		latest = p
+		pmu.Unlock()
 	}
+	ticks := make(chan struct{})
+	var failed atomic.Bool
+	go func() {
+		defer close(ticks)
+		t := time.NewTicker(ProgressInterval)
+		defer t.Stop()
+		for first := true; ; first = false {
+			if !first {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+			pmu.Lock()
+			p := latest
+			pmu.Unlock()
+			_ = st.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if err := WriteFrame(st, TypeProgress, p); err != nil {
+				failed.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
 	start := time.Now()
 	res, err := s.pull.Pull(ctx, req, progress)
-	wmu.Lock()
-	defer wmu.Unlock()
-	if failed {
+	gone := failed.Load() || ctx.Err() != nil
+	cancel()
+	<-ticks
+	if gone || failed.Load() {
 		return errors.New("preheat: the seeder went away")
 	}
 	if err != nil {
