@@ -13,10 +13,10 @@ import (
 func ProgressLine(ref string, p ScopeProgress) string {
 	if p.Phase == "nodes" {
 		finished := p.NodesDone + p.NodesFailed + p.NodesSkipped
-		return fmt.Sprintf("%s nodes  %s %d/%d nodes (%d failed), %s / %s", ref, bar(p.NodeBytes, p.NodeTotal),
+		return fmt.Sprintf("preheat %s nodes  %s %d/%d nodes (%d failed), %s / %s", ref, bar(p.NodeBytes, p.NodeTotal),
 			finished, p.Nodes, p.NodesFailed, mib(p.NodeBytes), mib(p.NodeTotal))
 	}
-	return fmt.Sprintf("%s seeder %s %d/%d layers, %s / %s, %s/s", ref, bar(p.Bytes, p.Total),
+	return fmt.Sprintf("preheat %s seeder %s %d/%d layers, %s / %s, %s/s", ref, bar(p.Bytes, p.Total),
 		p.LayersDone, p.Layers, mib(p.Bytes), mib(p.Total), mib(int64(p.Rate)))
 }
 
@@ -35,7 +35,7 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 // per node and a total row for the nodes, with the bytes each got from
 // the seeder, from peers and from the origin, and the time.
 func WriteTable(w io.Writer, p ScopeProgress) error {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "scope\tstatus\tnodes done\tbytes\tfrom seeder\tfrom peers\tfrom origin\ttime\t")
 	_, _ = fmt.Fprintf(tw, "seeder\t%s\t-\t%s\t-\t-\t-\t%s\t\n", status(p.Error == "" || p.Phase == "nodes"), mib(p.Total), ms(p.SeederMillis))
 	if p.Phase == "nodes" {
