@@ -71,8 +71,8 @@ func (c WebhookConfig) scope() string {
 	return c.Scope
 }
 
-// wants says whether a push of repo:tag is to be preheated.
-func (c WebhookConfig) wants(repo, tag string) bool {
+// Wants says whether a push of repo:tag is to be preheated.
+func (c WebhookConfig) Wants(repo, tag string) bool {
 	return matchAny(c.Repos, repo, true) && matchAny(c.Tags, tag, tag != "" || len(c.Tags) == 0)
 }
 
@@ -88,17 +88,17 @@ func matchAny(patterns []string, s string, empty bool) bool {
 	return false
 }
 
-// push is one pushed image an event names.
-type push struct {
-	registry, repo, tag string
-	digest              string
+// Push is one pushed image an event names.
+type Push struct {
+	Registry, Repo, Tag, Digest string
 }
 
-func (p push) ref() string {
-	if p.digest != "" {
-		return p.registry + "/" + p.repo + "@" + p.digest
+// Ref is the pushed image's reference: by digest when the event has one.
+func (p Push) Ref() string {
+	if p.Digest != "" {
+		return p.Registry + "/" + p.Repo + "@" + p.Digest
 	}
-	return p.registry + "/" + p.repo + ":" + p.tag
+	return p.Registry + "/" + p.Repo + ":" + p.Tag
 }
 
 // distributionEnvelope is distribution's notification envelope (and the
@@ -127,12 +127,12 @@ var manifestTypes = map[string]bool{
 }
 
 // ParseDistribution returns the image pushes of a notification envelope.
-func ParseDistribution(body []byte) ([]push, error) {
+func ParseDistribution(body []byte) ([]Push, error) {
 	var env distributionEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadEvent, err)
 	}
-	var out []push
+	var out []Push
 	for _, e := range env.Events {
 		t := e.Target
 		if e.Action != "push" || !manifestTypes[t.MediaType] {
@@ -142,7 +142,7 @@ func ParseDistribution(body []byte) ([]push, error) {
 		if u, err := url.Parse(t.URL); err == nil && u.Host != "" {
 			host = u.Host // Harbor's Kraken driver names the registry here
 		}
-		out = append(out, push{registry: host, repo: t.Repository, tag: t.Tag, digest: t.Digest})
+		out = append(out, Push{Registry: host, Repo: t.Repository, Tag: t.Tag, Digest: t.Digest})
 	}
 	return out, nil
 }
@@ -164,7 +164,7 @@ type harborEvent struct {
 }
 
 // ParseHarbor returns the image pushes of a Harbor webhook.
-func ParseHarbor(body []byte) ([]push, error) {
+func ParseHarbor(body []byte) ([]Push, error) {
 	var ev harborEvent
 	if err := json.Unmarshal(body, &ev); err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadEvent, err)
@@ -172,11 +172,11 @@ func ParseHarbor(body []byte) ([]push, error) {
 	if ev.Type != "PUSH_ARTIFACT" {
 		return nil, nil
 	}
-	var out []push
+	var out []Push
 	for _, r := range ev.EventData.Resources {
 		// resource_url is host/repository:tag (or @digest).
 		host, _, _ := strings.Cut(r.ResourceURL, "/")
-		out = append(out, push{registry: host, repo: ev.EventData.Repository.RepoFullName, tag: r.Tag, digest: r.Digest})
+		out = append(out, Push{Registry: host, Repo: ev.EventData.Repository.RepoFullName, Tag: r.Tag, Digest: r.Digest})
 	}
 	return out, nil
 }
@@ -198,7 +198,7 @@ func (s *Seeder) webhookHandler() http.Handler {
 		return ""
 	}
 	mux := http.NewServeMux()
-	for route, parse := range map[string]func([]byte) ([]push, error){
+	for route, parse := range map[string]func([]byte) ([]Push, error){
 		"POST /v1/webhooks/distribution": ParseDistribution,
 		"POST /v1/webhooks/harbor":       ParseHarbor,
 		// Harbor's preheat provider, Kraken driver: the same envelope.
@@ -206,7 +206,7 @@ func (s *Seeder) webhookHandler() http.Handler {
 	} {
 		op := "webhook." + path.Base(route)
 		mux.HandleFunc(route, s.audit.audited(op, "webhook", identity, func(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field) {
-			return s.takePushes(w, r, by, parse)
+			return s.takePushes(w, r, parse, by)
 		}))
 	}
 	// Harbor's provider health check (Kraken driver: any 2xx is healthy).
@@ -229,7 +229,7 @@ func (s *Seeder) authorized(r *http.Request) bool {
 
 // takePushes parses a webhook, filters its pushes and queues their
 // preheats; it answers 202 with what it queued.
-func (s *Seeder) takePushes(w http.ResponseWriter, r *http.Request, by Caller, parse func([]byte) ([]push, error)) (string, []zap.Field) {
+func (s *Seeder) takePushes(w http.ResponseWriter, r *http.Request, parse func([]byte) ([]Push, error), by Caller) (string, []zap.Field) {
 	if !s.authorized(r) {
 		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
 		return "unauthorized", nil
@@ -248,13 +248,13 @@ func (s *Seeder) takePushes(w http.ResponseWriter, r *http.Request, by Caller, p
 	var queued, ignored []string
 	for _, p := range pushes {
 		if c.Registry != "" {
-			p.registry = c.Registry
+			p.Registry = c.Registry
 		}
-		if p.registry == "" || !s.gate.configured(p.registry) || !c.wants(p.repo, p.tag) || oci.ValidateName(p.repo) != nil {
-			ignored = append(ignored, p.ref())
+		if p.Registry == "" || !s.gate.configured(p.Registry) || !c.Wants(p.Repo, p.Tag) || oci.ValidateName(p.Repo) != nil {
+			ignored = append(ignored, p.Ref())
 			continue
 		}
-		req := PreheatRequest{Ref: p.ref(), Platform: "all", Scope: c.scope()}
+		req := PreheatRequest{Ref: p.Ref(), Platform: "all", Scope: c.scope()}
 		if !s.enqueue(by, req) {
 			w.Header().Set("Retry-After", "30")
 			http.Error(w, `{"error":"too many preheats waiting"}`, http.StatusServiceUnavailable)
