@@ -56,7 +56,9 @@ func status(ok bool) string {
 	return "failed"
 }
 
-func ms(n int64) string { return (time.Duration(n) * time.Millisecond).Round(10 * time.Millisecond).String() }
+func ms(n int64) string {
+	return (time.Duration(n) * time.Millisecond).Round(10 * time.Millisecond).String()
+}
 
 // short abbreviates a peer ID for the table.
 func short(id string) string {

@@ -60,7 +60,7 @@ func ParseScope(s string) (Scope, error) {
 		}
 		return Scope{Kind: "nodes", Nodes: ids}, nil
 	}
-	return Scope{}, fmt.Errorf("%w: %q: want seeder, all, PERCENT%% or node=ID,...", ErrBadScope, s)
+	return Scope{}, fmt.Errorf("%w: %q: want seeder, all, PERCENT%% or node=ID[,ID]", ErrBadScope, s)
 }
 
 func (sc Scope) String() string {
