@@ -1,6 +1,7 @@
 package seeder
 
 import (
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -15,3 +16,6 @@ func (s *Seeder) StoreForTest() *store.Store { return s.store }
 func (s *Seeder) ConnectedForTest(p peer.ID) bool {
 	return s.peer.Host.Network().Connectedness(p) == network.Connected
 }
+
+// HostForTest is the seeder's libp2p host (a trusted seeder's identity).
+func (s *Seeder) HostForTest() host.Host { return s.peer.Host }

@@ -237,3 +237,27 @@ func TestPreheatSeederScopeAndBadScope(t *testing.T) {
 		t.Fatalf("bad scope: %v", err)
 	}
 }
+
+// A trusted seeder cannot make a daemon fetch from a registry the daemon
+// is not configured for: refused before any fetch.
+func TestTrustedSeederUnconfiguredRegistry(t *testing.T) {
+	pc := newPreheatCluster(t, 1, 1<<20)
+	n := pc.c.Nodes[0]
+	req := preheatproto.Request{Registry: "elsewhere.example:5000", Repo: "rollout/app"}
+	for _, b := range pc.blobs {
+		req.Blobs = append(req.Blobs, preheatproto.Blob{Digest: digest.Digest(b.digest), Size: b.size})
+	}
+	_, err := preheatproto.Send(context.Background(), pc.s.HostForTest(), n.ID, req, nil)
+	if preheatproto.Code(err) != preheatproto.CodeUnconfigured {
+		t.Fatalf("unconfigured registry: %v, want refused as unconfigured", err)
+	}
+	if f := n.Fetched(); f["peer"]+f["seeder"]+f["origin"] != 0 {
+		t.Errorf("the daemon fetched bytes: %v", f)
+	}
+	// The same request for the daemon's registry goes through.
+	req.Registry = pc.c.Origin.Host
+	res, err := preheatproto.Send(context.Background(), pc.s.HostForTest(), n.ID, req, nil)
+	if err != nil || res.BlobsDone != len(pc.blobs) {
+		t.Fatalf("configured registry: %+v %v", res, err)
+	}
+}

@@ -192,7 +192,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 func (s *Seeder) webhookHandler() http.Handler {
 	c := s.cfg.Webhook
 	identity := func(r *http.Request) string {
-		if c.Secret != "" {
+		if c.Secret != "" && s.authorized(r) {
 			return "shared-secret"
 		}
 		return ""
