@@ -134,10 +134,15 @@ func TestPreheatAllNodesThroughSwarm(t *testing.T) {
 	}
 	t.Logf("4 nodes x %d MiB: %d ms (seeder %d ms); from seeder %d, peers %d, origin %d bytes",
 		image>>20, final.Millis, final.SeederMillis, final.FromSeeder, final.FromPeers, final.FromOrigin)
+	// Again: the nodes hold it, nothing moves.
+	again := pc.preheat(t, "all")
+	if again.NodesDone != 4 || again.NodeBytes != 4*image || again.FromSeeder+again.FromPeers+again.FromOrigin != 0 {
+		t.Errorf("second preheat: %+v", again)
+	}
 	// One audit line for the preheat, with the fields.
 	lines := pc.audit.FilterLoggerName("seeder.audit").FilterField(zap.String("op", "preheat")).All()
-	if len(lines) != 1 {
-		t.Fatalf("%d preheat audit lines, want 1", len(lines))
+	if len(lines) != 2 {
+		t.Fatalf("%d preheat audit lines, want 2", len(lines))
 	}
 	f := lines[0].ContextMap()
 	if f["remote"] != "test" || f["ref"] != pc.ref || f["scope"] != "all" || f["result"] != "done" || f["nodes_done"] != int64(4) {

@@ -78,6 +78,11 @@ func (p preheater) Pull(ctx context.Context, req preheat.Request, progress func(
 	g.SetLimit(preheatBlobsAtOnce)
 	for _, b := range req.Blobs {
 		g.Go(func() error {
+			if size, err := p.st.Stat(b.Digest); err == nil { // held already: nothing to fetch or read
+				done.Add(size)
+				blobsDone.Add(1)
+				return nil
+			}
 			breq := upstream.BlobRequest{Target: t, Digest: b.Digest}
 			st, err := p.st.Fetch(gctx, b.Digest, func(ctx context.Context, part *store.Partial) error {
 				return p.fetcher.Fetch(ctx, breq, part)
