@@ -191,3 +191,14 @@ func waitPeers(t *testing.T, admin string, n int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A scope the seeder would refuse is refused by the CLI first.
+func TestE2EPreheatBadScope(t *testing.T) {
+	requireE2E(t)
+	for _, scope := range []string{"200%", "node=nope", "everyone"} {
+		out, errOut, err := harness.RunShoal(t, 30*time.Second, "preheat", "--seeder", "http://"+harness.FreeAddr(t), "--scope", scope, "127.0.0.1:1/a/b:c")
+		if err == nil || !strings.Contains(errOut, "bad preheat scope") {
+			t.Errorf("--scope %s: %v\nstdout: %s\nstderr: %s", scope, err, out, errOut)
+		}
+	}
+}
