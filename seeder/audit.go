@@ -85,8 +85,7 @@ func (w *statusWriter) Flush() {
 // audited wraps an operation's handler: the handler returns its result
 // word and extra fields; the wrapper logs the line with the caller and the
 // status written.
-func (a auditor) audited(op, via string, identity func(*http.Request) string,
-	h func(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field)) http.HandlerFunc {
+func (a auditor) audited(op, via string, identity func(*http.Request) string, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		by := Caller{Remote: r.RemoteAddr, Via: via}

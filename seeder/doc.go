@@ -34,6 +34,9 @@
 //	POST /v1/webhooks/harbor        Harbor's webhook (PUSH_ARTIFACT)
 //	POST /registry/notifications    Harbor's preheat provider, Kraken driver
 //	GET  /health                    its health check
+//	POST /preheats                  Harbor's preheat provider, Dragonfly driver: a task
+//	GET  /preheats/{id}             the task's status (WAITING, RUNNING, SUCCESS, FAILED)
+//	GET  /_ping                     its health check
 //
 // Image pushes that pass the repository and tag patterns are queued as
 // preheats on the configured scope. Every request on both listeners and

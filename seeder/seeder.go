@@ -76,6 +76,7 @@ type Seeder struct {
 	qmu     sync.Mutex
 	queue   chan queued
 	waiting map[PreheatRequest]bool
+	tasks   tasks
 }
 
 // New builds a seeder: identity, store, upstream client, libp2p host and

@@ -205,20 +205,32 @@ func (s *Seeder) webhookHandler() http.Handler {
 		"POST /registry/notifications": ParseDistribution,
 	} {
 		op := "webhook." + path.Base(route)
-		mux.HandleFunc(route, s.audit.audited(op, "webhook", identity, func(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field) {
+		mux.HandleFunc(route, s.audit.audited(op, "webhook", identity, s.checked(func(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field) {
 			return s.takePushes(w, r, parse, by)
-		}))
+		})))
 	}
+	s.dragonflyRoutes(mux, identity)
 	// Harbor's provider health check (Kraken driver: any 2xx is healthy).
-	mux.HandleFunc("GET /health", s.audit.audited("webhook.health", "webhook", identity, func(w http.ResponseWriter, r *http.Request, _ Caller) (string, []zap.Field) {
-		if !s.authorized(r) {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return "unauthorized", nil
-		}
+	mux.HandleFunc("GET /health", s.audit.audited("webhook.health", "webhook", identity, s.checked(func(w http.ResponseWriter, _ *http.Request, _ Caller) (string, []zap.Field) {
 		_, _ = w.Write([]byte("ok\n"))
 		return "ok", nil
-	}))
+	})))
 	return mux
+}
+
+// handler is an audited operation: it answers and returns its result word
+// and extra audit fields.
+type handler func(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field)
+
+// checked answers 401 to a request without the shared secret, else runs h.
+func (s *Seeder) checked(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field) {
+		if !s.authorized(r) {
+			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+			return "unauthorized", nil
+		}
+		return h(w, r, by)
+	}
 }
 
 // authorized checks the shared secret, in constant time.
@@ -230,10 +242,6 @@ func (s *Seeder) authorized(r *http.Request) bool {
 // takePushes parses a webhook, filters its pushes and queues their
 // preheats; it answers 202 with what it queued.
 func (s *Seeder) takePushes(w http.ResponseWriter, r *http.Request, parse func([]byte) ([]Push, error), by Caller) (string, []zap.Field) {
-	if !s.authorized(r) {
-		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
-		return "unauthorized", nil
-	}
 	body, err := readBody(w, r, maxWebhookBody)
 	if err != nil {
 		http.Error(w, `{"error":"body too large or unreadable"}`, http.StatusRequestEntityTooLarge)
@@ -268,22 +276,28 @@ func (s *Seeder) takePushes(w http.ResponseWriter, r *http.Request, parse func([
 	return "accepted", []zap.Field{zap.Strings("queued", queued), zap.Strings("ignored", ignored)}
 }
 
-// queued is a preheat a webhook asked for.
+// queued is a preheat a webhook asked for (with its task, if Harbor's
+// Dragonfly driver will ask for its status).
 type queued struct {
-	by  Caller
-	req PreheatRequest
+	by   Caller
+	req  PreheatRequest
+	task *task
 }
 
 // enqueue queues a preheat unless the queue is full; one already waiting
 // for the same reference and scope is not queued twice.
-func (s *Seeder) enqueue(by Caller, req PreheatRequest) bool {
+func (s *Seeder) enqueue(by Caller, req PreheatRequest) bool { return s.enqueueTask(by, req, nil) }
+
+// enqueueTask is enqueue with a task to keep up to date (a task is always
+// queued: its own status is asked for).
+func (s *Seeder) enqueueTask(by Caller, req PreheatRequest, t *task) bool {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	if s.waiting[req] {
+	if s.waiting[req] && t == nil {
 		return true
 	}
 	select {
-	case s.queue <- queued{by: by, req: req}:
+	case s.queue <- queued{by: by, req: req, task: t}:
 		s.waiting[req] = true
 		return true
 	default:
@@ -301,7 +315,17 @@ func (s *Seeder) runQueue(ctx context.Context) {
 			s.qmu.Lock()
 			delete(s.waiting, q.req)
 			s.qmu.Unlock()
-			_, _ = s.PreheatScope(ctx, q.by, q.req, func(ScopeProgress) {})
+			if q.task != nil {
+				s.tasks.set(q.task, taskRunning, "")
+			}
+			_, err := s.PreheatScope(ctx, q.by, q.req, func(ScopeProgress) {})
+			if q.task != nil {
+				if err != nil {
+					s.tasks.set(q.task, taskFailed, err.Error())
+				} else {
+					s.tasks.set(q.task, taskSuccess, "")
+				}
+			}
 		}
 	}
 }

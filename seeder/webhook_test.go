@@ -56,7 +56,14 @@ func waitConnected(t *testing.T, pc *preheatCluster) {
 
 func post(t *testing.T, url, auth, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	return do(t, http.MethodPost, url, auth, body)
+}
+
+// do sends one request with an optional Authorization header and returns
+// the status and body.
+func do(t *testing.T, method, url, auth, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,5 +267,59 @@ func TestAdminAuditLog(t *testing.T) {
 	expect := []want{{"preheat", "bad_request", 400}, {"preheat", "bad_request", 400}, {"status", "ok", 200}, {"preheat", "done", 0}, {"preheat", "done", 200}}
 	if fmt.Sprint(got) != fmt.Sprint(expect) {
 		t.Errorf("audit lines %v, want %v", got, expect)
+	}
+}
+
+// Harbor's preheat provider, Dragonfly driver: GET /_ping for health,
+// POST /preheats with the image (type, url, headers, image, tag, digest)
+// answered with {"ID": ...}, then GET /preheats/{ID} polled until its
+// Status is SUCCESS or FAILED.
+func TestHarborDragonflyProvider(t *testing.T) {
+	pc, hook := hookCluster(t, seeder.WebhookConfig{Secret: hookSecret})
+	get := func(path, auth string) (int, string) { return do(t, http.MethodGet, hook+path, auth, "") }
+	if code, _ := get("/_ping", ""); code != http.StatusUnauthorized {
+		t.Errorf("ping without the secret: %d", code)
+	}
+	if code, _ := get("/_ping", hookSecret); code != http.StatusOK {
+		t.Errorf("ping: %d", code)
+	}
+	d := pc.manifestDigest(t)
+	body := fmt.Sprintf(`{"type":"image","url":"%s/v2/team/app/manifests/v2","headers":{"Authorization":"Basic dXNlcjpwYXNz"},
+	 "image":"team/app","tag":"v2","digest":%q}`, pc.c.Origin.URL(), d)
+	code, answer := post(t, hook+"/preheats", hookSecret, body)
+	var created struct{ ID string }
+	if err := json.Unmarshal([]byte(answer), &created); code != http.StatusOK || err != nil || created.ID == "" {
+		t.Fatalf("POST /preheats: %d %s", code, answer)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var st struct{ ID, Status, ErrorMsg, StartTime, FinishTime string }
+	for {
+		code, answer := get("/preheats/"+created.ID, hookSecret)
+		if code != http.StatusOK || json.Unmarshal([]byte(answer), &st) != nil {
+			t.Fatalf("GET /preheats/%s: %d %s", created.ID, code, answer)
+		}
+		if st.Status == "SUCCESS" || st.Status == "FAILED" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Status != "SUCCESS" || st.FinishTime == "" || st.StartTime == "" {
+		t.Fatalf("task %+v, want SUCCESS with its times", st)
+	}
+	pc.waitHeld(t)
+	if code, _ := get("/preheats/nope", hookSecret); code != http.StatusNotFound {
+		t.Errorf("unknown task: %d", code)
+	}
+	for name, bad := range map[string]string{
+		"not an image":      `{"type":"file","url":"x","image":"team/app","tag":"v2"}`,
+		"bad repository":    `{"type":"image","url":"http://h/v2/","image":"../x","tag":"v2"}`,
+		"no tag, no digest": `{"type":"image","url":"http://h/v2/","image":"team/app"}`,
+	} {
+		if code, _ := post(t, hook+"/preheats", hookSecret, bad); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", name, code)
+		}
+	}
+	if code, _ := post(t, hook+"/preheats", hookSecret, `{"type":"image","url":"http://elsewhere:1/v2/team/app/manifests/v2","image":"team/app","tag":"v2"}`); code != http.StatusForbidden {
+		t.Errorf("an unconfigured registry: %d, want 403", code)
 	}
 }
