@@ -3,6 +3,7 @@ package seeder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -33,7 +34,7 @@ type PreheatRequest struct {
 type NodeResult struct {
 	Node string `json:"node"`
 	// Status is "done", "failed" or "skipped" (the peer does not speak
-	// the preheat protocol).
+	// the preheat protocol, or, in scope all or N%, cannot be reached).
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
 	preheat.Result
@@ -133,7 +134,7 @@ func (s *Seeder) preheatScope(ctx context.Context, req PreheatRequest, start tim
 		}
 	}()
 	if len(preq.Blobs) > 0 {
-		s.fillNodes(ctx, nodes, limit, preq, f)
+		s.fillNodes(ctx, nodes, sc.Kind == "nodes", limit, preq, f)
 	}
 	close(stop)
 	tick.Wait()
@@ -154,7 +155,7 @@ func (s *Seeder) preheatScope(ctx context.Context, req PreheatRequest, start tim
 }
 
 // fillNodes sends req to the nodes, limit at a time.
-func (s *Seeder) fillNodes(ctx context.Context, nodes []peer.ID, limit int, req preheat.Request, f *fanout) {
+func (s *Seeder) fillNodes(ctx context.Context, nodes []peer.ID, named bool, limit int, req preheat.Request, f *fanout) {
 	slots := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for _, n := range nodes {
@@ -168,6 +169,11 @@ func (s *Seeder) fillNodes(ctx context.Context, nodes []peer.ID, limit int, req 
 		go func() {
 			defer func() { <-slots; wg.Done() }()
 			res, err := preheat.Send(ctx, s.peer.Host, n, req, func(p preheat.Progress) { f.progress(n, p.Bytes) })
+			// A node the seeder merely remembers (it left the cluster)
+			// does not fail a preheat of all or a share; a named one does.
+			if errors.Is(err, preheat.ErrUnreachable) && !named {
+				err = fmt.Errorf("%w: %w", preheat.ErrUnsupported, err)
+			}
 			f.finish(n, res, err)
 			if err != nil {
 				s.log.Info("node preheat ended", zap.Stringer("peer", n), zap.Error(err))

@@ -182,6 +182,17 @@ func TestPreheatPercentAndNamedNodes(t *testing.T) {
 	if !pc.holds(5 * time.Second)[missing] {
 		t.Errorf("the named node lacks the image")
 	}
+	// A named node nobody can reach fails the preheat.
+	h, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := h.ID()
+	_ = h.Close()
+	final, err = pc.s.PreheatScope(context.Background(), seeder.Caller{}, seeder.PreheatRequest{Ref: pc.ref, Scope: "node=" + gone.String()}, func(seeder.ScopeProgress) {})
+	if err == nil || final.NodesFailed != 1 || final.Results[0].Status != "failed" {
+		t.Errorf("unreachable named node: %v %+v", err, final)
+	}
 }
 
 // The attack, against a real daemon: a peer of the swarm that is not a

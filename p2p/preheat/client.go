@@ -29,7 +29,10 @@ func Send(ctx context.Context, h host.Host, p peer.ID, req Request, progress fun
 		if isUnsupported(err) {
 			return Result{}, fmt.Errorf("%w: %w", ErrUnsupported, err)
 		}
-		return Result{}, err
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		return Result{}, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
 	defer stop()

@@ -82,6 +82,9 @@ var (
 	// ErrUnsupported: the peer does not speak the protocol (not a node, or
 	// an older one).
 	ErrUnsupported = errors.New("preheat: peer does not speak " + ProtocolID)
+	// ErrUnreachable: no stream could be opened to the peer (gone, or no
+	// known address).
+	ErrUnreachable = errors.New("preheat: peer unreachable")
 )
 
 // Error codes of an ERROR frame.

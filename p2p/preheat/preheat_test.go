@@ -184,6 +184,15 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("got %v, want ErrUnsupported", err)
 		}
 	})
+	t.Run("unreachable", func(t *testing.T) {
+		gone := newHost(t)
+		id := gone.ID()
+		_ = gone.Close() // never connected, no address known
+		_, err := preheat.Send(context.Background(), seeder, id, request(), nil)
+		if !errors.Is(err, preheat.ErrUnreachable) {
+			t.Fatalf("got %v, want ErrUnreachable", err)
+		}
+	})
 	t.Run("malformed request", func(t *testing.T) {
 		rec := &recorder{}
 		n := node(t, rec, seeder.ID())
