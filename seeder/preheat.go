@@ -43,10 +43,23 @@ func SplitRef(ref string) (registry, repo, id string, err error) {
 // Preheat pulls every blob of ref (every platform of an index, or the one
 // named "os/arch") into the seeder, reporting progress about every 500 ms.
 func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(Progress)) error {
+	_, err := s.fillSeeder(ctx, ref, platform, report)
+	return err
+}
+
+// image is what a preheat of the seeder found: where the image lives and
+// the blobs it pulled.
+type image struct {
+	target upstream.Target
+	blobs  []oci.Descriptor
+}
+
+// fillSeeder is Preheat, returning the image for the nodes' turn.
+func (s *Seeder) fillSeeder(ctx context.Context, ref, platform string, report func(Progress)) (image, error) {
 	// A failure before the first blob still ends the report with an error.
-	fail := func(err error) error {
+	fail := func(err error) (image, error) {
 		report(Progress{Error: err.Error()})
-		return err
+		return image{}, err
 	}
 	registry, repo, id, err := SplitRef(ref)
 	if err != nil {
@@ -128,7 +141,7 @@ func (s *Seeder) Preheat(ctx context.Context, ref, platform string, report func(
 		final.Error = err.Error()
 	}
 	report(final)
-	return err
+	return image{target: t, blobs: blobs}, err
 }
 
 type counter struct{ n *atomic.Int64 }

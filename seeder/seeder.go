@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -43,6 +44,13 @@ type Config struct {
 	// OriginMaxRate caps the bytes per second read from the origin, all
 	// blob fetches together (0: no cap).
 	OriginMaxRate int64
+
+	// PreheatNodes caps the nodes a preheat fills at once (0:
+	// DefaultPreheatNodes), so a preheat does not saturate the seeder's
+	// link.
+	PreheatNodes int
+	// Webhook configures preheat from a push (off without an Addr).
+	Webhook WebhookConfig
 }
 
 // DefaultCacheMaxBytes is the seeder's default store quota: 200 GiB.
@@ -64,6 +72,14 @@ type Seeder struct {
 	sign   signer
 	gate   *gate
 	ready  ops.Ready
+
+	// The audit log, the webhook listener and its preheat queue.
+	audit   auditor
+	hook    net.Listener
+	qmu     sync.Mutex
+	queue   chan queued
+	waiting map[PreheatRequest]bool
+	tasks   tasks
 }
 
 // New builds a seeder: identity, store, upstream client, libp2p host and
@@ -80,7 +96,13 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	originBytes := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "shoal_origin_bytes_total", Help: "Bytes the seeder pulled from the origin registry."})
 	reg.MustRegister(originBytes)
-	s := &Seeder{cfg: cfg, log: log, up: up, reg: reg}
+	if cfg.Webhook.Addr != "" {
+		if err := cfg.Webhook.check(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Seeder{cfg: cfg, log: log, up: up, reg: reg, audit: auditor{log.Named(AuditLogger)},
+		queue: make(chan queued, maxQueuedPreheats), waiting: map[PreheatRequest]bool{}}
 	s.m = swarm.NewMetrics(reg, nil)
 	s.origin = upstream.NewOrigin(newOriginLimit(up, cfg.OriginMaxRate, reg), log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))
@@ -118,6 +140,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 			return nil, fmt.Errorf("seeder: metrics listener: %w", err)
 		}
 	}
+	if cfg.Webhook.Addr != "" {
+		if s.hook, err = net.Listen("tcp", cfg.Webhook.Addr); err != nil {
+			s.close()
+			return nil, fmt.Errorf("seeder: webhook listener: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -143,7 +171,7 @@ func (s *Seeder) close() {
 	if s.gate != nil {
 		s.gate.wait()
 	}
-	for _, l := range []net.Listener{s.admin, s.met} {
+	for _, l := range []net.Listener{s.admin, s.met, s.hook} {
 		if l != nil {
 			_ = l.Close()
 		}
@@ -159,6 +187,9 @@ func (s *Seeder) Addrs() []string { return s.peer.Addrs() }
 // AdminAddr is the admin API's address ("" without one).
 func (s *Seeder) AdminAddr() string { return ops.Addr(s.admin) }
 
+// WebhookAddr is the webhook listener's address ("" without one).
+func (s *Seeder) WebhookAddr() string { return ops.Addr(s.hook) }
+
 // Gatherer exposes the seeder's metrics.
 func (s *Seeder) Gatherer() prometheus.Gatherer { return s.reg }
 
@@ -172,6 +203,13 @@ func (s *Seeder) Run(ctx context.Context) error {
 	if s.met != nil {
 		servers = append(servers, ops.NewServer(s.met, ops.Handler(s.reg, &s.ready, false)))
 	}
+	if s.hook != nil {
+		servers = append(servers, ops.NewServer(s.hook, s.webhookHandler()))
+		qctx, stopQueue := context.WithCancel(ctx)
+		queueDone := make(chan struct{})
+		go func() { defer close(queueDone); s.runQueue(qctx) }()
+		defer func() { stopQueue(); <-queueDone }()
+	}
 	mctx, stopMigrate := context.WithCancel(ctx)
 	migrated := make(chan struct{})
 	go func() {
@@ -184,44 +222,46 @@ func (s *Seeder) Run(ctx context.Context) error {
 	return ops.Run(ctx, 10*time.Second, nil, servers...)
 }
 
-type preheatRequest struct {
-	Ref      string `json:"ref"`
-	Platform string `json:"platform"`
-}
-
 func (s *Seeder) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/preheat", func(w http.ResponseWriter, r *http.Request) {
-		var req preheatRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.Ref == "" {
-			http.Error(w, `{"error":"want {\"ref\": \"registry/repo:tag\", \"platform\": \"all\"}"}`, http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
-		enc := json.NewEncoder(w)
-		flusher, _ := w.(http.Flusher)
-		var mu = make(chan struct{}, 1)
-		mu <- struct{}{}
-		err := s.Preheat(r.Context(), req.Ref, req.Platform, func(p Progress) {
-			<-mu
-			_ = enc.Encode(p)
-			if flusher != nil {
-				flusher.Flush()
-			}
-			mu <- struct{}{}
-		})
-		if err != nil {
-			s.log.Warn("preheat failed", zap.String("ref", req.Ref), zap.Error(err))
-		} else {
-			s.log.Info("preheat done", zap.String("ref", req.Ref), zap.String("platform", req.Platform))
-		}
-	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("POST /v1/preheat", s.audit.audited("preheat", "admin", nil, s.adminPreheat))
+	mux.HandleFunc("GET /v1/status", s.audit.audited("status", "admin", nil, func(w http.ResponseWriter, _ *http.Request, _ Caller) (string, []zap.Field) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"peer_id": s.ID().String(), "addrs": s.Addrs(), "peers": len(s.peer.Host.Network().Peers()),
 		})
-	})
+		return "ok", nil
+	}))
 	return mux
+}
+
+// adminPreheat runs a preheat and streams its progress as JSON lines.
+func (s *Seeder) adminPreheat(w http.ResponseWriter, r *http.Request, by Caller) (string, []zap.Field) {
+	var req PreheatRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.Ref == "" {
+		http.Error(w, `{"error":"want {\"ref\": \"registry/repo:tag\", \"platform\": \"all\", \"scope\": \"seeder|all|N%|node=ID,...\"}"}`, http.StatusBadRequest)
+		return "bad_request", nil
+	}
+	if _, err := ParseScope(req.Scope); err != nil {
+		http.Error(w, fmt.Sprintf(`{"error":%q}`, err.Error()), http.StatusBadRequest)
+		return "bad_request", []zap.Field{zap.String("ref", req.Ref), zap.String("scope", req.Scope)}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	var mu sync.Mutex
+	final, err := s.PreheatScope(r.Context(), by, req, func(p ScopeProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(p)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	})
+	fields := []zap.Field{zap.String("ref", req.Ref), zap.String("scope", req.Scope), zap.Int("nodes_done", final.NodesDone)}
+	if err != nil {
+		return "failed", append(fields, zap.Error(err))
+	}
+	return "done", fields
 }

@@ -98,12 +98,18 @@ func postPreheat(ctx context.Context, admin, ref, platform string, onLine func(s
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		var p seeder.Progress
+		// The lines are ScopeProgress: the seeder's Progress plus the
+		// nodes' fields (scope "seeder" here: only the Progress part moves).
+		var sp seeder.ScopeProgress
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
+		if err := dec.Decode(&sp); err != nil {
 			return res, errors.New("bad NDJSON line " + sc.Text() + ": " + err.Error())
 		}
+		if sp.Phase != "seeder" || sp.Nodes != 0 {
+			return res, errors.New("a seeder-scope preheat reported nodes: " + sc.Text())
+		}
+		p := sp.Progress
 		res.Lines = append(res.Lines, p)
 		if onLine != nil {
 			onLine(p)

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
 
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/seeder"
@@ -30,6 +25,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
 	fs.Var((*byteRate)(&cfg.OriginMaxRate), "origin-max-rate", "cap on the bytes per second the seeder reads from the origin, all fetches together (suffixes as --cache-max-bytes, e.g. 100MiB; 0 or none: no cap)")
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
+	secretFile := webhookFlags(fs, &cfg)
 	var proc processFlags
 	proc.declare(fs, 256<<20)
 	log, err := proc.parse(fs, args, stderr)
@@ -37,6 +33,9 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // syncing stderr fails on a terminal (EINVAL); nothing to do at exit
+	if err := readSecret(*secretFile, &cfg.Webhook.Secret); err != nil {
+		return err
+	}
 	s, err := seeder.New(ctx, cfg, log.Named("seeder"))
 	if err != nil {
 		return swarmError(err)
@@ -65,65 +64,3 @@ func runID(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	_, err = fmt.Fprintln(stdout, id)
 	return err
 }
-
-func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("shoal preheat", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	url := fs.String("seeder", "http://127.0.0.1:5061", "the seeder's admin API")
-	platform := fs.String("platform", "all", "all, or os/arch[/variant]: which platforms of an index to pull")
-	// Flags may follow the reference too.
-	var ref string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		if ref != "" {
-			return fmt.Errorf("one image reference at a time (got %q and %q)", ref, fs.Arg(0))
-		}
-		ref, args = fs.Arg(0), fs.Args()[1:]
-	}
-	if ref == "" {
-		return errors.New("usage: shoal preheat --seeder URL REF [--platform all|os/arch]")
-	}
-	body, _ := json.Marshal(map[string]string{"ref": ref, "platform": *platform})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(*url, "/")+"/v1/preheat", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("preheat: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("preheat: seeder answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	sc := bufio.NewScanner(resp.Body)
-	var last seeder.Progress
-	for sc.Scan() {
-		var p seeder.Progress
-		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
-			return fmt.Errorf("preheat: bad progress line %q: %w", sc.Text(), err)
-		}
-		last = p
-		_, _ = fmt.Fprintf(stdout, "\rpreheat %s: %d/%d layers, %s / %s, %s/s   ", ref, p.LayersDone, p.Layers, mib(p.Bytes), mib(p.Total), mib(int64(p.Rate)))
-	}
-	_, _ = fmt.Fprintln(stdout)
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("preheat: %w", err)
-	}
-	if last.Error != "" {
-		return fmt.Errorf("preheat failed: %s", last.Error)
-	}
-	if !last.Done {
-		return errors.New("preheat: the seeder stopped before the end")
-	}
-	return nil
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

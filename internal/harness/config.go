@@ -132,6 +132,10 @@ type SeederOptions struct {
 	Log *zap.Logger
 	// Role, if set, is the pprof label role= of the seeder's goroutines.
 	Role string
+	// Webhook turns on the push webhooks (give it Addr "127.0.0.1:0").
+	Webhook seeder.WebhookConfig
+	// PreheatNodes caps the nodes a preheat fills at once (0: default).
+	PreheatNodes int
 }
 
 // SeederConfig is the seeder.Config of a seeder on loopback: libp2p on TCP
@@ -156,6 +160,7 @@ func SeederConfig(o SeederOptions) seeder.Config {
 		cfg.Upstream.Upstreams = []string{o.Upstream.Mapping()}
 		cfg.Upstream.DefaultUpstream = o.Upstream.Host
 	}
+	cfg.Webhook, cfg.PreheatNodes = o.Webhook, o.PreheatNodes
 	return cfg
 }
 

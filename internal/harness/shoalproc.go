@@ -232,6 +232,8 @@ func (d *DaemonProcess) Metrics(t testing.TB) Metrics {
 type SeederProcessOptions struct {
 	// Origin is the seeder's upstream and default upstream.
 	Origin *Origin
+	// Upstream is used instead when Origin is nil (a registry process).
+	Upstream Registry
 	// DataDir is the seeder's data directory (default: a temp dir).
 	DataDir string
 	// Args are extra seeder flags.
@@ -262,13 +264,17 @@ func StartSeederProcess(t testing.TB, o SeederProcessOptions) *SeederProcess {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 30 * time.Second
 	}
+	up := o.Upstream
+	if o.Origin != nil {
+		up = o.Origin.Registry()
+	}
 	args := append([]string{"seeder",
 		"--data-dir", o.DataDir,
 		"--p2p-listen", "/ip4/127.0.0.1/tcp/0",
 		"--admin-addr", "127.0.0.1:0",
 		"--metrics-addr", "",
-		"--upstream", o.Origin.Registry().Mapping(),
-		"--default-upstream", o.Origin.Host,
+		"--upstream", up.Mapping(),
+		"--default-upstream", up.Host,
 		"--docker-config", "", // never read the host's credentials
 	}, o.Args...)
 	args = withNetworkKey(args, o.Args)

@@ -36,6 +36,7 @@ var layers = map[string]int{
 	"internal/upstream":     2,
 	"p2p/discovery":         2,
 	"p2p/chunk":             2,
+	"p2p/preheat":           2,
 	"p2p/swarm":             3,
 	"p2p/member":            3,
 	"registryshim":          3,

@@ -142,6 +142,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 			d.closeAll()
 			return nil, err
 		}
+		d.servePreheat(up, fetcher, fetched)
 	} else {
 		fetcher = originPulls{origin: fetcher, pulls: d.pulls}
 	}
