@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -40,6 +39,11 @@ type Config struct {
 	// blob the seeder lacks is answered BUSY.
 	OriginFetches        int
 	OriginFetchesPerPeer int
+	// Seeders are the peer IDs of the other seeders of this seeder's set
+	// (high availability: the same list the nodes trust; this seeder's own
+	// ID may be in it). Their addresses come from Swarm.Bootstrap. Each
+	// blob is fetched from the origin by one seeder of the set (ha.go).
+	Seeders []string
 }
 
 // DefaultCacheMaxBytes is the seeder's default store quota: 200 GiB.
@@ -60,6 +64,7 @@ type Seeder struct {
 	rej    *swarm.Rejections
 	sign   signer
 	gate   *gate
+	ha     *ha
 	ready  ops.Ready
 }
 
@@ -90,7 +95,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	if s.store, err = store.Open(cfg.DataDir, log.Named("store"), store.WithQuota(cfg.CacheMaxBytes, nil)); err != nil {
 		return nil, err
 	}
-	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, nil, log, reg); err != nil {
+	others, idOnly, err := haSeeders(cfg)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, idOnly, log, reg); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -98,6 +108,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 		s.close()
 		return nil, err
 	}
+	s.startHA(withoutSelf(idOnly, s.ID()), withoutSelf(others, s.ID()))
 	s.gate = &gate{st: s.store, up: up, configured: configured, fill: s.fill,
 		total: orDefault(cfg.OriginFetches, DefaultOriginFetches), perPeer: orDefault(cfg.OriginFetchesPerPeer, DefaultOriginFetchesPerPeer),
 		reject: s.rej, log: log.Named("gate"), now: time.Now, byPeer: map[peer.ID]int{}, misses: map[string]time.Time{}}
@@ -118,11 +129,6 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	return s, nil
 }
 
-// fill pulls blob d of t from the origin into the store, signing chunks.
-func (s *Seeder) fill(t upstream.Target, d digest.Digest) store.Filler {
-	return signingFiller(s.sign, t, s.origin, d, s.log.Named("sign"))
-}
-
 func orDefault(n, def int) int {
 	if n <= 0 {
 		return def
@@ -131,6 +137,9 @@ func orDefault(n, def int) int {
 }
 
 func (s *Seeder) close() {
+	if s.ha != nil {
+		s.ha.stop()
+	}
 	if s.peer != nil {
 		_ = s.peer.Close()
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/shoal-dev/shoal/deploy/settings"
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/seeder"
 )
@@ -29,6 +30,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.OriginFetches, "origin-fetches", seeder.DefaultOriginFetches, "origin fetches peers can make the seeder run at once; past it a peer asking for a blob the seeder lacks gets BUSY")
 	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
+	fs.Var((*settings.Repeated)(&cfg.Seeders), "trusted-seeder", "peer ID of another seeder of this seeder's set (high availability; the list the nodes trust, its address from --bootstrap): each blob is fetched from the origin by its owner by rendezvous hashing, the others relay it from the owner while it is up; repeatable")
 	var proc processFlags
 	proc.declare(fs, 256<<20)
 	log, err := proc.parse(fs, args, stderr)

@@ -173,6 +173,9 @@ func NewLiveness(ids []peer.ID, cfg Config, now time.Time) *Liveness {
 	return l
 }
 
+// Timeout is the bound of one probe.
+func (l *Liveness) Timeout() time.Duration { return l.cfg.Timeout }
+
 // IDs are the tracked seeders, in the order given.
 func (l *Liveness) IDs() []peer.ID { return slices.Clone(l.ids) }
 

@@ -297,6 +297,10 @@ func (r *run) checkTimers(ctx context.Context) error {
 			}
 		}
 	}
+	r.checkSeeder(ctx)
+	if err := r.relayGap(now); err != nil {
+		return err
+	}
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.
 	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && len(r.pending) == 0 && now.Sub(r.lastLookup) > r.lookupEvery {

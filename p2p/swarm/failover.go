@@ -1,0 +1,153 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/zap"
+)
+
+// A fetch asks one trusted seeder at a time: the blob's owner by the
+// Ranker (rendezvous hashing over the live seeders, so every node asks the
+// same one and the blob leaves the origin once), and when that seeder goes
+// away (its session breaks, its dial fails, or the Ranker finds it down)
+// the next one of the blob's ranking. The time from losing a seeder to the
+// first chunk another seeder delivers is the failover, logged and counted
+// in shoal_swarm_seeder_failover_seconds.
+
+// lostSeeder is a seeder a fetch lost, until another one delivers.
+type lostSeeder struct {
+	id        peer.ID
+	at        time.Time // when the fetch lost it
+	lastChunk time.Time // its last chunk to this fetch; zero: none
+}
+
+// rankSeeders orders the blob's seeders (self left out) for this run.
+func (r *run) rankSeeders() {
+	r.seederOrder = r.seederOrder[:0]
+	for _, id := range r.f.rank.Order(r.req.Digest) {
+		if info, ok := r.f.seederInfo[id]; ok && id != r.f.self {
+			r.seederOrder = append(r.seederOrder, info)
+		}
+	}
+	r.seederAt = 0
+}
+
+// currentSeeder is the seeder this fetch asks now, if any.
+func (r *run) currentSeeder() (peer.AddrInfo, bool) {
+	if r.seederAt < len(r.seederOrder) {
+		return r.seederOrder[r.seederAt], true
+	}
+	return peer.AddrInfo{}, false
+}
+
+// offerSeeder offers the current seeder as a source.
+func (r *run) offerSeeder(ctx context.Context) {
+	if info, ok := r.currentSeeder(); ok {
+		r.send(ctx, event{kind: evPeer, info: info})
+	}
+}
+
+// seederGone moves on from seeder id when it is the one this fetch asks:
+// the ranker hears of it (it probes at once), the next seeder of the
+// ranking is offered, and the failover clock starts.
+func (r *run) seederGone(ctx context.Context, id peer.ID, lastChunk time.Time) {
+	cur, ok := r.currentSeeder()
+	if !ok || cur.ID != id || ctx.Err() != nil {
+		return
+	}
+	r.f.rank.Failed(id)
+	if r.lost == nil {
+		r.lost = &lostSeeder{id: id, at: time.Now(), lastChunk: lastChunk}
+	}
+	r.seederAt++
+	next, ok := r.currentSeeder()
+	if !ok {
+		r.f.log.Warn("every trusted seeder of the blob is gone", zap.String("digest", r.req.Digest.String()), zap.String("peer", id.String()))
+		return
+	}
+	r.f.log.Info("seeder gone; asking the next seeder of the blob", zap.String("digest", r.req.Digest.String()),
+		zap.String("peer", id.String()), zap.String("next", next.ID.String()))
+	r.offerSeeder(ctx)
+}
+
+// checkSeeder drops the session of the current seeder once the ranker
+// finds it down (a seeder that stopped answering without closing its
+// connections), so the next one is asked within a probe.
+func (r *run) checkSeeder(ctx context.Context) {
+	cur, ok := r.currentSeeder()
+	if !ok || !r.f.rank.Down(cur.ID) {
+		return
+	}
+	if s := r.peers[cur.ID]; s != nil && !s.closed {
+		r.f.log.Warn("trusted seeder found down; its session is closed", zap.String("digest", r.req.Digest.String()), zap.String("peer", cur.ID.String()))
+		r.closeSource(cur.ID) // moves on to the next seeder
+		return
+	}
+	if !r.dialing[cur.ID] {
+		r.seederGone(ctx, cur.ID, time.Time{})
+	}
+}
+
+// failedOver notes the first chunk from a seeder after the fetch lost
+// another one.
+func (r *run) failedOver(id peer.ID) {
+	if r.lost == nil || id == r.lost.id {
+		return
+	}
+	now := time.Now()
+	from := r.lost.at
+	if !r.lost.lastChunk.IsZero() {
+		from = r.lost.lastChunk
+	}
+	took := now.Sub(from)
+	r.f.m.Failover.Observe(took.Seconds())
+	r.f.log.Info("seeder failover", zap.String("digest", r.req.Digest.String()), zap.String("from", r.lost.id.String()),
+		zap.String("to", id.String()), zap.Duration("after", took), zap.Duration("since_lost", now.Sub(r.lost.at)),
+		zap.Time("lost_at", r.lost.at), zap.Time("first_chunk_at", now))
+	r.lost = nil
+}
+
+// relayGrace is how long a relaying seeder's fetch, with no trusted
+// seeder left to ask, waits for some source to hold the next chunk of its
+// in-order prefix before it falls back to the origin.
+const relayGrace = time.Second
+
+// relayGap ends a Relay fetch whose owner is gone once no source has held
+// the next chunk of the in-order prefix for relayGrace: the origin
+// fallback resumes at the prefix, so what the peers held is not fetched
+// from the origin again.
+func (r *run) relayGap(now time.Time) error {
+	_, asking := r.currentSeeder()
+	if !r.f.cfg.Relay || !r.sized || asking || !r.lookupDone || len(r.dialing) > 0 {
+		r.gapSince = time.Time{}
+		return nil
+	}
+	next := -1
+	for i := int(r.p.Offset() / r.cs); i < r.n; i++ {
+		if !r.held.Has(i) {
+			next = i
+			break
+		}
+	}
+	if next < 0 || r.inflight[next] > 0 {
+		r.gapSince = time.Time{}
+		return nil
+	}
+	for _, s := range r.peers {
+		if !s.closed && !s.parked && s.have.Has(next) {
+			r.gapSince = time.Time{}
+			return nil
+		}
+	}
+	if r.gapSince.IsZero() {
+		r.gapSince = now
+		return nil
+	}
+	if now.Sub(r.gapSince) < relayGrace {
+		return nil
+	}
+	return fmt.Errorf("%w: the owning seeder is gone and no source holds chunk %d", ErrNoSources, next)
+}
