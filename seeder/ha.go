@@ -117,7 +117,7 @@ func (s *Seeder) fill(t upstream.Target, d digest.Digest) store.Filler {
 		p.OnVerified(func(i int, sum [32]byte) ([]byte, error) {
 			return s.sign.verified(d, p.Size(), p.ChunkSize(), i, sum)
 		})
-		req := swarm.Request{Digest: d, Registry: t.Registry, Repo: t.Repo}
+		req := swarm.Request{Digest: d, Registry: t.Registry, Repo: t.Repo, Ahead: s.originAhead(t, d)}
 		return s.ha.relay.Fetch(ctx, req, p, func(ctx context.Context, p *store.Partial) error {
 			if !s.ha.gone(ctx, pr) {
 				return fmt.Errorf("%w: blob %s belongs to seeder %s, which is up: not fetching it from the origin", chunk.ErrUnavailable, d, pr)

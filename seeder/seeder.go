@@ -66,6 +66,8 @@ type Seeder struct {
 	gate   *gate
 	ha     *ha
 	ready  ops.Ready
+	// originBytes counts shoal_origin_bytes_total.
+	originBytes prometheus.Counter
 }
 
 // New builds a seeder: identity, store, upstream client, libp2p host and
@@ -82,7 +84,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	originBytes := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "shoal_origin_bytes_total", Help: "Bytes the seeder pulled from the origin registry."})
 	reg.MustRegister(originBytes)
-	s := &Seeder{cfg: cfg, log: log, up: up, reg: reg}
+	s := &Seeder{cfg: cfg, log: log, up: up, reg: reg, originBytes: originBytes}
 	s.m = swarm.NewMetrics(reg, nil)
 	s.origin = upstream.NewOrigin(up, log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))

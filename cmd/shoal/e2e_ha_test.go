@@ -67,7 +67,13 @@ func startHACluster(t *testing.T, origin *harness.Origin, nSeeders, nDaemons int
 }
 
 // owner is the index of d's owning seeder while every seeder is up.
-func (c *haCluster) owner(t *testing.T, d string) int {
+func (c *haCluster) owner(t *testing.T, d string) int { return c.ranked(t, d, 0) }
+
+// next is the index of the seeder that owns d once its owner is down.
+func (c *haCluster) next(t *testing.T, d string) int { return c.ranked(t, d, 1) }
+
+// ranked is the index of the k-th seeder of d's ranking.
+func (c *haCluster) ranked(t *testing.T, d string, k int) int {
 	t.Helper()
 	ids := make([]peer.ID, len(c.ids))
 	for i, s := range c.ids {
@@ -77,7 +83,7 @@ func (c *haCluster) owner(t *testing.T, d string) int {
 		}
 		ids[i] = id
 	}
-	first := seederset.Rank(digest.Digest(d), ids)[0]
+	first := seederset.Rank(digest.Digest(d), ids)[k]
 	for i, id := range ids {
 		if id == first {
 			return i
@@ -252,6 +258,11 @@ func TestE2ESeederFailover(t *testing.T) {
 	for _, f := range fo {
 		t.Logf("daemon %d failover: first chunk from the next seeder %.3f s after the lost seeder's last chunk, %.3f s after the kill",
 			f.daemon, f.after, f.fromKillSeconds)
+	}
+	for _, e := range c.seeders[c.next(t, layer)].LogEntries() {
+		if e.Str("logger") == "seeder.relay" || e.Str("logger") == "seeder.ha" {
+			t.Logf("next seeder: %s", e)
+		}
 	}
 	for i, d := range c.daemons {
 		m := d.Metrics(t)

@@ -76,10 +76,12 @@ type Config struct {
 	// never asked.
 	Ranker Ranker
 	// Relay is set in a seeder that fetches a blob another seeder owns:
-	// once no trusted seeder is left to ask and no source holds the next
-	// chunk of the in-order prefix for RelayGrace, the fetch falls back to
-	// the origin at once (the nodes wait on this seeder; waiting for the
-	// stall timeout would stall the swarm).
+	// once no trusted seeder is left to ask and no source has held some
+	// missing chunk for relayGrace, the fetch starts Request.Ahead from
+	// the lowest such chunk while peers still send the chunks below it
+	// (without an Ahead it falls back to the origin at once: the nodes
+	// wait on this seeder, and waiting for the stall timeout would stall
+	// the swarm).
 	Relay bool
 	// OnDone, if set, hears how every fetch went.
 	OnDone func(Result)
@@ -129,7 +131,14 @@ type Request struct {
 	Digest   digest.Digest
 	Registry string
 	Repo     string
+	// Ahead, with Config.Relay, fetches the chunks no source holds (the
+	// origin, chunk-wise) while peers send the others.
+	Ahead Ahead
 }
+
+// Ahead writes the chunks of p from index from to the end (each with
+// WriteChunk and a record a trusted seeder signed), telling landed of each.
+type Ahead func(ctx context.Context, p *store.Partial, from int, landed func(i int, n int64)) error
 
 // Fallback fills the rest of a blob from the origin.
 type Fallback func(ctx context.Context, p *store.Partial) error

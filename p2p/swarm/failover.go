@@ -111,36 +111,31 @@ func (r *run) failedOver(id peer.ID) {
 }
 
 // relayGrace is how long a relaying seeder's fetch, with no trusted
-// seeder left to ask, waits for some source to hold the next chunk of its
-// in-order prefix before it falls back to the origin.
-const relayGrace = time.Second
+// seeder left to ask, waits for some source to hold a missing chunk before
+// it goes to the origin for it.
+const relayGrace = 250 * time.Millisecond
 
-// relayGap ends a Relay fetch whose owner is gone once no source has held
-// the next chunk of the in-order prefix for relayGrace: the origin
-// fallback resumes at the prefix, so what the peers held is not fetched
-// from the origin again.
-func (r *run) relayGap(now time.Time) error {
+// relayGap acts on a Relay fetch whose owner is gone once no source has
+// held some missing chunk for relayGrace: it starts Ahead from the lowest
+// such chunk (chunks below it still come from the peers), or, without
+// Ahead or when a gap opens below where Ahead started, ends the fetch so
+// that the origin fallback resumes at the in-order prefix.
+func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	_, asking := r.currentSeeder()
 	if !r.f.cfg.Relay || !r.sized || asking || !r.lookupDone || len(r.dialing) > 0 {
 		r.gapSince = time.Time{}
 		return nil
 	}
-	next := -1
-	for i := int(r.p.Offset() / r.cs); i < r.n; i++ {
-		if !r.held.Has(i) {
-			next = i
+	gap := -1
+	for i := int(r.p.Offset() / r.cs); i < r.n && (r.aheadFrom < 0 || i < r.aheadFrom); i++ {
+		if !r.held.Has(i) && r.inflight[i] == 0 && !r.sourceHas(i) {
+			gap = i
 			break
 		}
 	}
-	if next < 0 || r.inflight[next] > 0 {
+	if gap < 0 {
 		r.gapSince = time.Time{}
 		return nil
-	}
-	for _, s := range r.peers {
-		if !s.closed && !s.parked && s.have.Has(next) {
-			r.gapSince = time.Time{}
-			return nil
-		}
 	}
 	if r.gapSince.IsZero() {
 		r.gapSince = now
@@ -149,5 +144,53 @@ func (r *run) relayGap(now time.Time) error {
 	if now.Sub(r.gapSince) < relayGrace {
 		return nil
 	}
-	return fmt.Errorf("%w: the owning seeder is gone and no source holds chunk %d", ErrNoSources, next)
+	if r.req.Ahead == nil || r.aheadFrom >= 0 {
+		return fmt.Errorf("%w: the owning seeder is gone and no source holds chunk %d", ErrNoSources, gap)
+	}
+	r.aheadFrom, r.gapSince = gap, time.Time{}
+	for _, s := range r.peers {
+		for i := range s.inflight {
+			if i >= gap {
+				r.finishRequest(s, i)
+				_ = s.sess.Cancel(i)
+			}
+		}
+	}
+	r.f.log.Info("the owning seeder is gone: fetching the chunks no peer holds from the origin", zap.String("digest", r.req.Digest.String()),
+		zap.Int("from_chunk", gap), zap.Int("chunks", r.n))
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		err := r.req.Ahead(ctx, r.p, gap, func(i int, n int64) { r.send(ctx, event{kind: evAhead, idx: i, n: n}) })
+		if err != nil && ctx.Err() == nil {
+			r.send(ctx, event{kind: evAheadFailed, err: fmt.Errorf("%w: origin from chunk %d: %w", ErrNoSources, gap, err)})
+		}
+	}()
+	return nil
+}
+
+// sourceHas reports whether a live, admitted source holds chunk i.
+func (r *run) sourceHas(i int) bool {
+	for _, s := range r.peers {
+		if !s.closed && !s.parked && s.have.Has(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// aheadLanded records chunk i that Ahead wrote (n bytes from the origin).
+func (r *run) aheadLanded(i int, n int64) {
+	if r.held == nil || i < 0 || i >= r.n || !r.held.Set(i) {
+		return
+	}
+	r.bytes["origin"] += n
+	r.lastProgress = time.Now()
+	r.f.lastChunk.Store(r.lastProgress.UnixNano())
+	for _, o := range r.peers {
+		if _, ok := o.inflight[i]; ok && !o.closed {
+			r.finishRequest(o, i)
+			_ = o.sess.Cancel(i)
+		}
+	}
 }

@@ -59,13 +59,14 @@ type run struct {
 	seederOrder []peer.AddrInfo
 	seederAt    int
 	lost        *lostSeeder
-	gapSince    time.Time // Relay: since when no source holds the prefix's next chunk
+	gapSince    time.Time // Relay: since when no source holds some missing chunk
+	aheadFrom   int       // Relay: the first chunk Ahead fetches; -1: not started
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
 	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
-		used: map[peer.ID]bool{}, inflight: map[int]int{}, queued: map[peer.ID]bool{}}
+		used: map[peer.ID]bool{}, inflight: map[int]int{}, queued: map[peer.ID]bool{}, aheadFrom: -1}
 	r.trusted.Store(-1)
 	return r
 }
@@ -84,6 +85,8 @@ const (
 	evStoreErr
 	evClosed
 	evLookupDone
+	evAhead       // Ahead wrote chunk idx
+	evAheadFailed // Ahead ended with err
 )
 
 type event struct {
@@ -261,6 +264,10 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		r.landed(ctx, ev)
 	case evProbe:
 		return r.probed(ctx, ev)
+	case evAhead:
+		r.aheadLanded(ev.idx, ev.n)
+	case evAheadFailed:
+		return ev.err
 	case evBadChunk:
 		r.f.m.VerifyFailures.Inc()
 		r.drop(ev.id, reasonBadChunk, ev.err, true)

@@ -171,7 +171,7 @@ func (r *run) pick(s *source, srcs []*source) int {
 		return c
 	}
 	wanted := func(i int) bool {
-		if r.held.Has(i) || !s.have.Has(i) {
+		if r.held.Has(i) || !s.have.Has(i) || r.aheadFrom >= 0 && i >= r.aheadFrom {
 			return false
 		}
 		if r.inflight[i] == 0 {
@@ -298,7 +298,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 		}
 	}
 	r.checkSeeder(ctx)
-	if err := r.relayGap(now); err != nil {
+	if err := r.relayGap(ctx, now); err != nil {
 		return err
 	}
 	live := r.live()
