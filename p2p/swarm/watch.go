@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	lpswarm "github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,13 @@ func (w *Watch) Order(d digest.Digest) []peer.ID {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.l.Order(d)
+}
+
+// State is what the watch knows of id.
+func (w *Watch) State(id peer.ID) seederset.State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.l.State(id)
 }
 
 // Down implements Ranker.
@@ -144,6 +152,11 @@ func (w *Watch) probe(ctx context.Context, id peer.ID) error {
 	w.mu.Lock()
 	timeout := w.l.Timeout()
 	w.mu.Unlock()
+	if sw, ok := w.h.Network().(*lpswarm.Swarm); ok {
+		// The probes pace the dials themselves: libp2p's growing dial
+		// backoff would keep a restarted seeder down for minutes.
+		sw.Backoff().Clear(id)
+	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, ok := <-ping.Ping(pctx, w.h, id)
