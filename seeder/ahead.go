@@ -12,6 +12,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
 	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
 // originAhead is a relay's swarm.Ahead for blob d of t: one Range request
@@ -20,7 +21,7 @@ import (
 // takes the chunks below from the nodes that hold them. So when a blob's
 // primary dies mid-pull, the next seeder serves the chunks nobody holds
 // after one origin round trip, and the origin sends each byte about once.
-func (s *Seeder) originAhead(t upstream.Target, d digest.Digest) func(ctx context.Context, p *store.Partial, from int, landed func(int, int64)) error {
+func (s *Seeder) originAhead(t upstream.Target, d digest.Digest) swarm.Ahead {
 	return func(ctx context.Context, p *store.Partial, from int, landed func(int, int64)) error {
 		size, cs := p.Size(), p.ChunkSize()
 		if size <= 0 || cs <= 0 {

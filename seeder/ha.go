@@ -117,16 +117,32 @@ func (s *Seeder) fill(t upstream.Target, d digest.Digest) store.Filler {
 		p.OnVerified(func(i int, sum [32]byte) ([]byte, error) {
 			return s.sign.verified(d, p.Size(), p.ChunkSize(), i, sum)
 		})
-		req := swarm.Request{Digest: d, Registry: t.Registry, Repo: t.Repo, Ahead: s.originAhead(t, d)}
+		ahead := s.originAhead(t, d)
+		req := swarm.Request{Digest: d, Registry: t.Registry, Repo: t.Repo,
+			Ahead: func(ctx context.Context, p *store.Partial, from int, landed func(int, int64)) error {
+				if err := s.ha.primaryUp(ctx, pr, d); err != nil {
+					return err
+				}
+				return ahead(ctx, p, from, landed)
+			}}
 		return s.ha.relay.Fetch(ctx, req, p, func(ctx context.Context, p *store.Partial) error {
-			if !s.ha.gone(ctx, pr) {
-				return fmt.Errorf("%w: blob %s belongs to seeder %s, which is up: not fetching it from the origin", chunk.ErrUnavailable, d, pr)
+			if err := s.ha.primaryUp(ctx, pr, d); err != nil {
+				return err
 			}
 			s.ha.log.Info("the blob's primary seeder is down: fetching the rest from the origin", zap.String("digest", d.String()),
 				zap.String("primary", pr.String()), zap.Int64("offset", p.Offset()))
 			return fromOrigin(ctx, p)
 		})
 	}
+}
+
+// primaryUp is the error of a relay that would go to the origin for blob d
+// while its primary pr is up (nil once pr is down).
+func (h *ha) primaryUp(ctx context.Context, pr peer.ID, d digest.Digest) error {
+	if h.gone(ctx, pr) {
+		return nil
+	}
+	return fmt.Errorf("%w: blob %s belongs to seeder %s, which is up: not fetching it from the origin", chunk.ErrUnavailable, d, pr)
 }
 
 // gone reports whether seeder id is down, asking the watch to probe it and

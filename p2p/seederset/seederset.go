@@ -241,6 +241,16 @@ func (l *Liveness) Suspect(id peer.ID, now time.Time) {
 	}
 }
 
+// Connected takes a new connection from or to id: a seeder not known to
+// be Live (a seeder that just started, or came back) is probed at once.
+func (l *Liveness) Connected(id peer.ID, now time.Time) {
+	e := l.e[id]
+	if e == nil || e.state == Live || !e.started.IsZero() {
+		return
+	}
+	e.next = now
+}
+
 // Due returns the seeders to probe now and marks their probes started;
 // a probe started more than Timeout ago without a result counts as
 // failed first (a driver that lost a result cannot hide a dead seeder).

@@ -185,6 +185,15 @@ func TestLiveness(t *testing.T) {
 			{100, "due", "", nil, Suspect},
 			{1000, "due", "", nil, Down},
 		}},
+		{"a connection of a down seeder probes at once", []step{
+			{0, "due", "", []peer.ID{a, b}, Unknown},
+			{1, "fail", a, nil, Down},
+			{300, "connected", a, nil, Down},
+			{300, "due", "", []peer.ID{a}, Down},
+			{302, "ok", a, nil, Live},
+			{400, "connected", a, nil, Live},
+			{400, "due", "", nil, Live},
+		}},
 		{"suspect does not lift down", []step{
 			{0, "due", "", []peer.ID{a, b}, Unknown},
 			{1, "fail", a, nil, Down},
@@ -208,6 +217,8 @@ func TestLiveness(t *testing.T) {
 					l.ProbeFailed(st.id, now)
 				case "suspect":
 					l.Suspect(st.id, now)
+				case "connected":
+					l.Connected(st.id, now)
 				}
 				if got := l.State(a); got != st.stateA {
 					t.Fatalf("step %d (%s): state %s, want %s", i, st.op, got, st.stateA)
@@ -241,6 +252,7 @@ func TestLivenessOrder(t *testing.T) {
 	l.ProbeOK("nobody", t0)
 	l.ProbeFailed("nobody", t0)
 	l.Suspect("nobody", t0)
+	l.Connected("nobody", t0)
 	if len(l.IDs()) != 3 {
 		t.Fatal("events for an untracked seeder changed the set")
 	}

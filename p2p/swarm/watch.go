@@ -105,15 +105,23 @@ func (w *Watch) poke() {
 
 // Run probes until ctx ends.
 func (w *Watch) Run(ctx context.Context) {
-	notifee := &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
-		id := c.RemotePeer()
-		if w.h.Network().Connectedness(id) != network.Connected {
+	notifee := &network.NotifyBundle{
+		DisconnectedF: func(_ network.Network, c network.Conn) {
+			id := c.RemotePeer()
+			if w.h.Network().Connectedness(id) != network.Connected {
+				w.mu.Lock()
+				w.l.Suspect(id, time.Now())
+				w.mu.Unlock()
+				w.poke()
+			}
+		},
+		ConnectedF: func(_ network.Network, c network.Conn) {
 			w.mu.Lock()
-			w.l.Suspect(id, time.Now())
+			w.l.Connected(c.RemotePeer(), time.Now())
 			w.mu.Unlock()
 			w.poke()
-		}
-	}}
+		},
+	}
 	w.h.Network().Notify(notifee)
 	defer w.h.Network().StopNotify(notifee)
 	var wg sync.WaitGroup
