@@ -21,10 +21,11 @@ import (
 // share the blobs by rendezvous hashing: blob d's primary is the first of
 // seederset.Rank(d, set), the same on every seeder and node. The primary
 // fetches d from the origin. Another seeder asked for d (a node whose
-// primary went away, or that believes so) relays it through the swarm:
-// from the primary while the primary is up, and from the nodes that hold
-// chunks of it, falling back to the origin only once the primary is down
-// (it does not answer the watch's probes). So a blob leaves the origin once
+// owner went away, or that believes so) relays it through the swarm: from
+// the seeders ranked above it for d that are up (the primary first), and
+// from the nodes that hold chunks of it; it goes to the origin only once
+// every seeder above it is down (does not answer the watch's probes), and
+// then only for the chunks no node holds. So a blob leaves the origin once
 // while its primary lives, and after it dies the next seeder fetches from
 // the origin only what no node holds.
 
@@ -38,22 +39,36 @@ type ha struct {
 	stop  func()
 }
 
-// primaryRank is the relay's Ranker: it asks only the blob's primary (a
-// relay never asks another non-primary seeder, which would ask it back),
-// and not at all when the primary is this seeder or down.
-type primaryRank struct{ h *ha }
+// aboveRank is the relay's Ranker: it asks only the seeders ranked above
+// this one for the blob (the primary first) that are not down. A relay
+// never asks a seeder ranked below it, so two relays never ask each other
+// (the chain of relays only climbs the ranking), and with every seeder
+// above it down it goes to the origin itself: it is the owner then.
+type aboveRank struct{ h *ha }
 
-func (p primaryRank) Order(d digest.Digest) []peer.ID {
-	if pr := p.h.primary(d); pr != p.h.self && !p.h.watch.Down(pr) {
-		return []peer.ID{pr}
+func (a aboveRank) Order(d digest.Digest) []peer.ID {
+	var out []peer.ID
+	for _, id := range a.h.above(d) {
+		if !a.h.watch.Down(id) {
+			out = append(out, id)
+		}
 	}
-	return nil
+	return out
 }
-func (p primaryRank) Down(id peer.ID) bool { return p.h.watch.Down(id) }
-func (p primaryRank) Failed(id peer.ID)    { p.h.watch.Failed(id) }
+func (a aboveRank) Down(id peer.ID) bool { return a.h.watch.Down(id) }
+func (a aboveRank) Failed(id peer.ID)    { a.h.watch.Failed(id) }
 
-// primary is d's first seeder by rendezvous hashing over the whole set.
-func (h *ha) primary(d digest.Digest) peer.ID { return seederset.Rank(d, h.set)[0] }
+// above are the seeders ranked above this one for d, the primary first
+// (none when this seeder is d's primary).
+func (h *ha) above(d digest.Digest) []peer.ID {
+	r := seederset.Rank(d, h.set)
+	for i, id := range r {
+		if id == h.self {
+			return r[:i]
+		}
+	}
+	return r
+}
 
 // startHA joins s to its seeder set, if it has one.
 func (s *Seeder) startHA(idOnly []peer.AddrInfo, others []peer.AddrInfo) {
@@ -67,7 +82,7 @@ func (s *Seeder) startHA(idOnly []peer.AddrInfo, others []peer.AddrInfo) {
 	}
 	h := &ha{self: self.ID, set: set, log: s.log.Named("ha")}
 	h.watch = swarm.NewWatch(s.peer.Host, append([]peer.AddrInfo{self}, others...), seederset.Config{}, s.reg, s.log.Named("seeders"))
-	h.relay = swarm.NewClient(s.peer.Host, s.peer.DHT, swarm.Config{Seeders: others, Ranker: primaryRank{h}, Relay: true, SharePartial: true},
+	h.relay = swarm.NewClient(s.peer.Host, s.peer.DHT, swarm.Config{Seeders: others, Ranker: aboveRank{h}, Relay: true, SharePartial: true},
 		s.m, s.log.Named("relay"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -107,8 +122,8 @@ func (s *Seeder) fill(t upstream.Target, d digest.Digest) store.Filler {
 	if s.ha == nil {
 		return fromOrigin
 	}
-	pr := s.ha.primary(d)
-	if pr == s.ha.self {
+	above := s.ha.above(d)
+	if len(above) == 0 {
 		return fromOrigin
 	}
 	return func(ctx context.Context, p *store.Partial) error {
@@ -120,29 +135,31 @@ func (s *Seeder) fill(t upstream.Target, d digest.Digest) store.Filler {
 		ahead := s.originAhead(t, d)
 		req := swarm.Request{Digest: d, Registry: t.Registry, Repo: t.Repo,
 			Ahead: func(ctx context.Context, p *store.Partial, from int, landed func(int, int64)) error {
-				if err := s.ha.primaryUp(ctx, pr, d); err != nil {
+				if err := s.ha.ownerUp(ctx, above, d); err != nil {
 					return err
 				}
 				return ahead(ctx, p, from, landed)
 			}}
 		return s.ha.relay.Fetch(ctx, req, p, func(ctx context.Context, p *store.Partial) error {
-			if err := s.ha.primaryUp(ctx, pr, d); err != nil {
+			if err := s.ha.ownerUp(ctx, above, d); err != nil {
 				return err
 			}
-			s.ha.log.Info("the blob's primary seeder is down: fetching the rest from the origin", zap.String("digest", d.String()),
-				zap.String("primary", pr.String()), zap.Int64("offset", p.Offset()))
+			s.ha.log.Info("the seeders ranked above this one for the blob are down: fetching the rest from the origin", zap.String("digest", d.String()),
+				zap.String("primary", above[0].String()), zap.Int64("offset", p.Offset()))
 			return fromOrigin(ctx, p)
 		})
 	}
 }
 
-// primaryUp is the error of a relay that would go to the origin for blob d
-// while its primary pr is up (nil once pr is down).
-func (h *ha) primaryUp(ctx context.Context, pr peer.ID, d digest.Digest) error {
-	if h.gone(ctx, pr) {
-		return nil
+// ownerUp is the error of a relay that would go to the origin for blob d
+// while a seeder ranked above it is up (nil once every one is down).
+func (h *ha) ownerUp(ctx context.Context, above []peer.ID, d digest.Digest) error {
+	for _, id := range above {
+		if !h.gone(ctx, id) {
+			return fmt.Errorf("%w: blob %s belongs to seeder %s, which is up: not fetching it from the origin", chunk.ErrUnavailable, d, id)
+		}
 	}
-	return fmt.Errorf("%w: blob %s belongs to seeder %s, which is up: not fetching it from the origin", chunk.ErrUnavailable, d, pr)
+	return nil
 }
 
 // gone reports whether seeder id is down, asking the watch to probe it and

@@ -27,22 +27,34 @@ func (askOnly) Failed(peer.ID)                  {}
 // and returns them as (primary, other) of blob d.
 func haPair(t *testing.T, c *harness.Cluster, d digest.Digest) (primary, other *harness.Seeder) {
 	t.Helper()
-	dirs := []string{t.TempDir(), t.TempDir()}
+	r := haSet(t, c, d, 2)
+	return r[0], r[1]
+}
+
+// haSet starts n seeders of one set and returns them in d's ranking.
+func haSet(t *testing.T, c *harness.Cluster, d digest.Digest, n int) []*harness.Seeder {
+	t.Helper()
 	var ids []peer.ID
-	var set []string
-	for _, dir := range dirs {
+	var set, dirs, boot []string
+	for range n {
+		dir := t.TempDir()
 		id, err := host.PeerIDFromDataDir(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids, set = append(ids, id), append(set, id.String())
+		ids, set, dirs = append(ids, id), append(set, id.String()), append(dirs, dir)
 	}
-	a := c.AddSeeder(harness.SeederOptions{DataDir: dirs[0], Seeders: set})
-	b := c.AddSeeder(harness.SeederOptions{DataDir: dirs[1], Seeders: set, Bootstrap: a.Addrs()})
-	if seederset.Rank(d, ids)[0] == a.ID() {
-		return a, b
+	byID := map[peer.ID]*harness.Seeder{}
+	for _, dir := range dirs {
+		s := c.AddSeeder(harness.SeederOptions{DataDir: dir, Seeders: set, Bootstrap: boot})
+		boot = append(boot, s.Addrs()...)
+		byID[s.ID()] = s
 	}
-	return b, a
+	var out []*harness.Seeder
+	for _, id := range seederset.Rank(d, ids) {
+		out = append(out, byID[id])
+	}
+	return out
 }
 
 func originBytes(t *testing.T, s *harness.Seeder) float64 {
@@ -108,5 +120,33 @@ func TestNonPrimaryFetchesWhenThePrimaryIsDown(t *testing.T) {
 	}
 	if o := originBytes(t, other); o != float64(len(data)) {
 		t.Fatalf("the other seeder pulled %.0f bytes from the origin, want %d", o, len(data))
+	}
+}
+
+// Three seeders, the primary down, a node asking the third: the third
+// relays from the second (ranked above it and up), which fetches from the
+// origin; the third does not go to the origin too.
+func TestRelayClimbsTheRanking(t *testing.T) {
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	data := harness.RandomBytes(6<<20, 43)
+	req, err := c.Origin.PushBlob("ha/climb", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := haSet(t, c, req.Digest, 3)
+	if err := r[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	node := c.AddPeer(harness.PeerOptions{Config: swarm.Config{Ranker: askOnly(r[2].ID())}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := node.Pull(ctx, req, data, noOrigin(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Origin.BlobGets(req.Digest.String()); n != 1 {
+		t.Fatalf("the origin served the blob %d times, want 1", n)
+	}
+	if second, third := originBytes(t, r[1]), originBytes(t, r[2]); second != float64(len(data)) || third != 0 {
+		t.Fatalf("origin bytes: second %.0f, third %.0f; want %d and 0", second, third, len(data))
 	}
 }

@@ -20,7 +20,9 @@
 // break, asks for a probe at once (Suspect) instead of believing the
 // break: a connection trimmed by the connection manager is not a dead
 // seeder, and a refused dial to a dead one fails in a millisecond. A
-// Live seeder is probed every Config.Every. A false Down costs little:
+// Live seeder is probed every Config.Every; a probe that fails outright
+// (refused, reset) makes it Down at once, Config.Misses unanswered ones in
+// a row (a silent host) too. A false Down costs little:
 // the next seeder of the ranking fetches the blob from the owner it still
 // reaches, not from the origin.
 package seederset
@@ -129,6 +131,11 @@ type Config struct {
 	// DownEvery is the wait between probes of a seeder that is down (2 s):
 	// a restarted seeder is taken back within it.
 	DownEvery time.Duration
+	// Misses is how many probes in a row may go unanswered before the
+	// seeder counts as down (3): a seeder whose link is saturated by the
+	// rollout answers late, and a false Down moves nodes to another
+	// seeder. A probe that fails outright (refused, reset) counts at once.
+	Misses int
 }
 
 func (c *Config) defaults() {
@@ -141,6 +148,9 @@ func (c *Config) defaults() {
 	if c.DownEvery <= 0 {
 		c.DownEvery = 2 * time.Second
 	}
+	if c.Misses <= 0 {
+		c.Misses = 3
+	}
 }
 
 type entry struct {
@@ -148,6 +158,7 @@ type entry struct {
 	next    time.Time // when the next probe is due
 	started time.Time // when the probe in flight started; zero: none
 	since   time.Time // when state was entered
+	misses  int       // probes in a row without an answer
 }
 
 // Liveness tracks the seeders of one set. It is not safe for concurrent
@@ -211,20 +222,35 @@ func (l *Liveness) ProbeOK(id peer.ID, now time.Time) {
 		return
 	}
 	l.set(e, Live, now)
-	e.started = time.Time{}
+	e.started, e.misses = time.Time{}, 0
 	e.next = now.Add(l.cfg.Every)
 }
 
-// ProbeFailed takes a probe that failed: id is Down, probed again after
-// DownEvery.
+// ProbeFailed takes a probe that failed outright (the dial was refused,
+// the connection reset): id is Down, probed again after DownEvery.
 func (l *Liveness) ProbeFailed(id peer.ID, now time.Time) {
 	e := l.e[id]
 	if e == nil {
 		return
 	}
 	l.set(e, Down, now)
-	e.started = time.Time{}
+	e.started, e.misses = time.Time{}, 0
 	e.next = now.Add(l.cfg.DownEvery)
+}
+
+// ProbeTimedOut takes a probe that got no answer within Timeout: after
+// Misses of them in a row id is Down; before, it is probed again at once.
+func (l *Liveness) ProbeTimedOut(id peer.ID, now time.Time) {
+	e := l.e[id]
+	if e == nil {
+		return
+	}
+	e.started = time.Time{}
+	if e.misses++; e.misses >= l.cfg.Misses {
+		l.ProbeFailed(id, now)
+		return
+	}
+	e.next = now
 }
 
 // Suspect takes a broken connection or session to id: unless it is
@@ -252,14 +278,14 @@ func (l *Liveness) Connected(id peer.ID, now time.Time) {
 }
 
 // Due returns the seeders to probe now and marks their probes started;
-// a probe started more than Timeout ago without a result counts as
-// failed first (a driver that lost a result cannot hide a dead seeder).
+// a probe started more than Timeout ago without a result counts as timed
+// out first (a driver that lost a result cannot hide a dead seeder).
 func (l *Liveness) Due(now time.Time) []peer.ID {
 	var out []peer.ID
 	for _, id := range l.ids {
 		e := l.e[id]
 		if !e.started.IsZero() && now.Sub(e.started) >= l.cfg.Timeout {
-			l.ProbeFailed(id, now)
+			l.ProbeTimedOut(id, now)
 		}
 		if e.started.IsZero() && !now.Before(e.next) {
 			e.started = now

@@ -150,19 +150,40 @@ func TestLiveness(t *testing.T) {
 			{0, "due", "", []peer.ID{a, b}, Unknown},
 			{5, "ok", a, nil, Live},
 			{500, "due", "", nil, Live},
-			{1005, "due", "", []peer.ID{a}, Live},
+			{1005, "due", "", []peer.ID{a, b}, Live}, // b's probe timed out: again
 		}},
 		{"failed probe makes down, retried after DownEvery", []step{
 			{0, "due", "", []peer.ID{a, b}, Unknown},
 			{3, "fail", a, nil, Down},
-			{1000, "due", "", nil, Down},
-			{2003, "due", "", []peer.ID{a}, Down},
+			{1000, "due", "", []peer.ID{b}, Down},
+			{2003, "due", "", []peer.ID{a, b}, Down},
 			{2010, "ok", a, nil, Live},
 		}},
-		{"unanswered probe times out into down", []step{
+		{"three unanswered probes in a row make down", []step{
 			{0, "due", "", []peer.ID{a, b}, Unknown},
 			{999, "due", "", nil, Unknown},
-			{1000, "due", "", nil, Down},
+			{1000, "due", "", []peer.ID{a, b}, Unknown},
+			{2000, "due", "", []peer.ID{a, b}, Unknown},
+			{3000, "due", "", nil, Down},
+		}},
+		{"an answer resets the misses", []step{
+			{0, "due", "", []peer.ID{a, b}, Unknown},
+			{1000, "due", "", []peer.ID{a, b}, Unknown},
+			{1500, "ok", a, nil, Live},
+			{2500, "due", "", []peer.ID{a, b}, Live},
+			{3500, "due", "", []peer.ID{a}, Live}, // b's third miss: down
+			{4500, "due", "", []peer.ID{a}, Live},
+			{5500, "due", "", []peer.ID{b}, Down}, // a's third miss; b's retry
+		}},
+		{"a timed-out probe reported by the driver counts as a miss", []step{
+			{0, "due", "", []peer.ID{a, b}, Unknown},
+			{1, "ok", a, nil, Live},
+			{1001, "due", "", []peer.ID{a, b}, Live},
+			{1500, "timeout", a, nil, Live},
+			{1500, "due", "", []peer.ID{a}, Live},
+			{1600, "timeout", a, nil, Live},
+			{1600, "due", "", []peer.ID{a}, Live},
+			{1700, "timeout", a, nil, Down},
 		}},
 		{"suspect probes at once", []step{
 			{0, "due", "", []peer.ID{a, b}, Unknown},
@@ -183,7 +204,8 @@ func TestLiveness(t *testing.T) {
 			{0, "due", "", []peer.ID{a, b}, Unknown},
 			{100, "suspect", a, nil, Suspect},
 			{100, "due", "", nil, Suspect},
-			{1000, "due", "", nil, Down},
+			{1000, "due", "", []peer.ID{a, b}, Suspect},
+			{1001, "fail", a, nil, Down},
 		}},
 		{"a connection of a down seeder probes at once", []step{
 			{0, "due", "", []peer.ID{a, b}, Unknown},
@@ -215,6 +237,8 @@ func TestLiveness(t *testing.T) {
 					l.ProbeOK(st.id, now)
 				case "fail":
 					l.ProbeFailed(st.id, now)
+				case "timeout":
+					l.ProbeTimedOut(st.id, now)
 				case "suspect":
 					l.Suspect(st.id, now)
 				case "connected":
@@ -279,16 +303,16 @@ func FuzzLiveness(f *testing.F) {
 			now = now.Add(time.Duration(op&0x3f) * 37 * time.Millisecond)
 			switch op & 3 {
 			case 0:
+				for p := range inflight {
+					if now.Sub(l.e[p].started) >= l.cfg.Timeout {
+						delete(inflight, p) // times out inside Due
+					}
+				}
 				for _, p := range l.Due(now) {
 					if inflight[p] {
 						t.Fatalf("Due returned %s with a probe in flight", p)
 					}
 					inflight[p] = true
-				}
-				for p := range inflight {
-					if l.e[p].started.IsZero() {
-						delete(inflight, p) // timed out inside Due
-					}
 				}
 			case 1:
 				l.ProbeOK(id, now)

@@ -82,6 +82,9 @@ func (r *run) checkSeeder(ctx context.Context) {
 		return
 	}
 	if s := r.peers[cur.ID]; s != nil && !s.closed {
+		if time.Since(s.lastChunk) < seederQuiet {
+			return // it delivers: its probes are late, not lost
+		}
 		r.f.log.Warn("trusted seeder found down; its session is closed", zap.String("digest", r.req.Digest.String()), zap.String("peer", cur.ID.String()))
 		r.closeSource(cur.ID) // moves on to the next seeder
 		return
@@ -90,6 +93,10 @@ func (r *run) checkSeeder(ctx context.Context) {
 		r.seederGone(ctx, cur.ID, time.Time{})
 	}
 }
+
+// seederQuiet is how long the current seeder must have sent this fetch no
+// chunk before the watch's verdict that it is down closes its session.
+const seederQuiet = 2 * time.Second
 
 // failedOver notes the first chunk from a seeder after the fetch lost
 // another one.

@@ -2,6 +2,8 @@ package swarm
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -168,18 +170,28 @@ func (w *Watch) probe(ctx context.Context, id peer.ID) error {
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, ok := <-ping.Ping(pctx, w.h, id)
-	if !ok {
+	switch {
+	case pctx.Err() != nil && ctx.Err() == nil:
+		return fmt.Errorf("%w: %w", errProbeTimeout, pctx.Err())
+	case !ok:
 		return pctx.Err()
 	}
 	return res.Error
 }
 
+// errProbeTimeout marks a probe that got no answer in time (a miss, not
+// a refusal).
+var errProbeTimeout = errors.New("swarm: seeder probe unanswered")
+
 func (w *Watch) result(id peer.ID, err error) {
 	w.mu.Lock()
 	before := w.l.State(id)
-	if err != nil {
+	switch {
+	case errors.Is(err, errProbeTimeout):
+		w.l.ProbeTimedOut(id, time.Now())
+	case err != nil:
 		w.l.ProbeFailed(id, time.Now())
-	} else {
+	default:
 		w.l.ProbeOK(id, time.Now())
 	}
 	after := w.l.State(id)
