@@ -38,6 +38,7 @@ type haCluster struct {
 func startHACluster(t *testing.T, origin *harness.Origin, nSeeders, nDaemons int) *haCluster {
 	t.Helper()
 	c := &haCluster{}
+	harness.ShoalBinary(t) // built once, before shoal id's timeout starts
 	dirs := make([]string, nSeeders)
 	for i := range dirs {
 		dirs[i] = t.TempDir()
