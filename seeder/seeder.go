@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -51,6 +50,11 @@ type Config struct {
 	PreheatNodes int
 	// Webhook configures preheat from a push (off without an Addr).
 	Webhook WebhookConfig
+	// Seeders are the peer IDs of the other seeders of this seeder's set
+	// (high availability: the same list the nodes trust; this seeder's own
+	// ID may be in it). Their addresses come from Swarm.Bootstrap. Each
+	// blob is fetched from the origin by one seeder of the set (ha.go).
+	Seeders []string
 }
 
 // DefaultCacheMaxBytes is the seeder's default store quota: 200 GiB.
@@ -71,6 +75,7 @@ type Seeder struct {
 	rej    *swarm.Rejections
 	sign   signer
 	gate   *gate
+	ha     *ha
 	ready  ops.Ready
 
 	// The audit log, the webhook listener and its preheat queue.
@@ -80,6 +85,8 @@ type Seeder struct {
 	queue   chan queued
 	waiting map[PreheatRequest]bool
 	tasks   tasks
+	// originBytes counts shoal_origin_bytes_total.
+	originBytes prometheus.Counter
 }
 
 // New builds a seeder: identity, store, upstream client, libp2p host and
@@ -102,7 +109,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 		}
 	}
 	s := &Seeder{cfg: cfg, log: log, up: up, reg: reg, audit: auditor{log.Named(AuditLogger)},
-		queue: make(chan queued, maxQueuedPreheats), waiting: map[PreheatRequest]bool{}}
+		queue: make(chan queued, maxQueuedPreheats), waiting: map[PreheatRequest]bool{}, originBytes: originBytes}
 	s.m = swarm.NewMetrics(reg, nil)
 	s.origin = upstream.NewOrigin(newOriginLimit(up, cfg.OriginMaxRate, reg), log.Named("origin"), func(_ string, n int64) {
 		originBytes.Add(float64(n))
@@ -115,7 +122,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	if s.store, err = store.Open(cfg.DataDir, log.Named("store"), store.WithQuota(cfg.CacheMaxBytes, nil)); err != nil {
 		return nil, err
 	}
-	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, nil, log, reg); err != nil {
+	others, idOnly, err := haSeeders(cfg)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, idOnly, log, reg); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -123,6 +135,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 		s.close()
 		return nil, err
 	}
+	s.startHA(withoutSelf(idOnly, s.ID()), withoutSelf(others, s.ID()))
 	s.gate = &gate{st: s.store, up: up, configured: configured, fill: s.fill,
 		total: orDefault(cfg.OriginFetches, DefaultOriginFetches), perPeer: orDefault(cfg.OriginFetchesPerPeer, DefaultOriginFetchesPerPeer),
 		reject: s.rej, log: log.Named("gate"), now: time.Now, byPeer: map[peer.ID]int{}, misses: map[string]time.Time{}}
@@ -149,11 +162,6 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	return s, nil
 }
 
-// fill pulls blob d of t from the origin into the store, signing chunks.
-func (s *Seeder) fill(t upstream.Target, d digest.Digest) store.Filler {
-	return signingFiller(s.sign, t, s.origin, d, s.log.Named("sign"))
-}
-
 func orDefault(n, def int) int {
 	if n <= 0 {
 		return def
@@ -162,6 +170,9 @@ func orDefault(n, def int) int {
 }
 
 func (s *Seeder) close() {
+	if s.ha != nil {
+		s.ha.stop()
+	}
 	if s.peer != nil {
 		_ = s.peer.Close()
 	}

@@ -50,6 +50,7 @@ type network struct {
 	origin host
 	seeder host
 	nodes  []host
+	more   []host   // extra seeder hosts (seeder-failover, ha.go)
 	made   []string // namespaces created, for teardown
 	mu     sync.Mutex
 }
@@ -65,7 +66,7 @@ func newNetwork(prefix string, nodes int, nodeRate, originRate Rate) *network {
 }
 
 func (n *network) hosts() []host {
-	return append([]host{n.origin, n.seeder}, n.nodes...)
+	return append(append([]host{n.origin, n.seeder}, n.more...), n.nodes...)
 }
 
 func (n *network) addNS(ctx context.Context, name string) error {

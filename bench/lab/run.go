@@ -68,6 +68,7 @@ type Lab struct {
 	mode   *procs
 	modeMu sync.Mutex
 	image  PushResult
+	ha     *haLab // seeder-failover's extra seeders, this mode (ha.go)
 	// registry is the origin registry's process; pullCPU the CPU seconds
 	// of the pullers that exited (for the lab's own CPU use).
 	registry *proc
@@ -114,6 +115,7 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 		}
 	}
 	l.net = newNetwork(l.prefix, cfg.Nodes, cfg.NodeRate, cfg.OriginRate)
+	l.net.more = haHosts(l.prefix, cfg) // seeder-failover (ha.go)
 	l.logf("network: %d namespaces %s* on %s.0.0/%d, nodes %s, origin and seeder %s", len(l.net.hosts())+1, l.prefix, subnetBase, maskBits, cfg.NodeRate, cfg.OriginRate)
 	if err := l.net.up(ctx); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
@@ -326,6 +328,7 @@ func (l *Lab) snapshot(ctx context.Context) (counters, error) {
 func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error) {
 	cfg := l.cfg
 	ps := phases(cfg, mode)
+	l.ha = nil
 	res = ModeResult{Scenario: cfg.Scenario, Mode: mode, CommandLine: cfg.CommandLine, Nodes: cfg.Nodes, ImageBytes: l.image.ImageBytes, Layers: cfg.Layers,
 		HostCPUs: hostCPUs()}
 	if mode != ModeDirect {
@@ -375,12 +378,15 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		}
 		sd := filepath.Join(dir, "seeder")
 		out, errlog := filepath.Join(dir, "seeder.out"), filepath.Join(dir, "seeder.log")
-		var err error
+		haFlags, err := l.haPrepare(ctx, dir, sd)
+		if err != nil {
+			return res, err
+		}
 		sargs := append([]string{"seeder", "--psk-file", psk,
 			"--data-dir", sd, "--p2p-listen", fmt.Sprintf("/ip4/%s/tcp/%d", seederAddr, p2pPort),
 			"--admin-addr", "127.0.0.1:5061", "--metrics-addr", "127.0.0.1:5062",
 			"--upstream", registryName + "=http://" + registryName, "--default-upstream", registryName,
-			"--docker-config="}, cfg.SeederFlags...)
+			"--docker-config="}, append(haFlags, cfg.SeederFlags...)...)
 		seeder, err = mp.start("seeder", out, errlog, "ip", nsCmd(l.net.seeder.ns, cfg.ShoalBin, sargs...)...)
 		if err != nil {
 			return res, err
@@ -389,6 +395,9 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			return res, fmt.Errorf("seeder did not start: %w: %s", err, tail(errlog, 2000))
 		}
 		l.logf("%s: seeder %s in %s", mode, seederID, l.net.seeder.ns)
+		if err := l.haStart(ctx, mp, dir, psk, seeder); err != nil {
+			return res, err
+		}
 		if cfg.Preheat {
 			ref := registryName + "/" + imageRepo + ":" + imageTag
 			if _, err := run(ctx, cfg.phaseTimeout(1, l.image.ImageBytes), "ip", nsCmd(l.net.seeder.ns, cfg.ShoalBin, "preheat", "--seeder", "http://127.0.0.1:5061", ref)...); err != nil {
@@ -412,6 +421,7 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			args = append(args, "--p2p-listen", fmt.Sprintf("/ip4/%s/tcp/%d", h.addr, p2pPort),
 				"--bootstrap", fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", seederAddr, p2pPort, seederID),
 				"--trusted-seeder", seederID, "--psk-file", psk)
+			args = append(args, l.haDaemonArgs()...)
 			if mode == ModeOnePeer {
 				args = append(args, "--max-sources-per-blob", "1", "--share-partial=false")
 			}
@@ -481,7 +491,12 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			kind = "warm-up"
 		}
 		l.logf("%s: phase %d/%d (%s): %d nodes pull, bounded by %s", mode, pi+1, len(ps), kind, len(p.nodes), timeout.Round(time.Second))
+		kctx, stopKill := context.WithCancel(ctx)
+		if p.measured {
+			go l.haKiller(kctx)
+		}
 		got, err := l.pullPhase(ctx, dir, nodes, p.nodes, startAt, timeout)
+		stopKill()
 		if err != nil {
 			return res, err
 		}
@@ -566,6 +581,7 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			labCPU += cpu - np.cpu0
 		}
 	}
+	res.Notes = append(res.Notes, l.haNotes(nodes)...)
 	if seeder != nil {
 		if cpu, hwm, err := procStats(seeder.pid()); err == nil {
 			res.SeederCPUS, res.SeederPeakRSS = cpu-seederCPU0, hwm

@@ -65,6 +65,8 @@ var Scenarios = map[string]Config{
 	"late-joiner":  {Nodes: 20, ImageBytes: 512 << 20, Layers: 4},
 	"big-layer":    {Nodes: 20, ImageBytes: 1 << 30, Layers: 1},
 	"many-layers":  {Nodes: 20, ImageBytes: 160 << 20, Layers: 40},
+	// seeder-failover: three seeders, the owner of the layer killed mid-pull (ha.go).
+	ScenarioSeederFailover: {Nodes: 6, ImageBytes: 256 << 20, Layers: 1},
 }
 
 // ScenarioNames lists the scenarios, sorted.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/shoal-dev/shoal/deploy/settings"
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/seeder"
 )
@@ -26,6 +27,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var((*byteRate)(&cfg.OriginMaxRate), "origin-max-rate", "cap on the bytes per second the seeder reads from the origin, all fetches together (suffixes as --cache-max-bytes, e.g. 100MiB; 0 or none: no cap)")
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
 	secretFile := webhookFlags(fs, &cfg)
+	fs.Var((*settings.Repeated)(&cfg.Seeders), "trusted-seeder", "peer ID of another seeder of this seeder's set (high availability; the list the nodes trust, its address from --bootstrap): each blob is fetched from the origin by its owner by rendezvous hashing, the others relay it from the owner while it is up; repeatable")
 	var proc processFlags
 	proc.declare(fs, 256<<20)
 	log, err := proc.parse(fs, args, stderr)

@@ -124,6 +124,8 @@ type SeederOptions struct {
 	PSKFile string
 	// Bootstrap are other seeders' multiaddrs, to share one DHT.
 	Bootstrap []string
+	// Seeders are the peer IDs of the seeder's set (high availability).
+	Seeders []string
 	// UploadSlots bounds the chunks sent at once (0: the seeder's default).
 	UploadSlots int
 	// UpstreamTimeout bounds origin requests (default 30 s).
@@ -155,6 +157,7 @@ func SeederConfig(o SeederOptions) seeder.Config {
 			Bootstrap:   o.Bootstrap,
 			UploadSlots: o.UploadSlots,
 		},
+		Seeders: o.Seeders,
 	}
 	if o.Upstream.Host != "" {
 		cfg.Upstream.Upstreams = []string{o.Upstream.Mapping()}

@@ -27,6 +27,7 @@ var layers = map[string]int{
 	"internal/ops":          0,
 	"internal/imagegen":     0,
 	"internal/layout":       0,
+	"p2p/seederset":         0,
 	"deploy/settings":       0,
 	"deploy/clientconf":     0,
 	"deploy/monitoring":     0,

@@ -75,6 +75,8 @@ type Daemon struct {
 	withdraw func(digest.Digest) // the DHT's StopProviding, once the swarm is up
 	rej      *swarm.Rejections
 	pulls    *pullLog // the recent fetches, served at ops.PullsPath
+	// stopWatch ends the seeder watch (startWatch).
+	stopWatch func()
 }
 
 // trustSet is the trusted seeders' IDs that parse (startP2P reports the
@@ -165,6 +167,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Daemon, error) {
 
 // closeAll releases the p2p parts and the store.
 func (d *Daemon) closeAll() {
+	if d.stopWatch != nil {
+		d.stopWatch()
+		d.stopWatch = nil
+	}
 	if d.peer != nil {
 		_ = d.peer.Close()
 		d.peer = nil

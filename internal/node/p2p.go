@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -11,8 +10,8 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/p2p/member"
+	"github.com/shoal-dev/shoal/p2p/seederset"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/registryshim"
 )
@@ -33,39 +32,11 @@ func (f swarmFetcher) Fetch(ctx context.Context, req upstream.BlobRequest, p *st
 		func(ctx context.Context, p *store.Partial) error { return f.origin.Fetch(ctx, req, p) })
 }
 
-// seeders returns the trusted seeders, with the addresses the bootstrap
-// list gives them, and the ones known only by ID.
-func seeders(trustedIDs, bootstrap []string) (all, idOnly []peer.AddrInfo, err error) {
-	boot, err := host.ParseAddrInfos(bootstrap)
-	if err != nil {
-		return nil, nil, err
-	}
-	trusted := map[peer.ID]bool{}
-	for _, s := range trustedIDs {
-		id, err := peer.Decode(s)
-		if err != nil {
-			return nil, nil, fmt.Errorf("daemon: bad --trusted-seeder %q: %w", s, err)
-		}
-		trusted[id] = true
-	}
-	for _, b := range boot {
-		if trusted[b.ID] {
-			all = append(all, b)
-			delete(trusted, b.ID)
-		}
-	}
-	for id := range trusted {
-		all = append(all, peer.AddrInfo{ID: id})
-		idOnly = append(idOnly, peer.AddrInfo{ID: id})
-	}
-	return all, idOnly, nil
-}
-
 // startP2P joins the private network, serves chunks and builds the swarm
 // fetcher; it returns the fetcher the shim uses.
 func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetched *prometheus.CounterVec) (registryshim.Fetcher, error) {
 	cfg := d.cfg
-	all, idOnly, err := seeders(cfg.TrustedSeeders, cfg.Swarm.Bootstrap)
+	all, idOnly, err := member.Seeders(cfg.TrustedSeeders, cfg.Swarm.Bootstrap)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +53,11 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 		m.DigestFailures.WithLabelValues(from) // read 0 (alerts match on from="seeder") before the first
 	}
 	res := &results{m: map[digest.Digest]swarm.Result{}}
-	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial,
+	// Several seeders: each blob is asked of its owner (rendezvous hashing
+	// over the live ones), the Watch's probes say which are live.
+	watch := swarm.NewWatch(p.Host, all, seederset.Config{}, d.reg, d.log.Named("seeders"))
+	d.startWatch(watch)
+	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, Ranker: watch, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial,
 		OnDone: res.done}, m, d.log.Named("swarm"))
 	p.Serve(swarm.NewBlobs(d.store, nil, cfg.SharePartial, swarm.WithRejections(d.rej)), func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) })
 	// Advertise what is already here, with chunk records.
@@ -90,4 +65,15 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 		p.DHT.StartProviding(ctx, dg)
 	}
 	return swarmFetcher{sw: sw, origin: origin, results: res, pulls: d.pulls}, nil
+}
+
+// startWatch runs the seeder watch until the p2p parts close.
+func (d *Daemon) startWatch(w *swarm.Watch) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	d.stopWatch = func() { cancel(); <-done }
 }

@@ -70,6 +70,19 @@ type Config struct {
 	// any blob (10 min); one that merely did not deliver sits out a tenth
 	// of it. Trusted seeders are never penalized.
 	Penalty time.Duration
+	// Ranker orders the seeders for each blob, its owner first; a fetch
+	// asks one seeder at a time in that order (nil: rendezvous order over
+	// Seeders, none ever down). A seeder it does not name is trusted but
+	// never asked.
+	Ranker Ranker
+	// Relay is set in a seeder that fetches a blob another seeder owns:
+	// once no trusted seeder is left to ask and no source has held some
+	// missing chunk for relayGrace, the fetch starts Request.Ahead from
+	// the lowest such chunk while peers still send the chunks below it
+	// (without an Ahead it falls back to the origin at once: the nodes
+	// wait on this seeder, and waiting for the stall timeout would stall
+	// the swarm).
+	Relay bool
 	// OnDone, if set, hears how every fetch went.
 	OnDone func(Result)
 }
@@ -118,7 +131,14 @@ type Request struct {
 	Digest   digest.Digest
 	Registry string
 	Repo     string
+	// Ahead, with Config.Relay, fetches the chunks no source holds (the
+	// origin, chunk-wise) while peers send the others.
+	Ahead Ahead
 }
+
+// Ahead writes the chunks of p from index from to the end (each with
+// WriteChunk and a record a trusted seeder signed), telling landed of each.
+type Ahead func(ctx context.Context, p *store.Partial, from int, landed func(i int, n int64)) error
 
 // Fallback fills the rest of a blob from the origin.
 type Fallback func(ctx context.Context, p *store.Partial) error
@@ -143,9 +163,12 @@ type Client struct {
 	cfg       Config
 	trust     chunk.TrustSet
 	seeder    map[peer.ID]bool
-	log       *zap.Logger
-	m         *Metrics
-	pool      sync.Pool
+	// seederInfo has the seeders' addresses; rank orders them per blob.
+	seederInfo map[peer.ID]peer.AddrInfo
+	rank       Ranker
+	log        *zap.Logger
+	m          *Metrics
+	pool       sync.Pool
 }
 
 // NewClient builds a Client. router may be nil (seeders only).
@@ -163,11 +186,24 @@ func NewClient(h host.Host, router Router, cfg Config, m *Metrics, log *zap.Logg
 		}
 		return chunk.NewSession(ctx, s, info.ID, open, opts)
 	}
-	for _, s := range cfg.Seeders {
+	f.setSeeders()
+	return f
+}
+
+// setSeeders trusts cfg.Seeders and sets the ranker.
+func (f *Client) setSeeders() {
+	f.seederInfo = make(map[peer.ID]peer.AddrInfo, len(f.cfg.Seeders))
+	ids := make(staticRank, 0, len(f.cfg.Seeders))
+	for _, s := range f.cfg.Seeders {
 		f.trust[s.ID] = struct{}{}
 		f.seeder[s.ID] = true
+		f.seederInfo[s.ID] = s
+		ids = append(ids, s.ID)
 	}
-	return f
+	f.rank = f.cfg.Ranker
+	if f.rank == nil {
+		f.rank = ids
+	}
 }
 
 // Trust is the set of trusted seeders.

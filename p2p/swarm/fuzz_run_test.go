@@ -278,9 +278,7 @@ func FuzzRun(f *testing.F) {
 		c := &Client{self: "self", router: fuzzRouter{[]peer.AddrInfo{{ID: w.peerID}}}, cfg: cfg, trust: chunk.TrustSet{},
 			seeder: map[peer.ID]bool{}, log: fuzzLog(t), m: NewMetrics(nil, nil), tick: 5 * time.Millisecond}
 		c.cfg.defaults()
-		for _, s := range c.cfg.Seeders {
-			c.trust[s.ID], c.seeder[s.ID] = struct{}{}, true
-		}
+		c.setSeeders()
 		c.dial = func(ctx context.Context, info peer.AddrInfo, open chunk.Open, opts chunk.ClientOptions) (*chunk.Session, error) {
 			if info.ID == w.seederID && !withSeeder {
 				return nil, errUnreachable

@@ -15,6 +15,10 @@ type Metrics struct {
 	// by who sent the chunks: "peer" (at least one peer did) or "seeder"
 	// (only trusted seeders did: a seeder signed wrong bytes).
 	DigestFailures *prometheus.CounterVec
+	// Failover times a fetch that lost its seeder: from the lost seeder's
+	// last chunk (or the loss, if it sent none) to the first chunk of the
+	// next seeder.
+	Failover prometheus.Histogram
 
 	// Fetched's children by source kind, resolved once: landed counts
 	// every chunk.
@@ -36,11 +40,16 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 		DigestFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_swarm_digest_failures_total",
 			Help: "Blobs filled from the swarm that failed their digest and were refetched from the origin, by who sent the chunks (peer, seeder)."}, []string{"from"}),
+		Failover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shoal_swarm_seeder_failover_seconds",
+			Help:    "Time from the last chunk of a trusted seeder a fetch lost to the first chunk from the next seeder of the blob.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30},
+		}),
 	}
 	for _, r := range reasons {
 		m.Rejections.WithLabelValues(r)
 	}
-	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures}
+	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures, m.Failover}
 	if m.Fetched == nil {
 		m.Fetched = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})

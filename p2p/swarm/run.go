@@ -52,12 +52,21 @@ type run struct {
 	lookupFound  bool            // the lookup under way offered a peer not yet known
 	rediscovered time.Time       // when a fetch that lost every source looked again
 	reserve      []peer.AddrInfo // seeders held back in single-source mode
+
+	// The blob's seeders in the order they are asked (the owner first)
+	// and the one asked now; lost is the seeder lost until another
+	// delivers (failover.go).
+	seederOrder []peer.AddrInfo
+	seederAt    int
+	lost        *lostSeeder
+	gapSince    time.Time // Relay: since when no source holds some missing chunk
+	aheadFrom   int       // Relay: the first chunk Ahead fetches; -1: not started
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
 	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
-		used: map[peer.ID]bool{}, inflight: map[int]int{}, queued: map[peer.ID]bool{}}
+		used: map[peer.ID]bool{}, inflight: map[int]int{}, queued: map[peer.ID]bool{}, aheadFrom: -1}
 	r.trusted.Store(-1)
 	return r
 }
@@ -76,6 +85,8 @@ const (
 	evStoreErr
 	evClosed
 	evLookupDone
+	evAhead       // Ahead wrote chunk idx
+	evAheadFailed // Ahead ended with err
 )
 
 type event struct {
@@ -170,13 +181,11 @@ func (r *run) release() {
 	}
 }
 
-// discover feeds seeders and DHT providers in as candidate sources.
+// discover feeds the blob's seeder (its owner, or the next one alive) and
+// DHT providers in as candidate sources.
 func (r *run) discover(ctx context.Context) {
-	for _, s := range r.f.cfg.Seeders {
-		if s.ID != r.f.self {
-			r.send(ctx, event{kind: evPeer, info: s})
-		}
-	}
+	r.rankSeeders()
+	r.offerSeeder(ctx)
 	r.lookup(ctx)
 }
 
@@ -236,6 +245,8 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		r.unsession(ev.id)
 		if !r.f.seeder[ev.id] {
 			r.seedersStepIn()
+		} else {
+			r.seederGone(ctx, ev.id, time.Time{})
 		}
 		r.dialFailed(ev.id, ev.err)
 	case evSession:
@@ -253,6 +264,10 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		r.landed(ctx, ev)
 	case evProbe:
 		return r.probed(ctx, ev)
+	case evAhead:
+		r.aheadLanded(ev.idx, ev.n)
+	case evAheadFailed:
+		return ev.err
 	case evBadChunk:
 		r.f.m.VerifyFailures.Inc()
 		r.drop(ev.id, reasonBadChunk, ev.err, true)
@@ -286,6 +301,7 @@ func (r *run) landed(ctx context.Context, ev event) {
 			ev.took = time.Since(sent)
 		}
 		s.delivered++
+		s.lastChunk = time.Now()
 	}
 	r.finishRequest(s, ev.idx)
 	if s != nil && ev.took > 0 {
@@ -308,6 +324,7 @@ func (r *run) landed(ctx context.Context, ev event) {
 	src, fetched := "peer", r.f.m.fetchedPeer
 	if r.f.seeder[ev.id] {
 		src, fetched = "seeder", r.f.m.fetchedSeeder
+		r.failedOver(ev.id)
 	}
 	r.bytes[src] += ev.n
 	fetched.Add(float64(ev.n))

@@ -171,7 +171,7 @@ func (r *run) pick(s *source, srcs []*source) int {
 		return c
 	}
 	wanted := func(i int) bool {
-		if r.held.Has(i) || !s.have.Has(i) {
+		if r.held.Has(i) || !s.have.Has(i) || r.aheadFrom >= 0 && i >= r.aheadFrom {
 			return false
 		}
 		if r.inflight[i] == 0 {
@@ -296,6 +296,10 @@ func (r *run) checkTimers(ctx context.Context) error {
 				r.f.log.Debug("chunk request timed out", zap.String("peer", s.id.String()), zap.Int("chunk", i), zap.Duration("after", now.Sub(sent)))
 			}
 		}
+	}
+	r.checkSeeder(ctx)
+	if err := r.relayGap(ctx, now); err != nil {
+		return err
 	}
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.

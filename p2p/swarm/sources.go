@@ -24,6 +24,8 @@ type source struct {
 	rate     float64 // bytes/s, smoothed
 	closed   bool
 	counted  bool // holds one of the node's peer sessions (Client.sessions)
+	// lastChunk is when the source last delivered a verified chunk.
+	lastChunk time.Time
 
 	// A parked source's HAVE has not been checked against a trusted size
 	// (none is known yet); it may only be asked for one chunk, a probe:
@@ -246,6 +248,8 @@ func (r *run) closeSource(id peer.ID) {
 	r.uncount(s)
 	if !s.seeder {
 		r.seedersStepIn()
+	} else {
+		r.seederGone(context.Background(), id, s.lastChunk)
 	}
 }
 
@@ -255,9 +259,7 @@ func (r *run) seedersStepIn() {
 	if r.f.cfg.MaxSources != 1 || r.live()+len(r.dialing) > 0 {
 		return
 	}
-	for _, sd := range r.f.cfg.Seeders {
-		r.send(context.Background(), event{kind: evPeer, info: sd})
-	}
+	r.offerSeeder(context.Background())
 }
 
 // read receives a session's frames, verifies and stores chunks, and turns

@@ -1,0 +1,120 @@
+package swarm
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	libhost "github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/p2p/host"
+	"github.com/shoal-dev/shoal/p2p/seederset"
+)
+
+func loopbackHost(t *testing.T) libhost.Host {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := host.New(host.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Key: k}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+// waitFor polls cond every 10 ms for up to limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// The watch over real libp2p hosts on loopback: the seeders it reaches are
+// live, a seeder that stops is found down within a probe (a broken
+// connection makes it probe at once) and moves to the end of every
+// blob's order, so the blobs it owned go to their second seeder; a
+// seeder that comes back is taken back.
+func TestWatchFindsAStoppedSeeder(t *testing.T) {
+	node, a, b := loopbackHost(t), loopbackHost(t), loopbackHost(t)
+	reg := prometheus.NewRegistry()
+	w := NewWatch(node, []peer.AddrInfo{{ID: a.ID(), Addrs: a.Addrs()}, {ID: b.ID(), Addrs: b.Addrs()}, {ID: node.ID()}},
+		seederset.Config{Every: 200 * time.Millisecond, Timeout: time.Second, DownEvery: 200 * time.Millisecond}, reg, zap.NewNop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, 10*time.Second, "both seeders live", func() bool {
+		return w.State(a.ID()) == seederset.Live && w.State(b.ID()) == seederset.Live
+	})
+	if got := testutil.ToFloat64(w.live); got != 3 {
+		t.Fatalf("shoal_seeders_live = %v, want 3", got)
+	}
+	// A blob a owns.
+	var d digest.Digest
+	for i := 0; i < 1000 && (d == "" || w.Order(d)[0] != a.ID()); i++ {
+		d = digest.FromString(fmt.Sprintf("blob %d", i))
+	}
+	second := w.Order(d)[1]
+
+	addrs, key := a.Addrs(), a.Peerstore().PrivKey(a.ID())
+	_ = a.Close()
+	took := waitFor(t, 5*time.Second, "the stopped seeder down", func() bool { return w.Down(a.ID()) })
+	t.Logf("a stopped seeder was found down after %v", took)
+	if got := w.Order(d); got[0] != second || got[len(got)-1] != a.ID() {
+		t.Fatalf("order with the owner down = %v, want %s first and %s last", got, second, a.ID())
+	}
+	if w.Down(b.ID()) || w.Down(node.ID()) {
+		t.Fatal("a live seeder (or this process) is down")
+	}
+
+	// The same identity back on the same address is live again.
+	listen := make([]string, len(addrs))
+	for i, m := range addrs {
+		listen[i] = m.String()
+	}
+	back, err := host.New(host.Config{Listen: listen, Key: key}, zap.NewNop())
+	if err != nil {
+		t.Fatalf("cannot listen on the stopped seeder's address again: %v", err)
+	}
+	defer func() { _ = back.Close() }()
+	waitFor(t, 10*time.Second, "the seeder that came back live", func() bool { return !w.Down(a.ID()) })
+}
+
+// Failed (a fetch's broken session) only makes the watch probe: a seeder
+// that answers stays live.
+func TestWatchFailedOfALiveSeeder(t *testing.T) {
+	node, a := loopbackHost(t), loopbackHost(t)
+	w := NewWatch(node, []peer.AddrInfo{{ID: a.ID(), Addrs: a.Addrs()}}, seederset.Config{Every: time.Hour, Timeout: time.Second}, nil, zap.NewNop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "the seeder live", func() bool { return w.State(a.ID()) == seederset.Live })
+	w.Failed(a.ID())
+	if s := w.State(a.ID()); s != seederset.Suspect && s != seederset.Live {
+		t.Fatalf("after Failed the seeder is %s", s)
+	}
+	waitFor(t, 5*time.Second, "the suspect seeder live again", func() bool { return w.State(a.ID()) == seederset.Live })
+	if !slices.Equal(w.Order(digest.FromString("x")), []peer.ID{a.ID()}) {
+		t.Fatal("order lost the seeder")
+	}
+}
