@@ -15,8 +15,9 @@
 // binary does not carry it.
 //
 // Addresses: everything lives in namespaces named shoalb-<pid>-* (hub, org,
-// sdr, h1..hN), on 10.213.0.0/16: origin 10.213.0.2, seeder 10.213.0.3
-// (its own host, shaped at the origin's rate), node i at
+// sdr, lia, h1..hN), on 10.213.0.0/16: origin 10.213.0.2, seeder 10.213.0.3
+// (its own host, shaped at the origin's rate), the fault scenarios' lying
+// peer 10.213.0.4 (shaped at the node rate), node i at
 // 10.213.(1+(i-1)/250).(1+(i-1)%250). Nothing is added to the root
 // namespace; helpers that talk to a daemon run inside its namespace
 // (ip netns exec), the image is pushed over the origin namespace's loopback.

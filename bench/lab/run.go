@@ -72,7 +72,12 @@ type Lab struct {
 	// of the pullers that exited (for the lab's own CPU use).
 	registry *proc
 	pullCPU  float64
+	cpuMu    sync.Mutex
 	logf     func(format string, args ...any)
+	// mounts are tmpfs mounts of the fault scenarios, unmounted after
+	// their run and at teardown.
+	mounts  []string
+	mountMu sync.Mutex
 }
 
 // Run builds the lab, runs every mode and writes the results into
@@ -109,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 	}
 	if l.cfg.ShoalBin == "" {
 		l.logf("building shoal")
-		if l.cfg.ShoalBin, err = buildShoal(ctx, l.tmp); err != nil {
+		if l.cfg.ShoalBin, err = buildTool(ctx, l.tmp, "./cmd/shoal"); err != nil {
 			return nil, err
 		}
 	}
@@ -122,11 +127,14 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 		return nil, err
 	}
 	l.logf("image pushed: %s, %s in %d layers", l.image.Digest, mib(l.image.ImageBytes), len(l.image.Layers))
+	if cfg.Scenario == "faults" {
+		return l.runFaults(ctx)
+	}
 	for _, mode := range cfg.Modes {
 		if ctx.Err() != nil {
 			return results, ctx.Err()
 		}
-		r, err := l.runMode(ctx, mode)
+		r, err := l.runMode(ctx, mode, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				return results, ctx.Err()
@@ -153,6 +161,12 @@ func WriteAll(dir string, results []ModeResult, cmdline string) error {
 	if err := WriteMarkdown(&md, results, cmdline); err != nil {
 		return err
 	}
+	if hasFaults(results) {
+		md.WriteString(faultsMarkdown(results))
+		if err := writeFaultPlots(dir, results); err != nil {
+			return err
+		}
+	}
 	if err := writeFileAtomic(filepath.Join(dir, "results.md"), md.Bytes()); err != nil {
 		return err
 	}
@@ -167,6 +181,7 @@ func (l *Lab) teardown() {
 		mp.stopAll(3 * time.Second)
 	}
 	l.procs.stopAll(3 * time.Second)
+	l.unmountAll()
 	if l.net != nil {
 		if err := l.net.down(); err != nil {
 			l.logf("teardown: %v", err)
@@ -179,9 +194,10 @@ func (l *Lab) teardown() {
 	}
 }
 
-// buildShoal builds ./cmd/shoal of the module in the working directory.
-func buildShoal(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "bin", "shoal")
+// buildTool builds a command of the module in the working directory
+// (./cmd/shoal, ./bench/cmd/shoal-liar) into dir/bin.
+func buildTool(ctx context.Context, dir, pkg string) (string, error) {
+	out := filepath.Join(dir, "bin", filepath.Base(pkg))
 	gomod, err := run(ctx, 30*time.Second, "go", "env", "GOMOD")
 	if err != nil {
 		return "", err
@@ -192,10 +208,10 @@ func buildShoal(ctx context.Context, dir string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/shoal")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = filepath.Dir(gomod)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/shoal: %w: %s", err, b)
+		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, b)
 	}
 	return out, nil
 }
@@ -296,6 +312,8 @@ type nodeProc struct {
 	log  string
 	peer string
 	cpu0 float64 // CPU seconds when the clock started
+	// cpuDead is CPU seconds of earlier lives (a fault killed it).
+	cpuDead float64
 }
 
 // counters is a snapshot taken at the start and end of the measured pulls.
@@ -323,7 +341,9 @@ func (l *Lab) snapshot(ctx context.Context) (counters, error) {
 	return c, nil
 }
 
-func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error) {
+// runMode runs one mode; fr, when not nil, is a fault scenario's run (its
+// hooks: setup, the lying peer, the injector, the checks after).
+func (l *Lab) runMode(ctx context.Context, mode string, fr *faultRun) (res ModeResult, _ error) {
 	cfg := l.cfg
 	ps := phases(cfg, mode)
 	res = ModeResult{Scenario: cfg.Scenario, Mode: mode, CommandLine: cfg.CommandLine, Nodes: cfg.Nodes, ImageBytes: l.image.ImageBytes, Layers: cfg.Layers,
@@ -354,12 +374,16 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 	l.mode = mp
 	l.modeMu.Unlock()
 	defer func() {
+		fr.cleanup()
 		mp.stopAll(3 * time.Second)
 		l.modeMu.Lock()
 		l.mode = nil
 		l.modeMu.Unlock()
 	}()
 	dir := filepath.Join(l.tmp, mode)
+	if fr != nil {
+		dir = filepath.Join(l.tmp, fr.spec.name) // fresh data dirs per fault run
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
@@ -389,7 +413,7 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			return res, fmt.Errorf("seeder did not start: %w: %s", err, tail(errlog, 2000))
 		}
 		l.logf("%s: seeder %s in %s", mode, seederID, l.net.seeder.ns)
-		if cfg.Preheat {
+		if cfg.Preheat || fr.preheat() {
 			ref := registryName + "/" + imageRepo + ":" + imageTag
 			if _, err := run(ctx, cfg.phaseTimeout(1, l.image.ImageBytes), "ip", nsCmd(l.net.seeder.ns, cfg.ShoalBin, "preheat", "--seeder", "http://127.0.0.1:5061", ref)...); err != nil {
 				return res, fmt.Errorf("preheat: %w", err)
@@ -401,7 +425,15 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 	// A daemon per node, fresh data dirs.
 	nodes := make([]*nodeProc, cfg.Nodes)
 	for i, h := range l.net.nodes {
-		np := &nodeProc{idx: i, h: h, dir: filepath.Join(dir, h.ns), log: filepath.Join(dir, h.ns+".log")}
+		nodes[i] = &nodeProc{idx: i, h: h, dir: filepath.Join(dir, h.ns), log: filepath.Join(dir, h.ns+".log")}
+	}
+	if fr != nil {
+		if err := fr.prepare(ctx, dir, nodes); err != nil {
+			return res, err
+		}
+	}
+	for i, h := range l.net.nodes {
+		np := nodes[i]
 		args := []string{"daemon", "--data-dir", np.dir, "--registry-addr", shimAddr, "--metrics-addr", metAddr,
 			"--upstream", registryName + "=http://" + registryName, "--default-upstream", registryName,
 			"--docker-config=", "--shutdown-timeout", "2s"}
@@ -420,12 +452,12 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			args = append(args, "--pprof") // off by default
 		}
 		args = append(args, cfg.DaemonFlags...)
+		args = append(args, fr.daemonArgs(i)...)
 		p, err := mp.start(h.ns, filepath.Join(dir, h.ns+".out"), np.log, "ip", nsCmd(h.ns, cfg.ShoalBin, args...)...)
 		if err != nil {
 			return res, err
 		}
 		np.p = p
-		nodes[i] = np
 	}
 	for _, np := range nodes {
 		if err := waitFor(ctx, 60*time.Second, np.p, func() bool { return strings.Contains(readFile(np.log), `"daemon ready"`) }); err != nil {
@@ -434,6 +466,12 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		np.peer = ParseDaemonLog(strings.NewReader(readFile(np.log))).PeerID
 	}
 	l.logf("%s: %d daemons ready", mode, len(nodes))
+	if fr != nil {
+		fr.seeder, fr.seederID = seeder, seederID
+		if err := fr.startLiar(ctx, mp, seederID, psk); err != nil {
+			return res, err
+		}
+	}
 	if cfg.Settle > 0 {
 		select {
 		case <-time.After(cfg.Settle):
@@ -481,9 +519,33 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			kind = "warm-up"
 		}
 		l.logf("%s: phase %d/%d (%s): %d nodes pull, bounded by %s", mode, pi+1, len(ps), kind, len(p.nodes), timeout.Round(time.Second))
+		if fr != nil && p.measured {
+			fr.outs = make([]string, len(nodes))
+			for _, i := range p.nodes {
+				fr.outs[i] = l.pullOut(dir, nodes[i], startAt)
+			}
+			fr.start(ctx, startAt, timeout)
+		}
 		got, err := l.pullPhase(ctx, dir, nodes, p.nodes, startAt, timeout)
 		if err != nil {
 			return res, err
+		}
+		if fr != nil && p.measured {
+			if err := fr.wait(ctx); err != nil {
+				res.Notes = append(res.Notes, "fault: "+err.Error())
+			}
+			fr.cleanup()
+			seeder = fr.seeder
+			for i, r := range fr.retries {
+				// A pull started again after a restart: the node's time
+				// runs from its first pull's start to the retry's end.
+				orig := got[i]
+				r.CorruptBytes += orig.CorruptBytes
+				if orig.StartNS > 0 {
+					r.StartNS = orig.StartNS
+				}
+				got[i] = r
+			}
 		}
 		if !p.measured {
 			var last float64
@@ -549,11 +611,12 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 				n.BytesBySource[s] = m.Fetched[s]
 			}
 			n.UploadedBytes = m.Uploaded
+			n.VerifyFailures = m.VerifyFailures
 		} else if n.OK {
 			n.Error = "metrics: " + err.Error()
 		}
 		if cpu, hwm, err := procStats(np.p.pid()); err == nil {
-			n.CPUS, n.PeakRSSBytes = cpu-np.cpu0, hwm
+			n.CPUS, n.PeakRSSBytes = cpu-np.cpu0+np.cpuDead, hwm
 		}
 		dl := ParseDaemonLog(strings.NewReader(readFile(np.log)))
 		for s := range dl.Sources {
@@ -576,6 +639,9 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		}
 	}
 	res.LabProcessCPUS = labCPU
+	if fr != nil {
+		fr.finish(&res, outcomes)
+	}
 	if cfg.Profile && mode == ModeShoal && len(measured) > 0 {
 		np := nodes[measured[0]]
 		if out, err := l.helper(ctx, np.h.ns, 30*time.Second, "_get", "http://"+metAddr+"/debug/pprof/heap"); err == nil {
@@ -654,15 +720,9 @@ func (l *Lab) pullPhase(ctx context.Context, dir string, nodes []*nodeProc, idx 
 		p   *proc
 		out string
 	}
-	mp := l.mode
 	var ps []puller
 	for _, i := range idx {
-		np := nodes[i]
-		out := filepath.Join(dir, fmt.Sprintf("pull-%s-%d.json", np.h.ns[len(l.prefix):], startAt.UnixNano()))
-		p, err := mp.start("pull "+np.h.ns, out, out+".err", "ip", nsCmd(np.h.ns, l.cfg.SelfBin, "_pull",
-			"--ref", shimAddr+"/"+imageRepo+":"+imageTag, "--ready", "http://"+metAddr+"/readyz",
-			"--start-at", strconv.FormatInt(startAt.UnixNano(), 10), "--timeout", timeout.String(),
-			"--concurrency", strconv.Itoa(l.cfg.PullConcurrency))...)
+		p, out, err := l.startPull(dir, nodes[i], shimAddr+"/"+imageRepo+":"+imageTag, startAt, timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -677,16 +737,7 @@ func (l *Lab) pullPhase(ctx context.Context, dir string, nodes []*nodeProc, idx 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		var r PullResult
-		if pu.p.exited() && pu.p.cmd.ProcessState != nil {
-			l.pullCPU += (pu.p.cmd.ProcessState.UserTime() + pu.p.cmd.ProcessState.SystemTime()).Seconds()
-		}
-		if !pu.p.exited() {
-			pu.p.stop(time.Second)
-			r.Error = "timed out"
-		} else if err := json.Unmarshal(bytes.TrimSpace([]byte(readFile(pu.out))), &r); err != nil {
-			r.Error = fmt.Sprintf("puller said nothing: %s", strings.TrimSpace(tail(pu.out+".err", 1000)))
-		}
+		r := l.collectPull(pu.p, pu.out)
 		if r.Error == "" {
 			done++
 		}
@@ -694,6 +745,33 @@ func (l *Lab) pullPhase(ctx context.Context, dir string, nodes []*nodeProc, idx 
 	}
 	l.logf("phase done: %d/%d pulls complete", done, len(ps))
 	return got, nil
+}
+
+// startPull starts a client in np's namespace that pulls ref at startAt.
+func (l *Lab) startPull(dir string, np *nodeProc, ref string, startAt time.Time, timeout time.Duration) (*proc, string, error) {
+	out := l.pullOut(dir, np, startAt)
+	p, err := l.modeProcs().start("pull "+np.h.ns, out, out+".err", "ip", nsCmd(np.h.ns, l.cfg.SelfBin, "_pull",
+		"--ref", ref, "--ready", "http://"+metAddr+"/readyz",
+		"--start-at", strconv.FormatInt(startAt.UnixNano(), 10), "--timeout", timeout.String(),
+		"--concurrency", strconv.Itoa(l.cfg.PullConcurrency))...)
+	return p, out, err
+}
+
+// collectPull reads what a client reported once it exited (or stops it).
+func (l *Lab) collectPull(p *proc, out string) PullResult {
+	var r PullResult
+	if p.exited() && p.cmd.ProcessState != nil {
+		l.cpuMu.Lock()
+		l.pullCPU += (p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()).Seconds()
+		l.cpuMu.Unlock()
+	}
+	if !p.exited() {
+		p.stop(time.Second)
+		r.Error = "timed out"
+	} else if err := json.Unmarshal(bytes.TrimSpace([]byte(readFile(out))), &r); err != nil {
+		r.Error = fmt.Sprintf("puller said nothing: %s", strings.TrimSpace(tail(out+".err", 1000)))
+	}
+	return r
 }
 
 // waitFor polls cond every 100 ms until it holds, p exits, or d passes.

@@ -49,6 +49,19 @@ type Config struct {
 	// seeder (e.g. --log-level=debug), for experiments.
 	DaemonFlags []string
 	SeederFlags []string
+	// Faults are the fault scenarios of the faults scenario (FaultNames;
+	// empty: all), each run beside the same rollout without a fault.
+	Faults []string
+	// FaultAt is when a timed fault strikes, as a fraction of the no-fault
+	// run's all-complete time (0: 0.3).
+	FaultAt float64
+	// RestartAfter is how long killed nodes and the killed seeder stay
+	// down (0: 20 s); FlapFor how long a flapping link stays down (0: 10 s).
+	RestartAfter time.Duration
+	FlapFor      time.Duration
+	// LiarBin is a built shoal-liar ("" builds ./bench/cmd/shoal-liar).
+	LiarBin string
+
 	// KeepTemp keeps the temp dir (data dirs, logs) after the run.
 	KeepTemp bool
 	// Progress receives progress lines (nil: discarded).
@@ -65,6 +78,7 @@ var Scenarios = map[string]Config{
 	"late-joiner":  {Nodes: 20, ImageBytes: 512 << 20, Layers: 4},
 	"big-layer":    {Nodes: 20, ImageBytes: 1 << 30, Layers: 1},
 	"many-layers":  {Nodes: 20, ImageBytes: 160 << 20, Layers: 40},
+	"faults":       {Nodes: 12, ImageBytes: 256 << 20, Layers: 4},
 }
 
 // ScenarioNames lists the scenarios, sorted.
@@ -118,6 +132,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scenario == "late-joiner" && c.LateJoiners >= c.Nodes {
 		return fmt.Errorf("late-joiner needs more nodes (%d) than late joiners (%d)", c.Nodes, c.LateJoiners)
+	}
+	if err := c.validateFaults(); err != nil {
+		return err
 	}
 	if c.PullConcurrency <= 0 {
 		c.PullConcurrency = 3
