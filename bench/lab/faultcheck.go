@@ -96,15 +96,8 @@ func (fr *faultRun) finish(res *ModeResult, outcomes map[int]PullResult) {
 		}
 		n.ResumedBytes = resumedBytes(np.log)
 		n.CorruptBytes = outcomes[i].CorruptBytes
-		if role := fr.roles[i]; role == roleDiskFull && !n.OK {
-			if r := fr.diskRetry; r != nil {
-				n.CorruptBytes += r.CorruptBytes
-				if r.Error == "" {
-					// Its first pull met the full disk (a clear error,
-					// noted); the one after space came back counts.
-					fr.roles[i] = roleDiskFull + " (clear error, then complete)"
-				}
-			}
+		if r := fr.diskRetry; r != nil && fr.roles[i] == roleDiskFull {
+			n.CorruptBytes += r.CorruptBytes
 		}
 	}
 	dirs := []string{filepath.Join(fr.dir, "seeder")}

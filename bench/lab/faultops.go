@@ -188,9 +188,15 @@ func injectDiskFull(ctx context.Context, fr *faultRun) error {
 	fr.waitPulls(ctx, len(fr.nodes))
 	first, _ := readPull(fr.outs[0])
 	if first.Error != "" {
-		fr.note("node 1 (data dir on a %s tmpfs, no quota): its client got: %s", mib(diskFullSize(fr.l.image.ImageBytes)), first.Error)
+		fr.note("node 1 (data dir on a %s tmpfs, no quota): its client got: %s", mib(diskFullSize(fr.l.image.ImageBytes)), strings.ReplaceAll(first.Error, "\n", "; "))
 	} else {
 		fr.note("node 1 (data dir on a %s tmpfs, no quota): its client got the whole image (%s verified) with its disk full", mib(diskFullSize(fr.l.image.ImageBytes)), mib(first.Bytes))
+	}
+	for _, line := range strings.Split(readFile(fr.nodes[0].log), "\n") {
+		if strings.Contains(line, "no space left on device") {
+			fr.note("node 1's daemon logged: %s", strings.TrimSpace(line))
+			break
+		}
 	}
 	dir := fr.nodes[0].dir
 	size := 2*fr.l.image.ImageBytes + 64<<20
@@ -210,7 +216,7 @@ func injectDiskFull(ctx context.Context, fr *faultRun) error {
 	fr.diskRetry = &r
 	fr.mu.Unlock()
 	if r.Error != "" {
-		fr.note("node 1 pulled again once space was back: failed: %s", r.Error)
+		fr.note("node 1 pulled again once space was back: failed: %s", strings.ReplaceAll(r.Error, "\n", "; "))
 	} else {
 		fr.note("node 1 pulled again once space was back: complete in %.1f s, %s verified", float64(r.EndNS-r.StartNS)/1e9, mib(r.Bytes))
 	}

@@ -114,7 +114,9 @@ func faultSummary(r ModeResult) string {
 	}
 	for _, n := range r.NodesList {
 		if n.Role == roleRestarted && r.ImageBytes > 0 {
-			parts = append(parts, fmt.Sprintf("h%d fetched %s in all (%.3fx image)", n.Node, mib(n.Received()), float64(n.Received())/float64(r.ImageBytes)))
+			img := float64(r.ImageBytes)
+			parts = append(parts, fmt.Sprintf("h%d fetched %s in all by its metrics (%.3fx image; the last scrape before the kill misses what landed after it), its link received %s (%.3fx image, headers included)",
+				n.Node, mib(n.Received()), float64(n.Received())/img, mib(n.RxBytes), float64(n.RxBytes)/img))
 		}
 	}
 	if l := f.Liar; l != nil {
@@ -167,18 +169,18 @@ func FaultPlot(r ModeResult, baseline float64) ([]byte, error) {
 			f.c.line(x0, y+h/2, x1, y+h/2, 2, col)
 		}
 	}
-	vertical := func(at float64, label string, col color.RGBA, row int) {
+	vertical := func(at float64, label string, col color.RGBA, y int) {
 		x := f.px(at)
 		for y := f.y0; y < f.y1; y += 10 {
 			f.c.line(x, y, x, min(y+5, f.y1), 2, col)
 		}
-		f.c.text(min(x+4, f.x1-textWidth(label, 2)), f.y0+4+row*18, label, 2, col)
+		f.c.text(min(x+4, f.x1-textWidth(label, 2)), y, label, 2, col)
 	}
 	if baseline > 0 {
-		vertical(baseline, "no-fault all done", black, 0)
+		vertical(baseline, "no-fault all done", black, f.y1-22)
 	}
 	for k, e := range r.Fault.Events {
-		vertical(e.AtS, e.What, roleColors[roleKilled], 1+k%6)
+		vertical(e.AtS, e.What, roleColors[roleKilled], f.y0+22+(k%6)*18)
 	}
 	var names []string
 	var cols []color.RGBA

@@ -328,7 +328,12 @@ func (fr *faultRun) summarize(r *ModeResult) {
 		n := &r.NodesList[i]
 		idx := n.Node - 1
 		n.Role = fr.roles[idx]
-		if !n.OK && n.Role != roleKilled {
+		switch {
+		case n.OK || n.Role == roleKilled:
+		case n.Role == roleDiskFull && fr.diskRetry != nil && fr.diskRetry.Error == "":
+			// Its first pull met the full disk (the client's error is in
+			// the notes); its pull once space was back counts.
+		default:
 			fig.FailedLive++
 		}
 		fig.CorruptClientBytes += n.CorruptBytes
