@@ -90,13 +90,15 @@ bench:
 bench-smoke:
 	$(GO) run ./bench/cmd/shoal-bench --scenario smoke --out bench-results/smoke
 
-## bench-faults: the fault scenarios of the rollout lab (root, iproute2, docker-registry):
-## 12 nodes, 256 MiB in 4 layers, 50 Mbit/s links; each fault beside the same rollout
-## without it; results.md (faults table) and fault-*.png in FAULTS_OUT (about 30 min)
+## bench-faults: the fault scenarios of the rollout lab (root, iproute2, docker-registry),
+## each fault beside the same rollout without it; results.md (faults table) and
+## fault-*.png in FAULTS_OUT (about 30 min). The default size (12 nodes, 128 MiB in 4
+## layers, 20 Mbit/s links) keeps the lab link-bound on a shared 2-core machine; on a
+## quiet one try FAULTS_SIZE="--nodes 12 --image-size 268435456 --layers 4 --node-rate 50mbit --origin-rate 50mbit".
 FAULTS_OUT ?= bench-results/faults-$(shell date -u +%Y-%m-%d)
+FAULTS_SIZE ?= --nodes 12 --image-size 134217728 --layers 4 --node-rate 20mbit --origin-rate 20mbit
 bench-faults:
-	$(GO) run ./bench/cmd/shoal-bench --scenario faults --nodes 12 --image-size 268435456 --layers 4 \
-	  --node-rate 50mbit --origin-rate 50mbit --out $(FAULTS_OUT)
+	$(GO) run ./bench/cmd/shoal-bench --scenario faults $(FAULTS_SIZE) --out $(FAULTS_OUT)
 
 clean:
 	rm -rf bin
