@@ -225,7 +225,6 @@ type faultRun struct {
 	nodes    []*nodeProc
 	seeder   *proc
 	seederID string
-	psk      string
 	startAt  time.Time
 	timeout  time.Duration
 	liar     *proc
