@@ -322,7 +322,7 @@ func lastNodes(n, k int) []int {
 // runMode's own Summarize).
 func (fr *faultRun) summarize(r *ModeResult) {
 	fig := fr.fig
-	fig.FailedLive = 0
+	fig.FailedLive, fig.CorruptClientBytes, fig.VerifyFailures, fig.VerifyFailuresMax, fig.ResumedBytes, fig.OriginBytesFetched = 0, 0, 0, 0, 0, 0
 	for i := range r.NodesList {
 		n := &r.NodesList[i]
 		idx := n.Node - 1
