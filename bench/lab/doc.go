@@ -9,6 +9,16 @@
 // results.json, results.md and PNG plots beside the physical limit of the
 // links.
 //
+// The scenario "faults" (faults.go) runs shoal mode with one fault each
+// (daemons killed and restarted, a lying peer, the seeder killed, the
+// origin and the seeder cut off, links flapping, a daemon restarted, a full
+// disk), each beside the same rollout without the fault in the same
+// invocation, and adds a faults table and per-node plots (fault-*.png).
+// Corrupt bytes are measured: every client hashes every blob it reads, and
+// every complete blob of every store is hashed after each run. The lying
+// peer is the trust harness's hostile peer as a process (bench/cmd/shoal-liar)
+// in its own namespace (lia, 10.213.0.4), a member of the PSK network.
+//
 // The pure parts (rates, results, percentiles, ideal times, plots) need
 // nothing; the lab itself needs root, ip, tc and docker-registry. The lab is
 // driven by bench/cmd/shoal-bench, its own binary: the production shoal
