@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -156,9 +157,9 @@ func FaultPlot(r ModeResult, baseline float64) ([]byte, error) {
 		y := f.py(float64(n.Node))
 		end := n.DoneAtS
 		if !n.OK {
-			// A failed pull ends where the fault left it: draw it to the
-			// last event (or the plot's end), hollow.
-			end = lastEvent(r.Fault)
+			// A failed pull ends where the fault left it: draw it, hollow,
+			// to the first event that names the node (else the last one).
+			end = eventFor(r.Fault, n.Node)
 		}
 		x0, x1 := f.px(n.StartS), max(f.px(n.StartS)+2, f.px(end))
 		col := roleColor(n.Role)
@@ -200,9 +201,12 @@ func FaultPlot(r ModeResult, baseline float64) ([]byte, error) {
 	return f.png()
 }
 
-func lastEvent(f *FaultFigures) float64 {
+func eventFor(f *FaultFigures, node int) float64 {
 	t := 0.0
 	for _, e := range f.Events {
+		if slices.Contains(e.Nodes, node) {
+			return e.AtS
+		}
 		t = math.Max(t, e.AtS)
 	}
 	return t
