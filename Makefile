@@ -7,7 +7,7 @@ FUZZTIME ?= 4s
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: all build deps demo test unit lab-smoke fuzz fuzz-long lint bench bench-go bench-smoke clean
+.PHONY: all build deps demo test unit lab-smoke fuzz fuzz-long lint bench bench-go bench-smoke bench-faults clean
 
 all: build
 
@@ -53,9 +53,11 @@ unit:
 
 # The rollout lab's smoke scenario through the real shoal-bench binary (root,
 # iproute2, docker-registry): fails when a mode does not complete or a result
-# file is missing.
+# file is missing. TestFaultsLab is a small version of the fault scenarios
+# kill-nodes and liar-garbage (4 nodes): it fails when a pull on a live node
+# fails or a corrupt byte is seen.
 lab-smoke:
-	SHOAL_LAB=1 $(GO) test -count=1 -timeout 6m -run 'TestSmokeLab' -v ./bench/lab/ 2>&1 | tail -40; exit $${PIPESTATUS[0]}
+	SHOAL_LAB=1 $(GO) test -count=1 -timeout 12m -run 'TestSmokeLab|TestFaultsLab' -v ./bench/lab/ 2>&1 | tail -60; exit $${PIPESTATUS[0]}
 
 # Every Fuzz* target in the module, run for FUZZTIME each.
 fuzz:
@@ -87,6 +89,16 @@ bench:
 ## bench-smoke: 3 nodes, 32 MiB in 2 layers, every mode (about a minute)
 bench-smoke:
 	$(GO) run ./bench/cmd/shoal-bench --scenario smoke --out bench-results/smoke
+
+## bench-faults: the fault scenarios of the rollout lab (root, iproute2, docker-registry),
+## each fault beside the same rollout without it; results.md (faults table) and
+## fault-*.png in FAULTS_OUT (about 30 min). The default size (12 nodes, 128 MiB in 4
+## layers, 20 Mbit/s links) keeps the lab link-bound on a shared 2-core machine; on a
+## quiet one try FAULTS_SIZE="--nodes 12 --image-size 268435456 --layers 4 --node-rate 50mbit --origin-rate 50mbit".
+FAULTS_OUT ?= bench-results/faults-$(shell date -u +%Y-%m-%d)
+FAULTS_SIZE ?= --nodes 12 --image-size 134217728 --layers 4 --node-rate 20mbit --origin-rate 20mbit
+bench-faults:
+	$(GO) run ./bench/cmd/shoal-bench --scenario faults $(FAULTS_SIZE) --out $(FAULTS_OUT)
 
 clean:
 	rm -rf bin

@@ -33,8 +33,8 @@ const ScenarioSeederFailover = "seeder-failover"
 const haExtraSeeders = 2
 
 // haSeederAddr is the address of extra seeder i (0-based): after the
-// seeder's, before the nodes' subnet.
-func haSeederAddr(i int) string { return fmt.Sprintf("%s.0.%d", subnetBase, 4+i) }
+// seeder's and the lying peer's (.0.4), before the nodes' subnet.
+func haSeederAddr(i int) string { return fmt.Sprintf("%s.0.%d", subnetBase, 5+i) }
 
 // haLab is the scenario's state for one mode.
 type haLab struct {

@@ -3,6 +3,8 @@ package lab
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -89,6 +92,7 @@ func waitHTTP(ctx context.Context, url string, d time.Duration) error {
 type PushResult struct {
 	Ref        string   `json:"ref"`
 	Digest     string   `json:"digest"`
+	Config     string   `json:"config"`
 	ImageBytes int64    `json:"image_bytes"`
 	Layers     []string `json:"layers"`
 }
@@ -145,7 +149,7 @@ func helperPush(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := PushResult{Ref: ref.String(), Digest: d.String(), ImageBytes: int64(len(raw)) + m.Config.Size}
+	res := PushResult{Ref: ref.String(), Digest: d.String(), Config: m.Config.Digest.String(), ImageBytes: int64(len(raw)) + m.Config.Size}
 	for _, l := range m.Layers {
 		res.ImageBytes += l.Size
 		res.Layers = append(res.Layers, l.Digest.String())
@@ -159,6 +163,13 @@ type PullResult struct {
 	EndNS   int64  `json:"end_ns"`
 	Bytes   int64  `json:"bytes"`
 	Error   string `json:"error,omitempty"`
+	// ManifestNS is when the manifest was in hand.
+	ManifestNS int64 `json:"manifest_ns,omitempty"`
+	// CorruptBytes are bytes of blobs the client read to the end whose
+	// SHA-256 did not match their digest (the puller hashes every blob).
+	CorruptBytes int64 `json:"corrupt_bytes"`
+	// VerifiedBlobs are blobs read to the end whose digest matched.
+	VerifiedBlobs int `json:"verified_blobs"`
 }
 
 func helperPull(ctx context.Context, args []string, stdout io.Writer) error {
@@ -185,8 +196,8 @@ func helperPull(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	start := time.Now()
-	n, err := pull(ctx, *ref, *timeout, *conc)
-	res := PullResult{StartNS: start.UnixNano(), EndNS: time.Now().UnixNano(), Bytes: n}
+	res, err := pull(ctx, *ref, *timeout, *conc)
+	res.StartNS, res.EndNS = start.UnixNano(), time.Now().UnixNano()
 	if err != nil {
 		res.Error = err.Error()
 	}
@@ -194,63 +205,91 @@ func helperPull(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // pull reads the image's manifest, config and every layer through the
-// registry at ref, like a client that does not unpack; layer digests are
-// checked by go-containerregistry's verifying reader.
-func pull(ctx context.Context, refStr string, timeout time.Duration, conc int) (int64, error) {
+// registry at ref, like a client that does not unpack. It hashes every
+// blob it reads itself: a blob whose bytes do not match its digest counts
+// as corrupt bytes (and fails the pull), whatever the transport said.
+func pull(ctx context.Context, refStr string, timeout time.Duration, conc int) (PullResult, error) {
+	var res PullResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ref, err := name.ParseReference(refStr, name.Insecure)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithTransport(plainClient(0).Transport))
 	if err != nil {
-		return 0, fmt.Errorf("manifest: %w", err)
+		return res, fmt.Errorf("manifest: %w", err)
 	}
 	raw, err := img.RawManifest()
 	if err != nil {
-		return 0, err
+		return res, err
 	}
-	var total atomic.Int64
+	res.ManifestNS = time.Now().UnixNano()
+	var total, corrupt atomic.Int64
+	var verified atomic.Int32
 	total.Add(int64(len(raw)))
-	cfg, err := img.RawConfigFile()
+	m, err := img.Manifest()
 	if err != nil {
-		return total.Load(), fmt.Errorf("config: %w", err)
+		return res, err
 	}
-	total.Add(int64(len(cfg)))
-	layers, err := img.Layers()
-	if err != nil {
-		return total.Load(), err
-	}
+	blobs := append([]v1.Descriptor{m.Config}, m.Layers...)
+	repo := ref.Context()
 	sem := make(chan struct{}, max(conc, 1))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for _, l := range layers {
+	for _, b := range blobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			rc, err := l.Compressed()
-			if err == nil {
-				var n int64
-				n, err = io.Copy(io.Discard, rc)
-				total.Add(n)
-				if cerr := rc.Close(); err == nil {
-					err = cerr
-				}
+			n, ok, err := readBlob(ctx, repo, b.Digest)
+			total.Add(n)
+			switch {
+			case err == nil && ok:
+				verified.Add(1)
+			case err == nil:
+				corrupt.Add(n)
+				err = fmt.Errorf("%w: %d bytes", errCorrupt, n)
 			}
 			if err != nil {
-				d, _ := l.Digest()
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("layer %s: %w", d, err))
+				errs = append(errs, fmt.Errorf("blob %s: %w", b.Digest, err))
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return total.Load(), errors.Join(errs...)
+	res.Bytes, res.CorruptBytes, res.VerifiedBlobs = total.Load(), corrupt.Load(), int(verified.Load())
+	return res, errors.Join(errs...)
+}
+
+var errCorrupt = errors.New("bytes do not match the digest")
+
+// readBlob GETs a blob and hashes what it reads: n bytes read, ok when the
+// whole body matched d. The body is not checked by the transport, so a
+// corrupt blob is read to its end and measured.
+func readBlob(ctx context.Context, repo name.Repository, d v1.Hash) (n int64, ok bool, err error) {
+	u := fmt.Sprintf("http://%s/v2/%s/blobs/%s", repo.RegistryStr(), repo.RepositoryStr(), d)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	resp, err := plainClient(0).Do(req)
+	if err != nil {
+		return 0, false, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false, fmt.Errorf("GET blob: %s", resp.Status)
+	}
+	h := sha256.New()
+	n, err = io.Copy(h, resp.Body)
+	if err != nil {
+		return n, false, err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)) == d.Hex, nil
 }
 
 func helperGet(ctx context.Context, args []string, stdout io.Writer) error {

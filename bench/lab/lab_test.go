@@ -481,7 +481,7 @@ func TestLayerSizesAndAddrs(t *testing.T) {
 	}
 	n := newNetwork("shoalb-1-", 3, Rate{Text: "1mbit"}, Rate{Text: "2mbit"})
 	hs := n.hosts()
-	if len(hs) != 5 || hs[0].ns != "shoalb-1-org" || hs[4].ns != "shoalb-1-h3" || hs[4].veth != "vh3" || hs[1].rate.Text != "2mbit" {
+	if len(hs) != 6 || hs[0].ns != "shoalb-1-org" || hs[2].ns != "shoalb-1-lia" || hs[5].ns != "shoalb-1-h3" || hs[5].veth != "vh3" || hs[1].rate.Text != "2mbit" {
 		t.Errorf("%+v", hs)
 	}
 	for _, h := range hs {

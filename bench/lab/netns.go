@@ -24,6 +24,7 @@ const (
 	subnetBase   = "10.213"
 	originAddr   = subnetBase + ".0.2"
 	seederAddr   = subnetBase + ".0.3"
+	liarAddr     = subnetBase + ".0.4"
 	maskBits     = 16
 	maxLabNodes  = 2000
 	registryPort = 5000
@@ -49,6 +50,7 @@ type network struct {
 	hub    string
 	origin host
 	seeder host
+	liar   host // the fault scenarios' lying peer
 	nodes  []host
 	more   []host   // extra seeder hosts (seeder-failover, ha.go)
 	made   []string // namespaces created, for teardown
@@ -59,6 +61,7 @@ func newNetwork(prefix string, nodes int, nodeRate, originRate Rate) *network {
 	n := &network{prefix: prefix, hub: prefix + "hub"}
 	n.origin = host{ns: prefix + "org", addr: originAddr, veth: "vorg", rate: originRate}
 	n.seeder = host{ns: prefix + "sdr", addr: seederAddr, veth: "vsdr", rate: originRate}
+	n.liar = host{ns: prefix + "lia", addr: liarAddr, veth: "vlia", rate: nodeRate}
 	for i := 1; i <= nodes; i++ {
 		n.nodes = append(n.nodes, host{ns: fmt.Sprintf("%sh%d", prefix, i), addr: nodeAddr(i), veth: fmt.Sprintf("vh%d", i), rate: nodeRate})
 	}
@@ -66,7 +69,7 @@ func newNetwork(prefix string, nodes int, nodeRate, originRate Rate) *network {
 }
 
 func (n *network) hosts() []host {
-	return append(append([]host{n.origin, n.seeder}, n.more...), n.nodes...)
+	return append(append([]host{n.origin, n.seeder, n.liar}, n.more...), n.nodes...)
 }
 
 func (n *network) addNS(ctx context.Context, name string) error {

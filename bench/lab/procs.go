@@ -50,16 +50,27 @@ type procs struct {
 
 // start runs name args with stdout and stderr in files.
 func (ps *procs) start(label, stdout, stderr string, name string, args ...string) (*proc, error) {
-	so, err := os.Create(stdout)
+	return ps.startFiles(label, stdout, stderr, os.O_TRUNC, append([]string{name}, args...))
+}
+
+// restart runs old's command again, appending to its output files (a
+// daemon or seeder killed by a fault scenario comes back on its data dir).
+func (ps *procs) restart(old *proc) (*proc, error) {
+	return ps.startFiles(old.name, old.stdout, old.stderr, os.O_APPEND, old.cmd.Args)
+}
+
+func (ps *procs) startFiles(label, stdout, stderr string, mode int, argv []string) (*proc, error) {
+	flags := os.O_WRONLY | os.O_CREATE | mode
+	so, err := os.OpenFile(stdout, flags, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	se, err := os.Create(stderr)
+	se, err := os.OpenFile(stderr, flags, 0o644)
 	if err != nil {
 		_ = so.Close()
 		return nil, err
 	}
-	cmd := exec.Command(name, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = so, se
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -78,6 +89,13 @@ func (ps *procs) start(label, stdout, stderr string, name string, args ...string
 	ps.list = append(ps.list, p)
 	ps.mu.Unlock()
 	return p, nil
+}
+
+// signal sends sig to the process's group.
+func (p *proc) signal(sig syscall.Signal) {
+	if !p.exited() {
+		_ = syscall.Kill(-p.pid(), sig)
+	}
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }

@@ -51,6 +51,16 @@ type NodeResult struct {
 	// least one chunk; FanOut how many nodes got at least one chunk from it.
 	FanIn  int `json:"fan_in"`
 	FanOut int `json:"fan_out"`
+	// Role is what a fault scenario did to the node (killed, restarted,
+	// flapped, disk-full; "" for none).
+	Role string `json:"role,omitempty"`
+	// CorruptBytes are bytes of blobs its client read whose digest did
+	// not match (the puller hashes every blob).
+	CorruptBytes int64 `json:"corrupt_bytes,omitempty"`
+	// VerifyFailures are chunks its daemon dropped as bad.
+	VerifyFailures int64 `json:"verify_failures,omitempty"`
+	// ResumedBytes are partial bytes its daemon resumed after a restart.
+	ResumedBytes int64 `json:"resumed_bytes,omitempty"`
 	// Sources are the peer IDs it fetched from (for FanOut; not written).
 	Sources []string `json:"-"`
 }
@@ -144,6 +154,9 @@ type ModeResult struct {
 	// Warmup is the unmeasured phase of late-joiner (nodes that got the
 	// image first), when there was one.
 	Warmup *Phase `json:"warmup,omitempty"`
+
+	// Fault is a fault scenario's own figures (scenario faults).
+	Fault *FaultFigures `json:"fault,omitempty"`
 
 	// CommandLine is the invocation, for results.md.
 	CommandLine string       `json:"command_line,omitempty"`

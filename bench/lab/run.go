@@ -1,10 +1,8 @@
 package lab
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,7 +70,12 @@ type Lab struct {
 	// of the pullers that exited (for the lab's own CPU use).
 	registry *proc
 	pullCPU  float64
+	cpuMu    sync.Mutex
 	logf     func(format string, args ...any)
+	// mounts are tmpfs mounts of the fault scenarios, unmounted after
+	// their run and at teardown.
+	mounts  []string
+	mountMu sync.Mutex
 }
 
 // Run builds the lab, runs every mode and writes the results into
@@ -110,7 +112,7 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 	}
 	if l.cfg.ShoalBin == "" {
 		l.logf("building shoal")
-		if l.cfg.ShoalBin, err = buildShoal(ctx, l.tmp); err != nil {
+		if l.cfg.ShoalBin, err = buildTool(ctx, l.tmp, "./cmd/shoal"); err != nil {
 			return nil, err
 		}
 	}
@@ -124,11 +126,14 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 		return nil, err
 	}
 	l.logf("image pushed: %s, %s in %d layers", l.image.Digest, mib(l.image.ImageBytes), len(l.image.Layers))
+	if cfg.Scenario == "faults" {
+		return l.runFaults(ctx)
+	}
 	for _, mode := range cfg.Modes {
 		if ctx.Err() != nil {
 			return results, ctx.Err()
 		}
-		r, err := l.runMode(ctx, mode)
+		r, err := l.runMode(ctx, mode, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				return results, ctx.Err()
@@ -155,6 +160,12 @@ func WriteAll(dir string, results []ModeResult, cmdline string) error {
 	if err := WriteMarkdown(&md, results, cmdline); err != nil {
 		return err
 	}
+	if hasFaults(results) {
+		md.WriteString(faultsMarkdown(results))
+		if err := writeFaultPlots(dir, results); err != nil {
+			return err
+		}
+	}
 	if err := writeFileAtomic(filepath.Join(dir, "results.md"), md.Bytes()); err != nil {
 		return err
 	}
@@ -169,6 +180,7 @@ func (l *Lab) teardown() {
 		mp.stopAll(3 * time.Second)
 	}
 	l.procs.stopAll(3 * time.Second)
+	l.unmountAll()
 	if l.net != nil {
 		if err := l.net.down(); err != nil {
 			l.logf("teardown: %v", err)
@@ -181,9 +193,10 @@ func (l *Lab) teardown() {
 	}
 }
 
-// buildShoal builds ./cmd/shoal of the module in the working directory.
-func buildShoal(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "bin", "shoal")
+// buildTool builds a command of the module in the working directory
+// (./cmd/shoal, ./bench/cmd/shoal-liar) into dir/bin.
+func buildTool(ctx context.Context, dir, pkg string) (string, error) {
+	out := filepath.Join(dir, "bin", filepath.Base(pkg))
 	gomod, err := run(ctx, 30*time.Second, "go", "env", "GOMOD")
 	if err != nil {
 		return "", err
@@ -194,10 +207,10 @@ func buildShoal(ctx context.Context, dir string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/shoal")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = filepath.Dir(gomod)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/shoal: %w: %s", err, b)
+		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, b)
 	}
 	return out, nil
 }
@@ -223,72 +236,6 @@ func (l *Lab) helper(ctx context.Context, ns string, timeout time.Duration, args
 	return out, nil
 }
 
-const registryConfig = `version: 0.1
-log:
-  level: info
-  formatter: json
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  cache:
-    blobdescriptor: inmemory
-  delete:
-    enabled: true
-http:
-  addr: :%d
-`
-
-// startOrigin runs the registry in the origin's namespace and pushes the
-// image into it over that namespace's loopback (not the shaped link).
-func (l *Lab) startOrigin(ctx context.Context) error {
-	dir := filepath.Join(l.tmp, "registry")
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		return err
-	}
-	conf := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, registryConfig, filepath.Join(dir, "data"), registryPort), 0o644); err != nil {
-		return err
-	}
-	p, err := l.procs.start("registry", filepath.Join(dir, "stdout"), l.registryLog(), "ip", nsCmd(l.net.origin.ns, l.cfg.RegistryBin, "serve", conf)...)
-	if err != nil {
-		return err
-	}
-	l.registry = p
-	l.logf("origin: docker-registry in %s at %s, pushing the image", l.net.origin.ns, registryName)
-	out, err := l.helper(ctx, l.net.origin.ns, 15*time.Minute, "_push",
-		"--registry", fmt.Sprintf("127.0.0.1:%d", registryPort), "--repo", imageRepo, "--tag", imageTag,
-		"--image-size", strconv.FormatInt(l.cfg.ImageBytes, 10), "--layers", strconv.Itoa(l.cfg.Layers))
-	if err != nil {
-		if p.exited() {
-			return fmt.Errorf("origin registry exited: %s", tail(l.registryLog(), 2000))
-		}
-		return err
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(out), &l.image); err != nil {
-		return fmt.Errorf("push helper said %q: %w", out, err)
-	}
-	return nil
-}
-
-func (l *Lab) registryLog() string { return filepath.Join(l.tmp, "registry", "log") }
-
-// tail is the last n bytes of a file.
-func tail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer func() { _ = f.Close() }()
-	st, _ := f.Stat()
-	if st != nil && st.Size() > n {
-		_, _ = f.Seek(-n, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
 // nodeProc is a node's daemon in one mode.
 type nodeProc struct {
 	idx  int
@@ -298,6 +245,8 @@ type nodeProc struct {
 	log  string
 	peer string
 	cpu0 float64 // CPU seconds when the clock started
+	// cpuDead is CPU seconds of earlier lives (a fault killed it).
+	cpuDead float64
 }
 
 // counters is a snapshot taken at the start and end of the measured pulls.
@@ -325,7 +274,9 @@ func (l *Lab) snapshot(ctx context.Context) (counters, error) {
 	return c, nil
 }
 
-func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error) {
+// runMode runs one mode; fr, when not nil, is a fault scenario's run (its
+// hooks: setup, the lying peer, the injector, the checks after).
+func (l *Lab) runMode(ctx context.Context, mode string, fr *faultRun) (res ModeResult, _ error) {
 	cfg := l.cfg
 	ps := phases(cfg, mode)
 	l.ha = nil
@@ -357,12 +308,16 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 	l.mode = mp
 	l.modeMu.Unlock()
 	defer func() {
+		fr.cleanup()
 		mp.stopAll(3 * time.Second)
 		l.modeMu.Lock()
 		l.mode = nil
 		l.modeMu.Unlock()
 	}()
 	dir := filepath.Join(l.tmp, mode)
+	if fr != nil {
+		dir = filepath.Join(l.tmp, fr.spec.name) // fresh data dirs per fault run
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
@@ -398,7 +353,7 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		if err := l.haStart(ctx, mp, dir, psk, seeder); err != nil {
 			return res, err
 		}
-		if cfg.Preheat {
+		if cfg.Preheat || fr.preheat() {
 			ref := registryName + "/" + imageRepo + ":" + imageTag
 			if _, err := run(ctx, cfg.phaseTimeout(1, l.image.ImageBytes), "ip", nsCmd(l.net.seeder.ns, cfg.ShoalBin, "preheat", "--seeder", "http://127.0.0.1:5061", ref)...); err != nil {
 				return res, fmt.Errorf("preheat: %w", err)
@@ -410,7 +365,15 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 	// A daemon per node, fresh data dirs.
 	nodes := make([]*nodeProc, cfg.Nodes)
 	for i, h := range l.net.nodes {
-		np := &nodeProc{idx: i, h: h, dir: filepath.Join(dir, h.ns), log: filepath.Join(dir, h.ns+".log")}
+		nodes[i] = &nodeProc{idx: i, h: h, dir: filepath.Join(dir, h.ns), log: filepath.Join(dir, h.ns+".log")}
+	}
+	if fr != nil {
+		if err := fr.prepare(ctx, dir, nodes); err != nil {
+			return res, err
+		}
+	}
+	for i, h := range l.net.nodes {
+		np := nodes[i]
 		args := []string{"daemon", "--data-dir", np.dir, "--registry-addr", shimAddr, "--metrics-addr", metAddr,
 			"--upstream", registryName + "=http://" + registryName, "--default-upstream", registryName,
 			"--docker-config=", "--shutdown-timeout", "2s"}
@@ -430,12 +393,12 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 			args = append(args, "--pprof") // off by default
 		}
 		args = append(args, cfg.DaemonFlags...)
+		args = append(args, fr.daemonArgs(i)...)
 		p, err := mp.start(h.ns, filepath.Join(dir, h.ns+".out"), np.log, "ip", nsCmd(h.ns, cfg.ShoalBin, args...)...)
 		if err != nil {
 			return res, err
 		}
 		np.p = p
-		nodes[i] = np
 	}
 	for _, np := range nodes {
 		if err := waitFor(ctx, 60*time.Second, np.p, func() bool { return strings.Contains(readFile(np.log), `"daemon ready"`) }); err != nil {
@@ -444,6 +407,12 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		np.peer = ParseDaemonLog(strings.NewReader(readFile(np.log))).PeerID
 	}
 	l.logf("%s: %d daemons ready", mode, len(nodes))
+	if fr != nil {
+		fr.seeder, fr.seederID = seeder, seederID
+		if err := fr.startLiar(ctx, mp, seederID, psk); err != nil {
+			return res, err
+		}
+	}
 	if cfg.Settle > 0 {
 		select {
 		case <-time.After(cfg.Settle):
@@ -495,10 +464,34 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		if p.measured {
 			go l.haKiller(kctx)
 		}
+		if fr != nil && p.measured {
+			fr.outs = make([]string, len(nodes))
+			for _, i := range p.nodes {
+				fr.outs[i] = l.pullOut(dir, nodes[i], startAt)
+			}
+			fr.start(ctx, startAt, timeout)
+		}
 		got, err := l.pullPhase(ctx, dir, nodes, p.nodes, startAt, timeout)
 		stopKill()
 		if err != nil {
 			return res, err
+		}
+		if fr != nil && p.measured {
+			if err := fr.wait(ctx); err != nil {
+				res.Notes = append(res.Notes, "fault: "+err.Error())
+			}
+			fr.cleanup()
+			seeder = fr.seeder
+			for i, r := range fr.retries {
+				// A pull started again after a restart: the node's time
+				// runs from its first pull's start to the retry's end.
+				orig := got[i]
+				r.CorruptBytes += orig.CorruptBytes
+				if orig.StartNS > 0 {
+					r.StartNS = orig.StartNS
+				}
+				got[i] = r
+			}
 		}
 		if !p.measured {
 			var last float64
@@ -564,11 +557,12 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 				n.BytesBySource[s] = m.Fetched[s]
 			}
 			n.UploadedBytes = m.Uploaded
+			n.VerifyFailures = m.VerifyFailures
 		} else if n.OK {
 			n.Error = "metrics: " + err.Error()
 		}
 		if cpu, hwm, err := procStats(np.p.pid()); err == nil {
-			n.CPUS, n.PeakRSSBytes = cpu-np.cpu0, hwm
+			n.CPUS, n.PeakRSSBytes = cpu-np.cpu0+np.cpuDead, hwm
 		}
 		dl := ParseDaemonLog(strings.NewReader(readFile(np.log)))
 		for s := range dl.Sources {
@@ -592,6 +586,9 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		}
 	}
 	res.LabProcessCPUS = labCPU
+	if fr != nil {
+		fr.finish(&res, outcomes)
+	}
 	if cfg.Profile && mode == ModeShoal && len(measured) > 0 {
 		np := nodes[measured[0]]
 		if out, err := l.helper(ctx, np.h.ns, 30*time.Second, "_get", "http://"+metAddr+"/debug/pprof/heap"); err == nil {
@@ -612,157 +609,4 @@ func (l *Lab) runMode(ctx context.Context, mode string) (res ModeResult, _ error
 		}
 	}
 	return res, nil
-}
-
-func waveOf(ps []phase, idx int) int {
-	w := 0
-	for _, p := range ps {
-		if !p.measured {
-			continue
-		}
-		for _, x := range p.nodes {
-			if x == idx {
-				return w
-			}
-		}
-		w++
-	}
-	return 0
-}
-
-// profile takes a CPU profile of one daemon during the measured pulls.
-func (l *Lab) profile(ctx context.Context, np *nodeProc, _ []NodeResult, startAt time.Time) {
-	secs := int(math.Min(60, math.Max(5, 1.2*Ideal1(l.image.ImageBytes, l.cfg))))
-	if l.cfg.ProfileSeconds > 0 {
-		secs = l.cfg.ProfileSeconds
-	}
-	dir := filepath.Join(l.cfg.Out, "pprof")
-	_ = os.MkdirAll(dir, 0o755)
-	path := filepath.Join(dir, fmt.Sprintf("%s-shoal-%s.cpu.pb.gz", l.cfg.Scenario, np.h.ns[len(l.prefix):]))
-	go func() {
-		select {
-		case <-time.After(time.Until(startAt)):
-		case <-ctx.Done():
-			return
-		}
-		out, err := l.helper(ctx, np.h.ns, time.Duration(secs+30)*time.Second, "_get", "--timeout", fmt.Sprintf("%ds", secs+20),
-			fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", metAddr, secs))
-		if err != nil {
-			l.logf("profile: %v", err)
-			return
-		}
-		_ = os.WriteFile(path, out, 0o644)
-		l.logf("profile: %s (%d s of %s)", path, secs, np.h.ns)
-	}()
-}
-
-// Ideal1 is one node's ideal pull time on the lab's links.
-func Ideal1(image int64, c Config) float64 {
-	s, _ := Ideal(image, []Wave{{Nodes: 1}}, c.NodeRate, c.OriginRate)
-	return s
-}
-
-// pullPhase starts a puller in each node's namespace, all at startAt,
-// and collects what they report.
-func (l *Lab) pullPhase(ctx context.Context, dir string, nodes []*nodeProc, idx []int, startAt time.Time, timeout time.Duration) (map[int]PullResult, error) {
-	type puller struct {
-		i   int
-		p   *proc
-		out string
-	}
-	mp := l.mode
-	var ps []puller
-	for _, i := range idx {
-		np := nodes[i]
-		out := filepath.Join(dir, fmt.Sprintf("pull-%s-%d.json", np.h.ns[len(l.prefix):], startAt.UnixNano()))
-		p, err := mp.start("pull "+np.h.ns, out, out+".err", "ip", nsCmd(np.h.ns, l.cfg.SelfBin, "_pull",
-			"--ref", shimAddr+"/"+imageRepo+":"+imageTag, "--ready", "http://"+metAddr+"/readyz",
-			"--start-at", strconv.FormatInt(startAt.UnixNano(), 10), "--timeout", timeout.String(),
-			"--concurrency", strconv.Itoa(l.cfg.PullConcurrency))...)
-		if err != nil {
-			return nil, err
-		}
-		ps = append(ps, puller{i: i, p: p, out: out})
-	}
-	wctx, cancel := context.WithDeadline(ctx, startAt.Add(timeout+30*time.Second))
-	defer cancel()
-	got := map[int]PullResult{}
-	done := 0
-	for _, pu := range ps {
-		_ = pu.p.wait(wctx)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		var r PullResult
-		if pu.p.exited() && pu.p.cmd.ProcessState != nil {
-			l.pullCPU += (pu.p.cmd.ProcessState.UserTime() + pu.p.cmd.ProcessState.SystemTime()).Seconds()
-		}
-		if !pu.p.exited() {
-			pu.p.stop(time.Second)
-			r.Error = "timed out"
-		} else if err := json.Unmarshal(bytes.TrimSpace([]byte(readFile(pu.out))), &r); err != nil {
-			r.Error = fmt.Sprintf("puller said nothing: %s", strings.TrimSpace(tail(pu.out+".err", 1000)))
-		}
-		if r.Error == "" {
-			done++
-		}
-		got[pu.i] = r
-	}
-	l.logf("phase done: %d/%d pulls complete", done, len(ps))
-	return got, nil
-}
-
-// waitFor polls cond every 100 ms until it holds, p exits, or d passes.
-func waitFor(ctx context.Context, d time.Duration, p *proc, cond func() bool) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return nil
-		}
-		if p != nil && p.exited() {
-			return fmt.Errorf("exited (%v)", p.err) //nolint:errorlint // nil for exit status 0; printed, not wrapped
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("not ready after %s", d)
-}
-
-// registryBlobBytes sums the blob bytes distribution logged as written
-// ("response completed" lines of GET .../blobs/...) between two offsets
-// of its log.
-func registryBlobBytes(path string, from, to int64) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer func() { _ = f.Close() }()
-	if _, err := f.Seek(from, io.SeekStart); err != nil {
-		return 0
-	}
-	return sumRegistryBlobBytes(io.LimitReader(f, to-from))
-}
-
-func sumRegistryBlobBytes(r io.Reader) int64 {
-	var total int64
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var l struct {
-			Msg     string `json:"msg"`
-			Method  string `json:"http.request.method"`
-			URI     string `json:"http.request.uri"`
-			Written int64  `json:"http.response.written"`
-		}
-		if json.Unmarshal(sc.Bytes(), &l) != nil {
-			continue
-		}
-		if l.Msg == "response completed" && l.Method == "GET" && strings.Contains(l.URI, "/blobs/") {
-			total += l.Written
-		}
-	}
-	return total
 }

@@ -49,6 +49,19 @@ type Config struct {
 	// seeder (e.g. --log-level=debug), for experiments.
 	DaemonFlags []string
 	SeederFlags []string
+	// Faults are the fault scenarios of the faults scenario (FaultNames;
+	// empty: all), each run beside the same rollout without a fault.
+	Faults []string
+	// FaultAt is when a timed fault strikes, as a fraction of the no-fault
+	// run's all-complete time (0: 0.3).
+	FaultAt float64
+	// RestartAfter is how long killed nodes and the killed seeder stay
+	// down (0: 20 s); FlapFor how long a flapping link stays down (0: 10 s).
+	RestartAfter time.Duration
+	FlapFor      time.Duration
+	// LiarBin is a built shoal-liar ("" builds ./bench/cmd/shoal-liar).
+	LiarBin string
+
 	// KeepTemp keeps the temp dir (data dirs, logs) after the run.
 	KeepTemp bool
 	// Progress receives progress lines (nil: discarded).
@@ -67,6 +80,7 @@ var Scenarios = map[string]Config{
 	"many-layers":  {Nodes: 20, ImageBytes: 160 << 20, Layers: 40},
 	// seeder-failover: three seeders, the owner of the layer killed mid-pull (ha.go).
 	ScenarioSeederFailover: {Nodes: 6, ImageBytes: 256 << 20, Layers: 1},
+	"faults":               {Nodes: 12, ImageBytes: 256 << 20, Layers: 4},
 }
 
 // ScenarioNames lists the scenarios, sorted.
@@ -120,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scenario == "late-joiner" && c.LateJoiners >= c.Nodes {
 		return fmt.Errorf("late-joiner needs more nodes (%d) than late joiners (%d)", c.Nodes, c.LateJoiners)
+	}
+	if err := c.validateFaults(); err != nil {
+		return err
 	}
 	if c.PullConcurrency <= 0 {
 		c.PullConcurrency = 3

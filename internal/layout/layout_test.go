@@ -55,6 +55,7 @@ var layers = map[string]int{
 var testHelpers = map[string]bool{
 	"internal/harness":            true,
 	"internal/harness/hostile":    true,
+	"bench/cmd/shoal-liar":        true, // the bench lab's lying peer (a hostile harness peer as a process)
 	"p2p/chunk/chunktest":         true,
 	"p2p/discovery/discoverytest": true,
 	"p2p/discovery/memrouter":     true,

@@ -56,6 +56,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var daemonFlags, seederFlags multi
 	fs.Var(&daemonFlags, "daemon-flag", "extra flag for every shoal daemon, e.g. --daemon-flag=--log-level=debug; repeatable")
 	fs.Var(&seederFlags, "seeder-flag", "extra flag for the seeder; repeatable")
+	faults := fs.String("faults", "", "scenario faults: fault scenarios to run, comma-separated (default all: "+strings.Join(lab.FaultNames, ",")+")")
+	faultAt := fs.Float64("fault-at", 0.3, "scenario faults: when a timed fault strikes, as a fraction of the no-fault run's all-complete time")
+	restartAfter := fs.Duration("restart-after", 20*time.Second, "scenario faults: how long killed nodes and the killed seeder stay down")
+	flapFor := fs.Duration("flap-for", 10*time.Second, "scenario faults: how long a flapping link stays down")
+	liarBin := fs.String("liar-bin", "", "scenario faults: a built shoal-liar (default: go build ./bench/cmd/shoal-liar)")
 	keep := fs.Bool("keep-temp", false, "keep data dirs and logs in the temp dir")
 	cleanup := fs.Bool("cleanup-stale", false, "remove namespaces and temp dirs left by killed runs, then exit")
 	replot := fs.String("replot", "", "rewrite results.md and the plots of an existing results directory, then exit")
@@ -123,13 +128,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ms = append(ms, m)
 		}
 	}
+	if *scenario == "faults" {
+		ms = []string{lab.ModeShoal}
+	}
+	var fl []string
+	for _, f := range strings.Split(*faults, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			fl = append(fl, f)
+		}
+	}
 	cfg := lab.Config{
 		Scenario: *scenario, Nodes: *nodes, ImageBytes: *size, Layers: *layers, NodeRate: nr, OriginRate: or,
 		Modes: ms, Out: *out, ShoalBin: *shoalBin, RegistryBin: *registryBin, WaveSize: *waveSize, LateJoiners: *late,
 		PullConcurrency: *conc, PhaseTimeout: *timeout, Settle: *settle, Preheat: *preheat, Profile: *profile, ProfileSeconds: *profileSecs,
+		Faults: fl, FaultAt: *faultAt, RestartAfter: *restartAfter, FlapFor: *flapFor, LiarBin: *liarBin,
 		KeepTemp: *keep, Progress: stderr, DaemonFlags: daemonFlags, SeederFlags: seederFlags,
 		CommandLine: fmt.Sprintf("shoal-bench --scenario %s --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --modes %s",
-			*scenario, *nodes, *size, *layers, nr, or, strings.Join(ms, ",")),
+			*scenario, *nodes, *size, *layers, nr, or, strings.Join(ms, ",")) + faultFlags(*scenario, fl, *faultAt, *restartAfter, *flapFor),
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -142,8 +157,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Scenario == "faults" {
+		// No live node's pull may fail, no corrupt byte be seen.
+		return lab.CheckFaults(results, cfg.Faults)
+	}
 	// Every requested mode must have completed on every node.
 	return lab.Check(results, ms)
+}
+
+// faultFlags is the faults part of the recorded command line.
+func faultFlags(scenario string, faults []string, at float64, restart, flap time.Duration) string {
+	if scenario != "faults" {
+		return ""
+	}
+	f := strings.Join(faults, ",")
+	if f == "" {
+		f = strings.Join(lab.FaultNames, ",")
+	}
+	return fmt.Sprintf(" --faults %s --fault-at %.2f --restart-after %s --flap-for %s", f, at, restart, flap)
 }
 
 // multi is a repeatable string flag.

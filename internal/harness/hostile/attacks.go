@@ -33,7 +33,7 @@ func HugeHave() chunk.Have {
 // the caller then writes as much of the payload as it likes.
 func (p *Peer) ChunkHeader(s network.Stream, open chunk.Open, blobSize int64, i int) (payload int64, err error) {
 	cs := chunkset.Size(blobSize)
-	signed, err := chunk.Sign(p.Key, chunk.Record{Digest: open.Digest, BlobSize: blobSize, ChunkSize: cs, Index: i})
+	signed, err := chunk.Sign(p.Key, chunk.Record{Kind: chunk.Verified, Digest: open.Digest, BlobSize: blobSize, ChunkSize: cs, Index: i})
 	if err != nil {
 		return 0, err
 	}

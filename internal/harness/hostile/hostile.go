@@ -36,6 +36,8 @@ type Options struct {
 	// Bootstrap, when set, joins the DHT through these peers, so the peer
 	// can announce digests.
 	Bootstrap []peer.AddrInfo
+	// Listen are the peer's listen addresses (nil: a port on loopback).
+	Listen []string
 }
 
 // Peer is a hostile member of the swarm.
@@ -51,23 +53,38 @@ type Peer struct {
 // New starts a hostile peer on loopback; it stops when the test ends.
 func New(t testing.TB, opts Options) *Peer {
 	t.Helper()
+	p, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Start starts a hostile peer outside a test (the bench lab runs one as a
+// process in a network namespace); the caller stops it with Close.
+func Start(ctx context.Context, opts Options) (*Peer, error) {
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	h, err := host.New(host.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSK: opts.PSK, Key: key}, zap.NewNop())
+	listen := opts.Listen
+	if len(listen) == 0 {
+		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	h, err := host.New(host.Config{Listen: listen, PSK: opts.PSK, Key: key}, zap.NewNop())
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &Peer{Host: h, Key: key}
-	t.Cleanup(p.close)
 	if len(opts.Bootstrap) > 0 {
-		p.DHT, err = discovery.New(context.Background(), h, discovery.Config{Bootstrap: opts.Bootstrap}, zap.NewNop(), nil)
+		p.DHT, err = discovery.New(ctx, h, discovery.Config{Bootstrap: opts.Bootstrap}, zap.NewNop(), nil)
 		if err != nil {
-			t.Fatal(err)
+			_ = h.Close()
+			return nil, err
 		}
 	}
-	return p
+	return p, nil
 }
 
 // Many starts n hostile peers with distinct identities.
@@ -80,7 +97,8 @@ func Many(t testing.TB, n int, opts Options) []*Peer {
 	return ps
 }
 
-func (p *Peer) close() {
+// Close resets the streams the peer opened and stops it.
+func (p *Peer) Close() {
 	p.mu.Lock()
 	for _, s := range p.streams {
 		_ = s.Reset()
