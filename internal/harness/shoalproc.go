@@ -232,6 +232,13 @@ func (d *DaemonProcess) Metrics(t testing.TB) Metrics {
 type SeederProcessOptions struct {
 	// Origin is the seeder's upstream and default upstream.
 	Origin *Origin
+	// Upstreams and DefaultUpstream name the upstreams instead of Origin
+	// (an AuthOrigin's NAME=URL and host).
+	Upstreams       []string
+	DefaultUpstream string
+	// Env is added to the seeder's environment (a PATH with credential
+	// helpers).
+	Env []string
 	// DataDir is the seeder's data directory (default: a temp dir).
 	DataDir string
 	// Args are extra seeder flags.
@@ -262,17 +269,26 @@ func StartSeederProcess(t testing.TB, o SeederProcessOptions) *SeederProcess {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 30 * time.Second
 	}
-	args := append([]string{"seeder",
+	if o.Origin != nil {
+		o.Upstreams = append([]string{o.Origin.Registry().Mapping()}, o.Upstreams...)
+		if o.DefaultUpstream == "" {
+			o.DefaultUpstream = o.Origin.Host
+		}
+	}
+	args := []string{"seeder",
 		"--data-dir", o.DataDir,
 		"--p2p-listen", "/ip4/127.0.0.1/tcp/0",
 		"--admin-addr", "127.0.0.1:0",
 		"--metrics-addr", "",
-		"--upstream", o.Origin.Registry().Mapping(),
-		"--default-upstream", o.Origin.Host,
+		"--default-upstream", o.DefaultUpstream,
 		"--docker-config", "", // never read the host's credentials
-	}, o.Args...)
+	}
+	for _, u := range o.Upstreams {
+		args = append(args, "--upstream", u)
+	}
+	args = append(args, o.Args...)
 	args = withNetworkKey(args, o.Args)
-	s := &SeederProcess{Process: StartProcess(t, "shoal seeder", bin, args, ProcessOptions{})}
+	s := &SeederProcess{Process: StartProcess(t, "shoal seeder", bin, args, ProcessOptions{Env: o.Env})}
 	e, err := s.WaitLog(o.ReadyTimeout, func(e LogEntry) bool { return e.Msg() == "seeder ready" })
 	if err != nil {
 		t.Fatalf("shoal seeder: %v\n%s", err, Tail(s.Logs(), 30))

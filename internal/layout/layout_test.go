@@ -52,6 +52,7 @@ var layers = map[string]int{
 var testHelpers = map[string]bool{
 	"internal/harness":            true,
 	"internal/harness/hostile":    true,
+	"internal/harness/credhelper": true, // a docker-credential-* helper program for tests
 	"p2p/chunk/chunktest":         true,
 	"p2p/discovery/discoverytest": true,
 	"p2p/discovery/memrouter":     true,
