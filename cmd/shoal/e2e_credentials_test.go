@@ -209,8 +209,8 @@ func TestE2ECredentialSources(t *testing.T) {
 			// The docker config has wrong credentials; the YAML config
 			// chooses the helper for this upstream.
 			cfg := writeTestFile(t, filepath.Join(t.TempDir(), "config.json"), `{"auths":{"`+o.Host+`":{"auth":"`+b64("robot", "wrong")+`"}}}`)
-			yml := writeTestFile(t, filepath.Join(t.TempDir(), "shoal.yaml"), "docker-config: "+cfg+"\nupstream-credentials:\n  - "+o.Host+"=helper:shoal-yaml\ncredential-ttl: 1m\n")
-			return setup{args: []string{"--config", yml}, env: []string{harness.PathEnv(h.Dir)}}
+			yml := writeTestFile(t, filepath.Join(t.TempDir(), "shoal.yaml"), "upstream-credentials:\n  - "+o.Host+"=helper:shoal-yaml\ncredential-ttl: 1m\n")
+			return setup{args: []string{"--config", yml, "--docker-config", cfg}, env: []string{harness.PathEnv(h.Dir)}}
 		}},
 	}
 	for i, tc := range cases {

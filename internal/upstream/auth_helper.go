@@ -159,7 +159,7 @@ func exitDescription(err error) string {
 // helperProgram is a client.Program: the helper as a child process bound
 // to ctx.
 type helperProgram struct {
-	ctx    context.Context //nolint:containedctx // a client.Program has no context parameter; this one lives for one call
+	ctx    context.Context // a client.Program takes no context; this one lives for one call
 	name   string
 	stdin  io.Reader
 	runErr error
