@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,15 +27,17 @@ import (
 )
 
 // credOrigin is an origin whose secret/ repositories refuse anonymous
-// pulls, holding secret/app:v1..vN (distinct blobs each), with the node's
-// user robot and the client's user alice.
+// pulls, holding secret/app:v1..vN (blobs of their own, also unlike other
+// credOrigins' of the test), with the node's user robot and the client's
+// user alice.
 func credOrigin(t *testing.T, scheme harness.AuthScheme, images int) *harness.AuthOrigin {
 	t.Helper()
+	credOrigins++
 	o := harness.StartAuthOrigin(t, scheme, "secret/")
 	o.AddUser("robot", "pw-one", "secret/")
 	o.AddUser("alice", "wonderland", "secret/")
 	for i := 1; i <= images; i++ {
-		img, err := harness.BlobImage(uint64(900+i), 64<<10, 32<<10)
+		img, err := harness.BlobImage(uint64(1000*credOrigins+i), 64<<10, 32<<10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,6 +47,9 @@ func credOrigin(t *testing.T, scheme harness.AuthScheme, images int) *harness.Au
 	}
 	return o
 }
+
+// credOrigins counts the credOrigins made, for their images' seeds.
+var credOrigins int
 
 func writeTestFile(t *testing.T, path, body string) string {
 	t.Helper()
@@ -71,9 +77,27 @@ func preheat(t *testing.T, s *harness.SeederProcess, ref string) error {
 	return nil
 }
 
+// withNS adds ns=registry to the requests for the mirror at host, as
+// containerd does.
+type withNS struct {
+	host, registry string
+	rt             http.RoundTripper
+}
+
+func (n withNS) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == n.host {
+		r = r.Clone(r.Context())
+		q := r.URL.Query()
+		q.Set("ns", n.registry)
+		r.URL.RawQuery = q.Encode()
+	}
+	return n.rt.RoundTrip(r)
+}
+
 // pullThrough pulls ref (repo:tag) through the daemon as alice and reads
-// every layer.
-func pullThrough(t *testing.T, d *harness.DaemonProcess, ref string) {
+// every layer; ns, when set, names the registry (else the default
+// upstream).
+func pullThrough(t *testing.T, d *harness.DaemonProcess, ref string, ns ...string) {
 	t.Helper()
 	r, err := name.ParseReference(d.RegistryAddr+"/"+ref, name.Insecure)
 	if err != nil {
@@ -81,7 +105,11 @@ func pullThrough(t *testing.T, d *harness.DaemonProcess, ref string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: "alice", Password: "wonderland"}))
+	var rt http.RoundTripper = http.DefaultTransport
+	if len(ns) > 0 {
+		rt = withNS{host: d.RegistryAddr, registry: ns[0], rt: rt}
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithTransport(rt), remote.WithAuth(&authn.Basic{Username: "alice", Password: "wonderland"}))
 	if err != nil {
 		t.Fatalf("pull %s through the daemon: %v\n%s", ref, err, harness.Tail(d.Logs(), 30))
 	}
@@ -268,11 +296,11 @@ func TestE2ECredentialsNeverLogged(t *testing.T) {
 		Env: []string{harness.PathEnv(helper.Dir, failing.Dir)}, Args: []string{"--docker-config", cfg, "--p2p=false"}})
 
 	for _, o := range []*harness.AuthOrigin{basic, bearer, viaHelper} {
-		pullThrough(t, d, o.Host+"/secret/app:v1")
+		pullThrough(t, d, "secret/app:v1", o.Host)
 	}
 	// The failing helper: the pull still works on the client's
 	// credentials, and the failure is counted with the helper's name.
-	pullThrough(t, d, broken.Host+"/secret/app:v1")
+	pullThrough(t, d, "secret/app:v1", broken.Host)
 	if basic.Reads("robot") == 0 || bearer.Reads("robot") == 0 || viaHelper.Reads("robot") == 0 {
 		t.Errorf("the node's credentials were not used: reads %d, %d, %d", basic.Reads("robot"), bearer.Reads("robot"), viaHelper.Reads("robot"))
 	}
