@@ -87,6 +87,30 @@ type Credentials struct {
 	choices []choice
 	log     *zap.Logger
 	m       *credMetrics
+
+	warnMu sync.Mutex
+	warned map[string]time.Time // registry -> last "refused" warning
+}
+
+// refusedWarnEvery spaces the warnings about refused credentials per
+// registry (each refusal is counted).
+const refusedWarnEvery = time.Minute
+
+// warnRefused reports whether a refusal at registry is to be logged now.
+func (c *Credentials) warnRefused(registry string) bool {
+	c.warnMu.Lock()
+	defer c.warnMu.Unlock()
+	if c.warned == nil {
+		c.warned = map[string]time.Time{}
+	}
+	if time.Since(c.warned[registry]) < refusedWarnEvery {
+		return false
+	}
+	if len(c.warned) >= maxHelperEntries {
+		clear(c.warned)
+	}
+	c.warned[registry] = time.Now()
+	return true
 }
 
 type credMetrics struct {
@@ -277,7 +301,9 @@ func (c *Credentials) refused(cred credential, registry string) bool {
 		return false
 	}
 	c.m.failures.WithLabelValues(cred.source.label(), cred.helper, "refused").Inc()
-	c.log.Warn("upstream refused the node's credentials", zap.String("registry", registry), zap.String("source", cred.source.String()), zap.String("helper", cred.helper))
+	if c.warnRefused(registry) {
+		c.log.Warn("upstream refused the node's credentials", zap.String("registry", registry), zap.String("source", cred.source.String()), zap.String("helper", cred.helper))
+	}
 	if cred.helper == "" {
 		return false // a file's credentials change when the file does
 	}
