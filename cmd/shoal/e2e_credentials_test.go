@@ -105,9 +105,9 @@ func pullThrough(t *testing.T, d *harness.DaemonProcess, ref string, ns ...strin
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var rt http.RoundTripper = http.DefaultTransport
+	rt := http.DefaultTransport
 	if len(ns) > 0 {
-		rt = withNS{host: d.RegistryAddr, registry: ns[0], rt: rt}
+		rt = withNS{host: d.RegistryAddr, registry: ns[0], rt: http.DefaultTransport}
 	}
 	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithTransport(rt), remote.WithAuth(&authn.Basic{Username: "alice", Password: "wonderland"}))
 	if err != nil {
