@@ -26,7 +26,11 @@ func upstreamFlags(fs *flag.FlagSet, s *upstream.Settings) {
 	fs.Var((*settings.Repeated)(&s.Upstreams), "upstream", "NAME=URL: fetch registry NAME (as containerd sends it in ns=, or as a reference names it) from URL; repeatable. Only configured registries are fetched from")
 	fs.Var((*settings.Repeated)(&s.AllowPatterns), "allow-upstream-pattern", "also fetch registries whose name matches PATTERN from https://NAME: an exact name, or *.example.com (one or more labels; a port must match too); repeatable (default: none)")
 	fs.StringVar(&s.DefaultUpstream, "default-upstream", "", "registry name for requests and references without one (Docker Engine, podman, crane); must be an --upstream or allowed name (empty: such requests are refused)")
-	fs.StringVar(&s.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with upstream credentials")
+	fs.StringVar(&s.DockerConfig, "docker-config", defaultDockerConfig(), "docker config.json with upstream credentials: auths (also identitytoken), credHelpers and credsStore (docker-credential-* helpers on PATH); read again when it changes (empty: none)")
+	fs.StringVar(&s.PullSecretsDir, "pull-secrets-dir", "", "directory of mounted kubernetes.io/dockerconfigjson Secrets, each in DIR/<secret>/.dockerconfigjson or a file DIR/<name>; matched as the kubelet matches imagePullSecrets; read again when they change (empty: none)")
+	fs.Var((*settings.Repeated)(&s.Credentials), "upstream-credentials", "NAME=SOURCE: where the credentials for registry NAME (or a pattern such as *.example.com) come from: docker-config, pull-secrets, helper:HELPER (runs docker-credential-HELPER) or anonymous; repeatable, tried in order (default for every registry: docker-config, then pull-secrets)")
+	fs.DurationVar(&s.CredentialTTL, "credential-ttl", upstream.DefaultCredentialTTL, "how long a credential helper's answer is reused before the helper is asked again (a 401 from the upstream asks again sooner)")
+	fs.DurationVar(&s.HelperTimeout, "credential-helper-timeout", upstream.DefaultHelperTimeout, "bound on one credential helper call; a helper that takes longer is killed and counted as an auth failure")
 	fs.StringVar(&s.CAFile, "ca-file", "", "extra PEM CA bundle trusted for https upstreams")
 	fs.DurationVar(&s.Timeout, "upstream-timeout", upstream.DefaultTimeout, "bound on waiting for an upstream answer (connect, headers, a stalled body)")
 }

@@ -3,11 +3,15 @@ package main
 import (
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/deploy/settings"
 	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
 func TestByteLimitFlag(t *testing.T) {
@@ -52,5 +56,36 @@ func TestDaemonFlagDefaults(t *testing.T) {
 	}
 	if cfg.CacheMaxBytes != 0 || cfg.Upstream.AllowPatterns[0] != "*.example.com" || cfg.Downloads.MaxDownloads != 8 {
 		t.Errorf("parsed %+v", cfg)
+	}
+}
+
+// TestCredentialFlagsLayering: the credential settings come from flags,
+// SHOAL_* variables (the chart passes SHOAL_PULL_SECRETS_DIR or the flag)
+// and the YAML config, per-upstream choices as a YAML list.
+func TestCredentialFlagsLayering(t *testing.T) {
+	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var cfg node.Config
+	daemonFlags(fs, &cfg)
+	yml := filepath.Join(t.TempDir(), "shoal.yaml")
+	if err := os.WriteFile(yml, []byte("docker-config: /etc/shoal/config.json\nupstream-credentials:\n  - ghcr.io=pull-secrets\n  - \"*.example.com=helper:ecr-login\"\ncredential-ttl: 1m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"--credential-helper-timeout", "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SHOAL_PULL_SECRETS_DIR": "/etc/shoal/pull-secrets"}
+	if err := settings.Apply(fs, yml, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	u := cfg.Upstream
+	if u.PullSecretsDir != "/etc/shoal/pull-secrets" || u.DockerConfig != "/etc/shoal/config.json" || u.CredentialTTL != time.Minute || u.HelperTimeout != 3*time.Second ||
+		len(u.Credentials) != 2 || u.Credentials[1] != "*.example.com=helper:ecr-login" {
+		t.Fatalf("credential settings %+v", u)
+	}
+	for _, c := range u.Credentials {
+		if _, err := upstream.ParseCredentialChoice(c); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
@@ -53,11 +54,14 @@ type AuthOrigin struct {
 	scheme  AuthScheme
 	private []string
 
-	mu     sync.Mutex
-	users  map[string]authUser
-	tokens map[string]tokenGrant
-	links  map[string]map[string]bool // repo -> digests
-	hook   func(*http.Request)
+	mu       sync.Mutex
+	users    map[string]authUser
+	idTokens map[string]authUser // identity (refresh) tokens -> grant
+	tokens   map[string]tokenGrant
+	tokenTTL time.Duration
+	reads    map[string]int64           // user -> blob GETs served on their credentials
+	links    map[string]map[string]bool // repo -> digests
+	hook     func(*http.Request)
 
 	// Denied counts requests refused for missing or bad credentials.
 	Denied atomic.Int64
@@ -71,7 +75,10 @@ type authUser struct {
 }
 
 type tokenGrant struct {
-	repos map[string]bool // repositories this token may read
+	repos  map[string]bool // repositories this token may read
+	user   string          // whose credentials got it ("" anonymous)
+	issued time.Time
+	void   bool // expired by ExpireTokens
 }
 
 // StartAuthOrigin runs an access-controlled origin on loopback until the
@@ -79,7 +86,8 @@ type tokenGrant struct {
 // credentials.
 func StartAuthOrigin(t testing.TB, scheme AuthScheme, private ...string) *AuthOrigin {
 	t.Helper()
-	o := &AuthOrigin{scheme: scheme, private: private, users: map[string]authUser{}, tokens: map[string]tokenGrant{}, links: map[string]map[string]bool{}}
+	o := &AuthOrigin{scheme: scheme, private: private, users: map[string]authUser{}, idTokens: map[string]authUser{},
+		tokens: map[string]tokenGrant{}, reads: map[string]int64{}, links: map[string]map[string]bool{}}
 	o.Origin = origin.Start("", origin.WithMiddleware(o.linkage))
 	o.Front = httptest.NewServer(http.HandlerFunc(o.serve))
 	o.Host = strings.TrimPrefix(o.Front.URL, "http://")
@@ -96,6 +104,54 @@ func (o *AuthOrigin) AddUser(user, pass string, repos ...string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.users[user] = authUser{pass: pass, repos: repos}
+}
+
+// AddIdentityToken adds an identity (OAuth2 refresh) token, as docker
+// login keeps for some registries, for user granted the private
+// repositories with the given prefixes: the token service exchanges it
+// (POST grant_type=refresh_token) for access tokens.
+func (o *AuthOrigin) AddIdentityToken(token, user string, repos ...string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.idTokens[token] = authUser{pass: user, repos: repos}
+}
+
+// SetTokenTTL makes access tokens expire d after they were issued (0:
+// never); an expired token is answered 401 with a challenge.
+func (o *AuthOrigin) SetTokenTTL(d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.tokenTTL = d
+}
+
+// ExpireTokens makes every access token issued so far invalid.
+func (o *AuthOrigin) ExpireTokens() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k, g := range o.tokens {
+		g.void = true
+		o.tokens[k] = g
+	}
+}
+
+// IssuedTokens are the access tokens issued so far (expired ones too), for
+// tests that look for them where they must not be.
+func (o *AuthOrigin) IssuedTokens() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]string, 0, len(o.tokens))
+	for tok := range o.tokens {
+		out = append(out, tok)
+	}
+	return out
+}
+
+// Reads counts the blob GETs served on user's credentials (Basic, or a
+// token issued for them).
+func (o *AuthOrigin) Reads(user string) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reads[user]
 }
 
 // OnFrontRequest installs a hook called for every request to the front.
@@ -216,8 +272,19 @@ func (o *AuthOrigin) validCredentials(r *http.Request) bool {
 		return ok && o.users[u].pass == p && p != ""
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	_, known := o.tokens[tok]
-	return ok && known
+	g, known := o.tokens[tok]
+	return ok && known && !o.expired(g)
+}
+
+func (o *AuthOrigin) expired(g tokenGrant) bool {
+	return g.void || o.tokenTTL > 0 && time.Since(g.issued) > o.tokenTTL
+}
+
+// countRead records a blob GET served on user's credentials.
+func (o *AuthOrigin) countRead(r *http.Request, user string) {
+	if r.Method == http.MethodGet && user != "" && strings.Contains(r.URL.Path, "/blobs/") {
+		o.reads[user]++
+	}
 }
 
 // access decides a read of repo: 200, 401 (credentials wanted) or 403.
@@ -239,13 +306,15 @@ func (o *AuthOrigin) access(r *http.Request, repo string) int {
 		if o.isPrivate(repo) && !grants(o.users[u].repos, repo) {
 			return http.StatusForbidden
 		}
+		o.countRead(r, u)
 		return http.StatusOK
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	g, known := o.tokens[tok]
-	if !ok || !known || !g.repos[repo] {
+	if !ok || !known || !g.repos[repo] || o.expired(g) {
 		return http.StatusUnauthorized // Docker Hub: insufficient_scope is a 401
 	}
+	o.countRead(r, g.user)
 	return http.StatusOK
 }
 
@@ -268,18 +337,31 @@ func (o *AuthOrigin) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	user, pass, hasUser := r.BasicAuth()
 	scopes := r.URL.Query()["scope"]
+	refresh := ""
 	if r.Method == http.MethodPost {
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, "bad form", http.StatusBadRequest)
 			return
 		}
 		user, pass, hasUser = r.PostForm.Get("username"), r.PostForm.Get("password"), r.PostForm.Get("username") != ""
+		if r.PostForm.Get("grant_type") == "refresh_token" {
+			refresh, hasUser = r.PostForm.Get("refresh_token"), false
+		}
 		scopes = strings.Fields(strings.Join(r.PostForm["scope"], " "))
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var granted []string
-	if hasUser {
+	switch {
+	case refresh != "":
+		id, ok := o.idTokens[refresh]
+		if !ok {
+			o.Denied.Add(1)
+			writeAuthError(w, http.StatusUnauthorized, "UNAUTHORIZED", "bad refresh token")
+			return
+		}
+		user, granted = id.pass, id.repos
+	case hasUser:
 		u, ok := o.users[user]
 		if !ok || u.pass != pass {
 			o.Denied.Add(1)
@@ -287,8 +369,10 @@ func (o *AuthOrigin) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		granted = u.repos
+	default:
+		user = ""
 	}
-	g := tokenGrant{repos: map[string]bool{}}
+	g := tokenGrant{repos: map[string]bool{}, user: user, issued: time.Now()}
 	for _, sc := range scopes {
 		parts := strings.Split(sc, ":")
 		if len(parts) < 3 || parts[0] != "repository" {

@@ -27,6 +27,12 @@
 //     (Basic credentials, or Bearer tokens from its own token service;
 //     private repository prefixes; blobs served only under a repository
 //     they were pushed to), for the private-image tests.
+//   - credhelper.go: NewCredHelper, a real docker-credential-NAME
+//     executable (the program in credhelper/) in a directory of its own,
+//     with its answers set by the test and its calls counted per process;
+//     PathEnv puts such directories on a child's PATH. AuthOrigin also
+//     takes identity tokens (AddIdentityToken), expires tokens
+//     (ExpireTokens, SetTokenTTL) and counts blob reads per user (Reads).
 //   - blackhole.go: StartBlackhole, a loopback listener that accepts,
 //     counts and never answers (an upstream a test expects not to dial).
 //   - process.go, shoalproc.go: the real binary, built once per test

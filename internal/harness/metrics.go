@@ -92,21 +92,34 @@ func ParseMetrics(r io.Reader) (Metrics, error) {
 
 // Scrape fetches url (a /metrics endpoint) and parses it.
 func Scrape(url string) (Metrics, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get(url)
+	text, err := ScrapeText(url)
 	if err != nil {
-		return Metrics{}, fmt.Errorf("scrape %s: %w", url, err)
+		return Metrics{}, err
 	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return Metrics{}, fmt.Errorf("scrape %s: %s", url, resp.Status)
-	}
-	m, err := ParseMetrics(resp.Body)
+	m, err := ParseMetrics(strings.NewReader(text))
 	if err != nil {
 		return Metrics{}, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	return m, nil
+}
+
+// ScrapeText fetches url (a /metrics endpoint) as the text it serves.
+func ScrapeText(url string) (string, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("scrape %s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return "", fmt.Errorf("scrape %s: %w", url, err)
+	}
+	return string(b), nil
 }
 
 // MustScrape is Scrape failing t on an error.

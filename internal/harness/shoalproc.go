@@ -234,6 +234,13 @@ type SeederProcessOptions struct {
 	Origin *Origin
 	// Upstream is used instead when Origin is nil (a registry process).
 	Upstream Registry
+	// Upstreams and DefaultUpstream name more upstreams, or the upstreams
+	// instead of Origin and Upstream (an AuthOrigin's NAME=URL and host).
+	Upstreams       []string
+	DefaultUpstream string
+	// Env is added to the seeder's environment (a PATH with credential
+	// helpers).
+	Env []string
 	// DataDir is the seeder's data directory (default: a temp dir).
 	DataDir string
 	// Args are extra seeder flags.
@@ -268,17 +275,26 @@ func StartSeederProcess(t testing.TB, o SeederProcessOptions) *SeederProcess {
 	if o.Origin != nil {
 		up = o.Origin.Registry()
 	}
-	args := append([]string{"seeder",
+	if up.Host != "" {
+		o.Upstreams = append([]string{up.Mapping()}, o.Upstreams...)
+		if o.DefaultUpstream == "" {
+			o.DefaultUpstream = up.Host
+		}
+	}
+	args := []string{"seeder",
 		"--data-dir", o.DataDir,
 		"--p2p-listen", "/ip4/127.0.0.1/tcp/0",
 		"--admin-addr", "127.0.0.1:0",
 		"--metrics-addr", "",
-		"--upstream", up.Mapping(),
-		"--default-upstream", up.Host,
+		"--default-upstream", o.DefaultUpstream,
 		"--docker-config", "", // never read the host's credentials
-	}, o.Args...)
+	}
+	for _, u := range o.Upstreams {
+		args = append(args, "--upstream", u)
+	}
+	args = append(args, o.Args...)
 	args = withNetworkKey(args, o.Args)
-	s := &SeederProcess{Process: StartProcess(t, "shoal seeder", bin, args, ProcessOptions{})}
+	s := &SeederProcess{Process: StartProcess(t, "shoal seeder", bin, args, ProcessOptions{Env: o.Env})}
 	e, err := s.WaitLog(o.ReadyTimeout, func(e LogEntry) bool { return e.Msg() == "seeder ready" })
 	if err != nil {
 		t.Fatalf("shoal seeder: %v\n%s", err, Tail(s.Logs(), 30))

@@ -56,6 +56,7 @@ var testHelpers = map[string]bool{
 	"internal/harness":            true,
 	"internal/harness/hostile":    true,
 	"bench/cmd/shoal-liar":        true, // the bench lab's lying peer (a hostile harness peer as a process)
+	"internal/harness/credhelper": true, // a docker-credential-* helper program for tests
 	"p2p/chunk/chunktest":         true,
 	"p2p/discovery/discoverytest": true,
 	"p2p/discovery/memrouter":     true,

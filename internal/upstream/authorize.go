@@ -164,7 +164,8 @@ func (c *Client) raw(t Target) http.RoundTripper { return schemeOnly{c.base, t.B
 // anonymous returns an anonymous transport for t's repository (with an
 // anonymous token when the origin wants one), cached like the node's own.
 func (c *Client) anonymous(ctx context.Context, t Target) (http.RoundTripper, error) {
-	return c.cachedTransport(ctx, t, "anon", authn.Anonymous)
+	ct, err := c.cachedTransport(ctx, t, "anon", authn.Anonymous)
+	return ct.rt, err
 }
 
 // clientTransport is the transport for a request made on behalf of a

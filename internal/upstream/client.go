@@ -71,7 +71,7 @@ type Client struct {
 	m       *metrics
 
 	mu         sync.Mutex
-	transports map[string]http.RoundTripper
+	transports map[string]cached
 	// anonBearer marks repositories whose anonymous access checks need an
 	// anonymous token (see checkRoundTrip).
 	anonBearer sync.Map
@@ -131,7 +131,7 @@ func New(mapping *Mapping, creds *Credentials, cfg Config, log *zap.Logger, reg 
 	}
 	return &Client{
 		mapping: mapping, creds: creds, cfg: cfg, base: base, log: log, m: m,
-		transports: map[string]http.RoundTripper{},
+		transports: map[string]cached{},
 	}, nil
 }
 
@@ -174,31 +174,59 @@ func (t Target) url(kind, ref string) string {
 }
 
 // transportFor returns the node's authenticated round tripper for t's
-// repository, doing the ping and token handshake once per repository.
-func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper, error) {
-	return c.cachedTransport(ctx, t, "node", c.creds.For(t.Registry, t.Base.Host))
+// repository, doing the ping and token handshake once per repository, and
+// the authenticator it resolves the node's credentials with.
+func (c *Client) transportFor(ctx context.Context, t Target) (http.RoundTripper, *lazyAuth, error) {
+	auth := &lazyAuth{c: c.creds, names: []string{t.Registry, t.Base.Host}, repo: t.Repo}
+	ct, err := c.cachedTransport(ctx, t, "node", auth)
+	if err != nil {
+		return nil, auth, err
+	}
+	la, _ := ct.auth.(*lazyAuth)
+	if la == nil {
+		la = auth
+	}
+	return ct.rt, la, nil
+}
+
+// cached is a transport with the authenticator it was built with.
+type cached struct {
+	rt   http.RoundTripper
+	auth authn.Authenticator
+}
+
+func transportKey(t Target, kind string) string {
+	return kind + "|" + t.Base.String() + "|" + t.Repo
+}
+
+// forget drops the cached transport of kind for t's repository.
+func (c *Client) forget(t Target, kind string) {
+	c.mu.Lock()
+	delete(c.transports, transportKey(t, kind))
+	c.mu.Unlock()
 }
 
 // cachedTransport returns the transport with auth for t's repository,
 // cached under kind.
-func (c *Client) cachedTransport(ctx context.Context, t Target, kind string, auth authn.Authenticator) (http.RoundTripper, error) {
-	key := kind + "|" + t.Base.String() + "|" + t.Repo
+func (c *Client) cachedTransport(ctx context.Context, t Target, kind string, auth authn.Authenticator) (cached, error) {
+	key := transportKey(t, kind)
 	c.mu.Lock()
-	rt, ok := c.transports[key]
+	ct, ok := c.transports[key]
 	c.mu.Unlock()
 	if ok {
-		return rt, nil
+		return ct, nil
 	}
 	reg, err := registryOf(t)
 	if err != nil {
-		return nil, err
+		return cached{}, err
 	}
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	rt, err = transport.NewWithContext(hctx, reg, auth, c.raw(t), []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
+	rt, err := transport.NewWithContext(hctx, reg, auth, c.raw(t), []string{reg.Repo(t.Repo).Scope(transport.PullScope)})
 	if err != nil {
-		return nil, classify(err)
+		return cached{}, classify(err)
 	}
+	ct = cached{rt: rt, auth: auth}
 	c.mu.Lock()
 	if len(c.transports) >= 4096 {
 		for k := range c.transports {
@@ -206,9 +234,9 @@ func (c *Client) cachedTransport(ctx context.Context, t Target, kind string, aut
 			break
 		}
 	}
-	c.transports[key] = rt
+	c.transports[key] = ct
 	c.mu.Unlock()
-	return rt, nil
+	return ct, nil
 }
 
 // schemeOnly speaks to an upstream's host only in the scheme its URL was
@@ -236,6 +264,9 @@ func classify(err error) error {
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return err // a credential helper's failure, already classified
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
@@ -285,25 +316,23 @@ func (c *Client) do(ctx context.Context, op string, t Target, req *http.Request,
 }
 
 // doRaw sends a request and returns whatever response comes back. It goes
-// with the node's credentials; when those are refused (401, 403) and t
-// carries a client's Authorization, the request is sent again with the
+// with the node's credentials; when the upstream refuses them (401) and
+// they came from a helper, the helper is asked again and the request sent
+// once more. When the node's are refused (401, 403) or cannot be had and
+// t carries a client's Authorization, the request is sent again with the
 // client's (a node without credentials for a private repository).
 func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Request) (*http.Response, error) {
-	rt, err := c.transportFor(ctx, t)
-	if err != nil && t.clientAuth != "" && errors.Is(err, ErrUnauthorized) {
-		rt, err = c.clientTransport(t), nil
-	}
-	if err != nil {
-		c.fail(op, t, err)
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	req = req.WithContext(ctx)
-	resp, err := rt.RoundTrip(req)
-	if err == nil && t.clientAuth != "" && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		_ = resp.Body.Close()
-		resp, err = c.clientTransport(t).RoundTrip(req)
+	resp, err := c.nodeRoundTrip(ctx, t, req)
+	if t.clientAuth != "" {
+		switch {
+		case err != nil && (errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrCredentialHelper)):
+			resp, err = c.clientTransport(t).RoundTrip(req)
+		case err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
+			drain(resp)
+			resp, err = c.clientTransport(t).RoundTrip(req)
+		}
 	}
 	if err != nil {
 		cancel()
@@ -315,12 +344,39 @@ func (c *Client) doRaw(ctx context.Context, op string, t Target, req *http.Reque
 	return resp, nil
 }
 
+// nodeRoundTrip sends req with the node's credentials. A 401 with
+// credentials a helper gave (from the upstream, or from its token service
+// at the handshake) has the helper asked again and req sent once more.
+func (c *Client) nodeRoundTrip(ctx context.Context, t Target, req *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		rt, auth, err := c.transportFor(ctx, t)
+		var resp *http.Response
+		if err == nil {
+			resp, err = rt.RoundTrip(req)
+		}
+		unauthorized := err == nil && resp.StatusCode == http.StatusUnauthorized ||
+			err != nil && errors.Is(classify(err), ErrUnauthorized)
+		if !unauthorized || attempt > 0 || !c.creds.refused(auth.lastCredential(), t.Registry) {
+			return resp, err
+		}
+		if resp != nil {
+			drain(resp)
+		}
+		c.forget(t, "node")
+	}
+}
+
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+}
+
 func (c *Client) fail(op string, t Target, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
 	c.m.requests.WithLabelValues(op, "error").Inc()
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrCredentialHelper) {
 		c.m.failures.WithLabelValues(op).Inc()
 		c.log.Warn("upstream unreachable", zap.String("op", op), zap.String("registry", t.Registry), zap.String("repo", t.Repo), zap.Error(err))
 	}
@@ -367,16 +423,16 @@ func (s *stallReader) Close() error {
 }
 
 // Open builds a Client from the command-line shape of its settings:
-// NAME=URL pairs, allow patterns, the default registry name and a docker
-// config.json path.
-func Open(pairs, allow []string, defaultName, dockerConfig string, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
+// NAME=URL pairs, allow patterns, the default registry name and where the
+// node's credentials come from.
+func Open(pairs, allow []string, defaultName string, creds CredentialConfig, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
 	mapping, err := NewMapping(pairs, defaultName, allow...)
 	if err != nil {
 		return nil, err
 	}
-	creds, err := LoadCredentials(dockerConfig)
+	cr, err := NewCredentials(creds, log.Named("credentials"), reg)
 	if err != nil {
 		return nil, err
 	}
-	return New(mapping, creds, cfg, log, reg)
+	return New(mapping, cr, cfg, log, reg)
 }

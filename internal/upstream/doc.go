@@ -1,7 +1,9 @@
 // Package upstream is shoal's client for origin registries: it maps the
 // registry name a client asked for (containerd's ns= parameter, or the
 // default upstream) to a base URL, authenticates the way docker does
-// (anonymous Bearer tokens, credentials from a docker config.json), trusts
+// (anonymous Bearer tokens; the node's own credentials from
+// go-containerregistry keychains over a docker config.json, credential
+// helpers and mounted pull Secrets: see auth.go), trusts
 // an extra CA bundle, speaks TLS 1.2 or newer, and talks plain HTTP only to
 // upstreams configured with an http:// URL. Every call is bounded in time:
 // a stalled upstream becomes ErrUnavailable, never a hung client.

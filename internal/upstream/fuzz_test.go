@@ -27,6 +27,7 @@ func FuzzParseMapping(f *testing.F) {
 func FuzzParseCredentials(f *testing.F) {
 	f.Add([]byte(`{"auths":{"docker.io":{"auth":"dTpw"}}}`))
 	f.Add([]byte(`{"auths":{"x":{"auth":"!!"}}}`))
+	f.Add([]byte(`{"auths":{"https://index.docker.io/v1/":{"identitytoken":"t"}},"credHelpers":{"a":"b"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseCredentials(b)
 		if err != nil {
@@ -35,7 +36,15 @@ func FuzzParseCredentials(f *testing.F) {
 			}
 			return
 		}
-		_ = c.For("docker.io", "example.com")
+		cf, _ := c.docker.file.get()
+		if cf.CredentialsStore != "" || len(cf.CredentialHelpers) > 0 {
+			return // resolving would run helpers named by the input
+		}
+		for _, n := range []string{"docker.io", "example.com", "x"} {
+			if _, err := c.For(n).Authorization(); err != nil {
+				t.Fatalf("resolve %s: %v", n, err)
+			}
+		}
 	})
 }
 

@@ -24,8 +24,22 @@ type Settings struct {
 	// DefaultUpstream is the registry name for requests that name none; it
 	// must be mapped or allowed ("": such requests are refused).
 	DefaultUpstream string
-	// DockerConfig is a docker config.json with upstream credentials.
+	// DockerConfig is a docker config.json with upstream credentials
+	// (auths, credHelpers, credsStore, identity tokens).
 	DockerConfig string
+	// PullSecretsDir is a directory of mounted kubernetes.io/dockerconfigjson
+	// Secrets (see the pull-secrets source in auth_pullsecrets.go).
+	PullSecretsDir string
+	// Credentials choose the credential sources per upstream, as
+	// NAME=SOURCE pairs (ParseCredentialChoice); unnamed upstreams use
+	// docker-config, then pull-secrets.
+	Credentials []string
+	// CredentialTTL is how long a credential helper's answer is reused
+	// (0: DefaultCredentialTTL).
+	CredentialTTL time.Duration
+	// HelperTimeout bounds one credential helper call (0:
+	// DefaultHelperTimeout).
+	HelperTimeout time.Duration
 	// CAFile is an extra PEM CA bundle trusted for https upstreams.
 	CAFile string
 	// Timeout bounds waiting for an upstream answer (0: DefaultTimeout).
@@ -34,5 +48,13 @@ type Settings struct {
 
 // Open builds the upstream client the settings describe.
 func (s Settings) Open(log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
-	return Open(s.Upstreams, s.AllowPatterns, s.DefaultUpstream, s.DockerConfig, Config{CAFile: s.CAFile, Timeout: s.Timeout}, log, reg)
+	return Open(s.Upstreams, s.AllowPatterns, s.DefaultUpstream, s.CredentialConfig(), Config{CAFile: s.CAFile, Timeout: s.Timeout}, log, reg)
+}
+
+// CredentialConfig is the credential part of the settings.
+func (s Settings) CredentialConfig() CredentialConfig {
+	return CredentialConfig{
+		DockerConfig: s.DockerConfig, PullSecretsDir: s.PullSecretsDir, Choices: s.Credentials,
+		TTL: s.CredentialTTL, HelperTimeout: s.HelperTimeout,
+	}
 }
