@@ -27,6 +27,9 @@ type Report struct {
 	// WarmP50Ratio and WarmP99Ratio are the daemon's warm blob GET
 	// latency over the origin's for the same blobs in the same run.
 	WarmP50Ratio, WarmP99Ratio float64
+	// ServedP50Ratio and ServedP99Ratio are the same over the time from
+	// having a connection to the end of the body.
+	ServedP50Ratio, ServedP99Ratio float64
 }
 
 // NewReport sums a run's results.
@@ -50,6 +53,10 @@ func NewReport(results []Result, wall time.Duration, rssBefore, peakRSS int64) R
 		rep.WarmP50Ratio = float64(warm.P50) / float64(origin.P50)
 		rep.WarmP99Ratio = float64(warm.P99) / float64(origin.P99)
 	}
+	if warm != nil && origin != nil && origin.ServedP50 > 0 && origin.ServedP99 > 0 {
+		rep.ServedP50Ratio = float64(warm.ServedP50) / float64(origin.ServedP50)
+		rep.ServedP99Ratio = float64(warm.ServedP99) / float64(origin.ServedP99)
+	}
 	return rep
 }
 
@@ -71,11 +78,14 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "Daemon memory: VmRSS %s before the run, peak (VmHWM) %s.\n\n", mib(r.RSSBefore), mib(r.PeakRSS))
 	}
 	if r.WarmP50Ratio > 0 {
-		fmt.Fprintf(&b, "Warm blob GETs, daemon over origin (same blobs, same run): p50 x%.2f, p99 x%.2f.\n\n", r.WarmP50Ratio, r.WarmP99Ratio)
+		fmt.Fprintf(&b, "Warm blob GETs, daemon over origin (same blobs, same run): p50 x%.2f, p99 x%.2f; "+
+			"from having a connection: p50 x%.2f, p99 x%.2f.\n\n", r.WarmP50Ratio, r.WarmP99Ratio, r.ServedP50Ratio, r.ServedP99Ratio)
 	}
-	b.WriteString("| kind | requests | unexpected | p50 | p99 | max | bytes |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| kind | requests | unexpected | p50 | p99 | max | p50 from conn | p99 from conn | bytes |\n" +
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, k := range r.Kinds {
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", k.Kind, k.Requests, k.Unexpect, ms(k.P50), ms(k.P99), ms(k.Max), mib(k.Bytes))
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", k.Kind, k.Requests, k.Unexpect,
+			ms(k.P50), ms(k.P99), ms(k.Max), ms(k.ServedP50), ms(k.ServedP99), mib(k.Bytes))
 	}
 	if len(r.Examples) > 0 {
 		b.WriteString("\nUnexpected answers (first ones):\n\n")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,7 +25,10 @@ type Result struct {
 	Kind    Kind
 	Status  int
 	Latency time.Duration // from sending the request to the end of the body
-	Bytes   int64
+	// Served is Latency less the wait for a connection (the dial, under
+	// a thousand at once): the time the server took once it had one.
+	Served time.Duration
+	Bytes  int64
 	// Err is nil for an expected answer; it wraps ErrUnexpected otherwise,
 	// or is the transport's error.
 	Err error
@@ -71,6 +75,10 @@ func do(ctx context.Context, c *http.Client, r Request, timeout time.Duration) R
 		return res
 	}
 	req.Header = r.Header.Clone()
+	var conn time.Time
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { conn = time.Now() },
+	}))
 	t0 := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
@@ -81,7 +89,7 @@ func do(ctx context.Context, c *http.Client, r Request, timeout time.Duration) R
 	// Never more than the expected body plus a little: an answer that
 	// runs on is caught by its length, not read to the end.
 	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(len(r.wantBody))+64<<10))
-	res.Latency, res.Status, res.Bytes = time.Since(t0), resp.StatusCode, int64(len(body))
+	res.Latency, res.Served, res.Status, res.Bytes = time.Since(t0), time.Since(conn), resp.StatusCode, int64(len(body))
 	if err != nil {
 		res.Err = fmt.Errorf("%s %s: reading the body: %w", r.Method, r.URL, err)
 		return res
@@ -152,7 +160,9 @@ type KindStats struct {
 	Kind               Kind
 	Requests, Unexpect int
 	P50, P99, Max      time.Duration
-	Bytes              int64
+	// ServedP50 and ServedP99 are percentiles of Result.Served.
+	ServedP50, ServedP99 time.Duration
+	Bytes                int64
 }
 
 // Stats sums results per kind, in Kinds order (kinds with no request are
@@ -170,15 +180,19 @@ func Stats(results []Result) []KindStats {
 		}
 		s := KindStats{Kind: k, Requests: len(rs)}
 		lat := make([]time.Duration, 0, len(rs))
+		served := make([]time.Duration, 0, len(rs))
 		for _, r := range rs {
 			if r.Err != nil {
 				s.Unexpect++
 			}
 			s.Bytes += r.Bytes
 			lat = append(lat, r.Latency)
+			served = append(served, r.Served)
 		}
 		slices.Sort(lat)
+		slices.Sort(served)
 		s.P50, s.P99, s.Max = Percentile(lat, 50), Percentile(lat, 99), lat[len(lat)-1]
+		s.ServedP50, s.ServedP99 = Percentile(served, 50), Percentile(served, 99)
 		out = append(out, s)
 	}
 	return out

@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/shoal-dev/shoal/internal/harness"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestRun: the command against a real daemon process in front of the
 // harness's origin (no seeder): 0 unexpected answers, the daemon's memory
