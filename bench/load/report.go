@@ -30,6 +30,8 @@ type Report struct {
 	// ServedP50Ratio and ServedP99Ratio are the same over the time from
 	// having a connection to the end of the body.
 	ServedP50Ratio, ServedP99Ratio float64
+	// Sequential marks a run whose requests went one after the other.
+	Sequential bool
 }
 
 // NewReport sums a run's results.
@@ -72,8 +74,12 @@ func (r Report) kind(k Kind) *KindStats {
 // WriteMarkdown writes the report as a summary and a table per kind.
 func (r Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d requests at the daemon and %d at the origin (the baseline), all at once, in %s: %d unexpected answers.\n\n",
-		r.Requests, r.Baseline, r.Wall.Round(time.Millisecond), r.Unexpected)
+	how := "all at once"
+	if r.Sequential {
+		how = "one after the other"
+	}
+	fmt.Fprintf(&b, "%d requests at the daemon and %d at the origin (the baseline), %s, in %s: %d unexpected answers.\n\n",
+		r.Requests, r.Baseline, how, r.Wall.Round(time.Millisecond), r.Unexpected)
 	if r.PeakRSS > 0 {
 		fmt.Fprintf(&b, "Daemon memory: VmRSS %s before the run, peak (VmHWM) %s.\n\n", mib(r.RSSBefore), mib(r.PeakRSS))
 	}

@@ -65,6 +65,27 @@ func Run(ctx context.Context, c *http.Client, reqs []Request, timeout time.Durat
 	return results
 }
 
+// RunSequential sends the requests one after the other, in order.
+func RunSequential(ctx context.Context, c *http.Client, reqs []Request, timeout time.Duration) []Result {
+	results := make([]Result, 0, len(reqs))
+	for _, r := range reqs {
+		results = append(results, do(ctx, c, r, timeout))
+	}
+	return results
+}
+
+// Baseline picks from reqs the warm blob GETs and their origin twins, in
+// their order: the pair to time one at a time, away from the burst.
+func Baseline(reqs []Request) []Request {
+	var out []Request
+	for _, r := range reqs {
+		if r.Kind == WarmBlobGet || r.Kind == OriginBlobGet {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 func do(ctx context.Context, c *http.Client, r Request, timeout time.Duration) Result {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
