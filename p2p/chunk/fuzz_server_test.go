@@ -90,8 +90,9 @@ func FuzzServe(f *testing.F) {
 	blobs := chunktest.NewMemBlobs(key)
 	small := bytes.Repeat([]byte("shoal"), 20)
 	smallD := digest.FromBytes(small)
-	// Three chunks, the middle one not held.
-	partial := make([]byte, 2*chunkset.DefaultSize+300)
+	// Two chunks, only the short last one held (a CHUNK of 1 MiB per
+	// execution would slow the fuzzer down tenfold).
+	partial := make([]byte, chunkset.DefaultSize+300)
 	for i := range partial {
 		partial[i] = byte(i * 13)
 	}
@@ -100,14 +101,14 @@ func FuzzServe(f *testing.F) {
 	unknown := digest.FromString("never heard of")
 	for _, step := range []error{
 		blobs.Put(smallD, small), blobs.AddAll(smallD),
-		blobs.Put(partialD, partial), blobs.Add(partialD, 0), blobs.Add(partialD, 2),
+		blobs.Put(partialD, partial), blobs.Add(partialD, 1),
 	} {
 		if step != nil {
 			f.Fatal(step)
 		}
 	}
 	blobs.Expect(sizeless)
-	held := map[digest.Digest]map[int]bool{smallD: {0: true}, partialD: {0: true, 2: true}}
+	held := map[digest.Digest]map[int]bool{smallD: {0: true}, partialD: {1: true}}
 
 	frames := func(ms ...chunk.Message) []byte {
 		var b bytes.Buffer
@@ -131,7 +132,7 @@ func FuzzServe(f *testing.F) {
 		frames(open(smallD), chunk.Request{Index: 1}),
 		frames(open(smallD), chunk.Cancel{Index: 5}),
 		frames(open(partialD), chunk.Request{Index: 2}, chunk.Request{Index: 1}, chunk.Request{Index: 0}),
-		frames(open(partialD), chunk.Request{Index: 0}, chunk.Cancel{Index: 0}, chunk.Request{Index: 2}),
+		frames(open(partialD), chunk.Request{Index: 0}, chunk.Cancel{Index: 0}, chunk.Request{Index: 1}),
 		frames(open(sizeless), chunk.Request{Index: 0}),
 		frames(open(unknown)),
 		frames(open(smallD), open(smallD)),
@@ -155,9 +156,9 @@ func FuzzServe(f *testing.F) {
 		wrote := make(chan struct{})
 		defer func() { _ = cli.Close(); <-wrote }()
 		opts := chunk.ServerOptions{
-			OpenTimeout: 50 * time.Millisecond, HaveTimeout: 20 * time.Millisecond,
-			IdleTimeout: 50 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
-			StallTimeout: 20 * time.Millisecond, MinWriteRate: 1 << 30,
+			OpenTimeout: 10 * time.Millisecond, HaveTimeout: 10 * time.Millisecond,
+			IdleTimeout: 10 * time.Millisecond, WriteTimeout: 50 * time.Millisecond,
+			StallTimeout: 10 * time.Millisecond, MinWriteRate: 1 << 30,
 			Limits: chunk.NewLimits(chunk.LimitOptions{}), Uploads: chunk.NewUploads(0),
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
