@@ -198,7 +198,7 @@ func (t Target) build(k Kind, rng *rand.Rand) Request {
 		r.URL = t.url(w.Repo, "blobs", digest.FromString(fmt.Sprintf("absent %d", rng.Uint64())).String())
 		fail(http.StatusNotFound, "BLOB_UNKNOWN")
 	case BadName:
-		bad := []string{"UPPER/case", "a//b", "-lead/x", "x/trail-", "a/../b", "a/b__c__"}
+		bad := []string{"UPPER/case", "a//b", "-lead/x", "x/trail-", "a/../b", "a/b__c__", strings.Repeat("n", 256), "a%00b", "caf%C3%A9"}
 		r.URL = t.url(bad[rng.IntN(len(bad))], "blobs", wb.Digest.String())
 		fail(http.StatusBadRequest, "NAME_INVALID")
 	case BadDigest:
