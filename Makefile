@@ -102,3 +102,10 @@ bench-faults:
 
 clean:
 	rm -rf bin
+
+## bench-load: 1,000 requests at once on one real daemon (with a real seeder
+## and origin; bench/load), every answer checked, peak RSS and warm GET
+## latency against the origin's; report in bench-results/load/results.md
+.PHONY: bench-load
+bench-load:
+	SHOAL_LOAD_REQUESTS=1000 SHOAL_LOAD_OUT=$(CURDIR)/bench-results/load $(GO) test -count=1 -timeout 15m -run '^TestLoad$$' -v ./bench/load/ 2>&1 | grep -v '^\s*{"level"'; exit $${PIPESTATUS[0]}

@@ -46,6 +46,8 @@ var layers = map[string]int{
 	"deploy/demo":           5,
 	"bench/lab":             6,
 	"bench/cmd/shoal-bench": 7,
+	"bench/load":            6, // the load client (bench-load)
+	"bench/cmd/shoal-load":  7,
 	"cmd/shoal":             7,
 }
 
