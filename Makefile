@@ -113,6 +113,8 @@ image:
 	$(GO) run ./deploy/image/cmd/shoal-image $$bins --version $(VERSION) --tag $(IMAGE_TAG) --repo $(IMAGE_REPO) \
 	  --revision "$(REVISION)" --created $(SOURCE_DATE_EPOCH) --out $(IMAGE_OUT)
 
-## manifests: regenerate deploy/manifests/shoal.yaml from the chart
+## manifests: regenerate deploy/manifests/shoal.yaml from the chart and
+## deploy/systemd/snippets from the config generators
 manifests:
 	SHOAL_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run 'TestManifestsMatchChart' ./deploy/helm/
+	SHOAL_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run 'TestSystemdSnippets' ./cmd/shoal/

@@ -20,15 +20,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("shoal seeder", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg seeder.Config
-	fs.String("config", "", "YAML config file (keys are flag names)")
-	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal-seeder", "directory the seeder owns (store and identity key)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:5061", "listen address of the admin API (preheat, status); keep it private")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5062", "listen address for /metrics, /healthz, /readyz (empty: off)")
-	upstreamFlags(fs, &cfg.Upstream)
-	cacheFlag(fs, &cfg.CacheMaxBytes, seeder.DefaultCacheMaxBytes)
-	fs.IntVar(&cfg.OriginFetches, "origin-fetches", seeder.DefaultOriginFetches, "origin fetches peers can make the seeder run at once; past it a peer asking for a blob the seeder lacks gets BUSY")
-	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
-	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
+	seederFlags(fs, &cfg)
 	var proc processFlags
 	proc.declare(fs, 256<<20)
 	log, err := proc.parse(fs, args, stderr)
@@ -45,6 +37,19 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_, _ = fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
 	return s.Run(ctx)
+}
+
+// seederFlags declares the seeder's flags on fs, bound to cfg.
+func seederFlags(fs *flag.FlagSet, cfg *seeder.Config) {
+	fs.String("config", "", "YAML config file (keys are flag names)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal-seeder", "directory the seeder owns (store and identity key)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:5061", "listen address of the admin API (preheat, status); keep it private")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5062", "listen address for /metrics, /healthz, /readyz (empty: off)")
+	upstreamFlags(fs, &cfg.Upstream)
+	cacheFlag(fs, &cfg.CacheMaxBytes, seeder.DefaultCacheMaxBytes)
+	fs.IntVar(&cfg.OriginFetches, "origin-fetches", seeder.DefaultOriginFetches, "origin fetches peers can make the seeder run at once; past it a peer asking for a blob the seeder lacks gets BUSY")
+	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
+	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
 }
 
 func runID(_ context.Context, args []string, stdout, stderr io.Writer) error {
