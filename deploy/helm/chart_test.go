@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
@@ -338,5 +339,42 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		if _, err := renderRaw(t, vals); err == nil {
 			t.Errorf("values %s rendered", vals)
 		}
+	}
+}
+
+// TestReadmeDocumentsEveryValue: each value of values.yaml (maps the user
+// fills freely count as one value) has a row in the chart's README.
+func TestReadmeDocumentsEveryValue(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vals map[string]any
+	if err := yaml.Unmarshal(raw, &vals); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(chartDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeform := map[string]bool{"resources": true, "nodeSelector": true, "updateStrategy": true, "upstreams": true}
+	var walk func(prefix string, m map[string]any)
+	n := 0
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			path := prefix + k
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && !freeform[k] {
+				walk(path+".", sub)
+				continue
+			}
+			n++
+			if !strings.Contains(string(readme), "| `"+path+"` |") {
+				t.Errorf("README.md does not document %s", path)
+			}
+		}
+	}
+	walk("", vals)
+	if n < 80 {
+		t.Errorf("found only %d values", n)
 	}
 }
