@@ -85,7 +85,7 @@ func readContainerdConfig(path string) (containerdConfig, error) {
 	defer func() { _ = f.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(f, maxConfigFileSize+1))
 	if err != nil {
-		return cfg, fmt.Errorf("clientconf: read %s: %w", path, err)
+		return cfg, fmt.Errorf("%w: read %s: %w", ErrInvalid, path, err)
 	}
 	if len(raw) > maxConfigFileSize {
 		return cfg, fmt.Errorf("%w: %s is larger than %d bytes", ErrInvalid, path, maxConfigFileSize)

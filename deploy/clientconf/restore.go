@@ -154,7 +154,7 @@ func parseBackupSuffix(s string) (backupStamp, bool) {
 		return backupStamp{t: t}, true
 	}
 	num, ok := strings.CutPrefix(rest, "-")
-	if !ok || num == "" || num[0] == '0' || len(num) > 4 {
+	if !ok || num == "" || num[0] == '0' || len(num) > 4 || strings.Trim(num, "0123456789") != "" {
 		return backupStamp{}, false
 	}
 	n, err := strconv.Atoi(num)

@@ -43,6 +43,7 @@ seeder:
   hostNetwork: true
   listenHost: 127.0.0.1
   ports: {p2p: 15053, admin: 15061, metrics: 15062}
+  p2pListen: [/ip4/127.0.0.1/tcp/15053]
   addresses: [/ip4/127.0.0.1/tcp/15053]
   cacheMaxBytes: 1GiB
   resources: {limits: {memory: 1G}}
@@ -147,7 +148,7 @@ func TestNonDefaultValues(t *testing.T) {
 	if !ss.Spec.Template.Spec.HostNetwork || sd.ReadinessProbe.HTTPGet.Host != "127.0.0.1" {
 		t.Errorf("seeder hostNetwork %v probe host %q", ss.Spec.Template.Spec.HostNetwork, sd.ReadinessProbe.HTTPGet.Host)
 	}
-	for _, w := range []string{"--p2p-listen=/ip4/0.0.0.0/tcp/15053", "--admin-addr=127.0.0.1:15061", "--metrics-addr=127.0.0.1:15062", "--cache-max-bytes=1GiB", "--pull-secrets-dir=/etc/shoal/pull-secrets"} {
+	for _, w := range []string{"--p2p-listen=/ip4/127.0.0.1/tcp/15053", "--admin-addr=127.0.0.1:15061", "--metrics-addr=127.0.0.1:15062", "--cache-max-bytes=1GiB", "--pull-secrets-dir=/etc/shoal/pull-secrets"} {
 		if !slices.Contains(sd.Args, w) {
 			t.Errorf("seeder args lack %q: %q", w, sd.Args)
 		}

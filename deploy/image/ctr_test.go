@@ -40,7 +40,9 @@ func TestContainerdImportsAndRuns(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	idx, err := image.Build(image.Config{
-		Binaries: []image.Binary{{OS: "linux", Arch: runtime.GOARCH, Path: bin}},
+		// A second platform makes it an index of two, as make image
+		// builds; ctr picks this machine's.
+		Binaries: []image.Binary{{OS: "linux", Arch: runtime.GOARCH, Path: bin}, {OS: "linux", Arch: otherArch(), Path: fakeELF(t, "other", "not for this machine")}},
 		CABundle: "/etc/ssl/certs/ca-certificates.crt", Version: "v0.0.0-imagetest", Created: created,
 	})
 	if err != nil {
@@ -70,4 +72,11 @@ func TestContainerdImportsAndRuns(t *testing.T) {
 	if !strings.HasPrefix(strings.TrimSpace(out), "12D3Koo") {
 		t.Errorf("shoal id in the container printed %q, want a peer ID", out)
 	}
+}
+
+func otherArch() string {
+	if runtime.GOARCH == "arm64" {
+		return "amd64"
+	}
+	return "arm64"
 }
