@@ -279,3 +279,9 @@ seccompProfile:
   readOnly: true
 {{- end }}
 {{- end -}}
+
+{{/* shoal.seederIDs: the seeders' peer IDs, one per line (after shoal.seeders). */}}
+{{- define "shoal.seederIDs" -}}
+{{- range .Values._shoalSeeders }}{{ .id }}
+{{ end -}}
+{{- end -}}
