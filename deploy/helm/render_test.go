@@ -49,6 +49,13 @@ func loadChart(t *testing.T) *chart.Chart {
 // the manifests by template name.
 func renderRaw(t *testing.T, vals string) (map[string]string, error) {
 	t.Helper()
+	return renderWith(t, vals, nil)
+}
+
+// renderWith renders with lookup answered by cluster (nil: no cluster, as
+// helm template).
+func renderWith(t *testing.T, vals string, cluster engine.ClientProvider) (map[string]string, error) {
+	t.Helper()
 	c := loadChart(t)
 	v, err := chartutil.ReadValues([]byte(vals))
 	if err != nil {
@@ -61,6 +68,9 @@ func renderRaw(t *testing.T, vals string) (map[string]string, error) {
 	}, caps)
 	if err != nil {
 		return nil, err
+	}
+	if cluster != nil {
+		return engine.RenderWithClientProvider(c, rv, cluster)
 	}
 	return engine.Render(c, rv)
 }
@@ -80,7 +90,12 @@ var decoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict)
 
 func render(t *testing.T, vals string) rendered {
 	t.Helper()
-	out, err := renderRaw(t, vals)
+	return renderIn(t, vals, nil)
+}
+
+func renderIn(t *testing.T, vals string, cluster engine.ClientProvider) rendered {
+	t.Helper()
+	out, err := renderWith(t, vals, cluster)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
