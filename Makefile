@@ -109,3 +109,31 @@ clean:
 .PHONY: bench-load
 bench-load:
 	SHOAL_LOAD_REQUESTS=1000 SHOAL_LOAD_OUT=$(CURDIR)/bench-results/load $(GO) test -count=1 -timeout 15m -run '^TestLoad$$' -v ./bench/load/ 2>&1 | grep -v '^\s*{"level"'; exit $${PIPESTATUS[0]}
+
+# --- deployment: image, chart manifests (deploy/image, deploy/helm, deploy/manifests) ---
+IMAGE_REPO ?= ghcr.io/shoal-dev/shoal
+IMAGE_TAG ?= $(VERSION)
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_OUT ?= bin/image
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+
+.PHONY: image manifests
+
+## image: the shoal OCI image (IMAGE_PLATFORMS as an index) without Docker:
+## $(IMAGE_OUT)/oci (OCI layout) and $(IMAGE_OUT)/shoal-image.tar (ctr images import)
+image:
+	rm -rf $(IMAGE_OUT) && mkdir -p bin/image-build
+	set -e; bins=""; for p in $(IMAGE_PLATFORMS); do \
+	  os=$${p%%/*}; arch=$${p#*/}; out=bin/image-build/$$os-$$arch/shoal; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $$out ./cmd/shoal; \
+	  bins="$$bins --binary $$p=$$out"; \
+	done; \
+	$(GO) run ./deploy/image/cmd/shoal-image $$bins --version $(VERSION) --tag $(IMAGE_TAG) --repo $(IMAGE_REPO) \
+	  --revision "$(REVISION)" --created $(SOURCE_DATE_EPOCH) --out $(IMAGE_OUT)
+
+## manifests: regenerate deploy/manifests/shoal.yaml from the chart and
+## deploy/systemd/snippets from the config generators
+manifests:
+	SHOAL_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run 'TestManifestsMatchChart' ./deploy/helm/
+	SHOAL_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run 'TestSystemdSnippets' ./cmd/shoal/

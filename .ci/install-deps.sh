@@ -9,6 +9,7 @@
 #   - oci-conformance        (OCI distribution-spec conformance suite,
 #                             cmd/shoal e2e_conformance_test.go)
 #   - golangci-lint          (make lint, .golangci.yml)
+#   - systemd-analyze        (cmd/shoal deploy_test.go: verify deploy/systemd units)
 set -euo pipefail
 
 CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
@@ -30,7 +31,7 @@ trap 'rm -rf "${scratch_dirs[@]:-}"' EXIT
 
 # --- Debian packages -------------------------------------------------------
 missing=()
-for tool in containerd:containerd ctr:containerd runc:runc skopeo:skopeo docker-registry:docker-registry ip:iproute2 tc:iproute2; do
+for tool in containerd:containerd ctr:containerd runc:runc skopeo:skopeo docker-registry:docker-registry ip:iproute2 tc:iproute2 systemd-analyze:systemd; do
 	cmd=${tool%%:*} pkg=${tool##*:}
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		case " ${missing[*]:-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
@@ -42,7 +43,7 @@ if ((${#missing[@]})); then
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-	log "containerd, ctr, runc, skopeo, docker-registry, ip, tc: present"
+	log "containerd, ctr, runc, skopeo, docker-registry, ip, tc, systemd-analyze: present"
 fi
 
 # --- OCI conformance suite ------------------------------------------------

@@ -16,18 +16,7 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("shoal seeder", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg seeder.Config
-	fs.String("config", "", "YAML config file (keys are flag names)")
-	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal-seeder", "directory the seeder owns (store and identity key)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:5061", "listen address of the admin API (preheat, status); keep it private")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5062", "listen address for /metrics, /healthz, /readyz (empty: off)")
-	upstreamFlags(fs, &cfg.Upstream)
-	cacheFlag(fs, &cfg.CacheMaxBytes, seeder.DefaultCacheMaxBytes)
-	fs.IntVar(&cfg.OriginFetches, "origin-fetches", seeder.DefaultOriginFetches, "origin fetches peers can make the seeder run at once; past it a peer asking for a blob the seeder lacks gets BUSY")
-	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
-	fs.Var((*byteRate)(&cfg.OriginMaxRate), "origin-max-rate", "cap on the bytes per second the seeder reads from the origin, all fetches together (suffixes as --cache-max-bytes, e.g. 100MiB; 0 or none: no cap)")
-	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
-	secretFile := webhookFlags(fs, &cfg)
-	fs.Var((*settings.Repeated)(&cfg.Seeders), "trusted-seeder", "peer ID of another seeder of this seeder's set (high availability; the list the nodes trust, its address from --bootstrap): each blob is fetched from the origin by its owner by rendezvous hashing, the others relay it from the owner while it is up; repeatable")
+	secretFile := seederFlags(fs, &cfg)
 	var proc processFlags
 	proc.declare(fs, 256<<20)
 	log, err := proc.parse(fs, args, stderr)
@@ -47,6 +36,23 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_, _ = fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
 	return s.Run(ctx)
+}
+
+// seederFlags declares the seeder's flags on fs, bound to cfg.
+func seederFlags(fs *flag.FlagSet, cfg *seeder.Config) *string {
+	fs.String("config", "", "YAML config file (keys are flag names)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal-seeder", "directory the seeder owns (store and identity key)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:5061", "listen address of the admin API (preheat, status); keep it private")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:5062", "listen address for /metrics, /healthz, /readyz (empty: off)")
+	upstreamFlags(fs, &cfg.Upstream)
+	cacheFlag(fs, &cfg.CacheMaxBytes, seeder.DefaultCacheMaxBytes)
+	fs.IntVar(&cfg.OriginFetches, "origin-fetches", seeder.DefaultOriginFetches, "origin fetches peers can make the seeder run at once; past it a peer asking for a blob the seeder lacks gets BUSY")
+	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
+	fs.Var((*byteRate)(&cfg.OriginMaxRate), "origin-max-rate", "cap on the bytes per second the seeder reads from the origin, all fetches together (suffixes as --cache-max-bytes, e.g. 100MiB; 0 or none: no cap)")
+	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable")
+	secretFile := webhookFlags(fs, cfg)
+	fs.Var((*settings.Repeated)(&cfg.Seeders), "trusted-seeder", "peer ID of another seeder of this seeder's set (high availability; the list the nodes trust, its address from --bootstrap): each blob is fetched from the origin by its owner by rendezvous hashing, the others relay it from the owner while it is up; repeatable")
+	return secretFile
 }
 
 func runID(_ context.Context, args []string, stdout, stderr io.Writer) error {
