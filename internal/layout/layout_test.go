@@ -52,6 +52,8 @@ var layers = map[string]int{
 var testHelpers = map[string]bool{
 	"internal/harness":            true,
 	"internal/harness/hostile":    true,
+	"internal/harness/kube":       true, // the real single-node cluster (make test-k8s)
+	"internal/harness/kube/pause": true, // its sandbox and workload binary
 	"p2p/chunk/chunktest":         true,
 	"p2p/discovery/discoverytest": true,
 	"p2p/discovery/memrouter":     true,
