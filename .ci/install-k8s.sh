@@ -51,36 +51,49 @@ command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
 command -v go >/dev/null 2>&1 || { log "go is required to build kube and helm"; exit 1; }
 mkdir -p "$DIR"
 rm -f "$STAMP"
+# Each part has a stamp of its own, so a change of one rebuilds only it.
 export GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off
-
-start=$SECONDS
-log "building kube $K8S_VERSION (k8s.io/kubernetes; long on a cold build cache)"
 major=${K8S_VERSION#v}
 major=${major%%.*}
 minor=${K8S_VERSION#v*.}
 minor=${minor%%.*}
-vpkg=k8s.io/component-base/version
-(
-	cd "$here/k8s"
-	go build -buildvcs=false -trimpath -o "$DIR/kube.tmp" \
-		-ldflags "-s -w -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=$major -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean" .
-)
-mv -f "$DIR/kube.tmp" "$DIR/kube"
-for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-	ln -sfn kube "$DIR/$name"
-done
-log "built kube in $((SECONDS - start)) s"
 
-start=$SECONDS
-log "building helm $HELM_VERSION"
-scratch=$(mktemp -d)
-scratch_dirs+=("$scratch")
-hpkg=helm.sh/helm/v3/pkg
-GOBIN="$scratch/bin" go install -trimpath \
-	-ldflags "-s -w -X $hpkg/chartutil.k8sVersionMajor=$major -X $hpkg/chartutil.k8sVersionMinor=$minor -X $hpkg/lint/rules.k8sVersionMajor=$major -X $hpkg/lint/rules.k8sVersionMinor=$minor" \
-	"$HELM_MOD@$HELM_VERSION"
-mv -f "$scratch/bin/helm" "$DIR/helm"
-log "built helm in $((SECONDS - start)) s"
+kube_ok() { [[ -x $DIR/kube && -f $DIR/kube.stamp && $(cat "$DIR/kube.stamp") == "kubernetes=$K8S_VERSION src=$src_hash" ]]; }
+if kube_ok; then
+	log "kube $K8S_VERSION: present"
+else
+	start=$SECONDS
+	log "building kube $K8S_VERSION (k8s.io/kubernetes; long on a cold build cache)"
+	vpkg=k8s.io/component-base/version
+	(
+		cd "$here/k8s"
+		go build -buildvcs=false -trimpath -o "$DIR/kube.tmp" \
+			-ldflags "-s -w -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=$major -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean" .
+	)
+	mv -f "$DIR/kube.tmp" "$DIR/kube"
+	for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+		ln -sfn kube "$DIR/$name"
+	done
+	log "built kube in $((SECONDS - start)) s"
+	echo "kubernetes=$K8S_VERSION src=$src_hash" >"$DIR/kube.stamp"
+fi
+
+# helm reports its own version, which serves as its stamp.
+helm_version() { "$DIR/helm" version --template '{{.Version}}' 2>/dev/null || true; }
+if [[ -x $DIR/helm && $(helm_version) == "$HELM_VERSION" ]]; then
+	log "helm $HELM_VERSION: present"
+else
+	start=$SECONDS
+	log "building helm $HELM_VERSION"
+	scratch=$(mktemp -d)
+	scratch_dirs+=("$scratch")
+	hpkg=helm.sh/helm/v3/pkg
+	GOBIN="$scratch/bin" go install -trimpath \
+		-ldflags "-s -w -X $hpkg/chartutil.k8sVersionMajor=$major -X $hpkg/chartutil.k8sVersionMinor=$minor -X $hpkg/lint/rules.k8sVersionMajor=$major -X $hpkg/lint/rules.k8sVersionMinor=$minor" \
+		"$HELM_MOD@$HELM_VERSION"
+	mv -f "$scratch/bin/helm" "$DIR/helm"
+	log "built helm in $((SECONDS - start)) s"
+fi
 
 "$DIR/kubectl" version --client >/dev/null
 "$DIR/helm" version --short >/dev/null

@@ -221,7 +221,11 @@ func (c *Cluster) poll(what string, timeout time.Duration, check func() error) e
 		}
 		for _, p := range c.procs {
 			if p.Exited() {
-				return fmt.Errorf("waiting for %s: %s exited (%v):\n%s", what, p.Name, p.Err(), harness.Tail(p.Logs(), 40))
+				exit := p.Err()
+				if exit == nil {
+					exit = errors.New("exit status 0")
+				}
+				return fmt.Errorf("waiting for %s: %s exited (%w):\n%s", what, p.Name, exit, harness.Tail(p.Logs(), 40))
 			}
 		}
 		if time.Now().After(deadline) {
