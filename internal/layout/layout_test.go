@@ -54,6 +54,7 @@ var testHelpers = map[string]bool{
 	"internal/harness/hostile":    true,
 	"internal/harness/kube":       true, // the real single-node cluster (make test-k8s)
 	"internal/harness/kube/pause": true, // its sandbox and workload binary
+	"deploy/k8stest":              true, // the chart on a real node (test only)
 	"p2p/chunk/chunktest":         true,
 	"p2p/discovery/discoverytest": true,
 	"p2p/discovery/memrouter":     true,

@@ -75,7 +75,10 @@ type Cluster struct {
 	Kubeconfig string // admin (system:masters)
 	CertsDir   string // containerd's config_path for registry hosts (hosts.toml)
 	Containerd string // containerd's socket
-	Timings    Timings
+	// ContainerdConfig is containerd's config file (its CRI config_path
+	// names CertsDir).
+	ContainerdConfig string
+	Timings          Timings
 
 	t      testing.TB
 	tools  string
@@ -96,7 +99,8 @@ func Start(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	c := &Cluster{Dir: dir, t: t, tools: ToolsDir(),
-		CertsDir: filepath.Join(dir, "certs.d"), Containerd: filepath.Join(dir, "containerd", "containerd.sock")}
+		CertsDir: filepath.Join(dir, "certs.d"), Containerd: filepath.Join(dir, "containerd", "containerd.sock"),
+		ContainerdConfig: filepath.Join(dir, "containerd", "config.toml")}
 	if err := refuseSecondKubelet(); err != nil {
 		t.Fatal(err)
 	}

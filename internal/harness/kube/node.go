@@ -67,11 +67,10 @@ func (c *Cluster) startContainerd() {
 	}
 	conf := fmt.Sprintf(containerdConfig, filepath.Join(base, "root"), filepath.Join(base, "state"), c.Containerd,
 		filepath.Join(base, "opt"), PauseRef, filepath.Join(base, "runc"), cni, c.CertsDir)
-	path := filepath.Join(base, "config.toml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(c.ContainerdConfig, []byte(conf), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
-	c.start("containerd", "containerd", "--config", path)
+	c.start("containerd", "containerd", "--config", c.ContainerdConfig)
 	c.wait("containerd", 30*time.Second, func() error {
 		_, err := c.Ctr("version")
 		return err
