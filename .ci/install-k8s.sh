@@ -89,7 +89,7 @@ else
 	scratch_dirs+=("$scratch")
 	hpkg=helm.sh/helm/v3/pkg
 	GOBIN="$scratch/bin" go install -trimpath \
-		-ldflags "-s -w -X $hpkg/chartutil.k8sVersionMajor=$major -X $hpkg/chartutil.k8sVersionMinor=$minor -X $hpkg/lint/rules.k8sVersionMajor=$major -X $hpkg/lint/rules.k8sVersionMinor=$minor" \
+		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X $hpkg/chartutil.k8sVersionMajor=$major -X $hpkg/chartutil.k8sVersionMinor=$minor -X $hpkg/lint/rules.k8sVersionMajor=$major -X $hpkg/lint/rules.k8sVersionMinor=$minor" \
 		"$HELM_MOD@$HELM_VERSION"
 	mv -f "$scratch/bin/helm" "$DIR/helm"
 	log "built helm in $((SECONDS - start)) s"
