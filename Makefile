@@ -92,6 +92,32 @@ bench-smoke:
 clean:
 	rm -rf bin
 
+# --- deployment: image, chart manifests (deploy/image, deploy/helm, deploy/manifests) ---
+IMAGE_REPO ?= ghcr.io/shoal-dev/shoal
+IMAGE_TAG ?= $(VERSION)
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_OUT ?= bin/image
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+
+.PHONY: image manifests
+
+## image: the shoal OCI image (IMAGE_PLATFORMS as an index) without Docker:
+## $(IMAGE_OUT)/oci (OCI layout) and $(IMAGE_OUT)/shoal-image.tar (ctr images import)
+image:
+	rm -rf $(IMAGE_OUT) && mkdir -p bin/image-build
+	set -e; bins=""; for p in $(IMAGE_PLATFORMS); do \
+	  os=$${p%%/*}; arch=$${p#*/}; out=bin/image-build/$$os-$$arch/shoal; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $$out ./cmd/shoal; \
+	  bins="$$bins --binary $$p=$$out"; \
+	done; \
+	$(GO) run ./deploy/image/cmd/shoal-image $$bins --version $(VERSION) --tag $(IMAGE_TAG) --repo $(IMAGE_REPO) \
+	  --revision "$(REVISION)" --created $(SOURCE_DATE_EPOCH) --out $(IMAGE_OUT)
+
+## manifests: regenerate deploy/manifests/shoal.yaml from the chart
+manifests:
+	SHOAL_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run 'TestManifestsMatchChart' ./deploy/helm/
+
 # --- the real-cluster test (internal/harness/kube, deploy/k8stest) ---
 K8S_IMAGE_OUT ?= bin/image-k8s
 K8S_IMAGE_REPO ?= shoal.test/shoal

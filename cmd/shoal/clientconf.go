@@ -13,13 +13,17 @@ import (
 	"github.com/shoal-dev/shoal/internal/upstream"
 )
 
-func runContainerdConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runContainerdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal containerd-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var registries, upstreams settings.Repeated
 	fs.Var(&registries, "registry", "registry name as image references spell it (docker.io, ghcr.io, 127.0.0.1:5000); repeatable")
 	mirror := fs.String("mirror", "http://127.0.0.1:5050", "URL of the shoal registry shim")
-	dir := fs.String("dir", "/etc/containerd/certs.d", "containerd hosts directory (config_path)")
+	dir := fs.String("dir", "/etc/containerd/certs.d", "containerd hosts directory (config_path) to write")
+	hostDir := fs.String("host-dir", "", "the hosts directory as containerd names it, for --check-containerd-config (default --dir; differs when --dir is a mount of it)")
+	check := fs.String("check-containerd-config", "", "containerd config.toml whose registry config_path must name --host-dir; checked before anything is written")
+	restore := fs.Bool("restore", false, "undo an earlier run instead: put back the hosts.toml files that were there before (or remove shoal's), then exit")
+	restoreOnExit := fs.Bool("restore-on-exit", false, "write nothing; wait for SIGTERM or SIGINT, then --restore (a sidecar beside the daemon)")
 	def := fs.Bool("default", false, "also write _default/hosts.toml (every registry without its own file)")
 	dial := fs.Duration("dial-timeout", 2*time.Second, "how long containerd waits to connect to the mirror before it falls back")
 	fs.Var(&upstreams, "upstream", "NAME=URL: the server for registry NAME (same mapping as the daemon); repeatable")
@@ -49,6 +53,17 @@ func runContainerdConfig(_ context.Context, args []string, stdout, stderr io.Wri
 			return u.String(), nil
 		},
 	}
+	if *restore || *restoreOnExit {
+		return restoreHosts(ctx, h, *restoreOnExit, stdout)
+	}
+	if *check != "" {
+		if *hostDir == "" {
+			*hostDir = *dir
+		}
+		if err := clientconf.CheckConfigPath(*check, *hostDir); err != nil {
+			return err
+		}
+	}
 	paths, err := h.Write()
 	if err != nil {
 		return err
@@ -57,6 +72,19 @@ func runContainerdConfig(_ context.Context, args []string, stdout, stderr io.Wri
 		_, _ = fmt.Fprintln(stdout, "wrote", p)
 	}
 	return nil
+}
+
+// restoreHosts undoes h.Write, at once or (wait) when ctx ends.
+func restoreHosts(ctx context.Context, h clientconf.Hosts, wait bool, stdout io.Writer) error {
+	if wait {
+		_, _ = fmt.Fprintln(stdout, "will restore", h.Dir, "at exit")
+		<-ctx.Done()
+	}
+	paths, err := h.Restore()
+	for _, p := range paths {
+		_, _ = fmt.Fprintln(stdout, "restored", p)
+	}
+	return err
 }
 
 func runDockerConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {

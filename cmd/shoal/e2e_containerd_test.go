@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,7 +73,7 @@ func TestE2EContainerdPull(t *testing.T) {
 	d := harness.StartDaemonProcess(t, harness.DaemonProcessOptions{Origin: origin})
 
 	// hosts.toml from the real CLI; its server is the local origin.
-	work := shortTempDir(t, "shoal-e2e-ctrd-")
+	work := harness.ShortTempDir(t, "shoal-e2e-ctrd-")
 	certs := filepath.Join(work, "certs.d")
 	out, err := exec.Command(shoal, "containerd-config",
 		"--registry", origin.Host, "--mirror", d.RegistryURL, "--dir", certs,
@@ -90,7 +88,7 @@ func TestE2EContainerdPull(t *testing.T) {
 	}
 	checkHostsTOML(t, string(hosts), origin.URL(), d.RegistryURL)
 
-	ctrd := startContainerd(t, containerdBin, ctrBin, work)
+	ctrd := harness.StartContainerd(t, containerdBin, ctrBin, work)
 
 	type pull struct {
 		ref, repo string
@@ -297,120 +295,4 @@ func checkHostsTOML(t *testing.T, hosts, originURL, mirrorURL string) {
 			t.Fatalf("hosts.toml names a non-loopback host %q:\n%s", h, hosts)
 		}
 	}
-}
-
-// shortTempDir is a fresh directory under /tmp with a short path (unix
-// socket paths are limited to 108 bytes), removed at the end of the test.
-func shortTempDir(t *testing.T, prefix string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		unmountUnder(dir)
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("removing %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// unmountUnder lazily unmounts whatever is still mounted below dir (a
-// containerd that died mid-unpack can leave mounts behind).
-func unmountUnder(dir string) {
-	f, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, l := range strings.Split(string(f), "\n") {
-		fields := strings.Fields(l)
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			mounts = append(mounts, fields[4])
-		}
-	}
-	// Deepest first.
-	for i := len(mounts) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
-	}
-}
-
-// containerdProc is a containerd daemon with a private root, state and
-// socket, and the ctr client to talk to it.
-type containerdProc struct {
-	*harness.Process
-	Dir    string
-	Socket string
-	ctrBin string
-	ns     string
-}
-
-// startContainerd starts containerd with a config that keeps everything
-// under dir (the CRI plugin is off) and stops it at the end of the test:
-// SIGTERM, then SIGKILL after 10 s.
-func startContainerd(t *testing.T, containerdBin, ctrBin, dir string) *containerdProc {
-	t.Helper()
-	c := &containerdProc{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), ctrBin: ctrBin, ns: "shoal-e2e"}
-	conf := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
-
-[grpc]
-  address = %[3]q
-
-[ttrpc]
-  address = %[4]q
-
-[debug]
-  address = %[5]q
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[6]q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Socket, c.Socket+".ttrpc",
-		filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
-	confPath := filepath.Join(dir, "containerd.toml")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.Process = harness.StartProcess(t, "containerd", containerdBin, []string{"--config", confPath}, harness.ProcessOptions{})
-	t.Cleanup(func() { _ = c.Stop(10 * time.Second) }) // before the harness's kill
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c.Exited() {
-			t.Fatalf("containerd exited at start: %v\n%s", c.Err(), harness.Tail(c.Logs(), 40))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := exec.CommandContext(ctx, ctrBin, "--address", c.Socket, "version").Run()
-		cancel()
-		if err == nil {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd not answering on %s: %v\n%s", c.Socket, err, harness.Tail(c.Logs(), 40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// Ctr runs ctr against this containerd in the test's namespace and returns
-// its output; a failure ends the test.
-func (c *containerdProc) Ctr(t *testing.T, timeout time.Duration, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	full := append([]string{"--address", c.Socket, "--namespace", c.ns}, args...)
-	cmd := exec.CommandContext(ctx, c.ctrBin, full...)
-	cmd.Env = harness.CleanEnv("CONTAINERD_")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, harness.Tail(string(out), 40))
-	}
-	return string(out)
 }

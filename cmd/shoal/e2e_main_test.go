@@ -10,10 +10,7 @@ package main
 // skips it otherwise (see requireTool).
 
 import (
-	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -34,43 +31,15 @@ func requireE2E(t testing.TB) {
 	}
 }
 
-// inCI reports whether the tests run in CI (CI=true), where a missing tool
-// is an error rather than a reason to skip.
-func inCI() bool {
-	v := strings.ToLower(strings.TrimSpace(os.Getenv("CI")))
-	return v != "" && v != "0" && v != "false" && v != "no"
-}
-
-// requireTool finds an external program: the path in env envVar if that is
-// set, else name on PATH. When it is missing the test fails in CI and is
-// skipped elsewhere.
+// requireTool and missingTool are the harness's (see harness.RequireTool).
 func requireTool(t testing.TB, envVar, name string) string {
 	t.Helper()
-	if envVar != "" {
-		if p := os.Getenv(envVar); p != "" {
-			if _, err := os.Stat(p); err != nil {
-				missingTool(t, fmt.Sprintf("%s=%s: %v", envVar, p, err))
-			}
-			return p
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		how := fmt.Sprintf("%q not found on PATH", name)
-		if envVar != "" {
-			how += fmt.Sprintf(" (or set %s)", envVar)
-		}
-		missingTool(t, how+"; install it with .ci/install-deps.sh")
-	}
-	return p
+	return harness.RequireTool(t, envVar, name)
 }
 
 func missingTool(t testing.TB, msg string) {
 	t.Helper()
-	if inCI() {
-		t.Fatalf("required tool missing in CI: %s", msg)
-	}
-	t.Skipf("skipping: %s", msg)
+	harness.MissingTool(t, msg)
 }
 
 // startOrigin runs an in-memory origin registry on 127.0.0.1 for the test.

@@ -250,17 +250,17 @@ func TestE2EContainerdPrivateImage(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := newPrivateSetup(t, scheme, "containerd")
 			rec := newRecorder(t, s.d.RegistryURL)
-			work := shortTempDir(t, "shoal-e2e-priv-")
+			work := harness.ShortTempDir(t, "shoal-e2e-priv-")
 			certs := filepath.Join(work, "certs.d")
 			out, err := exec.Command(harness.ShoalBinary(t), "containerd-config", "--registry", s.origin.Host, "--mirror", rec.srv.URL, "--dir", certs,
 				"--upstream", s.origin.Host+"="+s.origin.URL()).CombinedOutput()
 			if err != nil {
 				t.Fatalf("containerd-config: %v\n%s", err, out)
 			}
-			ctrd := startContainerd(t, containerdBin, ctrBin, work)
+			ctrd := harness.StartContainerd(t, containerdBin, ctrBin, work)
 			ref := s.origin.Host + "/secret/app:v1"
 			pull := func(extra ...string) (string, error) {
-				args := append([]string{"--address", ctrd.Socket, "--namespace", ctrd.ns, "image", "pull", "--hosts-dir", certs, "--snapshotter", "native"}, extra...)
+				args := append([]string{"--address", ctrd.Socket, "--namespace", ctrd.Namespace, "image", "pull", "--hosts-dir", certs, "--snapshotter", "native"}, extra...)
 				cmd := exec.Command(ctrBin, append(args, ref)...)
 				cmd.Env = harness.CleanEnv("CONTAINERD_")
 				b, err := cmd.CombinedOutput()

@@ -36,6 +36,7 @@ func commands() []command {
 		{"id", "print the peer ID of a data directory (creating its identity key if needed)", runID},
 		{"psk", "write a new private network key (libp2p swarm key) for --psk-file", runPSK},
 		{"containerd-config", "write containerd hosts.toml files that use the shoal mirror", runContainerdConfig},
+		{"host-dir", "create a host directory owned by the daemon's user (an init container's job, as root with CAP_CHOWN)", runHostDir},
 		{"docker-config", "print the Docker Engine daemon.json fragment for the mirror", runDockerConfig},
 		{"registries-conf", "print the containers registries.conf fragment (podman, CRI-O, skopeo)", runRegistriesConf},
 		{"demo", "start a local demo cluster (origin + daemon) and pull an image through it", runDemo},

@@ -44,6 +44,11 @@ var layers = map[string]int{
 	"bench/lab":             6,
 	"bench/cmd/shoal-bench": 7,
 	"cmd/shoal":             7,
+	// Deployment: the image builder and its command, the chart's tests.
+	"deploy/image":                 0,
+	"deploy/image/cmd/shoal-image": 7,
+	"deploy/hostdir":               0,
+	"deploy/helm":                  7, // tests only
 }
 
 // testHelpers are packages only tests and benchmarks may import: the shared
