@@ -21,6 +21,7 @@ demo:
 ## test: format and vet checks, every test with -race (real origin registry,
 ## real containerd, the OCI conformance suite), the bench lab's smoke scenario
 ## (network namespaces, every mode must complete), then each fuzz target briefly
+## (the real-cluster test, make test-k8s, joins it once it has passed here)
 test: deps lint unit lab-smoke fuzz
 
 ## deps: install what the tests use when it is missing (idempotent; quick when present)
@@ -137,3 +138,24 @@ image:
 manifests:
 	SHOAL_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run 'TestManifestsMatchChart' ./deploy/helm/
 	SHOAL_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run 'TestSystemdSnippets' ./cmd/shoal/
+
+# --- the real-cluster test (internal/harness/kube, deploy/k8stest) ---
+K8S_IMAGE_OUT ?= bin/image-k8s
+K8S_IMAGE_REPO ?= shoal.test/shoal
+K8S_IMAGE_TAG ?= e2e
+.PHONY: k8s-deps test-k8s
+
+## k8s-deps: etcd, containerd, runc, iptables, CNI plugins (Debian) and the
+## Kubernetes and Helm binaries, built once into /var/cache/shoal-k8s (.ci/install-k8s.sh)
+k8s-deps:
+	bash .ci/install-k8s.sh
+
+## test-k8s: a real single-node cluster on loopback (etcd, kube-apiserver,
+## controller-manager, scheduler, a kubelet on its own containerd): the chart
+## validated by the apiserver, installed with the image of `make image`, a pull
+## through shoal, an upgrade and an uninstall (root; SHOAL_K8S=1 turns it on)
+test-k8s: k8s-deps
+	$(MAKE) image IMAGE_OUT=$(K8S_IMAGE_OUT) IMAGE_REPO=$(K8S_IMAGE_REPO) IMAGE_TAG=$(K8S_IMAGE_TAG) IMAGE_PLATFORMS=linux/$$($(GO) env GOARCH)
+	set -o pipefail; SHOAL_K8S=1 SHOAL_IMAGE_TAR=$(abspath $(K8S_IMAGE_OUT))/shoal-image.tar SHOAL_IMAGE_REF=$(K8S_IMAGE_REPO):$(K8S_IMAGE_TAG) \
+	  $(GO) test -count=1 -timeout 20m -v ./internal/harness/kube/ ./deploy/k8stest/ 2>&1 | \
+	  grep -vE '^=== (RUN|PAUSE|CONT)'

@@ -73,22 +73,33 @@ func BuildShoal() (string, error) { return BuildBinary("./cmd/shoal") }
 // keyed by the module's directory so that worktrees do not share one;
 // each is built beside its final name and renamed into place, so test
 // processes of one module that build at once do not clash.
-func BuildBinary(pkg string) (string, error) {
+func BuildBinary(pkg string) (string, error) { return cachedBuild(pkg, false) }
+
+// BuildStaticBinary builds the main package pkg of this module once per
+// process as a static binary (CGO_ENABLED=0, never -race), for an image
+// that has nothing but the binary, and returns its path.
+func BuildStaticBinary(pkg string) (string, error) { return cachedBuild(pkg, true) }
+
+func cachedBuild(pkg string, static bool) (string, error) {
+	key := pkg
+	if static {
+		key += "#static"
+	}
 	builds.Lock()
 	if builds.m == nil {
 		builds.m = map[string]*build{}
 	}
-	b := builds.m[pkg]
+	b := builds.m[key]
 	if b == nil {
 		b = &build{}
-		builds.m[pkg] = b
+		builds.m[key] = b
 	}
 	builds.Unlock()
-	b.once.Do(func() { b.path, b.err = buildBinary(pkg) })
+	b.once.Do(func() { b.path, b.err = buildBinary(pkg, static) })
 	return b.path, b.err
 }
 
-func buildBinary(pkg string) (string, error) {
+func buildBinary(pkg string, static bool) (string, error) {
 	mod, err := moduleDir()
 	if err != nil {
 		return "", err
@@ -100,7 +111,13 @@ func buildBinary(pkg string) (string, error) {
 	}
 	name := filepath.Base(pkg)
 	args := []string{"build"}
-	if RaceEnabled() {
+	env := os.Environ()
+	switch {
+	case static:
+		name += "-static"
+		args = append(args, "-trimpath")
+		env = append(env, "CGO_ENABLED=0")
+	case RaceEnabled():
 		// A test run with -race gets child processes built with -race.
 		name += "-race"
 		args = append(args, "-race")
@@ -116,6 +133,7 @@ func buildBinary(pkg string) (string, error) {
 	// go test puts $GOROOT/bin first on the test binary's PATH.
 	cmd := exec.CommandContext(ctx, "go", append(args, "-o", tmp.Name(), pkg)...)
 	cmd.Dir = mod
+	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}

@@ -64,6 +64,9 @@ var testHelpers = map[string]bool{
 	"internal/harness/hostile":    true,
 	"bench/cmd/shoal-liar":        true, // the bench lab's lying peer (a hostile harness peer as a process)
 	"internal/harness/credhelper": true, // a docker-credential-* helper program for tests
+	"internal/harness/kube":       true, // the real single-node cluster (make test-k8s)
+	"internal/harness/kube/pause": true, // its sandbox and workload binary
+	"deploy/k8stest":              true, // the chart on a real node (test only)
 	"p2p/chunk/chunktest":         true,
 	"p2p/discovery/discoverytest": true,
 	"p2p/discovery/memrouter":     true,

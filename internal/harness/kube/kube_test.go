@@ -1,0 +1,121 @@
+package kube
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClusterRunsAPodAndLeavesNothing starts the real cluster, runs a pod
+// of an imported image on the node and reads its log through the
+// apiserver and the kubelet; after teardown the host has no process,
+// mount, cgroup, iptables chain or kernel setting of the cluster left.
+func TestClusterRunsAPodAndLeavesNothing(t *testing.T) {
+	Require(t)
+	before := hostState(t)
+	var dir string
+	t.Run("cluster", func(t *testing.T) {
+		c := Start(t)
+		dir = c.Dir
+		bin, err := PauseBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := BinaryImage(bin, "hello", []string{"hello", "from", "the", "node"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tar := filepath.Join(c.Dir, "hello.tar")
+		if err := WriteTarball(tar, "shoal.test/hello:1", img); err != nil {
+			t.Fatal(err)
+		}
+		c.ImportImage("shoal.test/hello:1", tar)
+		pod := filepath.Join(c.Dir, "hello.yaml")
+		if err := os.WriteFile(pod, []byte(helloPod), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		c.MustKubectl("apply", "-f", pod)
+		if err := c.WaitPodsReady(2*time.Minute, "default", "app=hello"); err != nil {
+			t.Fatalf("%v\n%s", err, c.MustKubectl("describe", "pod", "hello"))
+		}
+		t.Logf("pod Ready %v after apply", time.Since(start).Round(time.Millisecond))
+		if out := c.MustKubectl("logs", "hello"); strings.TrimSpace(out) != "hello from the node" {
+			t.Errorf("kubectl logs hello = %q, want the line the workload printed", out)
+		}
+		c.MustKubectl("delete", "pod", "hello", "--wait=true", "--timeout=60s")
+	})
+	if dir == "" {
+		return
+	}
+	after := hostState(t)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the cluster's directory %s is still there (%v)", dir, err)
+	}
+	for k, v := range before.sysctls {
+		if after.sysctls[k] != v {
+			t.Errorf("sysctl %s = %s after teardown, was %s", k, after.sysctls[k], v)
+		}
+	}
+	for _, cg := range after.cgroups {
+		if !slices.Contains(before.cgroups, cg) {
+			t.Errorf("cgroup %s left after teardown", cg)
+		}
+	}
+	for _, r := range after.kubeRules {
+		if !slices.Contains(before.kubeRules, r) {
+			t.Errorf("iptables rule left after teardown: %s", r)
+		}
+	}
+	if m := mountsUnder(dir); len(m) > 0 {
+		t.Errorf("mounts left after teardown: %v", m)
+	}
+}
+
+const helloPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+  labels: {app: hello}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hello
+    image: shoal.test/hello:1
+    imagePullPolicy: Never
+`
+
+type host struct {
+	sysctls   map[string]string
+	cgroups   []string
+	kubeRules []string
+}
+
+func hostState(t *testing.T) host {
+	t.Helper()
+	h := host{sysctls: snapshotHost(t.TempDir()).sysctls}
+	for _, d := range cgroupDirs() {
+		if _, err := os.Stat(d); err == nil {
+			h.cgroups = append(h.cgroups, d)
+		}
+	}
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			out, err := exec.Command(bin, "-w", "5", "-t", table, "-S").Output()
+			if err != nil {
+				continue
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "KUBE-") {
+					h.kubeRules = append(h.kubeRules, bin+" -t "+table+" "+l)
+				}
+			}
+		}
+	}
+	return h
+}
