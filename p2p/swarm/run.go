@@ -52,6 +52,8 @@ type run struct {
 	lookupFound  bool            // the lookup under way offered a peer not yet known
 	rediscovered time.Time       // when a fetch that lost every source looked again
 	reserve      []peer.AddrInfo // seeders held back in single-source mode
+	wanted       []int           // chunks Range readers wait for (wanted.go)
+	wantCh       <-chan struct{} // closed when wanted may have moved
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
@@ -117,6 +119,7 @@ func (r *run) drain() []event {
 func (r *run) loop(ctx context.Context) error {
 	r.lastProgress = time.Now()
 	r.discover(ctx)
+	r.refreshWanted()
 	tick := time.NewTicker(r.f.tick)
 	defer tick.Stop()
 	for {
@@ -136,6 +139,8 @@ func (r *run) loop(ctx context.Context) error {
 			if err := r.checkTimers(ctx); err != nil {
 				return err
 			}
+		case <-r.wantCh:
+			r.refreshWanted()
 		}
 		r.refill(ctx)
 		r.schedule()
