@@ -130,25 +130,25 @@ func (p pacedBlob) ReadChunk(ctx context.Context, i int, buf []byte) (chunk.Sign
 	return s, data, nil
 }
 
-// PeerHolding starts a peer (options o) that holds blob (req) complete
+// PeerHolding starts a peer (options o) that holds req's blob complete
 // with the seeders' VERIFIED chunk records, as a peer holds a blob it
 // pulled after the seeder had it whole: a peer that advertises nothing
 // pulls it first, so the first seeder completes it, then the new peer pulls
 // it from the seeder. Only the new peer provides it to the others.
-func (c *Cluster) PeerHolding(ctx context.Context, req swarm.Request, blob []byte, o PeerOptions) (*Peer, error) {
+func (c *Cluster) PeerHolding(ctx context.Context, req swarm.Request, o PeerOptions) (*Peer, error) {
 	c.t.Helper()
 	if len(c.Seeders) == 0 {
 		return nil, errors.New("harness: PeerHolding needs a seeder")
 	}
 	warm := c.AddPeer(PeerOptions{WholeBlobsOnly: true, Config: o.Config})
-	if err := warm.Pull(ctx, req, blob, nil); err != nil {
+	if err := warm.PullHashed(ctx, req, nil); err != nil {
 		return nil, fmt.Errorf("warm-up pull: %w", err)
 	}
 	if !StoredIn(c.Seeders[0].Dir, req.Digest.String(), time.Minute) {
 		return nil, errors.New("harness: the seeder did not complete the blob")
 	}
 	p := c.AddPeer(o)
-	if err := p.Pull(ctx, req, blob, nil); err != nil {
+	if err := p.PullHashed(ctx, req, nil); err != nil {
 		return nil, fmt.Errorf("holder pull: %w", err)
 	}
 	return p, nil

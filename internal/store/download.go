@@ -40,8 +40,8 @@ type Download struct {
 	version   uint64 // bumps with every change, for chunk views
 	epoch     uint64 // bumps when bytes already readable are dropped (Reset, a new size)
 
-	wants   map[int]int   // chunk -> Range readers waiting for it (see wanted.go)
-	wantCh  chan struct{} // closed and replaced whenever wants moves
+	wants  map[int]int   // chunk -> Range readers waiting for it (see wanted.go)
+	wantCh chan struct{} // closed and replaced whenever wants moves
 
 	holds   int                     // readers holding the download (see limits.go)
 	idleGen uint64                  // invalidates idle timers when a reader comes back

@@ -29,7 +29,7 @@ func rangeCluster(t *testing.T, size int, seed uint64, rate int64) (blob []byte,
 	c.AddSeeder(harness.SeederOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	holder, err := c.PeerHolding(ctx, req, blob, harness.PeerOptions{ServeRate: rate})
+	holder, err := c.PeerHolding(ctx, req, harness.PeerOptions{ServeRate: rate})
 	if err != nil {
 		t.Fatal(err)
 	}
