@@ -130,3 +130,70 @@ func TestRangeWantedStreamedChunkNotServed(t *testing.T) {
 		t.Fatalf("range over a STREAMED chunk: %d bytes, err %v", len(got.b), got.err)
 	}
 }
+
+// FuzzWanted drives the wanted set of a download with readers that come
+// (a range each) and go, and chunks that arrive, against a model: Wanted
+// is always the sorted chunks some reader still waits for that are not
+// held, and every change of readers closes the channel.
+func FuzzWanted(f *testing.F) {
+	f.Add([]byte{0, 3, 9, 0, 0, 40, 1, 0, 2, 5, 1, 1})
+	f.Add([]byte{2, 2, 0, 255, 255, 1, 0, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		const chunks, cs = 16, 1 << 10
+		size := int64(chunks*cs - 100)
+		dl := newDownload(nil, digest.FromString("fuzz"))
+		dl.size, dl.chunkSize, dl.have = size, cs, chunkset.New(chunks)
+		p := &Partial{dl: dl}
+		type reader struct {
+			first, last int
+			release     func()
+		}
+		var readers []reader
+		for len(ops) >= 3 {
+			op, a, b := ops[0]%3, int64(ops[1]), int64(ops[2])
+			ops = ops[3:]
+			_, ch := p.Wanted()
+			switch op {
+			case 0: // a reader comes for [off, off+n)
+				off := a * size / 256
+				n := min(b*cs/16+1, size-off)
+				readers = append(readers, reader{int(off / cs), int((off + n - 1) / cs), dl.want(off, n)})
+				select {
+				case <-ch:
+				default:
+					t.Fatal("a new reader did not close the channel")
+				}
+			case 1: // a reader goes (twice: release is idempotent)
+				if len(readers) == 0 {
+					continue
+				}
+				k := int(a) % len(readers)
+				readers[k].release()
+				readers[k].release()
+				readers = append(readers[:k], readers[k+1:]...)
+				select {
+				case <-ch:
+				default:
+					t.Fatal("a reader leaving did not close the channel")
+				}
+			case 2: // a chunk arrives
+				dl.have.Set(int(a) % chunks)
+			}
+			var want []int
+			for i := range chunks {
+				if dl.have.Has(i) {
+					continue
+				}
+				for _, r := range readers {
+					if i >= r.first && i <= r.last {
+						want = append(want, i)
+						break
+					}
+				}
+			}
+			if got, _ := p.Wanted(); !slices.Equal(got, want) {
+				t.Fatalf("Wanted = %v, model %v", got, want)
+			}
+		}
+	})
+}
