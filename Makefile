@@ -90,3 +90,10 @@ bench-smoke:
 
 clean:
 	rm -rf bin
+
+## bench-range: lazy pulls (issue 12 part 3): the last 8 MiB and 8 concurrent slices of a
+## cold 512 MiB blob that one paced peer holds, against the whole GET, in one run
+## (SHOAL_BENCH_RANGE_MIB, SHOAL_BENCH_RANGE_RATE_MIB tune it)
+.PHONY: bench-range
+bench-range:
+	$(GO) test -run '^$$' -bench BenchmarkRangeColdBlob -benchtime 3x -timeout 30m ./bench/
