@@ -159,3 +159,10 @@ test-k8s: k8s-deps
 	set -o pipefail; SHOAL_K8S=1 SHOAL_IMAGE_TAR=$(abspath $(K8S_IMAGE_OUT))/shoal-image.tar SHOAL_IMAGE_REF=$(K8S_IMAGE_REPO):$(K8S_IMAGE_TAG) \
 	  $(GO) test -count=1 -timeout 20m -v ./internal/harness/kube/ ./deploy/k8stest/ 2>&1 | \
 	  grep -vE '^=== (RUN|PAUSE|CONT)'
+
+## bench-range: lazy pulls (issue 12 part 3): the last 8 MiB and 8 concurrent slices of a
+## cold 512 MiB blob that one paced peer holds, against the whole GET, in one run
+## (SHOAL_BENCH_RANGE_MIB, SHOAL_BENCH_RANGE_RATE_MIB tune it)
+.PHONY: bench-range
+bench-range:
+	$(GO) test -run '^$$' -bench BenchmarkRangeColdBlob -benchtime 3x -timeout 30m ./bench/

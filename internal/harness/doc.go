@@ -20,6 +20,11 @@
 //     found through the cluster's in-memory router (memrouter); Peer.Pull,
 //     Peer.PullHashed (no buffering, survives a restarted download) and
 //     WriteFallback (a fallback that writes the blob, counting calls).
+//   - peershim.go: what a daemon puts in front of a peer's swarm client
+//     (PeerOptions.Shim: the registry shim over a store that answers a
+//     Range from VERIFIED chunks), a paced chunk server
+//     (PeerOptions.ServeRate) and Cluster.PeerHolding (a peer holding a
+//     blob with the seeder's VERIFIED records).
 //   - shim.go: StartShim, the registry shim alone in front of an origin.
 //   - pull.go: PullLayers, an image pulled through a shim with
 //     go-containerregistry, every layer read to its end.

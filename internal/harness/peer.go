@@ -94,6 +94,12 @@ type PeerOptions struct {
 	Serve func(chunk.Blobs) chunk.Blobs
 	// Log is the swarm client's logger (default: the cluster's).
 	Log *zap.Logger
+	// ServeRate paces the peer's chunk server to this many bytes per
+	// second in total (0: no pace), a link for benchmarks (peershim.go).
+	ServeRate int64
+	// Shim puts the registry shim in front of the peer (Peer.Shim), over a
+	// store that answers a Range from VERIFIED chunks as a daemon's does.
+	Shim bool
 }
 
 // Peer is a swarm node below the daemon: a libp2p host, a store, the
@@ -106,6 +112,8 @@ type Peer struct {
 	Metrics  *swarm.Metrics
 	Registry *prometheus.Registry
 	Router   *memrouter.Router
+	// Shim is the registry shim in front of the peer (PeerOptions.Shim).
+	Shim *PeerShim
 }
 
 // AddPeer starts a swarm peer on the cluster's router; it trusts the
@@ -114,12 +122,13 @@ func (c *Cluster) AddPeer(o PeerOptions) *Peer {
 	c.t.Helper()
 	h := NewHost(c.t, HostOptions{PSK: c.psk()})
 	reg := prometheus.NewRegistry()
-	p := &Peer{Host: h, Store: OpenStore(c.t), Registry: reg, Metrics: swarm.NewMetrics(reg, nil)}
+	p := &Peer{Host: h, Registry: reg, Metrics: swarm.NewMetrics(reg, nil)}
 	p.Router = c.Router.Join(Info(h))
 	cfg := o.Config
 	if cfg.Seeders == nil && !o.NoSeeders {
 		cfg.Seeders = c.SeederInfos()
 	}
+	p.Store = c.openPeerStore(o.Shim, cfg.Seeders)
 	cfg.SharePartial = !o.WholeBlobsOnly
 	log := o.Log
 	if log == nil {
@@ -130,6 +139,9 @@ func (c *Cluster) AddPeer(o PeerOptions) *Peer {
 	if o.Serve != nil {
 		blobs = o.Serve(blobs)
 	}
+	if o.ServeRate > 0 {
+		blobs = newPacedBlobs(blobs, o.ServeRate)
+	}
 	var uploads *chunk.Uploads
 	if o.UploadSlots > 0 {
 		uploads = chunk.NewUploads(o.UploadSlots)
@@ -138,6 +150,9 @@ func (c *Cluster) AddPeer(o PeerOptions) *Peer {
 		Uploads:  uploads,
 		OnUpload: func(_ peer.ID, n int64) { p.Metrics.Uploaded.Add(float64(n)) },
 	}, zap.NewNop()))
+	if o.Shim {
+		p.Shim = c.startPeerShim(p)
+	}
 	c.Peers = append(c.Peers, p)
 	return p
 }

@@ -47,6 +47,13 @@ func (s *Store) Chunks(d digest.Digest) (*ChunkView, error) {
 	dl := s.inflight[d.String()]
 	s.mu.Unlock()
 	if dl != nil {
+		dl.mu.Lock()
+		failed := dl.done && dl.err != nil
+		dl.mu.Unlock()
+		if failed {
+			// Ended, not yet out of inflight: nothing of it is servable.
+			return nil, fmt.Errorf("%w: download of %s failed", ErrNotFound, d)
+		}
 		return &ChunkView{s: s, d: d, dl: dl}, nil
 	}
 	return s.completeView(d)

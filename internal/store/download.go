@@ -40,13 +40,17 @@ type Download struct {
 	version   uint64 // bumps with every change, for chunk views
 	epoch     uint64 // bumps when bytes already readable are dropped (Reset, a new size)
 
+	wants  map[int]int   // chunk -> Range readers waiting for it (see wanted.go)
+	wantCh chan struct{} // closed and replaced whenever wants moves
+
 	holds   int                     // readers holding the download (see limits.go)
 	idleGen uint64                  // invalidates idle timers when a reader comes back
 	cancel  context.CancelCauseFunc // stops this download alone
 }
 
 func newDownload(s *Store, d digest.Digest) *Download {
-	return &Download{s: s, d: d, changed: make(chan struct{}), size: -1, sigs: map[int]chunkEntry{}}
+	return &Download{s: s, d: d, changed: make(chan struct{}), size: -1, sigs: map[int]chunkEntry{},
+		wants: map[int]int{}, wantCh: make(chan struct{})}
 }
 
 // notify wakes every waiter; callers hold dl.mu.

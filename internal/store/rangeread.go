@@ -17,6 +17,7 @@ import (
 // as ctx allows. Chunks with a STREAMED record, or none (origin bytes not
 // yet checked), are never sent here.
 func (st *Stream) writeVerified(ctx context.Context, w io.Writer, f *os.File, off, n int64) (int64, error) {
+	defer st.dl.want(off, n)()
 	var written int64
 	var buf []byte
 	for written < n {

@@ -59,8 +59,10 @@ type run struct {
 	seederOrder []peer.AddrInfo
 	seederAt    int
 	lost        *lostSeeder
-	gapSince    time.Time // Relay: since when no source holds some missing chunk
-	aheadFrom   int       // Relay: the first chunk Ahead fetches; -1: not started
+	gapSince    time.Time       // Relay: since when no source holds some missing chunk
+	aheadFrom   int             // Relay: the first chunk Ahead fetches; -1: not started
+	wanted      []int           // chunks Range readers wait for (wanted.go)
+	wantCh      <-chan struct{} // closed when wanted may have moved
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
@@ -128,6 +130,7 @@ func (r *run) drain() []event {
 func (r *run) loop(ctx context.Context) error {
 	r.lastProgress = time.Now()
 	r.discover(ctx)
+	r.refreshWanted()
 	tick := time.NewTicker(r.f.tick)
 	defer tick.Stop()
 	for {
@@ -147,6 +150,8 @@ func (r *run) loop(ctx context.Context) error {
 			if err := r.checkTimers(ctx); err != nil {
 				return err
 			}
+		case <-r.wantCh:
+			r.refreshWanted()
 		}
 		r.refill(ctx)
 		r.schedule()

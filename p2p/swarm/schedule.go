@@ -196,6 +196,9 @@ func (r *run) pick(s *source, srcs []*source) int {
 			break
 		}
 	}
+	if i := r.pickWanted(s, wanted, peerHas, alone); i >= 0 {
+		return i
+	}
 	if !s.seeder || alone {
 		window, seen := 2*r.f.cfg.MaxInflight, 0
 		for i := 0; i < r.n && seen < window; i++ {
