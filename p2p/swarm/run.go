@@ -59,8 +59,12 @@ type run struct {
 	seederOrder []peer.AddrInfo
 	seederAt    int
 	lost        *lostSeeder
-	gapSince    time.Time // Relay: since when no source holds some missing chunk
-	aheadFrom   int       // Relay: the first chunk Ahead fetches; -1: not started
+	// seedersGoneAt is when no trusted seeder was left to ask (zero: one
+	// is); seederTried when one was last asked again (outage.go).
+	seedersGoneAt time.Time
+	seederTried   time.Time
+	gapSince      time.Time // Relay: since when no source holds some missing chunk
+	aheadFrom     int       // Relay: the first chunk Ahead fetches; -1: not started
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
@@ -251,6 +255,9 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		r.dialFailed(ev.id, ev.err)
 	case evSession:
 		delete(r.dialing, ev.id)
+		if r.f.seeder[ev.id] {
+			r.seedersGoneAt = time.Time{} // a seeder answers: the outage, if any, is over
+		}
 		return r.addSource(ctx, ev.id, ev.sess)
 	case evUpdate:
 		if s := ev.src; !s.closed {
