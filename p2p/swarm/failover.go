@@ -82,7 +82,7 @@ func (r *run) seederGone(ctx context.Context, id peer.ID, lastChunk time.Time) {
 // connections), so the next one is asked within a probe.
 func (r *run) checkSeeder(ctx context.Context, now time.Time) {
 	cur, ok := r.currentSeeder()
-	if !ok && !r.seedersGoneAt.IsZero() && !r.f.cfg.Relay {
+	if !ok && !r.seedersGoneAt.IsZero() && !r.seederRefused && !r.f.cfg.Relay {
 		r.seekSeeder(ctx, now)
 		return
 	}

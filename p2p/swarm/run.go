@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,7 @@ type run struct {
 	// is); seederTried when one was last asked again (outage.go).
 	seedersGoneAt time.Time
 	seederTried   time.Time
+	seederRefused bool      // a seeder answered the open with an ERROR
 	gapSince      time.Time // Relay: since when no source holds some missing chunk
 	aheadFrom     int       // Relay: the first chunk Ahead fetches; -1: not started
 }
@@ -250,6 +252,12 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		if !r.f.seeder[ev.id] {
 			r.seedersStepIn()
 		} else {
+			var refused chunk.Error
+			if errors.As(ev.err, &refused) {
+				// It answered, without the blob (its origin refused):
+				// not an outage to wait out.
+				r.seederRefused = true
+			}
 			r.seederGone(ctx, ev.id, time.Time{})
 		}
 		r.dialFailed(ev.id, ev.err)

@@ -309,7 +309,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 	}
 	idle := live == 0 && len(r.dialing) == 0 && len(r.pending) == 0
 	gone := time.Duration(-1)
-	if !r.seedersGoneAt.IsZero() {
+	if !r.seedersGoneAt.IsZero() && !r.seederRefused {
 		gone = now.Sub(r.seedersGoneAt)
 	}
 	act, why := stallVerdict(stallFacts{sized: r.sized, idle: idle, lookupDone: r.lookupDone, relay: r.f.cfg.Relay,
