@@ -58,6 +58,13 @@ type Config struct {
 	// StallTimeout is how long without progress and without sources the
 	// fetch waits before it falls back to the origin.
 	StallTimeout time.Duration
+	// SeederOutage is how long a fetch with every trusted seeder of its
+	// blob gone keeps to the peers and waits for a seeder to come back
+	// (60 s: longer than a restart) before it goes to the origin; then it
+	// goes there once no peer has sent a chunk for MinChunkTimeout.
+	// Negative: no wait (the stall bounds alone). A relaying seeder
+	// (Relay) does not wait.
+	SeederOutage time.Duration
 	// MinChunkTimeout is the floor of a request's deadline. It is also the
 	// slack of a peer's answer deadline (see chunk.ClientOptions) and the
 	// default of HaveTimeout.
@@ -114,6 +121,9 @@ func (c *Config) defaults() {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 30 * time.Second
+	}
+	if c.SeederOutage == 0 {
+		c.SeederOutage = 60 * time.Second
 	}
 	if c.MinChunkTimeout <= 0 {
 		c.MinChunkTimeout = 3 * time.Second

@@ -48,5 +48,7 @@
 // is counted (shoal_swarm_digest_failures_total), the peers that sent
 // chunks of it are penalized, and the blob is refetched from the origin.
 // When no provider answers within a bounded time, or every source is gone,
-// the fetch falls back to the origin, resuming after the in-order prefix.
+// the fetch falls back to the origin, resuming after the in-order prefix;
+// when every trusted seeder is gone it first waits for one to come back
+// (Config.SeederOutage), fetching from peers meanwhile (outage.go).
 package swarm

@@ -65,7 +65,11 @@ func (r *run) seederGone(ctx context.Context, id peer.ID, lastChunk time.Time) {
 	r.seederAt++
 	next, ok := r.currentSeeder()
 	if !ok {
-		r.f.log.Warn("every trusted seeder of the blob is gone", zap.String("digest", r.req.Digest.String()), zap.String("peer", id.String()))
+		if r.seedersGoneAt.IsZero() {
+			r.seedersGoneAt = time.Now()
+		}
+		r.f.log.Warn("every trusted seeder of the blob is gone; waiting for one to come back", zap.String("digest", r.req.Digest.String()),
+			zap.String("peer", id.String()), zap.Duration("seeder_outage", r.f.cfg.SeederOutage))
 		return
 	}
 	r.f.log.Info("seeder gone; asking the next seeder of the blob", zap.String("digest", r.req.Digest.String()),
@@ -76,8 +80,12 @@ func (r *run) seederGone(ctx context.Context, id peer.ID, lastChunk time.Time) {
 // checkSeeder drops the session of the current seeder once the ranker
 // finds it down (a seeder that stopped answering without closing its
 // connections), so the next one is asked within a probe.
-func (r *run) checkSeeder(ctx context.Context) {
+func (r *run) checkSeeder(ctx context.Context, now time.Time) {
 	cur, ok := r.currentSeeder()
+	if !ok && !r.seedersGoneAt.IsZero() && !r.seederRefused && !r.f.cfg.Relay {
+		r.seekSeeder(ctx, now)
+		return
+	}
 	if !ok || !r.f.rank.Down(cur.ID) {
 		return
 	}

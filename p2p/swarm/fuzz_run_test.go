@@ -270,7 +270,7 @@ func FuzzRun(f *testing.F) {
 		var wg sync.WaitGroup
 		defer wg.Wait()
 		cfg := Config{LookupTimeout: 30 * time.Millisecond, StallTimeout: 120 * time.Millisecond, MinChunkTimeout: 30 * time.Millisecond,
-			HaveTimeout: 50 * time.Millisecond, SharePartial: true}
+			HaveTimeout: 50 * time.Millisecond, SeederOutage: 150 * time.Millisecond, SharePartial: true}
 		if withSeeder || ctl&4 != 0 {
 			// Without its HAVE, the seeder still signs the records.
 			cfg.Seeders = []peer.AddrInfo{{ID: w.seederID}}

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,10 +60,15 @@ type run struct {
 	seederOrder []peer.AddrInfo
 	seederAt    int
 	lost        *lostSeeder
-	gapSince    time.Time       // Relay: since when no source holds some missing chunk
-	aheadFrom   int             // Relay: the first chunk Ahead fetches; -1: not started
-	wanted      []int           // chunks Range readers wait for (wanted.go)
-	wantCh      <-chan struct{} // closed when wanted may have moved
+	// seedersGoneAt is when no trusted seeder was left to ask (zero: one
+	// is); seederTried when one was last asked again (outage.go).
+	seedersGoneAt time.Time
+	seederTried   time.Time
+	seederRefused bool            // a seeder answered the open with an ERROR
+	gapSince      time.Time       // Relay: since when no source holds some missing chunk
+	aheadFrom     int             // Relay: the first chunk Ahead fetches; -1: not started
+	wanted        []int           // chunks Range readers wait for (wanted.go)
+	wantCh        <-chan struct{} // closed when wanted may have moved
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
@@ -251,11 +257,20 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		if !r.f.seeder[ev.id] {
 			r.seedersStepIn()
 		} else {
+			var refused chunk.Error
+			if errors.As(ev.err, &refused) {
+				// It answered, without the blob (its origin refused):
+				// not an outage to wait out.
+				r.seederRefused = true
+			}
 			r.seederGone(ctx, ev.id, time.Time{})
 		}
 		r.dialFailed(ev.id, ev.err)
 	case evSession:
 		delete(r.dialing, ev.id)
+		if r.f.seeder[ev.id] {
+			r.seedersGoneAt = time.Time{} // a seeder answers: the outage, if any, is over
+		}
 		return r.addSource(ctx, ev.id, ev.sess)
 	case evUpdate:
 		if s := ev.src; !s.closed {

@@ -300,7 +300,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 			}
 		}
 	}
-	r.checkSeeder(ctx)
+	r.checkSeeder(ctx, now)
 	if err := r.relayGap(ctx, now); err != nil {
 		return err
 	}
@@ -311,26 +311,21 @@ func (r *run) checkTimers(ctx context.Context) error {
 		r.lookup(ctx)
 	}
 	idle := live == 0 && len(r.dialing) == 0 && len(r.pending) == 0
-	switch {
-	case !r.sized && idle && (r.lookupDone || now.Sub(r.start) > r.f.cfg.LookupTimeout):
-		return fmt.Errorf("%w: no source answered", ErrNoSources)
-	case !r.sized && now.Sub(r.start) > 4*r.f.cfg.LookupTimeout:
-		// No trusted seeder answered and no probe came back under a
-		// trusted record: the size is unknown, the origin knows it.
-		return fmt.Errorf("%w: no trusted size within %v", ErrNoSources, 4*r.f.cfg.LookupTimeout)
-	case r.sized && idle && now.Sub(r.lastProgress) > r.f.cfg.StallTimeout/4:
-		// Every source is gone: look for more once, then give up.
-		if r.rediscovered.IsZero() {
-			r.rediscovered = now
-			r.lookupDone = false
-			r.discover(ctx)
-			return nil
-		}
-		if now.Sub(r.rediscovered) > r.f.cfg.StallTimeout/4 {
-			return fmt.Errorf("%w: every source is gone", ErrNoSources)
-		}
-	case r.sized && now.Sub(r.progress()) > r.f.cfg.StallTimeout:
-		return fmt.Errorf("%w: no progress for %v", ErrNoSources, r.f.cfg.StallTimeout)
+	gone := time.Duration(-1)
+	if !r.seedersGoneAt.IsZero() && !r.seederRefused {
+		gone = now.Sub(r.seedersGoneAt)
+	}
+	act, why := stallVerdict(stallFacts{sized: r.sized, idle: idle, lookupDone: r.lookupDone, relay: r.f.cfg.Relay,
+		sinceStart: now.Sub(r.start), sinceProgress: now.Sub(r.progress()), sinceOwn: now.Sub(r.lastProgress),
+		rediscovered: !r.rediscovered.IsZero(), sinceRediscover: now.Sub(r.rediscovered), seedersGone: gone},
+		stallLimits{lookup: r.f.cfg.LookupTimeout, stall: r.f.cfg.StallTimeout, outage: r.f.cfg.SeederOutage, dry: r.f.cfg.MinChunkTimeout})
+	switch act {
+	case stallRediscover:
+		r.rediscovered = now
+		r.lookupDone = false
+		r.discover(ctx)
+	case stallOrigin:
+		return fmt.Errorf("%w: %s", ErrNoSources, why)
 	}
 	return nil
 }

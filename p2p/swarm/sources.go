@@ -46,9 +46,16 @@ func (r *run) refused(id peer.ID) bool {
 }
 
 // room reports whether a session to id may be opened now, and takes it:
-// the blob has a source slot free and, for a peer, the node has a session
-// to spare (taken here; unsession gives it back).
+// the blob has a source slot free (the seeder asked always has one) and,
+// for a peer, the node has a session to spare (taken here; unsession gives
+// it back).
 func (r *run) room(id peer.ID) bool {
+	if cur, ok := r.currentSeeder(); ok && cur.ID == id && r.f.cfg.MaxSources > 1 {
+		// The one seeder asked holds what the peers may not (after a
+		// failover or an outage every peer slot may be taken by peers
+		// that have nothing new): it never waits for a peer's slot.
+		return true
+	}
 	if r.live()+len(r.dialing) >= r.f.cfg.MaxSources {
 		return false
 	}

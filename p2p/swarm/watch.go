@@ -90,6 +90,12 @@ func (w *Watch) Down(id peer.ID) bool {
 	return w.l.IsDown(id)
 }
 
+// Up reports whether id answered its last probe: a fetch whose seeders
+// were all gone asks it again.
+func (w *Watch) Up(id peer.ID) bool {
+	return w.State(id) == seederset.Live
+}
+
 // Failed implements Ranker: a fetch saw id's session break.
 func (w *Watch) Failed(id peer.ID) {
 	w.mu.Lock()
