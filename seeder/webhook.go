@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -53,8 +54,16 @@ const (
 // ErrBadPattern: a repository or tag pattern path.Match refuses.
 var ErrBadPattern = errors.New("seeder: bad webhook pattern")
 
-// check validates the patterns and the scope.
+// ErrWebhookSecret: a webhook listener beyond loopback without a shared
+// secret (anyone who reaches it could make every node fetch).
+var ErrWebhookSecret = errors.New("seeder: a webhook listener off loopback needs --webhook-secret-file")
+
+// check validates the patterns and the scope, and refuses a listener
+// reachable from other hosts without a shared secret.
 func (c WebhookConfig) check() error {
+	if c.Secret == "" && !loopback(c.Addr) {
+		return fmt.Errorf("%w: %s", ErrWebhookSecret, c.Addr)
+	}
 	for _, p := range append(append([]string{}, c.Repos...), c.Tags...) {
 		if _, err := path.Match(p, ""); err != nil {
 			return fmt.Errorf("%w: %q: %w", ErrBadPattern, p, err)
@@ -62,6 +71,19 @@ func (c WebhookConfig) check() error {
 	}
 	_, err := ParseScope(c.scope())
 	return err
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c WebhookConfig) scope() string {

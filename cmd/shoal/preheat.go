@@ -22,7 +22,7 @@ import (
 func webhookFlags(fs *flag.FlagSet, cfg *seeder.Config) *string {
 	fs.IntVar(&cfg.PreheatNodes, "preheat-nodes", seeder.DefaultPreheatNodes, "nodes a preheat fills at once (each through its swarm client), so a preheat does not saturate the seeder's link")
 	fs.StringVar(&cfg.Webhook.Addr, "webhook-addr", "", "listen address of the push webhooks (distribution notifications, Harbor webhook, Harbor's Kraken-style preheat provider); empty: off")
-	secret := fs.String("webhook-secret-file", "", "file whose content (trimmed) every webhook request must send as its Authorization header (empty: no check)")
+	secret := fs.String("webhook-secret-file", "", "file whose content (trimmed) every webhook request must send as its Authorization header (required unless --webhook-addr is on loopback)")
 	fs.Var((*settings.Repeated)(&cfg.Webhook.Repos), "webhook-repo", "preheat pushes to repositories matching this path.Match pattern (e.g. team/*); repeatable (default: all)")
 	fs.Var((*settings.Repeated)(&cfg.Webhook.Tags), "webhook-tag", "preheat pushes of tags matching this pattern (e.g. v*); repeatable (default: all, and pushes by digest)")
 	fs.StringVar(&cfg.Webhook.Scope, "webhook-scope", "all", "preheat scope of a pushed image: seeder, all, PERCENT% or node=ID,...")

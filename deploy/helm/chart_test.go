@@ -302,7 +302,8 @@ func TestDefaultsSeeder(t *testing.T) {
 	}
 	sd := container(t, ss.Spec.Template.Spec.Containers, "seeder")
 	checkNonRoot(t, "seeder", sd)
-	for _, want := range []string{"seeder", "--data-dir=/var/lib/shoal-seeder", "--p2p-listen=/ip4/0.0.0.0/tcp/5052", "--psk-file=/etc/shoal/psk/swarm.key", "--metrics-addr=0.0.0.0:5062"} {
+	for _, want := range []string{"seeder", "--data-dir=/var/lib/shoal-seeder", "--p2p-listen=/ip4/0.0.0.0/tcp/5052", "--psk-file=/etc/shoal/psk/swarm.key", "--metrics-addr=0.0.0.0:5062",
+		"--admin-addr=127.0.0.1:5061"} { // the admin API has no authentication: never beyond the pod
 		if !slices.Contains(sd.Args, want) {
 			t.Errorf("seeder args lack %q: %q", want, sd.Args)
 		}

@@ -25,7 +25,7 @@
 //	    body      one JSON object (the type's fields, below)
 //
 // A body longer than its type's cap is refused before it is read
-// (ErrTooLarge): REQUEST 64 KiB (MaxRequestBody), PROGRESS and RESULT
+// (ErrTooLarge): REQUEST 256 KiB (MaxRequestBody), PROGRESS and RESULT
 // 1 KiB, ERROR 1 KiB. Unknown fields are refused (ErrMalformed), and so is
 // any type the reader does not expect at that point (ErrUnexpectedType).
 //

@@ -19,8 +19,9 @@ const ProtocolID = "/shoal/preheat/1.0.0"
 
 // Limits of the protocol (see the package documentation).
 const (
-	// MaxRequestBody caps a REQUEST's body.
-	MaxRequestBody = 64 << 10
+	// MaxRequestBody caps a REQUEST's body: room for MaxBlobs sha512
+	// digests with their sizes.
+	MaxRequestBody = 256 << 10
 	// MaxAnswerBody caps the body of a PROGRESS, RESULT or ERROR.
 	MaxAnswerBody = 1 << 10
 	// MaxBlobs caps the blobs one REQUEST names.
