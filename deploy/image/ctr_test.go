@@ -32,7 +32,9 @@ func TestContainerdImportsAndRuns(t *testing.T) {
 
 	work := harness.ShortTempDir(t, "shoal-img-")
 	bin := filepath.Join(work, "shoal")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// A cold static build of the whole module (its own cache keys: no cgo,
+	// -trimpath) takes minutes on a busy 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v0.0.0-imagetest", "-o", bin, "github.com/shoal-dev/shoal/cmd/shoal")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)

@@ -128,7 +128,7 @@ func buildBinary(pkg string, static bool) (string, error) {
 	}
 	_ = tmp.Close()
 	defer func() { _ = os.Remove(tmp.Name()) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // a cold build on a busy 2-core machine
 	defer cancel()
 	// go test puts $GOROOT/bin first on the test binary's PATH.
 	cmd := exec.CommandContext(ctx, "go", append(args, "-o", tmp.Name(), pkg)...)
