@@ -74,16 +74,21 @@ func (s *Server) serve(st network.Stream, remote peer.ID, log *zap.Logger) error
 	if !s.admit(remote) {
 		return s.refuse(st, CodeBusy, "too many preheats under way")
 	}
-	defer s.release(remote)
+	// The slot is free again before the last answer goes out, so a seeder
+	// that sends its next request as soon as it reads one is not BUSY.
+	release := sync.OnceFunc(func() { s.release(remote) })
+	defer release()
 	_ = st.SetReadDeadline(time.Now().Add(RequestTimeout))
 	_, body, err := ReadFrame(st, TypeRequest)
 	if err != nil {
 		log.Info("preheat: bad request frame", zap.Error(err))
+		release()
 		return s.refuse(st, CodeBadRequest, err.Error())
 	}
 	req, err := ParseRequest(body)
 	if err != nil {
 		log.Info("preheat: bad request", zap.Error(err))
+		release()
 		return s.refuse(st, CodeBadRequest, err.Error())
 	}
 	_ = st.SetReadDeadline(time.Time{})
@@ -146,11 +151,13 @@ func (s *Server) serve(st network.Stream, remote peer.ID, log *zap.Logger) error
 			code = CodeUnconfigured
 		}
 		log.Warn("preheat failed", zap.String("registry", req.Registry), zap.String("repo", req.Repo), zap.String("code", code), zap.Error(err))
+		release()
 		return s.refuse(st, code, err.Error())
 	}
 	res.Millis = time.Since(start).Milliseconds()
 	log.Info("preheat done", zap.String("registry", req.Registry), zap.String("repo", req.Repo), zap.Int("blobs", res.BlobsDone),
 		zap.Int64("bytes", res.Bytes), zap.Int64("from_seeder", res.FromSeeder), zap.Int64("from_peers", res.FromPeers), zap.Int64("from_origin", res.FromOrigin))
+	release()
 	_ = st.SetWriteDeadline(time.Now().Add(writeTimeout))
 	return WriteFrame(st, TypeResult, res)
 }

@@ -160,7 +160,11 @@ and every other entry of upstreams.
 {{- $_ := set $up . (ternary "https://registry-1.docker.io" (printf "https://%s" .) (eq . "docker.io")) -}}
 {{- end -}}
 {{- range $k, $v := .Values.upstreams -}}
+{{- if $v -}}
 {{- $_ := set $up $k $v -}}
+{{- else -}}
+{{- $_ := unset $up $k -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $up -}}
 {{- end -}}
