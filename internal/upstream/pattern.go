@@ -84,6 +84,13 @@ func checkRegistryName(name string) error {
 	if name == "" || len(name) > 253+6 {
 		return fmt.Errorf("%w: registry name %.64q", ErrBadMapping, name)
 	}
+	// Only the bytes of a host name, an IPv6 literal and a port (a space
+	// after "[::]" once slipped through; FuzzRegistryName).
+	if i := strings.IndexFunc(name, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(".-:[]", r))
+	}); i >= 0 {
+		return fmt.Errorf("%w: registry name %.64q: bad character", ErrBadMapping, name)
+	}
 	host, port := splitPort(name)
 	hasPort := strings.Contains(name, ":")
 	if strings.HasPrefix(name, "[") {
