@@ -84,6 +84,11 @@ func TestDefaultsDaemonSet(t *testing.T) {
 	if spec.PriorityClassName != "system-node-critical" {
 		t.Errorf("priorityClassName %q", spec.PriorityClassName)
 	}
+	// Found on a real kubelet: the 0440 Secrets (the PSK) are readable by
+	// the non-root daemon only through the pod's fsGroup.
+	if sc := spec.SecurityContext; sc == nil || sc.FSGroup == nil || *sc.FSGroup != 65532 {
+		t.Errorf("pod securityContext %+v, want fsGroup 65532", sc)
+	}
 	if len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists || spec.Tolerations[0].Key != "" {
 		t.Errorf("tolerations %+v, want every taint tolerated", spec.Tolerations)
 	}
