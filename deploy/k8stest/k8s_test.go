@@ -14,10 +14,11 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/shoal-dev/shoal/internal/harness"
 	"github.com/shoal-dev/shoal/internal/harness/kube"
-	"github.com/shoal-dev/shoal/internal/imagegen"
 )
 
 const (
@@ -225,7 +226,13 @@ func workloadImage(t *testing.T) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := kube.BinaryImage(bin, "app", []string{"pulled", "through", "shoal"}, imagegen.BlobLayer(4<<20, uint64(time.Now().UnixNano())))
+	// containerd unpacks every layer: a real (gzipped tar) one, random
+	// content so nothing of it is cached anywhere.
+	extra, err := random.Layer(4<<20, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := kube.BinaryImage(bin, "app", []string{"pulled", "through", "shoal"}, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
