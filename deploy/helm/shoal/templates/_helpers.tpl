@@ -105,7 +105,8 @@ they are generated: sprig's Ed25519 key gives the seed (the last 32 bytes of
 its PKCS#8 form), a self-signed certificate made with it gives the public key
 (the 32 bytes after the SubjectPublicKeyInfo header), and the peer ID is the
 CIDv1 (libp2p-key codec, identity multihash of the public key) in multibase
-base64pad ("M"), which libp2p's peer.Decode reads like the base58 form.
+base64urlpad ("U": no "/", so it fits in a /p2p/ multiaddr, as a real
+kubelet showed), which libp2p's peer.Decode reads like the base58 form.
 */}}
 {{- define "shoal.seeders" -}}
 {{- if not (hasKey .Values "_shoalSeeders") -}}
@@ -139,7 +140,7 @@ base64pad ("M"), which libp2p's peer.Decode reads like the base58 form.
 {{- end -}}
 {{- $pub := substr 0 32 (index $parts 1) -}}
 {{- $key := printf "\x08\x01\x12\x40%s%s" $seed $pub | b64enc -}}
-{{- $id := printf "M%s" (printf "\x01\x72\x00\x24\x08\x01\x12\x20%s" $pub | b64enc) -}}
+{{- $id := printf "U%s" (printf "\x01\x72\x00\x24\x08\x01\x12\x20%s" $pub | b64enc | replace "+" "-" | replace "/" "_") -}}
 {{- $out = append $out (dict "name" $name "key" $key "id" $id) -}}
 {{- end -}}
 {{- end -}}
