@@ -1,3 +1,5 @@
+// Package main is the command kube.
+//
 // Command kube is one binary for the Kubernetes components the real-cluster
 // test runs (kube-apiserver, kube-controller-manager, kube-scheduler,
 // kubelet) and kubectl, built from the k8s.io/kubernetes module at the version

@@ -1,3 +1,5 @@
+// Package main is the command shoal-liar.
+//
 // Command shoal-liar is the bench lab's lying peer: the trust harness's
 // hostile peer (internal/harness/hostile) as a process, a member of the
 // lab's private network (its PSK), that announces every blob it is told

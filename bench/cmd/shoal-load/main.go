@@ -1,3 +1,5 @@
+// Package main is the command shoal-load.
+//
 // Command shoal-load runs bench/load's request mix against a running
 // daemon: it reads the warm and the cold image from the origin, warms the
 // first through the daemon's shim, fires every request at once (plus the

@@ -1,3 +1,5 @@
+// Package main is the command credhelper.
+//
 // Command credhelper is a docker credential helper for tests: the harness
 // (harness.NewCredHelper) installs it as docker-credential-NAME in a
 // directory of its own and puts that directory on the PATH of the

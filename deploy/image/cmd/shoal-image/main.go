@@ -1,3 +1,5 @@
+// Package main is the command shoal-image.
+//
 // Command shoal-image builds the shoal container image (see package
 // deploy/image) from prebuilt static binaries, without Docker:
 //

@@ -1,3 +1,5 @@
+// Package main is the command pause.
+//
 // Command pause is the one process of the real-cluster test's images: the
 // pod sandbox (containerd's sandbox_image) and the test workload. It prints
 // its arguments, if any, as one line (the workload's proof that it ran),
