@@ -159,6 +159,10 @@ type entry struct {
 	started time.Time // when the probe in flight started; zero: none
 	since   time.Time // when state was entered
 	misses  int       // probes in a row without an answer
+	// answered: a probe of id has answered at least once since the set
+	// was made (a seeder this node has never reached is not in an outage:
+	// it is unreachable, a wrong key or address).
+	answered bool
 }
 
 // Liveness tracks the seeders of one set. It is not safe for concurrent
@@ -222,8 +226,19 @@ func (l *Liveness) ProbeOK(id peer.ID, now time.Time) {
 		return
 	}
 	l.set(e, Live, now)
-	e.started, e.misses = time.Time{}, 0
+	e.started, e.misses, e.answered = time.Time{}, 0, true
 	e.next = now.Add(l.cfg.Every)
+}
+
+// Answered reports whether a probe of any tracked seeder has ever
+// answered.
+func (l *Liveness) Answered() bool {
+	for _, e := range l.e {
+		if e.answered {
+			return true
+		}
+	}
+	return false
 }
 
 // ProbeFailed takes a probe that failed outright (the dial was refused,

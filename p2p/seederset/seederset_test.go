@@ -273,7 +273,13 @@ func TestLivenessOrder(t *testing.T) {
 	if l.State("nobody") != Unknown || l.Since("nobody") != (time.Time{}) {
 		t.Fatal("an untracked seeder has a state")
 	}
+	if l.Answered() {
+		t.Fatal("answered before any probe answered")
+	}
 	l.ProbeOK("nobody", t0)
+	if l.Answered() {
+		t.Fatal("an untracked seeder's answer counts")
+	}
 	l.ProbeFailed("nobody", t0)
 	l.Suspect("nobody", t0)
 	l.Connected("nobody", t0)
@@ -282,6 +288,11 @@ func TestLivenessOrder(t *testing.T) {
 	}
 	if next := l.Next(); !next.Equal(t0.Add(time.Second)) {
 		t.Fatalf("next = %v, want the pending probes' timeout", next)
+	}
+	l.ProbeOK(r[1], t0)
+	l.ProbeFailed(r[1], t0.Add(time.Second))
+	if !l.Answered() {
+		t.Fatal("a seeder that answered once and went down no longer counts as reached")
 	}
 }
 

@@ -34,6 +34,10 @@ type stallFacts struct {
 	// seedersGone is how long no trusted seeder has been left to ask;
 	// negative: one is asked (or the node has none).
 	seedersGone time.Duration
+	// seedersReached: a trusted seeder has answered this node at least
+	// once. One that never has (a wrong PSK, a wrong address) is not
+	// restarting: there is nothing to wait for.
+	seedersReached bool
 }
 
 // stallLimits are the bounds stallVerdict applies.
@@ -59,7 +63,7 @@ const (
 // waiting on the swarm, looks for sources again, or goes to the origin
 // (with the reason).
 func stallVerdict(f stallFacts, l stallLimits) (stallAction, string) {
-	if !f.relay && f.seedersGone >= 0 && l.outage >= 0 {
+	if !f.relay && f.seedersGone >= 0 && f.seedersReached && l.outage >= 0 {
 		switch {
 		case f.seedersGone < l.outage:
 			return stallWait, "" // a restart takes less: peers serve what they hold meanwhile
@@ -95,6 +99,21 @@ func stallVerdict(f stallFacts, l stallLimits) (stallAction, string) {
 // Watch): a fetch in an outage asks a seeder again only once it is up.
 type upRanker interface {
 	Up(id peer.ID) bool
+}
+
+// reachRanker is a Ranker that knows whether any seeder has ever
+// answered (the Watch).
+type reachRanker interface {
+	Reached() bool
+}
+
+// seedersReached reports whether a trusted seeder has ever answered this
+// node; a ranker without liveness assumes so.
+func (r *run) seedersReached() bool {
+	if u, ok := r.f.rank.(reachRanker); ok {
+		return u.Reached()
+	}
+	return true
 }
 
 // seederBack reports whether seeder id may be asked again after an outage.

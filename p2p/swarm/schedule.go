@@ -317,7 +317,8 @@ func (r *run) checkTimers(ctx context.Context) error {
 	}
 	act, why := stallVerdict(stallFacts{sized: r.sized, idle: idle, lookupDone: r.lookupDone, relay: r.f.cfg.Relay,
 		sinceStart: now.Sub(r.start), sinceProgress: now.Sub(r.progress()), sinceOwn: now.Sub(r.lastProgress),
-		rediscovered: !r.rediscovered.IsZero(), sinceRediscover: now.Sub(r.rediscovered), seedersGone: gone},
+		rediscovered: !r.rediscovered.IsZero(), sinceRediscover: now.Sub(r.rediscovered), seedersGone: gone,
+		seedersReached: gone < 0 || r.seedersReached()},
 		stallLimits{lookup: r.f.cfg.LookupTimeout, stall: r.f.cfg.StallTimeout, outage: r.f.cfg.SeederOutage, dry: r.f.cfg.MinChunkTimeout})
 	switch act {
 	case stallRediscover:

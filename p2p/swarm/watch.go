@@ -96,6 +96,14 @@ func (w *Watch) Up(id peer.ID) bool {
 	return w.State(id) == seederset.Live
 }
 
+// Reached reports whether any trusted seeder has ever answered a probe
+// of this node's: only then is every seeder gone an outage to wait out.
+func (w *Watch) Reached() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.l.Answered()
+}
+
 // Failed implements Ranker: a fetch saw id's session break.
 func (w *Watch) Failed(id peer.ID) {
 	w.mu.Lock()
