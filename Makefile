@@ -157,7 +157,7 @@ k8s-deps:
 test-k8s: k8s-deps
 	$(MAKE) image IMAGE_OUT=$(K8S_IMAGE_OUT) IMAGE_REPO=$(K8S_IMAGE_REPO) IMAGE_TAG=$(K8S_IMAGE_TAG) IMAGE_PLATFORMS=linux/$$($(GO) env GOARCH)
 	set -o pipefail; SHOAL_K8S=1 SHOAL_IMAGE_TAR=$(abspath $(K8S_IMAGE_OUT))/shoal-image.tar SHOAL_IMAGE_REF=$(K8S_IMAGE_REPO):$(K8S_IMAGE_TAG) \
-	  $(GO) test -count=1 -timeout 20m -v ./internal/harness/kube/ ./deploy/k8stest/ 2>&1 | \
+	  $(GO) test -p 1 -count=1 -timeout 20m -v ./internal/harness/kube/ ./deploy/k8stest/ 2>&1 | \
 	  grep -vE '^=== (RUN|PAUSE|CONT)'
 
 ## bench-range: lazy pulls (issue 12 part 3): the last 8 MiB and 8 concurrent slices of a

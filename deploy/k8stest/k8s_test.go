@@ -192,6 +192,12 @@ func TestChartOnARealNode(t *testing.T) {
 	} else {
 		t.Logf("helm uninstall: %s", strings.TrimSpace(out))
 	}
+	// helm's --wait covers the release's objects, not the pods the
+	// garbage collector deletes after them: the certs.d restore runs as
+	// the daemon's pod stops.
+	if out, err := c.Kubectl("wait", "--for=delete", "pod", "-n", namespace, "-l", v.daemonSelector(), "--timeout=90s"); err != nil {
+		t.Fatalf("the daemon's pod outlived the uninstall: %v\n%s\n%s", err, out, diagnose(c))
+	}
 	uninstallTime := time.Since(start)
 	after := tree(t, c.CertsDir)
 	if fmt.Sprint(after) != fmt.Sprint(certsBefore) {

@@ -93,6 +93,7 @@ type Cluster struct {
 // also when t fails. Call Require first.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
+	Lock(t)
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "shoal-k8s-")
 	if err != nil {

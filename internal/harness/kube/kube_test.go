@@ -16,6 +16,7 @@ import (
 // mount, cgroup, iptables chain or kernel setting of the cluster left.
 func TestClusterRunsAPodAndLeavesNothing(t *testing.T) {
 	Require(t)
+	Lock(t) // no other cluster changes the host between the two looks
 	before := hostState(t)
 	var dir string
 	t.Run("cluster", func(t *testing.T) {
@@ -118,4 +119,23 @@ func hostState(t *testing.T) host {
 		}
 	}
 	return h
+}
+
+// A second holder of the host lock waits for the first and gives up at
+// its bound with a clear error.
+func TestHostLockExcludes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	a, err := lockFile(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockFile(path, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "another cluster holds it") {
+		t.Fatalf("second lock while the first is held: %v", err)
+	}
+	_ = a.Close()
+	b, err := lockFile(path, time.Second)
+	if err != nil {
+		t.Fatalf("lock after the first was released: %v", err)
+	}
+	_ = b.Close()
 }
