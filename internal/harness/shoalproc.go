@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,8 +124,9 @@ var networkKey struct {
 // build directory).
 func NetworkKeyFile() string {
 	networkKey.once.Do(func() {
-		dir, err := os.MkdirTemp("", "shoal-harness-psk-")
-		if err != nil {
+		removeStaleKeyDirs()
+		dir := filepath.Join(os.TempDir(), keyDirPrefix+strconv.Itoa(os.Getpid()))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			networkKey.err = err
 			return
 		}
@@ -135,6 +137,27 @@ func NetworkKeyFile() string {
 		panic("harness: network key: " + networkKey.err.Error())
 	}
 	return networkKey.path
+}
+
+// keyDirPrefix names the network key directories, one per test process
+// (its pid after the prefix).
+const keyDirPrefix = "shoal-harness-psk-"
+
+// removeStaleKeyDirs removes the key directories of test processes that
+// are gone (a test binary has no hook at its exit to remove its own).
+func removeStaleKeyDirs() {
+	ents, _ := os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), keyDirPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pid, err := strconv.Atoi(rest)
+		if err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
+			continue // a running test process's
+		}
+		_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+	}
 }
 
 // LaunchDaemonProcess starts bin as `shoal daemon` and waits until it is
