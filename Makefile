@@ -20,9 +20,9 @@ demo:
 
 ## test: format and vet checks, every test with -race (real origin registry,
 ## real containerd, the OCI conformance suite), the bench lab's smoke scenario
-## (network namespaces, every mode must complete), then each fuzz target briefly
-## (the real-cluster test, make test-k8s, joins it once it has passed here)
-test: deps lint unit lab-smoke fuzz
+## (network namespaces, every mode must complete), the Helm chart on a real
+## single-node Kubernetes cluster (make test-k8s), then each fuzz target briefly
+test: deps lint unit lab-smoke test-k8s fuzz
 
 ## deps: install what the tests use when it is missing (idempotent; quick when present)
 deps:
