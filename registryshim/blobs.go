@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -102,6 +103,9 @@ func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err != nil {
 		if errors.Is(err, oci.ErrRangeUnsatisfied) {
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			s.m.ranges.WithLabelValues(rangeUnsatisfiable).Inc()
+		} else {
+			s.m.ranges.WithLabelValues(rangeInvalid).Inc()
 		}
 		return err
 	}
@@ -109,6 +113,7 @@ func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if partial {
 		status, off, n = http.StatusPartialContent, rng.Start, rng.Len()
 		h.Set("Content-Range", rng.ContentRange(size))
+		s.m.ranges.WithLabelValues(rangePartial).Inc()
 	}
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
 	w.WriteHeader(status)
@@ -118,8 +123,22 @@ func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	sent, err := copyRange(w, off, n)
 	s.m.served.WithLabelValues(source).Add(float64(sent))
 	if err != nil || sent != n {
-		s.log.Warn("blob body cut short", zap.String("digest", d.String()), zap.Int64("bytes", sent), zap.Int64("want", n), zap.Error(err))
+		// A client that hangs up mid-body is routine: containerd's
+		// multipart fetch asks for "bytes=N-" and closes after its part.
+		gone := clientGone(ctx, err)
+		lvl := zap.WarnLevel
+		if gone {
+			lvl = zap.DebugLevel
+		}
+		s.log.Log(lvl, "blob body cut short", zap.String("digest", d.String()), zap.Int64("bytes", sent), zap.Int64("want", n),
+			zap.Bool("client_gone", gone), zap.Error(err))
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// clientGone reports whether a body write failed because the client hung
+// up (its request context ended, or the socket broke).
+func clientGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
