@@ -19,6 +19,8 @@ const (
 	rangePartial       = "partial"       // 206 with the range's bytes
 	rangeUnsatisfiable = "unsatisfiable" // 416: the range starts past the blob
 	rangeInvalid       = "invalid"       // 400: not a single byte range
+	// The If-Range validator is not the blob's ETag: the whole blob, 200.
+	rangeIfRangeMismatch = "if_range_mismatch"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,9 +54,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rejections = newRejections(reg)
 	m.ranges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_shim_range_requests_total",
-		Help: "Blob requests with a Range header, by result (partial: 206, unsatisfiable: 416, invalid: 400). A multipart client (containerd 2.1+) sends several per layer.",
+		Help: "Blob requests with a Range header, by result (partial: 206, unsatisfiable: 416, invalid: 400, if_range_mismatch: If-Range did not match, 200 with the whole blob). A multipart client (containerd 2.1+) sends several per layer.",
 	}, []string{"result"})
-	for _, r := range []string{rangePartial, rangeUnsatisfiable, rangeInvalid} {
+	for _, r := range []string{rangePartial, rangeUnsatisfiable, rangeInvalid, rangeIfRangeMismatch} {
 		m.ranges.WithLabelValues(r)
 	}
 	if reg != nil {
