@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,4 +185,59 @@ func TestShimIfRange(t *testing.T) {
 	if got := harness.Sum(t, n.Registry, "shoal_shim_range_requests_total", harness.Labels{"result": "if_range_mismatch"}); got != 10 {
 		t.Errorf("shoal_shim_range_requests_total{result=if_range_mismatch} = %v, want 10 (5 mismatches, twice)", got)
 	}
+}
+
+// FuzzShimIfRange sends any Range and If-Range to a stored blob: a 206 or a
+// 416 only when If-Range is empty or the blob's ETag, a 200 is the whole
+// blob, a 206 is the bytes its Content-Range names, and nothing is a 5xx.
+func FuzzShimIfRange(f *testing.F) {
+	origin := harness.StartOrigin("")
+	f.Cleanup(origin.Close)
+	blob := harness.RandomBytes(64<<10, 33)
+	req, err := origin.PushBlob("app", blob)
+	if err != nil {
+		f.Fatal(err)
+	}
+	n := newNode(f, origin, nodeOpts{quiet: true})
+	path := "/v2/app/blobs/" + req.Digest.String()
+	etag := `"` + req.Digest.String() + `"`
+	_ = readAll(f, n.get(path)) // stored from here on
+	f.Add("bytes=0-99", etag)
+	f.Add("bytes=100-", "W/"+etag)
+	f.Add("bytes=-5", "Tue, 01 Dec 2026 10:00:00 GMT")
+	f.Add("bytes=70000-", "")
+	f.Add("items=1-2", etag)
+	f.Fuzz(func(t *testing.T, rng, ifRange string) {
+		hr, err := http.NewRequest(http.MethodGet, n.URL()+path, nil)
+		if err != nil {
+			t.Skip()
+		}
+		hr.Header.Set("Range", rng)
+		hr.Header.Set("If-Range", ifRange)
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Skip() // a header net/http will not send
+		}
+		body := readAll(t, resp)
+		holds := strings.TrimSpace(ifRange) == "" || strings.TrimSpace(ifRange) == etag
+		switch resp.StatusCode {
+		case http.StatusOK:
+			if !bytes.Equal(body, blob) {
+				t.Fatalf("200 with %d bytes, not the blob", len(body))
+			}
+		case http.StatusPartialContent:
+			var from, to, size int
+			if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &from, &to, &size); err != nil || !holds ||
+				size != len(blob) || from < 0 || to < from || to >= size || !bytes.Equal(body, blob[from:to+1]) {
+				t.Fatalf("206 (Content-Range %q, If-Range holds %v) with %d bytes that are not that range",
+					resp.Header.Get("Content-Range"), holds, len(body))
+			}
+		case http.StatusRequestedRangeNotSatisfiable, http.StatusBadRequest:
+			if !holds {
+				t.Fatalf("%d although If-Range %q does not hold (want the whole blob)", resp.StatusCode, ifRange)
+			}
+		default:
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	})
 }
