@@ -46,6 +46,9 @@ lint:
 	if [ "v$$have" != "$(GOLANGCI_LINT_VERSION)" ]; then echo "note: $$lint is $$have, .golangci.yml is checked with $(GOLANGCI_LINT_VERSION)"; fi; \
 	echo "$$lint run $(PKGS)"; "$$lint" run $(PKGS)
 
+# Tests that need a tool make deps installs fail rather than skip when it is
+# missing under make (harness.UnderMake).
+unit: export SHOAL_MAKE_TEST := 1
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	# The swarm at full scale (8 nodes, 256 MiB at once) runs without -race,

@@ -10,6 +10,8 @@
 #                             cmd/shoal e2e_conformance_test.go)
 #   - golangci-lint          (make lint, .golangci.yml)
 #   - systemd-analyze        (cmd/shoal deploy_test.go: verify deploy/systemd units)
+#   - containerd 2.x, ctr    (cmd/shoal e2e_multipart_test.go: multipart layer
+#                             fetch; built by .ci/install-containerd2.sh)
 set -euo pipefail
 
 CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
@@ -113,3 +115,6 @@ else
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends prometheus
 fi
+
+# --- containerd 2.x (multipart layer fetch; .ci/install-containerd2.sh) ------
+bash "$(dirname "$0")/install-containerd2.sh"

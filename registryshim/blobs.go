@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -94,14 +96,23 @@ func (s *Shim) filler(t upstream.Target, d digest.Digest) store.Filler {
 func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, d digest.Digest, size int64, source string,
 	copyRange func(w io.Writer, off, n int64) (int64, error)) error {
 	h := w.Header()
+	etag := `"` + d.String() + `"`
 	h.Set("Docker-Content-Digest", d.String())
-	h.Set("Etag", `"`+d.String()+`"`)
+	h.Set("Etag", etag)
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Type", "application/octet-stream")
-	rng, partial, err := oci.ParseRange(r.Header.Get("Range"), size)
+	rangeHdr := r.Header.Get("Range")
+	if rangeHdr != "" && !ifRangeHolds(r.Header.Get("If-Range"), etag) {
+		rangeHdr = ""
+		s.m.ranges.WithLabelValues(rangeIfRangeMismatch).Inc()
+	}
+	rng, partial, err := oci.ParseRange(rangeHdr, size)
 	if err != nil {
 		if errors.Is(err, oci.ErrRangeUnsatisfied) {
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			s.m.ranges.WithLabelValues(rangeUnsatisfiable).Inc()
+		} else {
+			s.m.ranges.WithLabelValues(rangeInvalid).Inc()
 		}
 		return err
 	}
@@ -109,6 +120,7 @@ func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if partial {
 		status, off, n = http.StatusPartialContent, rng.Start, rng.Len()
 		h.Set("Content-Range", rng.ContentRange(size))
+		s.m.ranges.WithLabelValues(rangePartial).Inc()
 	}
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
 	w.WriteHeader(status)
@@ -118,8 +130,32 @@ func (s *Shim) writeBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	sent, err := copyRange(w, off, n)
 	s.m.served.WithLabelValues(source).Add(float64(sent))
 	if err != nil || sent != n {
-		s.log.Warn("blob body cut short", zap.String("digest", d.String()), zap.Int64("bytes", sent), zap.Int64("want", n), zap.Error(err))
+		// A client that hangs up mid-body is routine: containerd's
+		// multipart fetch asks for "bytes=N-" and closes after its part.
+		gone := clientGone(ctx, err)
+		lvl := zap.WarnLevel
+		if gone {
+			lvl = zap.DebugLevel
+		}
+		s.log.Log(lvl, "blob body cut short", zap.String("digest", d.String()), zap.Int64("bytes", sent), zap.Int64("want", n),
+			zap.Bool("client_gone", gone), zap.Error(err))
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// clientGone reports whether a body write failed because the client hung
+// up (its request context ended, or the socket broke).
+func clientGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// ifRangeHolds evaluates a request's If-Range against the blob's strong
+// ETag (RFC 9110, 13.1.5): no header, or exactly that entity tag, lets the
+// Range apply. A weak or other tag fails, and so does a date: the shim
+// sends no Last-Modified, so no date can validate. The whole blob is then
+// sent instead of the range.
+func ifRangeHolds(ifRange, etag string) bool {
+	v := strings.TrimSpace(ifRange)
+	return v == "" || v == etag
 }

@@ -5,7 +5,7 @@
 //
 //	GET  /v2/                                  (the origin's challenge, or 200)
 //	GET  HEAD /v2/<name>/manifests/<tag|digest>
-//	GET  HEAD /v2/<name>/blobs/<digest>        (single Range: 206 / 416)
+//	GET  HEAD /v2/<name>/blobs/<digest>        (single Range: 206 / 416; If-Range)
 //	GET  /v2/<name>/referrers/<digest>         (passed through)
 //	GET  /v2/<name>/tags/list                  (passed through)
 //

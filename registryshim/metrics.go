@@ -10,7 +10,18 @@ type metrics struct {
 	inflight   prometheus.Gauge
 	prefetched prometheus.Counter
 	rejections *prometheus.CounterVec
+	ranges     *prometheus.CounterVec
 }
+
+// Results of shoal_shim_range_requests_total: how a blob request with a
+// Range header was answered.
+const (
+	rangePartial       = "partial"       // 206 with the range's bytes
+	rangeUnsatisfiable = "unsatisfiable" // 416: the range starts past the blob
+	rangeInvalid       = "invalid"       // 400: not a single byte range
+	// The If-Range validator is not the blob's ETag: the whole blob, 200.
+	rangeIfRangeMismatch = "if_range_mismatch"
+)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -41,8 +52,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	m.rejections = newRejections(reg)
+	m.ranges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_shim_range_requests_total",
+		Help: "Blob requests with a Range header, by result (partial: 206, unsatisfiable: 416, invalid: 400, if_range_mismatch: If-Range did not match, 200 with the whole blob). A multipart client (containerd 2.1+) sends several per layer.",
+	}, []string{"result"})
+	for _, r := range []string{rangePartial, rangeUnsatisfiable, rangeInvalid, rangeIfRangeMismatch} {
+		m.ranges.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.requests, m.duration, m.tags, m.inflight, m.prefetched)
+		reg.MustRegister(m.served, m.requests, m.duration, m.tags, m.inflight, m.prefetched, m.ranges)
 	}
 	return m
 }

@@ -148,7 +148,7 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("ns", r.URL.Query().Get("ns")),
 			zap.Int("status", status), zap.Int64("bytes", rw.bytes), zap.Duration("duration", dur),
 			zap.String("source", ri.source), zap.String("digest", ri.digest), zap.String("tag", ri.tag),
-			zap.String("auth", credentialKind(r.Header.Get("Authorization"))))
+			zap.String("auth", credentialKind(r.Header.Get("Authorization"))), zap.String("range", logRange(r.Header.Get("Range"))))
 		if rec != nil {
 			panic(rec)
 		}
@@ -255,4 +255,14 @@ func accepts(r *http.Request) []string {
 		}
 	}
 	return out
+}
+
+// logRange is a client's Range header for the request log, cut to a
+// length that a hostile header cannot blow up.
+func logRange(h string) string {
+	const max = 64
+	if len(h) > max {
+		return h[:max] + "..."
+	}
+	return h
 }

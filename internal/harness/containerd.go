@@ -91,10 +91,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   path = %[6]q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Socket, c.Socket+".ttrpc",
 		filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
-	confPath := filepath.Join(dir, "containerd.toml")
+	c.run(t, containerdBin, conf)
+	return c
+}
+
+// run writes conf into c.Dir, starts containerdBin with it and waits
+// until ctr can talk to it.
+func (c *Containerd) run(t *testing.T, containerdBin, conf string) {
+	t.Helper()
+	confPath := filepath.Join(c.Dir, "containerd.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ctrBin := c.ctrBin
 	c.Process = StartProcess(t, "containerd", containerdBin, []string{"--config", confPath}, ProcessOptions{})
 	t.Cleanup(func() { _ = c.Stop(10 * time.Second) }) // before the harness's kill
 
@@ -107,7 +116,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 		err := exec.CommandContext(ctx, ctrBin, "--address", c.Socket, "version").Run()
 		cancel()
 		if err == nil {
-			return c
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("containerd not answering on %s: %v\n%s", c.Socket, err, Tail(c.Logs(), 40))

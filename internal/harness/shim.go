@@ -29,6 +29,9 @@ type ShimOptions struct {
 	Quiet bool
 	// PrefetchLayers fetches an image's blobs when its manifest is asked.
 	PrefetchLayers bool
+	// Log, if set, is the logger of the shim and its parts (Quiet is then
+	// ignored): a zaptest/observer logger for tests that check log lines.
+	Log *zap.Logger
 }
 
 // Shim is the registry shim alone in front of an origin, on loopback: a
@@ -52,7 +55,9 @@ func StartShim(t testing.TB, origin *Origin, o ShimOptions) *Shim {
 		o.DataDir = t.TempDir()
 	}
 	log := zap.NewNop()
-	if !o.Quiet {
+	if o.Log != nil {
+		log = o.Log
+	} else if !o.Quiet {
 		if tt, ok := t.(*testing.T); ok {
 			log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))
 		}
