@@ -7,10 +7,15 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/harness/hostile"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
@@ -111,5 +116,45 @@ func TestConcurrentSlicesOfColdBlob(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// A Range's chunks are asked for first, and a request withdrawn for them
+// may still be answered: neither lets a byte through that its record does
+// not vouch for. A relay that holds the blob (it asks the holder) flips a
+// bit of every chunk of the tail and ignores CANCEL; it is listed first,
+// so the cold peer asks it for wanted chunks. The tail must come back
+// exact, and a relay that sent a bad chunk must be dropped for it.
+func TestRangeNotServedFromTamperedChunks(t *testing.T) {
+	const size, tail = 16 << 20, 4 << 20
+	blob, req, holder, cold, c := rangeCluster(t, size, 43, 16<<20)
+	relay := hostile.New(t, hostile.Options{})
+	relay.Host.Peerstore().AddAddrs(holder.Host.ID(), holder.Host.Addrs(), peerstore.PermanentAddrTTL)
+	firstTail := int((size - tail) / chunkset.Size(size))
+	var tampered atomic.Int64
+	relay.Answer(hostile.Relay(relay, holder.Host.ID(), func(i int, data []byte) {
+		if i >= firstTail {
+			tampered.Add(1)
+			hostile.FlipBit(i, data)
+		}
+	}))
+	c.ListFirst(req.Digest, relay.Info())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	got, err := getRange(ctx, cold.Shim, req, size-tail, tail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, blob[size-tail:]) {
+		t.Fatalf("tail range: %d bytes that differ from the blob's last %d", len(got), tail)
+	}
+	if !harness.StoredIn(cold.Store.Dir(), req.Digest.String(), 3*time.Minute) {
+		t.Fatal("the cold peer did not complete the blob")
+	}
+	if tampered.Load() == 0 {
+		t.Fatal("the relay was never asked for a chunk of the tail: the test proves nothing")
+	}
+	if got := rejections(t, cold, "bad_chunk"); got < 1 {
+		t.Fatalf("bad_chunk rejections %v after the relay sent %d tampered chunks, want the relay dropped", got, tampered.Load())
 	}
 }

@@ -69,6 +69,8 @@ type run struct {
 	aheadFrom     int             // Relay: the first chunk Ahead fetches; -1: not started
 	wanted        []int           // chunks Range readers wait for (wanted.go)
 	wantCh        <-chan struct{} // closed when wanted may have moved
+	wantSet       map[int]bool    // wanted's chunks as of the last refresh
+	trace         wantTrace       // how the Range readers were served (wanted.go)
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
@@ -339,6 +341,7 @@ func (r *run) landed(ctx context.Context, ev event) {
 	if !r.held.Set(ev.idx) {
 		return
 	}
+	r.traceLanded(ev.idx, ev.n)
 	r.lastProgress = time.Now()
 	r.f.lastChunk.Store(r.lastProgress.UnixNano())
 	src, fetched := "peer", r.f.m.fetchedPeer

@@ -76,6 +76,9 @@ func (r *run) schedule() {
 		r.probe()
 		return
 	}
+	if r.trace.sized.IsZero() {
+		r.trace.sized = time.Now()
+	}
 	srcs := make([]*source, 0, len(r.peers))
 	for _, s := range r.peers {
 		if !s.closed && !s.parked {
@@ -100,6 +103,7 @@ func (r *run) schedule() {
 		if !s.seeder {
 			room -= r.f.load.others(r, s.id)
 		}
+		r.makeRoom(s, srcs, room)
 		for len(s.inflight) < room {
 			i := r.pick(s, srcs)
 			if i < 0 {
@@ -117,6 +121,7 @@ func (r *run) schedule() {
 			}
 			s.inflight[i] = time.Now()
 			r.inflight[i]++
+			r.traceAsked(i)
 		}
 	}
 	for _, s := range srcs {
@@ -157,11 +162,14 @@ func (r *run) cancelAtSeeders(i int) {
 	}
 }
 
-// pick chooses the next chunk to ask s for, or -1.
-func (r *run) pick(s *source, srcs []*source) int {
+// pickRules are pick's tests for source s among srcs: whether s may be
+// asked for chunk i now (not held, held by s, not claimed elsewhere outside
+// the endgame), how many peers that are not seeders hold i, and whether
+// the node has no such peer at all.
+func (r *run) pickRules(s *source, srcs []*source) (askable func(int) bool, peerHas func(int) int, alone bool) {
 	// Holders among peers that are not seeders, per chunk, for rarity and
 	// for keeping load off the seeder.
-	peerHas := func(i int) int {
+	peerHas = func(i int) int {
 		c := 0
 		for _, o := range srcs {
 			if !o.seeder && !o.closed && o.have.Has(i) {
@@ -170,7 +178,7 @@ func (r *run) pick(s *source, srcs []*source) int {
 		}
 		return c
 	}
-	wanted := func(i int) bool {
+	askable = func(i int) bool {
 		if r.held.Has(i) || !s.have.Has(i) || r.aheadFrom >= 0 && i >= r.aheadFrom {
 			return false
 		}
@@ -185,18 +193,25 @@ func (r *run) pick(s *source, srcs []*source) int {
 		// queue may hold the request for a while.
 		return r.atSeeders(i) == r.inflight[i]
 	}
-	// The window: the next chunks the client is waiting for. A seeder
-	// serves it only to a node that has no peer to share with (the first
-	// puller); with peers around it follows the random rarest-first order,
-	// so simultaneous pullers take different chunks from it.
-	alone := true
+	alone = true
 	for _, o := range srcs {
 		if !o.seeder && !o.closed {
 			alone = false
 			break
 		}
 	}
-	if i := r.pickWanted(s, wanted, peerHas, alone); i >= 0 {
+	return askable, peerHas, alone
+}
+
+// pick chooses the next chunk to ask s for, or -1.
+func (r *run) pick(s *source, srcs []*source) int {
+	askable, peerHas, alone := r.pickRules(s, srcs)
+	// Chunks Range readers wait for first (wanted.go); then the window:
+	// the next chunks the client is waiting for. A seeder serves the
+	// window only to a node that has no peer to share with (the first
+	// puller); with peers around it follows the random rarest-first order,
+	// so simultaneous pullers take different chunks from it.
+	if i := r.pickWanted(s, askable, peerHas, alone); i >= 0 {
 		return i
 	}
 	if !s.seeder || alone {
@@ -206,14 +221,14 @@ func (r *run) pick(s *source, srcs []*source) int {
 				continue
 			}
 			seen++
-			if wanted(i) && (!s.seeder || peerHas(i) == 0) {
+			if askable(i) && (!s.seeder || peerHas(i) == 0) {
 				return i
 			}
 		}
 	}
 	best, bestCount, bestRank := -1, 1<<30, 1<<30
 	for i := 0; i < r.n; i++ {
-		if !wanted(i) {
+		if !askable(i) {
 			continue
 		}
 		c := peerHas(i)

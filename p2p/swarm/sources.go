@@ -187,6 +187,9 @@ func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) er
 	s := &source{id: id, seeder: r.f.seeder[id], sess: sess, have: have.Bitmap, inflight: map[int]time.Time{},
 		counted: !r.f.seeder[id], parked: true}
 	r.peers[id] = s
+	if r.trace.session.IsZero() {
+		r.trace.session = time.Now()
+	}
 	r.wg.Add(1)
 	go r.read(ctx, s)
 	switch {
