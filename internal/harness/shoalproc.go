@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -323,18 +322,19 @@ func StartSeederProcess(t testing.TB, o SeederProcessOptions) *SeederProcess {
 		t.Fatalf("shoal seeder: %v\n%s", err, Tail(s.Logs(), 30))
 	}
 	s.AdminURL = "http://" + e.Str("admin_addr")
-	// The stdout lines are written before the ready line is logged.
-	sc := bufio.NewScanner(strings.NewReader(s.Stdout.String()))
-	for sc.Scan() {
-		if id, ok := strings.CutPrefix(sc.Text(), "peer ID: "); ok {
-			s.ID = id
-		}
-		if a, ok := strings.CutPrefix(sc.Text(), "listening: "); ok {
-			s.Addrs = append(s.Addrs, a)
+	// The identity comes from the ready line itself: the stdout lines
+	// ("peer ID:", "listening:") go through another pipe, read by another
+	// goroutine, and may not be in yet.
+	s.ID = e.Str("peer")
+	if as, ok := e["addrs"].([]any); ok {
+		for _, a := range as {
+			if a, ok := a.(string); ok {
+				s.Addrs = append(s.Addrs, a)
+			}
 		}
 	}
 	if s.ID == "" || len(s.Addrs) == 0 {
-		t.Fatalf("seeder stdout lacks the peer ID or addresses:\n%s", s.Stdout.String())
+		t.Fatalf("the seeder's ready line lacks the peer ID or addresses: %v", e)
 	}
 	return s
 }
