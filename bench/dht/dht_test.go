@@ -20,8 +20,8 @@ func TestSmallFleet(t *testing.T) {
 	cfg := dht.Config{
 		Hosts: 30, Seeders: 2, Workers: 3,
 		Blobs: 10, ProvidersPerBlob: 3,
-		Lookups: 100, Concurrency: 4,
-		ChurnFraction: 0.1, ChurnWindow: 8 * time.Second, Downtime: time.Second,
+		Lookups: 60, Concurrency: 4,
+		ChurnFraction: 0.1, ChurnWindow: 6 * time.Second, Downtime: time.Second,
 		LookupTimeout: 20 * time.Second, SettleTimeout: 30 * time.Second, ProvideTimeout: 30 * time.Second,
 		Seed:   7,
 		Worker: workerCommand,

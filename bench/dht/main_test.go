@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/shoal-dev/shoal/bench/dht"
 )
 
@@ -17,7 +15,7 @@ const workerEnv = "SHOAL_DHT_BENCH_WORKER"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(workerEnv) == "1" {
-		if err := dht.ServeWorker(context.Background(), os.Stdin, os.Stdout, zap.NewNop()); err != nil {
+		if err := dht.ServeWorker(context.Background(), os.Stdin, os.Stdout, nil); err != nil {
 			fmt.Fprintln(os.Stderr, "worker:", err)
 			os.Exit(1)
 		}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // RunResult is what one run measured.
@@ -37,6 +39,9 @@ type Phase struct {
 	Wrong int `json:"wrong_providers"`
 	// Errors are lookups the worker could not run (not counted above).
 	Errors int `json:"errors"`
+	// Ping is the floor measured beside the lookups, one at a time: a libp2p
+	// ping from a random host to a peer it is connected to.
+	Ping Percentiles `json:"ping_ms"`
 	// First is the time to the first provider, All to the blob's last
 	// provider (of those found), Done to the end of the lookup, in ms.
 	First Percentiles `json:"first_ms"`
@@ -126,8 +131,9 @@ func (st *state) setDown(h int, down bool) {
 	st.mu.Unlock()
 }
 
-// measure runs lookups, Concurrency at a time, while more(started) holds.
-func (f *fleet) measure(ctx context.Context, st *state, more func(started int) bool) Phase {
+// measure runs lookups, Concurrency at a time, while more(started) holds;
+// it logs its progress every 10 s.
+func (f *fleet) measure(ctx context.Context, st *state, more func(started int) bool, log *zap.Logger) Phase {
 	ids := map[string]int{}
 	for _, h := range f.hosts {
 		ids[h.ID] = h.Index
@@ -148,6 +154,23 @@ func (f *fleet) measure(ctx context.Context, st *state, more func(started int) b
 		started++
 		return true
 	}
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			log.Info("lookups", zap.Int("done", ph.Lookups), zap.Int("failed", ph.Failures), zap.Int("errors", ph.Errors),
+				zap.Float64("first_p50_ms", percentiles(first).P50))
+			mu.Unlock()
+		}
+	}()
 	for range st.cfg.Concurrency {
 		wg.Go(func() {
 			for next() {
@@ -189,9 +212,34 @@ func (f *fleet) measure(ctx context.Context, st *state, more func(started int) b
 			}
 		})
 	}
+	pings := make(chan []time.Duration, 1)
+	go func() { pings <- f.pings(pctx, st) }()
 	wg.Wait()
+	stop()
+	ph.Ping = percentiles(<-pings)
 	ph.First, ph.All, ph.Done = percentiles(first), percentiles(all), percentiles(done)
 	return ph
+}
+
+// pings measures ping round trips, one at a time, until ctx is done.
+func (f *fleet) pings(ctx context.Context, st *state) []time.Duration {
+	var out []time.Duration
+	for ctx.Err() == nil {
+		_, h := st.pick()
+		st.mu.Lock()
+		pick := st.rng.IntN(1 << 20)
+		st.mu.Unlock()
+		var r PingReply
+		err := f.worker(h).client.Call("Worker.Ping", &PingArgs{Host: h, Pick: pick, Timeout: st.cfg.LookupTimeout}, &r)
+		if err == nil && r.RTT > 0 {
+			out = append(out, r.RTT)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return out
 }
 
 // restarts counts the churn's restarts and their errors.

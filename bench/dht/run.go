@@ -50,15 +50,15 @@ type Config struct {
 }
 
 // DefaultConfig is the benchmark of issue 11: 300 hosts (3 of them
-// seeders) in 6 processes, 50 blobs with 4 providers each, 2,000 lookups,
+// seeders) in 6 processes, 50 blobs with 4 providers each, 1,000 lookups,
 // then 10% of the hosts restarting over a 60 s window with lookups going on.
 func DefaultConfig() Config {
 	return Config{
 		Hosts: 300, Seeders: 3, Workers: 6,
 		Blobs: 50, ProvidersPerBlob: 4,
-		Lookups: 2000, Concurrency: 16, Limit: 4 * swarm.DefaultMaxSources,
+		Lookups: 1000, Concurrency: 16, Limit: 4 * swarm.DefaultMaxSources,
 		ChurnFraction: 0.1, ChurnWindow: 60 * time.Second, Downtime: 2 * time.Second,
-		LookupTimeout: 20 * time.Second, SettleTimeout: 3 * time.Minute, ProvideTimeout: 3 * time.Minute,
+		LookupTimeout: 20 * time.Second, SettleTimeout: 2 * time.Minute, ProvideTimeout: 2 * time.Minute,
 		Seed: 1,
 	}
 }
@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) (*RunResult, error) {
 	res.StartSeconds = time.Since(t0).Seconds()
 	log.Info("hosts started", zap.Int("hosts", cfg.Hosts), zap.Float64("seconds", res.StartSeconds))
 
-	if err := f.settle(ctx, cfg, res); err != nil {
+	if err := f.settle(ctx, cfg, res, log); err != nil {
 		return nil, err
 	}
 	log.Info("routing tables", zap.Bool("settled", res.Settled), zap.Float64("seconds", res.SettleSeconds),
@@ -143,14 +143,14 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) (*RunResult, error) {
 	log.Info("provided", zap.Int("blobs", cfg.Blobs), zap.Float64("seconds", res.ProvideSeconds))
 
 	st := newState(cfg, b, rng)
-	res.Static = f.measure(ctx, st, func(started int) bool { return started < cfg.Lookups })
+	res.Static = f.measure(ctx, st, func(started int) bool { return started < cfg.Lookups }, log)
 	log.Info("static phase", zap.Any("result", res.Static))
 
 	if cfg.ChurnFraction > 0 {
 		end := time.Now().Add(cfg.ChurnWindow)
 		var wg sync.WaitGroup
 		restarts := f.churn(ctx, cfg, st, &wg)
-		res.Churn = f.measure(ctx, st, func(int) bool { return time.Now().Before(end) })
+		res.Churn = f.measure(ctx, st, func(int) bool { return time.Now().Before(end) }, log)
 		wg.Wait()
 		res.Restarts = int(restarts.done.Load())
 		res.RestartErrors = int(restarts.failed.Load())
@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) (*RunResult, error) {
 // settle waits until every host has a routing table of at least
 // min(10, hosts-1) peers and the fleet's total has not grown by more than
 // 1% over 3 s, or SettleTimeout.
-func (f *fleet) settle(ctx context.Context, cfg Config, res *RunResult) error {
+func (f *fleet) settle(ctx context.Context, cfg Config, res *RunResult, log *zap.Logger) error {
 	t0 := time.Now()
 	deadline := t0.Add(cfg.SettleTimeout)
 	floor := min(10, cfg.Hosts-1)
@@ -186,6 +186,7 @@ func (f *fleet) settle(ctx context.Context, cfg Config, res *RunResult) error {
 			total += s
 		}
 		history = append(history, total)
+		log.Debug("routing tables", zap.Int("total", total), zap.Any("routing", res.Routing))
 		if n := len(history); n > 3 && len(sizes) == cfg.Hosts && res.Routing.Min >= floor &&
 			float64(total-history[n-4]) <= 0.01*float64(total) {
 			res.Settled = true

@@ -8,13 +8,16 @@ import (
 	"net/rpc"
 	"net/rpc/jsonrpc"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -25,6 +28,10 @@ import (
 // ErrHostDown is returned for a lookup on a host that is stopped (being
 // restarted) or not started.
 var ErrHostDown = errors.New("dht bench: host is down")
+
+// ProfileEnv, set in a worker's environment to a directory, makes the
+// worker write a CPU profile there (shoal-dht --cpuprofile).
+const ProfileEnv = "SHOAL_DHT_CPUPROFILE"
 
 // startParallel bounds the hosts one worker starts at once.
 const startParallel = 16
@@ -85,6 +92,17 @@ type LookupReply struct {
 	Providers        []string
 }
 
+// PingArgs asks Host to ping one of the peers it is connected to, picked
+// by Pick (modulo their number): the machine's floor for one request and
+// answer between two hosts, measured beside the lookups.
+type PingArgs struct {
+	Host, Pick int
+	Timeout    time.Duration
+}
+
+// PingReply is the round trip (0: the host had no connected peer).
+type PingReply struct{ RTT time.Duration }
+
 // RestartArgs stops a host, waits Down, and starts it again from the same
 // data directory (same identity) on the same address.
 type RestartArgs struct {
@@ -129,8 +147,12 @@ type Worker struct {
 }
 
 // ServeWorker serves the fleet protocol (JSON-RPC, net/rpc's codec) on r
-// and w until r ends, then stops every host. Hosts log to log at warn level.
+// and w until r ends, then stops every host. The hosts log to log (nil:
+// [WorkerLogger]).
 func ServeWorker(ctx context.Context, r io.Reader, w io.Writer, log *zap.Logger) error {
+	if log == nil {
+		log = WorkerLogger()
+	}
 	wk := &Worker{ctx: ctx, log: log, nodes: map[int]*node{}}
 	srv := rpc.NewServer()
 	if err := srv.RegisterName("Worker", wk); err != nil {
@@ -139,8 +161,29 @@ func ServeWorker(ctx context.Context, r io.Reader, w io.Writer, log *zap.Logger)
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go wk.sample(sctx)
+	if dir := os.Getenv(ProfileEnv); dir != "" {
+		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.cpu.pprof", os.Getpid()))); err == nil {
+			defer func() { _ = f.Close() }() // after StopCPUProfile (deferred later, run earlier)
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	srv.ServeCodec(jsonrpc.NewServerCodec(pipe{r, w}))
 	return wk.closeAll()
+}
+
+// WorkerLogger logs warnings and errors as JSON to stderr (the coordinator
+// keeps each worker's stderr in worker-<i>.log of the run's directory).
+func WorkerLogger() *zap.Logger {
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	zc.Sampling = nil
+	log, err := zc.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return log
 }
 
 type pipe struct {
@@ -363,6 +406,31 @@ func (wk *Worker) Lookup(a *LookupArgs, r *LookupReply) error {
 		}
 	}
 	r.Done = time.Since(start)
+	return nil
+}
+
+// Ping measures one libp2p ping round trip from a host to a connected peer.
+func (wk *Worker) Ping(a *PingArgs, r *PingReply) error {
+	n, err := wk.node(a.Host)
+	if err != nil {
+		return err
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.peer == nil {
+		return fmt.Errorf("%w: host %d", ErrHostDown, a.Host)
+	}
+	peers := n.peer.Host.Network().Peers()
+	if len(peers) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(wk.ctx, a.Timeout)
+	defer cancel()
+	res := <-ping.Ping(ctx, n.peer.Host, peers[a.Pick%len(peers)])
+	if res.Error != nil {
+		return fmt.Errorf("dht bench: ping: %w", res.Error)
+	}
+	r.RTT = res.RTT
 	return nil
 }
 
