@@ -16,7 +16,7 @@
 //     of the peers it has queried, and both ends of every loopback
 //     connection are in the benchmark's processes). Each worker serves a
 //     small JSON-RPC protocol (net/rpc) on its stdin and stdout:
-//     Start, Tables, Provide, Provided, Lookup, Restart, Stats. The
+//     Start, Tables, Provide, Provided, Lookup, Ping, Restart, Stats. The
 //     coordinator ([Run]) drives them.
 //   - Routing tables settle: every host has at least min(10, hosts-1)
 //     peers and the fleet's total stops growing (bounded by SettleTimeout).
@@ -31,6 +31,10 @@
 //     last provider (all ProvidersPerBlob of them), and to the end of the
 //     lookup; a lookup that finds none is a failure, one that returns a
 //     peer which does not provide the blob counts a wrong provider.
+//   - Beside the lookups of each phase, one at a time, a libp2p ping from
+//     a random host to a peer it is connected to: the floor for one
+//     request and answer on the machine at that moment, so a latency can
+//     be read as a ratio to it on a loaded machine.
 //   - Churn phase: for ChurnWindow, lookups go on while ChurnFraction of
 //     the non-seeder hosts are restarted one after the other at evenly
 //     spaced moments: the host is closed (its DHT and libp2p host), stays
