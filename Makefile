@@ -169,3 +169,13 @@ test-k8s: k8s-deps
 .PHONY: bench-range
 bench-range:
 	$(GO) test -run '^$$' -bench BenchmarkRangeColdBlob -benchtime 3x -timeout 30m ./bench/
+
+## bench-dht: the DHT at size (issue 11 item 7; bench/dht): 300 real daemon DHT hosts
+## on 127.0.0.1 in 6 processes, provider lookups without churn and while 10% of the
+## hosts restart, DHT_RUNS runs under nice; results.md/results.json in bench-results/dht
+DHT_RUNS ?= 3
+DHT_FLAGS ?= --hosts 300
+.PHONY: bench-dht
+bench-dht:
+	$(GO) build -o bin/shoal-dht ./bench/cmd/shoal-dht
+	nice -n 10 bin/shoal-dht $(DHT_FLAGS) --runs $(DHT_RUNS) --out bench-results/dht

@@ -48,6 +48,8 @@ var layers = map[string]int{
 	"bench/cmd/shoal-bench": 7,
 	"bench/load":            6, // the load client (bench-load)
 	"bench/cmd/shoal-load":  7,
+	"bench/dht":             6, // the DHT at size (bench-dht)
+	"bench/cmd/shoal-dht":   7,
 	"cmd/shoal":             7,
 	// Deployment: the image builder and its command, the chart's tests.
 	"deploy/image":                 0,

@@ -22,6 +22,9 @@ var ErrBootstrapDNS = errors.New("discovery: bootstrap DNS")
 const (
 	dnsTimeout  = 5 * time.Second
 	dialTimeout = 10 * time.Second
+	// firstBootstrapRetry is the wait before a node that reached no
+	// bootstrap peer tries again; it doubles while no attempt succeeds.
+	firstBootstrapRetry = time.Second
 	// maxBootstrapBackoff bounds the wait between re-bootstrap attempts
 	// while none succeeds, so a fleet whose seeders are down does not hammer
 	// their addresses.
@@ -168,10 +171,20 @@ func (d *DHT) bootstrap(ctx context.Context) int {
 }
 
 // run re-bootstraps whenever the routing table is empty, until ctx is done;
-// then it stops every provide loop.
-func (d *DHT) run(ctx context.Context) {
+// then it stops every provide loop. joined tells whether New's bootstrap
+// reached a bootstrap peer: if not, the first retry comes after
+// firstBootstrapRetry, not BootstrapCheckInterval, so a node whose first
+// handshakes timed out (a fleet starting at once against a few seeders)
+// is not left out of the DHT for the check interval. While no attempt
+// succeeds the wait doubles (±10% jitter, so a fleet spreads out) up to
+// maxBootstrapBackoff.
+func (d *DHT) run(ctx context.Context, joined bool) {
 	defer d.stopAll()
+	retry := firstBootstrapRetry
 	wait := d.cfg.BootstrapCheckInterval
+	if !joined {
+		wait = jitter(retry)
+	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -180,18 +193,23 @@ func (d *DHT) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if d.kad.RoutingTable().Size() > 0 {
-			wait = d.cfg.BootstrapCheckInterval
-		} else {
-			if len(d.cfg.Bootstrap) > 0 {
-				d.log.Info("DHT routing table is empty; re-bootstrapping")
-			}
-			if d.bootstrap(ctx) > 0 {
-				wait = d.cfg.BootstrapCheckInterval
-			} else {
-				wait = min(2*wait, max(maxBootstrapBackoff, d.cfg.BootstrapCheckInterval))
-			}
+		switch {
+		case d.kad.RoutingTable().Size() > 0:
+			wait, retry = d.cfg.BootstrapCheckInterval, firstBootstrapRetry
+		case d.bootstrapAgain(ctx) > 0:
+			wait, retry = d.cfg.BootstrapCheckInterval, firstBootstrapRetry
+		default:
+			retry = min(2*retry, max(maxBootstrapBackoff, d.cfg.BootstrapCheckInterval))
+			wait = jitter(retry)
 		}
 		t.Reset(wait)
 	}
+}
+
+// bootstrapAgain re-bootstraps a node whose routing table is empty.
+func (d *DHT) bootstrapAgain(ctx context.Context) int {
+	if len(d.cfg.Bootstrap) > 0 {
+		d.log.Info("DHT routing table is empty; re-bootstrapping")
+	}
+	return d.bootstrap(ctx)
 }

@@ -196,9 +196,9 @@ func New(ctx context.Context, h host.Host, cfg Config, log *zap.Logger, reg prom
 	runCtx, stop := context.WithCancel(ctx)
 	d.stop = stop
 	bctx, cancel := context.WithTimeout(runCtx, dnsTimeout+dialTimeout)
-	d.bootstrap(bctx)
+	joined := d.bootstrap(bctx) > 0 || len(cfg.Bootstrap) == 0
 	cancel()
-	d.wg.Go(func() { d.run(runCtx) })
+	d.wg.Go(func() { d.run(runCtx, joined) })
 	d.log.Info("DHT started",
 		zap.Int("bootstrap_peers", len(cfg.Bootstrap)),
 		zap.Strings("bootstrap_dns", cfg.BootstrapDNS),

@@ -89,8 +89,12 @@
 // [New] connects to the bootstrap peers and starts a routing table
 // refresh; afterwards a background loop checks the routing table every
 // [Config.BootstrapCheckInterval] and, whenever it is empty, reconnects to
-// the bootstrap peers (resolving the DNS names again) and refreshes. While
-// no bootstrap peer answers, the wait doubles up to 2 minutes. (kad-dht's own
+// the bootstrap peers (resolving the DNS names again) and refreshes. A node
+// that reached no bootstrap peer (in New or later) tries again after 1 s,
+// then 2 s, 4 s... (±10% jitter) up to 2 minutes, not after the check
+// interval: when a whole fleet starts at once against a few seeders, some
+// first handshakes time out, and those nodes would otherwise sit outside
+// the DHT for the interval (measured with bench/dht). (kad-dht's own
 // bootstrap-peer fallback is not configured, so this loop is the only one.)
 // Connections to bootstrap peers are dialed even if the swarm put their
 // addresses in dial backoff, so a seeder that comes back is found at once.
