@@ -163,12 +163,13 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("%w: the owning seeder is gone and no source holds chunk %d", ErrNoSources, gap)
 	}
 	r.aheadFrom, r.gapSince = gap, time.Time{}
+	// Every request at a peer is withdrawn, those below gap too: what the
+	// peers would send now shares this seeder's downlink with the origin's
+	// stream, which carries the only chunks the nodes wait for.
 	for _, s := range r.peers {
 		for i := range s.inflight {
-			if i >= gap {
-				r.finishRequest(s, i)
-				_ = s.sess.Cancel(i)
-			}
+			r.finishRequest(s, i)
+			_ = s.sess.Cancel(i)
 		}
 	}
 	r.f.log.Info("the owning seeder is gone: fetching the chunks no peer holds from the origin", zap.String("digest", r.req.Digest.String()),
@@ -176,12 +177,23 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		defer r.aheadDone.Store(true) // the peers may send the chunks below gap now
 		err := r.req.Ahead(ctx, r.p, gap, func(i int, n int64) { r.send(ctx, event{kind: evAhead, idx: i, n: n}) })
 		if err != nil && ctx.Err() == nil {
 			r.send(ctx, event{kind: evAheadFailed, err: fmt.Errorf("%w: origin from chunk %d: %w", ErrNoSources, gap, err)})
 		}
 	}()
 	return nil
+}
+
+// aheadSkips reports whether the fetch asks no source for chunk i: Ahead
+// fetches the chunks from where it started from the origin, and while its
+// stream runs the chunks below it wait too. The nodes hold those and wait
+// for the ones above, which only the origin's stream into this seeder
+// carries; peers' chunks on the same downlink would take most of it (one
+// TCP flow against one per peer) and hold every node's failover up.
+func (r *run) aheadSkips(i int) bool {
+	return r.aheadFrom >= 0 && (i >= r.aheadFrom || !r.aheadDone.Load())
 }
 
 // sourceHas reports whether a live, admitted source holds chunk i.

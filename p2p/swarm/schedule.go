@@ -171,7 +171,7 @@ func (r *run) pick(s *source, srcs []*source) int {
 		return c
 	}
 	wanted := func(i int) bool {
-		if r.held.Has(i) || !s.have.Has(i) || r.aheadFrom >= 0 && i >= r.aheadFrom {
+		if r.held.Has(i) || !s.have.Has(i) || r.aheadSkips(i) {
 			return false
 		}
 		if r.inflight[i] == 0 {
