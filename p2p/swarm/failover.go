@@ -177,8 +177,10 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer r.aheadDone.Store(true) // the peers may send the chunks below gap now
 		err := r.req.Ahead(ctx, r.p, gap, func(i int, n int64) { r.send(ctx, event{kind: evAhead, idx: i, n: n}) })
+		r.f.log.Info("the origin stream ended: asking the peers for the chunks below it", zap.String("digest", r.req.Digest.String()),
+			zap.Int("from_chunk", gap), zap.Error(err))
+		r.aheadDone.Store(true) // logged first: no request below gap is logged before this line
 		if err != nil && ctx.Err() == nil {
 			r.send(ctx, event{kind: evAheadFailed, err: fmt.Errorf("%w: origin from chunk %d: %w", ErrNoSources, gap, err)})
 		}
