@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,6 +184,28 @@ func (c *haCluster) failovers(t *testing.T, killedAt time.Time) []failover {
 // the rest from the origin). The failover times are logged, not asserted.
 func TestE2ESeederFailover(t *testing.T) {
 	requireE2E(t)
+	seederFailover(t, func(s *harness.SeederProcess) { s.Kill() })
+}
+
+// TestE2ESeederHangs is TestE2ESeederFailover with the owner stopped
+// (SIGSTOP) instead of killed: a hung or unplugged host, whose
+// connections stay open and whose probes go unanswered, found down only
+// after seederset.Config.Misses probe timeouts. The process is killed
+// once the pulls are done.
+func TestE2ESeederHangs(t *testing.T) {
+	requireE2E(t)
+	seederFailover(t, func(s *harness.SeederProcess) {
+		if err := syscall.Kill(s.Pid(), syscall.SIGSTOP); err != nil {
+			t.Errorf("SIGSTOP: %v", err)
+		}
+		t.Cleanup(s.Kill)
+	})
+}
+
+// seederFailover pulls a large layer through three daemons and stops the
+// layer's owning seeder with stop once the origin has sent a third of it.
+func seederFailover(t *testing.T, stop func(*harness.SeederProcess)) {
+	t.Helper()
 	size, rate := int64(256<<20), int64(32<<20)
 	if harness.RaceEnabled() {
 		size, rate = 64<<20, 8<<20 // the race detector slows every byte
@@ -218,7 +241,7 @@ func TestE2ESeederFailover(t *testing.T) {
 		// Kill the owner once it has pulled about a third of the layer.
 		for ctx.Err() == nil {
 			if origin.BlobBytes()-before >= size/3 {
-				c.seeders[own].Kill()
+				stop(c.seeders[own])
 				killed <- time.Now()
 				return
 			}
@@ -251,6 +274,11 @@ func TestE2ESeederFailover(t *testing.T) {
 		t.Errorf("the origin sent %.3fx the image, want at most 1.5x", ratio)
 	}
 
+	for _, e := range c.seeders[c.next(t, layer)].LogEntries() {
+		if (e.Str("logger") == "seeder.relay" || e.Str("logger") == "seeder.ha") && e.Msg() != "chunk requested" && e.Msg() != "chunk received" {
+			t.Logf("next seeder: %s", e)
+		}
+	}
 	fo := c.failovers(t, killedAt)
 	sort.Slice(fo, func(a, b int) bool { return fo[a].daemon < fo[b].daemon })
 	if len(fo) == 0 {
@@ -262,11 +290,6 @@ func TestE2ESeederFailover(t *testing.T) {
 	for _, f := range fo {
 		t.Logf("daemon %d failover: first chunk from the next seeder %.3f s after the lost seeder's last chunk, %.3f s after the kill",
 			f.daemon, f.after, f.fromKillSeconds)
-	}
-	for _, e := range c.seeders[c.next(t, layer)].LogEntries() {
-		if (e.Str("logger") == "seeder.relay" || e.Str("logger") == "seeder.ha") && e.Msg() != "chunk requested" && e.Msg() != "chunk received" {
-			t.Logf("next seeder: %s", e)
-		}
 	}
 	relayHeldPeersBack(t, c.seeders[c.next(t, layer)])
 	for i, d := range c.daemons {

@@ -137,7 +137,7 @@ const relayGrace = 250 * time.Millisecond
 // that the origin fallback resumes at the in-order prefix.
 func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	_, asking := r.currentSeeder()
-	if !r.f.cfg.Relay || !r.sized || asking || !r.lookupDone || len(r.dialing) > 0 {
+	if !r.f.cfg.Relay || !r.sized || asking || !r.lookupSettled(now) || len(r.dialing) > 0 {
 		r.gapSince = time.Time{}
 		return nil
 	}
@@ -196,6 +196,19 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 // TCP flow against one per peer) and hold every node's failover up.
 func (r *run) aheadSkips(i int) bool {
 	return r.aheadFrom >= 0 && (i >= r.aheadFrom || !r.aheadDone.Load())
+}
+
+// relayLookupWait is how long a relay's gap check waits for the DHT lookup
+// under way to end. Providers stream in as the lookup finds them; one that
+// waits on a DHT node that stopped answering (a hung seeder is one) runs
+// to its timeout (4 * LookupTimeout) and, lookup after lookup, held the
+// relay's origin fetch until the nodes gave up on the swarm.
+const relayLookupWait = 500 * time.Millisecond
+
+// lookupSettled reports whether the relay has heard what the DHT lookup
+// will tell it in time: the lookup ended, or ran relayLookupWait.
+func (r *run) lookupSettled(now time.Time) bool {
+	return r.lookupDone || now.Sub(r.lastLookup) >= relayLookupWait
 }
 
 // sourceHas reports whether a live, admitted source holds chunk i.
