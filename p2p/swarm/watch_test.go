@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/p2p/seederset"
@@ -150,12 +151,14 @@ func slowPing(h libhost.Host, late func(n int) time.Duration) *atomic.Int64 {
 }
 
 // A seeder that answers two probes in a row too late, then one in time,
-// over and over, is never found down: Misses (3) in a row are needed, a
-// late answer is not a dead seeder. One that never answers is down after
-// Misses probes.
+// over and over, is never found down: Misses in a row are needed, a late
+// answer is not a dead seeder (with each miss counted twice, as before,
+// two were a Down). Misses is 4 here so that a probe the loaded test
+// machine itself delays past Timeout cannot make the third miss. One that
+// never answers is down after Misses probes.
 func TestWatchSlowSeederIsNotDown(t *testing.T) {
 	node, slow, silent := loopbackHost(t), loopbackHost(t), loopbackHost(t)
-	cfg := seederset.Config{Every: 100 * time.Millisecond, Timeout: 600 * time.Millisecond}
+	cfg := seederset.Config{Every: 100 * time.Millisecond, Timeout: time.Second, Misses: 4}
 	answers := slowPing(slow, func(n int) time.Duration {
 		if n%3 == 0 {
 			return 0
@@ -163,7 +166,7 @@ func TestWatchSlowSeederIsNotDown(t *testing.T) {
 		return cfg.Timeout + 300*time.Millisecond // a miss
 	})
 	slowPing(silent, func(int) time.Duration { return -1 })
-	w := NewWatch(node, []peer.AddrInfo{{ID: slow.ID(), Addrs: slow.Addrs()}, {ID: silent.ID(), Addrs: silent.Addrs()}}, cfg, nil, zap.NewNop())
+	w := NewWatch(node, []peer.AddrInfo{{ID: slow.ID(), Addrs: slow.Addrs()}, {ID: silent.ID(), Addrs: silent.Addrs()}}, cfg, nil, zaptest.NewLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
