@@ -192,7 +192,35 @@ func (l *Lab) haKiller(ctx context.Context) {
 	}
 }
 
-// haNotes reads every node's "seeder failover" log lines into notes.
+// logLine is what haNotes reads of a daemon's or seeder's JSON log line.
+type logLine struct {
+	TS     string  `json:"ts"`
+	Msg    string  `json:"msg"`
+	After  float64 `json:"after"`
+	At     string  `json:"first_chunk_at"`
+	From   int     `json:"from_chunk"`
+	Logger string  `json:"logger"`
+}
+
+// eachLogLine calls f with every JSON line of the log at path.
+func eachLogLine(path string, f func(logLine)) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer func() { _ = fh.Close() }()
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		var e logLine
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			f(e)
+		}
+	}
+}
+
+// haNotes reads every node's "seeder failover" log lines, and the relaying
+// seeders' origin streams, into notes.
 func (l *Lab) haNotes(nodes []*nodeProc) []string {
 	h := l.ha
 	if h == nil {
@@ -203,31 +231,20 @@ func (l *Lab) haNotes(nodes []*nodeProc) []string {
 	}
 	var after, fromKill []float64
 	for _, np := range nodes {
-		f, err := os.Open(np.log)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-		for sc.Scan() {
-			var e struct {
-				Msg   string  `json:"msg"`
-				After float64 `json:"after"`
-				At    string  `json:"first_chunk_at"`
-			}
-			if json.Unmarshal(sc.Bytes(), &e) != nil || e.Msg != "seeder failover" {
-				continue
+		eachLogLine(np.log, func(e logLine) {
+			if e.Msg != "seeder failover" {
+				return
 			}
 			after = append(after, e.After)
 			if at, err := time.Parse(time.RFC3339Nano, e.At); err == nil {
 				fromKill = append(fromKill, at.Sub(h.kill).Seconds())
 			}
-		}
-		_ = f.Close()
+		})
 	}
 	sort.Float64s(after)
 	sort.Float64s(fromKill)
 	notes := []string{fmt.Sprintf("seeder-failover: seeder %d of %d (owner of layer %s) killed with SIGKILL at %s", h.owner+1, len(h.ids), h.layer, h.kill.UTC().Format(time.RFC3339Nano))}
+	notes = append(notes, h.streamNotes()...)
 	if len(after) == 0 {
 		return append(notes, "seeder-failover: no node logged a failover")
 	}
@@ -236,6 +253,35 @@ func (l *Lab) haNotes(nodes []*nodeProc) []string {
 	if len(fromKill) > 0 {
 		notes = append(notes, fmt.Sprintf("seeder-failover: first chunk from the next seeder after the kill: median %.2f s, max %.2f s (%s)",
 			Percentile(fromKill, 50), fromKill[len(fromKill)-1], seconds(fromKill)))
+	}
+	return notes
+}
+
+// streamNotes say, per surviving seeder that relayed the layer, when its
+// origin stream of the chunks no node held started and ended, from the
+// kill (the first part of every node's failover).
+func (h *haLab) streamNotes() []string {
+	var notes []string
+	for i, p := range h.procs {
+		if i == h.owner {
+			continue
+		}
+		from, start, end := -1, "", ""
+		eachLogLine(p.stderr, func(e logLine) {
+			t, err := time.Parse(time.RFC3339Nano, e.TS)
+			if err != nil || e.Logger != "seeder.relay" {
+				return
+			}
+			switch {
+			case strings.HasPrefix(e.Msg, "the owning seeder is gone: fetching"):
+				from, start = e.From, fmt.Sprintf("%.2f s", t.Sub(h.kill).Seconds())
+			case strings.HasPrefix(e.Msg, "the origin stream ended"):
+				end = fmt.Sprintf("%.2f s", t.Sub(h.kill).Seconds())
+			}
+		})
+		if start != "" {
+			notes = append(notes, fmt.Sprintf("seeder-failover: seeder %d fetched chunks %d- from the origin, from %s to %s after the kill", i+1, from, start, end))
+		}
 	}
 	return notes
 }

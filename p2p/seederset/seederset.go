@@ -255,11 +255,20 @@ func (l *Liveness) ProbeFailed(id peer.ID, now time.Time) {
 
 // ProbeTimedOut takes a probe that got no answer within Timeout: after
 // Misses of them in a row id is Down; before, it is probed again at once.
+// A report that cannot be of the probe in flight (none is, or it started
+// less than Timeout ago) is dropped: Due already counted that probe as a
+// miss when its time ran out, and counting the driver's late report of it
+// again made Misses late answers of a slow seeder a Down.
 func (l *Liveness) ProbeTimedOut(id peer.ID, now time.Time) {
 	e := l.e[id]
-	if e == nil {
+	if e == nil || e.started.IsZero() || now.Sub(e.started) < l.cfg.Timeout {
 		return
 	}
+	l.timedOut(e, id, now)
+}
+
+// timedOut counts a miss of the probe in flight.
+func (l *Liveness) timedOut(e *entry, id peer.ID, now time.Time) {
 	e.started = time.Time{}
 	if e.misses++; e.misses >= l.cfg.Misses {
 		l.ProbeFailed(id, now)
@@ -300,7 +309,7 @@ func (l *Liveness) Due(now time.Time) []peer.ID {
 	for _, id := range l.ids {
 		e := l.e[id]
 		if !e.started.IsZero() && now.Sub(e.started) >= l.cfg.Timeout {
-			l.ProbeTimedOut(id, now)
+			l.timedOut(e, id, now)
 		}
 		if e.started.IsZero() && !now.Before(e.next) {
 			e.started = now

@@ -178,12 +178,43 @@ func TestLiveness(t *testing.T) {
 		{"a timed-out probe reported by the driver counts as a miss", []step{
 			{0, "due", "", []peer.ID{a, b}, Unknown},
 			{1, "ok", a, nil, Live},
+			{1, "ok", b, nil, Live},
 			{1001, "due", "", []peer.ID{a, b}, Live},
-			{1500, "timeout", a, nil, Live},
-			{1500, "due", "", []peer.ID{a}, Live},
-			{1600, "timeout", a, nil, Live},
-			{1600, "due", "", []peer.ID{a}, Live},
-			{1700, "timeout", a, nil, Down},
+			{1001, "ok", b, nil, Live},
+			{2001, "timeout", a, nil, Live},
+			{2001, "due", "", []peer.ID{a, b}, Live},
+			{2001, "ok", b, nil, Live},
+			{3001, "timeout", a, nil, Live},
+			{3001, "due", "", []peer.ID{a, b}, Live},
+			{3001, "ok", b, nil, Live},
+			{4001, "timeout", a, nil, Down},
+		}},
+		// The driver's own timeout of a probe races Due's: Due counts the
+		// miss and starts the next probe, then the driver's report of the
+		// old one arrives. Counted again, two late answers made a slow
+		// seeder down (TestWatchSlowSeederIsNotDown).
+		{"a driver's report of a probe Due already timed out counts once", []step{
+			{0, "due", "", []peer.ID{a, b}, Unknown},
+			{1, "ok", b, nil, Unknown},
+			{1000, "due", "", []peer.ID{a}, Unknown}, // miss 1, probed again
+			{1000, "timeout", a, nil, Unknown},       // the first probe's report
+			{1001, "due", "", []peer.ID{b}, Unknown},
+			{1001, "ok", b, nil, Unknown},
+			{2000, "due", "", []peer.ID{a}, Unknown}, // miss 2
+			{2003, "timeout", a, nil, Unknown},
+			{2500, "ok", a, nil, Live}, // a slow seeder, not a dead one
+		}},
+		{"a report with no probe in flight is not a miss", []step{
+			{0, "due", "", []peer.ID{a, b}, Unknown},
+			{1, "fail", a, nil, Down},
+			{1, "ok", b, nil, Down},
+			{500, "timeout", a, nil, Down},
+			{2001, "due", "", []peer.ID{a, b}, Down},
+			{2002, "timeout", a, nil, Down},
+			{2003, "ok", a, nil, Live},
+			{2003, "timeout", a, nil, Live},
+			{2004, "timeout", a, nil, Live},
+			{2005, "timeout", a, nil, Live},
 		}},
 		{"suspect probes at once", []step{
 			{0, "due", "", []peer.ID{a, b}, Unknown},
@@ -299,8 +330,8 @@ func TestLivenessOrder(t *testing.T) {
 // FuzzLiveness drives the machine with arbitrary events and checks its
 // invariants: Order is always a permutation of the set whose first element
 // is the owner Owner names, Due never returns a seeder with a probe in
-// flight, and a seeder is Down exactly when its last result (or timeout)
-// was a failure.
+// flight, a failure makes a seeder Down and an answer Live, Suspect never
+// lifts Down, and a timeout report with no probe in flight changes nothing.
 func FuzzLiveness(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte{3, 3, 3, 0x41, 0x82, 0xc3, 0, 0})
@@ -339,6 +370,18 @@ func FuzzLiveness(f *testing.F) {
 				}
 			case 3:
 				was := l.State(id)
+				if op&0x40 != 0 {
+					// The driver's timeout report: one without a probe
+					// in flight (Due counted it already) changes nothing.
+					l.ProbeTimedOut(id, now)
+					if !inflight[id] && l.State(id) != was {
+						t.Fatalf("a timeout report with no probe in flight moved %s from %s to %s", id, was, l.State(id))
+					}
+					if l.e[id].started.IsZero() {
+						delete(inflight, id)
+					}
+					break
+				}
 				l.Suspect(id, now)
 				if was == Down && !l.IsDown(id) {
 					t.Fatal("Suspect lifted Down")

@@ -137,7 +137,7 @@ const relayGrace = 250 * time.Millisecond
 // that the origin fallback resumes at the in-order prefix.
 func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	_, asking := r.currentSeeder()
-	if !r.f.cfg.Relay || !r.sized || asking || !r.lookupDone || len(r.dialing) > 0 {
+	if !r.f.cfg.Relay || !r.sized || asking || !r.lookupSettled(now) || len(r.dialing) > 0 {
 		r.gapSince = time.Time{}
 		return nil
 	}
@@ -163,12 +163,13 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("%w: the owning seeder is gone and no source holds chunk %d", ErrNoSources, gap)
 	}
 	r.aheadFrom, r.gapSince = gap, time.Time{}
+	// Every request at a peer is withdrawn, those below gap too: what the
+	// peers would send now shares this seeder's downlink with the origin's
+	// stream, which carries the only chunks the nodes wait for.
 	for _, s := range r.peers {
 		for i := range s.inflight {
-			if i >= gap {
-				r.finishRequest(s, i)
-				_ = s.sess.Cancel(i)
-			}
+			r.finishRequest(s, i)
+			_ = s.sess.Cancel(i)
 		}
 	}
 	r.f.log.Info("the owning seeder is gone: fetching the chunks no peer holds from the origin", zap.String("digest", r.req.Digest.String()),
@@ -177,11 +178,37 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	go func() {
 		defer r.wg.Done()
 		err := r.req.Ahead(ctx, r.p, gap, func(i int, n int64) { r.send(ctx, event{kind: evAhead, idx: i, n: n}) })
+		r.f.log.Info("the origin stream ended: asking the peers for the chunks below it", zap.String("digest", r.req.Digest.String()),
+			zap.Int("from_chunk", gap), zap.Error(err))
+		r.aheadDone.Store(true) // logged first: no request below gap is logged before this line
 		if err != nil && ctx.Err() == nil {
 			r.send(ctx, event{kind: evAheadFailed, err: fmt.Errorf("%w: origin from chunk %d: %w", ErrNoSources, gap, err)})
 		}
 	}()
 	return nil
+}
+
+// aheadSkips reports whether the fetch asks no source for chunk i: Ahead
+// fetches the chunks from where it started from the origin, and while its
+// stream runs the chunks below it wait too. The nodes hold those and wait
+// for the ones above, which only the origin's stream into this seeder
+// carries; peers' chunks on the same downlink would take most of it (one
+// TCP flow against one per peer) and hold every node's failover up.
+func (r *run) aheadSkips(i int) bool {
+	return r.aheadFrom >= 0 && (i >= r.aheadFrom || !r.aheadDone.Load())
+}
+
+// relayLookupWait is how long a relay's gap check waits for the DHT lookup
+// under way to end. Providers stream in as the lookup finds them; one that
+// waits on a DHT node that stopped answering (a hung seeder is one) runs
+// to its timeout (4 * LookupTimeout) and, lookup after lookup, held the
+// relay's origin fetch until the nodes gave up on the swarm.
+const relayLookupWait = 500 * time.Millisecond
+
+// lookupSettled reports whether the relay has heard what the DHT lookup
+// will tell it in time: the lookup ended, or ran relayLookupWait.
+func (r *run) lookupSettled(now time.Time) bool {
+	return r.lookupDone || now.Sub(r.lastLookup) >= relayLookupWait
 }
 
 // sourceHas reports whether a live, admitted source holds chunk i.

@@ -67,6 +67,7 @@ type run struct {
 	seederRefused bool            // a seeder answered the open with an ERROR
 	gapSince      time.Time       // Relay: since when no source holds some missing chunk
 	aheadFrom     int             // Relay: the first chunk Ahead fetches; -1: not started
+	aheadDone     atomic.Bool     // Relay: Ahead returned (failover.go)
 	wanted        []int           // chunks Range readers wait for (wanted.go)
 	wantCh        <-chan struct{} // closed when wanted may have moved
 	wantSet       map[int]bool    // wanted's chunks as of the last refresh

@@ -179,7 +179,7 @@ func (r *run) pickRules(s *source, srcs []*source) (askable func(int) bool, peer
 		return c
 	}
 	askable = func(i int) bool {
-		if r.held.Has(i) || !s.have.Has(i) || r.aheadFrom >= 0 && i >= r.aheadFrom {
+		if r.held.Has(i) || !s.have.Has(i) || r.aheadSkips(i) {
 			return false
 		}
 		if r.inflight[i] == 0 {

@@ -163,7 +163,9 @@ func (w *Watch) Run(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w.result(id, w.probe(ctx, id))
+				if err := w.probe(ctx, id); ctx.Err() == nil {
+					w.result(id, err) // not a verdict once the watch stops
+				}
 			}()
 		}
 		w.update()
@@ -189,8 +191,20 @@ func (w *Watch) probe(ctx context.Context, id peer.ID) error {
 		return fmt.Errorf("%w: %w", errProbeTimeout, pctx.Err())
 	case !ok:
 		return pctx.Err()
+	case busyRefusal(res.Error):
+		return fmt.Errorf("%w: %w", errProbeTimeout, res.Error)
 	}
 	return res.Error
+}
+
+// busyRefusal reports whether err is the seeder resetting the probe's
+// stream because it is at a resource or rate limit: a busy seeder, alive,
+// so a miss rather than a failure that makes it down at once (found with a
+// seeder whose answers came late: its stream limit reset the next probes).
+func busyRefusal(err error) bool {
+	var se *network.StreamError
+	return errors.As(err, &se) && se.Remote &&
+		(se.ErrorCode == network.StreamResourceLimitExceeded || se.ErrorCode == network.StreamRateLimited)
 }
 
 // errProbeTimeout marks a probe that got no answer in time (a miss, not

@@ -4,17 +4,22 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libhost "github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/p2p/seederset"
@@ -116,5 +121,70 @@ func TestWatchFailedOfALiveSeeder(t *testing.T) {
 	waitFor(t, 5*time.Second, "the suspect seeder live again", func() bool { return w.State(a.ID()) == seederset.Live })
 	if !slices.Equal(w.Order(digest.FromString("x")), []peer.ID{a.ID()}) {
 		t.Fatal("order lost the seeder")
+	}
+}
+
+// slowPing replaces h's ping handler: answer n (counted over every stream)
+// is held back by late(n) first, as a seeder whose link the rollout
+// saturates answers late; a negative hold never answers (a silent host).
+func slowPing(h libhost.Host, late func(n int) time.Duration) *atomic.Int64 {
+	var answers atomic.Int64
+	h.SetStreamHandler(ping.ID, func(s network.Stream) {
+		defer func() { _ = s.Reset() }()
+		buf := make([]byte, ping.PingSize)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			d := late(int(answers.Add(1)))
+			if d < 0 {
+				_, _ = io.Copy(io.Discard, s) // until the prober gives up
+				return
+			}
+			time.Sleep(d)
+			if _, err := s.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	return &answers
+}
+
+// A seeder that answers two probes in a row too late, then one in time,
+// over and over, is never found down: Misses in a row are needed, a late
+// answer is not a dead seeder (with each miss counted twice, as before,
+// two were a Down). Misses is 4 here so that a probe the loaded test
+// machine itself delays past Timeout cannot make the third miss. One that
+// never answers is down after Misses probes.
+func TestWatchSlowSeederIsNotDown(t *testing.T) {
+	node, slow, silent := loopbackHost(t), loopbackHost(t), loopbackHost(t)
+	cfg := seederset.Config{Every: 100 * time.Millisecond, Timeout: time.Second, Misses: 4}
+	answers := slowPing(slow, func(n int) time.Duration {
+		if n%3 == 0 {
+			return 0
+		}
+		return cfg.Timeout + 300*time.Millisecond // a miss
+	})
+	slowPing(silent, func(int) time.Duration { return -1 })
+	w := NewWatch(node, []peer.AddrInfo{{ID: slow.ID(), Addrs: slow.Addrs()}, {ID: silent.ID(), Addrs: silent.Addrs()}}, cfg, nil, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	took := waitFor(t, 20*time.Second, "the silent seeder down", func() bool { return w.Down(silent.ID()) })
+	t.Logf("a seeder that never answers was found down after %v", took)
+	deadline := time.Now().Add(20 * time.Second)
+	for answers.Load() < 12 {
+		if w.Down(slow.ID()) {
+			t.Fatalf("the slow seeder was found down after %d probes", answers.Load())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d probes of the slow seeder in 20 s", answers.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := w.State(slow.ID()); s == seederset.Down {
+		t.Fatalf("the slow seeder is %s", s)
 	}
 }
