@@ -236,7 +236,7 @@ func (l *Lab) haNotes(nodes []*nodeProc) []string {
 				return
 			}
 			after = append(after, e.After)
-			if at, err := time.Parse(time.RFC3339Nano, e.At); err == nil {
+			if at, err := parseLogTime(e.At); err == nil {
 				fromKill = append(fromKill, at.Sub(h.kill).Seconds())
 			}
 		})
@@ -268,7 +268,7 @@ func (h *haLab) streamNotes() []string {
 		}
 		from, start, end := -1, "", ""
 		eachLogLine(p.stderr, func(e logLine) {
-			t, err := time.Parse(time.RFC3339Nano, e.TS)
+			t, err := parseLogTime(e.TS)
 			if err != nil || e.Logger != "seeder.relay" {
 				return
 			}
@@ -292,4 +292,13 @@ func seconds(xs []float64) string {
 		parts[i] = fmt.Sprintf("%.2f", x)
 	}
 	return strings.Join(parts, ", ") + " s"
+}
+
+// parseLogTime parses a zap ISO8601 timestamp ("2006-01-02T15:04:05.000Z0700":
+// no colon in the zone, so RFC 3339 fails outside UTC).
+func parseLogTime(s string) (time.Time, error) {
+	if t, err := time.Parse("2006-01-02T15:04:05.000Z0700", s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
 }

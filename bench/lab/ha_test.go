@@ -46,3 +46,16 @@ func TestHANotes(t *testing.T) {
 		t.Errorf("first note %q does not name the killed seeder", notes[0])
 	}
 }
+
+// zap writes "+0100", not "+01:00": the notes must still read it.
+func TestParseLogTimeZones(t *testing.T) {
+	for _, s := range []string{"2026-12-02T01:02:03.456Z", "2026-12-02T02:02:03.456+0100", "2026-12-02T01:02:03.456789Z"} {
+		got, err := parseLogTime(s)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if want := time.Date(2026, 12, 2, 1, 2, 3, 0, time.UTC); !got.Truncate(time.Second).Equal(want) {
+			t.Fatalf("%s = %v, want %v", s, got.UTC(), want)
+		}
+	}
+}

@@ -163,6 +163,11 @@ func TestE2EContainerd2MultipartPull(t *testing.T) {
 		m.Sum("shoal_shim_range_requests_total", map[string]string{"result": "unsatisfiable"}); got != 0 {
 		t.Errorf("the shim refused %v Range requests\n%s", got, m.Lines("shoal_shim_range"))
 	}
+	// A 499 in the request log is a part cut short; none of them may be a
+	// whole-blob 200 for a failed If-Range.
+	if got := m.Sum("shoal_shim_range_requests_total", map[string]string{"result": "if_range_mismatch"}); got != 0 {
+		t.Errorf("%v Range requests got the whole blob (If-Range mismatch)\n%s", got, m.Lines("shoal_shim_range"))
+	}
 	// Through the swarm: the daemon's layer bytes came from the seeder;
 	// the origin sent the layer once, to the seeder, and containerd
 	// nothing past the mirror.

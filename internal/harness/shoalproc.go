@@ -125,6 +125,9 @@ func NetworkKeyFile() string {
 	networkKey.once.Do(func() {
 		removeStaleKeyDirs()
 		dir := filepath.Join(os.TempDir(), keyDirPrefix+strconv.Itoa(os.Getpid()))
+		// An earlier process with this pid is gone (once.Do: it is not
+		// this one's); what it left is not ours to trust.
+		_ = os.RemoveAll(dir)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			networkKey.err = err
 			return

@@ -35,8 +35,10 @@ type stallFacts struct {
 	// negative: one is asked (or the node has none).
 	seedersGone time.Duration
 	// seedersReached: a trusted seeder has answered this node at least
-	// once. One that never has (a wrong PSK, a wrong address) is not
-	// restarting: there is nothing to wait for.
+	// once (a probe, or a session of this fetch). One that never has may
+	// be starting beside the node (an install, an upgrade of both) or be
+	// unreachable for good (a wrong PSK, a wrong address): the wait is
+	// the shorter unreached bound.
 	seedersReached bool
 }
 
@@ -45,6 +47,9 @@ type stallLimits struct {
 	lookup time.Duration // Config.LookupTimeout
 	stall  time.Duration // Config.StallTimeout
 	outage time.Duration // Config.SeederOutage; negative: no wait
+	// unreached bounds the wait when no seeder has ever answered
+	// (unreachedOutage, at most outage).
+	unreached time.Duration
 	// dry is how long, once the outage bound passed, the fetch may go
 	// without a chunk from peers before it goes to the origin.
 	dry time.Duration
@@ -63,14 +68,18 @@ const (
 // waiting on the swarm, looks for sources again, or goes to the origin
 // (with the reason).
 func stallVerdict(f stallFacts, l stallLimits) (stallAction, string) {
-	if !f.relay && f.seedersGone >= 0 && f.seedersReached && l.outage >= 0 {
+	if !f.relay && f.seedersGone >= 0 && l.outage >= 0 {
+		bound := l.outage
+		if !f.seedersReached {
+			bound = min(l.unreached, l.outage)
+		}
 		switch {
-		case f.seedersGone < l.outage:
+		case f.seedersGone < bound:
 			return stallWait, "" // a restart takes less: peers serve what they hold meanwhile
 		case !f.sized:
-			return stallOrigin, fmt.Sprintf("every trusted seeder gone for %v, no trusted size", l.outage)
+			return stallOrigin, fmt.Sprintf("every trusted seeder gone for %v, no trusted size", bound)
 		case f.sinceOwn > l.dry:
-			return stallOrigin, fmt.Sprintf("every trusted seeder gone for %v and no peer sent a chunk for %v", l.outage, l.dry)
+			return stallOrigin, fmt.Sprintf("every trusted seeder gone for %v and no peer sent a chunk for %v", bound, l.dry)
 		}
 		return stallWait, ""
 	}
@@ -107,9 +116,19 @@ type reachRanker interface {
 	Reached() bool
 }
 
+// unreachedOutage bounds the wait for seeders that have never answered
+// this node: a seeder that starts beside it (a fresh install, an upgrade
+// that restarts both) answers within it, and a node that can never reach
+// one (a wrong key) is not held a whole SeederOutage on every blob.
+const unreachedOutage = 10 * time.Second
+
 // seedersReached reports whether a trusted seeder has ever answered this
-// node; a ranker without liveness assumes so.
+// node (its watch's probes, or a session of this fetch); a ranker without
+// liveness assumes so.
 func (r *run) seedersReached() bool {
+	if r.seederSession {
+		return true
+	}
 	if u, ok := r.f.rank.(reachRanker); ok {
 		return u.Reached()
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 func TestStallVerdict(t *testing.T) {
-	l := stallLimits{lookup: 5 * time.Second, stall: 30 * time.Second, outage: 60 * time.Second, dry: 3 * time.Second}
+	l := stallLimits{lookup: 5 * time.Second, stall: 30 * time.Second, outage: 60 * time.Second, unreached: 10 * time.Second, dry: 3 * time.Second}
 	s := time.Second
 	none := time.Duration(-1)
 	cases := []struct {
@@ -25,8 +25,11 @@ func TestStallVerdict(t *testing.T) {
 		{"seeders gone past the bound, other blobs flow, this one dry", stallFacts{sized: true, seedersReached: true, seedersGone: 61 * s, sinceProgress: 0, sinceOwn: 4 * s}, l, stallOrigin},
 		{"seeders gone past the bound, no trusted size", stallFacts{seedersReached: true, seedersGone: 61 * s, sinceStart: 61 * s}, l, stallOrigin},
 		{"no wait configured", stallFacts{sized: true, seedersReached: true, seedersGone: s, sinceProgress: 31 * s, sinceOwn: 31 * s}, stallLimits{lookup: l.lookup, stall: l.stall, outage: -1, dry: l.dry}, stallOrigin},
-		{"seeders never reached: no outage to wait out", stallFacts{idle: true, lookupDone: true, seedersGone: 2 * s, sinceStart: 2 * s}, l, stallOrigin},
-		{"seeders never reached, sized, no progress", stallFacts{sized: true, seedersGone: 20 * s, sinceProgress: 31 * s, sinceOwn: 31 * s}, l, stallOrigin},
+		{"seeders never reached: a starting seeder gets the shorter wait", stallFacts{idle: true, lookupDone: true, seedersGone: 9 * s, sinceStart: 9 * s}, l, stallWait},
+		{"seeders never reached, past the shorter wait", stallFacts{idle: true, lookupDone: true, seedersGone: 11 * s, sinceStart: 11 * s}, l, stallOrigin},
+		{"seeders never reached, sized, peers dry past the shorter wait", stallFacts{sized: true, seedersGone: 20 * s, sinceProgress: 31 * s, sinceOwn: 31 * s}, l, stallOrigin},
+		{"seeders never reached, sized, peers still send", stallFacts{sized: true, seedersGone: 20 * s, sinceProgress: s, sinceOwn: s}, l, stallWait},
+		{"shorter wait never longer than the outage bound", stallFacts{idle: true, lookupDone: true, seedersGone: 6 * s, sinceStart: 6 * s}, stallLimits{lookup: l.lookup, stall: l.stall, outage: 5 * s, unreached: l.unreached, dry: l.dry}, stallOrigin},
 		{"relay does not wait", stallFacts{sized: true, relay: true, seedersReached: true, seedersGone: s, sinceProgress: 31 * s, sinceOwn: 31 * s}, l, stallOrigin},
 		{"no source answered, no seeder lost", stallFacts{idle: true, lookupDone: true, seedersGone: none}, l, stallOrigin},
 		{"no trusted size in time", stallFacts{seedersGone: none, sinceStart: 21 * s}, l, stallOrigin},

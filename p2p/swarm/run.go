@@ -63,6 +63,7 @@ type run struct {
 	// seedersGoneAt is when no trusted seeder was left to ask (zero: one
 	// is); seederTried when one was last asked again (outage.go).
 	seedersGoneAt time.Time
+	seederSession bool // a trusted seeder opened a session with this fetch
 	seederTried   time.Time
 	seederRefused bool            // a seeder answered the open with an ERROR
 	gapSince      time.Time       // Relay: since when no source holds some missing chunk
@@ -273,6 +274,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		delete(r.dialing, ev.id)
 		if r.f.seeder[ev.id] {
 			r.seedersGoneAt = time.Time{} // a seeder answers: the outage, if any, is over
+			r.seederSession = true
 		}
 		return r.addSource(ctx, ev.id, ev.sess)
 	case evUpdate:

@@ -334,7 +334,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 		sinceStart: now.Sub(r.start), sinceProgress: now.Sub(r.progress()), sinceOwn: now.Sub(r.lastProgress),
 		rediscovered: !r.rediscovered.IsZero(), sinceRediscover: now.Sub(r.rediscovered), seedersGone: gone,
 		seedersReached: gone < 0 || r.seedersReached()},
-		stallLimits{lookup: r.f.cfg.LookupTimeout, stall: r.f.cfg.StallTimeout, outage: r.f.cfg.SeederOutage, dry: r.f.cfg.MinChunkTimeout})
+		stallLimits{lookup: r.f.cfg.LookupTimeout, stall: r.f.cfg.StallTimeout, outage: r.f.cfg.SeederOutage, unreached: unreachedOutage, dry: r.f.cfg.MinChunkTimeout})
 	switch act {
 	case stallRediscover:
 		r.rediscovered = now

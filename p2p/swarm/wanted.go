@@ -94,6 +94,9 @@ func withdrawals(wanted []int, canAsk func(int) bool, inflight map[int]time.Time
 			claim++
 		}
 	}
+	if claim == 0 {
+		return nil // nothing here for the readers: a slot freed would go unused
+	}
 	return preempt(inflight, isWanted, claim-(room-len(inflight)))
 }
 

@@ -68,6 +68,7 @@ func TestWithdrawals(t *testing.T) {
 		{"wanted already asked here", tail, in(28, 29), asked([]int{24, 25, 26, 27}, 0, 1, 2, 3), 4, nil},
 		{"no reader", nil, in(), asked([]int{1, 2, 3, 4}, 0, 1, 2, 3), 4, nil},
 		{"room shrank below what is in flight", []int{30}, in(30), asked([]int{1, 2, 3, 4}, 0, 1, 2, 3), 2, []int{4, 3, 2}},
+		{"room shrank, but this source may not serve them", []int{30}, in(), asked([]int{1, 2, 3, 4}, 0, 1, 2, 3), 2, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			isWanted := in(tc.wanted...)
