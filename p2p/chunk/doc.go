@@ -225,7 +225,9 @@
 //
 // The client half-closes its side when it has nothing more to request; the
 // server then answers what is queued and closes. ERROR(-1) after HAVE means
-// the server gave up on the blob; it closes the stream after it.
+// the server gave up on the blob; it is the stream's last frame (answers
+// still queued are dropped, not sent after it) and the server closes the
+// stream after it.
 //
 // # Errors and resets
 //

@@ -180,6 +180,10 @@ type server struct {
 	remote peer.ID
 
 	wmu sync.Mutex // serializes frames
+	// ended: a blob ERROR went out (or a violation ended the stream), the
+	// last frame of the stream; answers still in flight are dropped, not
+	// written after it.
+	ended atomic.Bool
 
 	dmu     sync.Mutex // orders read-deadline changes against writes
 	writing bool

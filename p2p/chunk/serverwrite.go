@@ -11,6 +11,9 @@ import (
 	"go.uber.org/zap"
 )
 
+// errEnded refuses a frame after the stream's blob ERROR.
+var errEnded = errors.New("chunk: stream ended by a blob ERROR")
+
 // pieceSize is the unit in which a CHUNK payload is written, so that a
 // write that stops making progress is seen (and gives its slot away)
 // within StallTimeout.
@@ -41,6 +44,12 @@ func (sv *server) writeChunk(ctx context.Context, c Chunk, sl *slot) error {
 func (sv *server) frame(m Message, w io.Writer, payload int64) error {
 	sv.wmu.Lock()
 	defer sv.wmu.Unlock()
+	if sv.ended.Load() {
+		return fmt.Errorf("writing %s: %w", m.Type(), errEnded)
+	}
+	if e, ok := m.(Error); ok && e.Index == -1 {
+		sv.ended.Store(true)
+	}
 	sv.dmu.Lock()
 	sv.writing = true
 	_ = sv.s.SetReadDeadline(time.Time{})
@@ -145,9 +154,15 @@ func (sv *server) violation(err error, timeoutReason string) error {
 	sv.opts.Metrics.reject(rejectBadRequest)
 	sv.log.Debug("protocol violation", zap.Error(err))
 	if sv.wmu.TryLock() {
-		_ = sv.s.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = WriteFrame(sv.s, Error{Code: CodeBadRequest, Index: -1, Message: message(CodeBadRequest, err)})
+		if !sv.ended.Swap(true) {
+			_ = sv.s.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = WriteFrame(sv.s, Error{Code: CodeBadRequest, Index: -1, Message: message(CodeBadRequest, err)})
+		}
 		sv.wmu.Unlock()
+	} else {
+		// A frame is being written: the ERROR is not sent, and nothing
+		// queued behind that frame follows it either.
+		sv.ended.Store(true)
 	}
 	return err
 }
