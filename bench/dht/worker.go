@@ -231,6 +231,24 @@ func (wk *Worker) node(i int) (*node, error) {
 	return n, nil
 }
 
+// live locks host i (for writing, or for reading) and checks that it
+// runs; the caller calls unlock.
+func (wk *Worker) live(i int, write bool) (n *node, unlock func(), err error) {
+	if n, err = wk.node(i); err != nil {
+		return nil, nil, err
+	}
+	lock, unlock := n.mu.RLock, n.mu.RUnlock
+	if write {
+		lock, unlock = n.mu.Lock, n.mu.Unlock
+	}
+	lock()
+	if n.peer == nil {
+		unlock()
+		return nil, nil, fmt.Errorf("%w: host %d", ErrHostDown, i)
+	}
+	return n, unlock, nil
+}
+
 // join starts n's member the way the daemon does (member.Join), with its
 // own metrics registry.
 func (wk *Worker) join(n *node) error {
@@ -384,15 +402,11 @@ func (wk *Worker) Lookup(a *LookupArgs, r *LookupReply) error {
 	if err != nil {
 		return fmt.Errorf("dht bench: %w", err)
 	}
-	n, err := wk.node(a.Host)
+	n, unlock, err := wk.live(a.Host, false)
 	if err != nil {
 		return err
 	}
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if n.peer == nil {
-		return fmt.Errorf("%w: host %d", ErrHostDown, a.Host)
-	}
+	defer unlock()
 	ctx, cancel := context.WithTimeout(wk.ctx, a.Timeout)
 	defer cancel()
 	start := time.Now()
@@ -411,15 +425,11 @@ func (wk *Worker) Lookup(a *LookupArgs, r *LookupReply) error {
 
 // Ping measures one libp2p ping round trip from a host to a connected peer.
 func (wk *Worker) Ping(a *PingArgs, r *PingReply) error {
-	n, err := wk.node(a.Host)
+	n, unlock, err := wk.live(a.Host, false)
 	if err != nil {
 		return err
 	}
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if n.peer == nil {
-		return fmt.Errorf("%w: host %d", ErrHostDown, a.Host)
-	}
+	defer unlock()
 	peers := n.peer.Host.Network().Peers()
 	if len(peers) == 0 {
 		return nil
@@ -438,15 +448,11 @@ func (wk *Worker) Ping(a *PingArgs, r *PingReply) error {
 // and address; it announces the same digests again, as the daemon does at
 // start for the blobs in its store.
 func (wk *Worker) Restart(a *RestartArgs, _ *None) error {
-	n, err := wk.node(a.Host)
+	n, unlock, err := wk.live(a.Host, true)
 	if err != nil {
 		return err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.peer == nil {
-		return fmt.Errorf("%w: host %d", ErrHostDown, a.Host)
-	}
+	defer unlock()
 	n.okPast += providesOK(n.reg)
 	err = n.peer.Close()
 	n.peer, n.reg = nil, nil

@@ -35,18 +35,7 @@ func TestE2EContainerdPull(t *testing.T) {
 	shoal := harness.ShoalBinary(t)
 	origin := startOrigin(t)
 
-	// A request containerd sends to the origin itself means it went past
-	// the mirror (the shim's own requests carry Go's User-Agent).
-	var directMu sync.Mutex
-	var direct []string
-	origin.OnRequest(func(r *http.Request) {
-		if strings.HasPrefix(strings.ToLower(r.UserAgent()), "containerd") {
-			directMu.Lock()
-			direct = append(direct, r.Method+" "+r.URL.String())
-			directMu.Unlock()
-		}
-	})
-	t.Cleanup(func() { origin.OnRequest(nil) })
+	checkBypass := watchBypass(t, origin)
 
 	// Content: a plain image with three real (gzip tar) layers, and a
 	// two-platform index whose images have layers of their own.
@@ -139,11 +128,7 @@ func TestE2EContainerdPull(t *testing.T) {
 	}
 
 	// Nothing went to the origin past the mirror.
-	directMu.Lock()
-	if len(direct) > 0 {
-		t.Errorf("containerd sent %d requests straight to the origin (mirror bypassed): %q", len(direct), direct)
-	}
-	directMu.Unlock()
+	checkBypass()
 
 	// The shim's request log: every manifest and blob, for ns=<origin>.
 	reqs := d.RequestLogs()
@@ -293,6 +278,30 @@ func checkHostsTOML(t *testing.T, hosts, originURL, mirrorURL string) {
 	for _, h := range hostTables {
 		if !strings.HasPrefix(h, "http://127.") {
 			t.Fatalf("hosts.toml names a non-loopback host %q:\n%s", h, hosts)
+		}
+	}
+}
+
+// watchBypass records the requests containerd sends to origin itself (the
+// shim's own requests carry Go's User-Agent); check fails t if there was
+// one: containerd went past the mirror.
+func watchBypass(t *testing.T, origin *harness.Origin) (check func()) {
+	var mu sync.Mutex
+	var direct []string
+	origin.OnRequest(func(r *http.Request) {
+		if strings.HasPrefix(strings.ToLower(r.UserAgent()), "containerd") {
+			mu.Lock()
+			direct = append(direct, r.Method+" "+r.URL.String())
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() { origin.OnRequest(nil) })
+	return func() {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(direct) > 0 {
+			t.Errorf("containerd sent %d requests straight to the origin (mirror bypassed): %q", len(direct), direct)
 		}
 	}
 }

@@ -211,22 +211,7 @@ func seederFailover(t *testing.T, stop func(*harness.SeederProcess)) {
 		size, rate = 64<<20, 8<<20 // the race detector slows every byte
 	}
 	origin := startOrigin(t)
-	img, err := harness.BlobImage(91, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := origin.Push(img, "e2e/ha:v1"); err != nil {
-		t.Fatal(err)
-	}
-	man, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	imageBytes := man.Config.Size
-	for _, l := range man.Layers {
-		imageBytes += l.Size
-	}
-	layer := man.Layers[0].Digest.String()
+	layer, imageBytes := pushOneLayer(t, origin, 91, size, "e2e/ha:v1")
 
 	c := startHACluster(t, origin, 3, 3)
 	own := c.owner(t, layer)

@@ -78,3 +78,26 @@ func TestE2EHelpers(t *testing.T) {
 		t.Errorf("no \"daemon stopped\" log line after SIGTERM:\n%s", harness.Tail(d.Logs(), 20))
 	}
 }
+
+// pushOneLayer pushes to origin as ref an image of one random layer of
+// size bytes (seeded), and returns the layer's digest and the image's
+// bytes (config and layer) for egress ratios.
+func pushOneLayer(t *testing.T, origin *harness.Origin, seed uint64, size int64, ref string) (layer string, imageBytes int64) {
+	t.Helper()
+	img, err := harness.BlobImage(seed, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := origin.Push(img, ref); err != nil {
+		t.Fatal(err)
+	}
+	man, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imageBytes = man.Config.Size
+	for _, l := range man.Layers {
+		imageBytes += l.Size
+	}
+	return man.Layers[0].Digest.String(), imageBytes
+}

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,16 +53,7 @@ func TestE2EContainerd2MultipartPull(t *testing.T) {
 	shoal := harness.ShoalBinary(t)
 	origin := startOrigin(t)
 
-	var directMu sync.Mutex
-	var direct []string
-	origin.OnRequest(func(r *http.Request) {
-		if strings.HasPrefix(strings.ToLower(r.UserAgent()), "containerd") {
-			directMu.Lock()
-			direct = append(direct, r.Method+" "+r.URL.String())
-			directMu.Unlock()
-		}
-	})
-	t.Cleanup(func() { origin.OnRequest(nil) })
+	checkBypass := watchBypass(t, origin)
 
 	img, layer := multipartImage(t, multipartLayer)
 	if _, err := origin.Push(img, "e2e/multipart:v1"); err != nil {
@@ -180,11 +170,7 @@ func TestE2EContainerd2MultipartPull(t *testing.T) {
 	if n := origin.BlobGets(layerDigest.String()); n != 1 {
 		t.Errorf("the origin served the layer %d times, want 1 (the seeder's fetch)", n)
 	}
-	directMu.Lock()
-	if len(direct) > 0 {
-		t.Errorf("containerd sent %d requests straight to the origin (mirror bypassed): %q", len(direct), direct)
-	}
-	directMu.Unlock()
+	checkBypass()
 	if got := m.Sum("shoal_http_requests_total", map[string]string{"status": "500"}) + m.Sum("shoal_http_requests_total", map[string]string{"status": "502"}); got != 0 {
 		t.Errorf("the shim answered %v requests with 500/502\n%s", got, m.Lines("shoal_http_requests_total"))
 	}

@@ -22,22 +22,7 @@ func TestE2ESeederRestart(t *testing.T) {
 		size, rate = 32<<20, 4<<20
 	}
 	origin := startOrigin(t)
-	img, err := harness.BlobImage(92, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := origin.Push(img, "e2e/restart:v1"); err != nil {
-		t.Fatal(err)
-	}
-	man, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	imageBytes := man.Config.Size
-	for _, l := range man.Layers {
-		imageBytes += l.Size
-	}
-	layer := man.Layers[0].Digest.String()
+	layer, imageBytes := pushOneLayer(t, origin, 92, size, "e2e/restart:v1")
 
 	harness.ShoalBinary(t)
 	dir := t.TempDir()
