@@ -18,14 +18,15 @@ DIR=${SHOAL_CONTAINERD2_DIR:-/var/cache/shoal-containerd2/$VERSION}
 STAMP=$DIR/stamp
 want="containerd=$VERSION tags=$TAGS cgo=0"
 
-log() { echo "install-containerd2: $*" >&2; }
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" && -x $DIR/containerd && -x $DIR/ctr ]]; then
 	log "containerd $VERSION: present in $DIR"
 	exit 0
 fi
-command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
-command -v go >/dev/null 2>&1 || { log "go is required to build containerd $VERSION"; exit 1; }
+need_go "containerd $VERSION"
 
 start=$SECONDS
 export GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off CGO_ENABLED=0

@@ -10,6 +10,7 @@
 #                             cmd/shoal e2e_conformance_test.go)
 #   - golangci-lint          (make lint, .golangci.yml)
 #   - systemd-analyze        (cmd/shoal deploy_test.go: verify deploy/systemd units)
+#   - promtool               (deploy/monitoring rules; Debian prometheus)
 #   - containerd 2.x, ctr    (cmd/shoal e2e_multipart_test.go: multipart layer
 #                             fetch; built by .ci/install-containerd2.sh)
 set -euo pipefail
@@ -26,37 +27,24 @@ GOLANGCI_LINT_VERSION=v2.15.0
 # it in PATH or in $HOME/go/bin).
 GOLANGCI_LINT_BIN=${SHOAL_GOLANGCI_LINT_BIN:-/usr/local/bin/golangci-lint}
 
-log() { echo "install-deps: $*" >&2; }
-
-scratch_dirs=()
-trap 'rm -rf "${scratch_dirs[@]:-}"' EXIT
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 # --- Debian packages -------------------------------------------------------
-missing=()
-for tool in containerd:containerd ctr:containerd runc:runc skopeo:skopeo docker-registry:docker-registry ip:iproute2 tc:iproute2 systemd-analyze:systemd; do
-	cmd=${tool%%:*} pkg=${tool##*:}
-	if ! command -v "$cmd" >/dev/null 2>&1; then
-		case " ${missing[*]:-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
-	fi
-done
-if ((${#missing[@]})); then
-	log "installing Debian packages: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
-else
-	log "containerd, ctr, runc, skopeo, docker-registry, ip, tc, systemd-analyze: present"
-fi
+# promtool (deploy/monitoring: promtool check rules / test rules) comes with
+# Debian's prometheus package; the server it installs is not started (no
+# systemd here).
+need_pkgs containerd:containerd ctr:containerd runc:runc skopeo:skopeo docker-registry:docker-registry \
+	ip:iproute2 tc:iproute2 systemd-analyze:systemd promtool:prometheus
 
 # --- OCI conformance suite ------------------------------------------------
 if [[ -x $CONFORMANCE_BIN && -f $STAMP && $(cat "$STAMP") == "$CONFORMANCE_VERSION" ]]; then
 	log "oci-conformance $CONFORMANCE_VERSION: present"
 else
-	command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
-	command -v go >/dev/null 2>&1 || { log "go is required to build oci-conformance"; exit 1; }
+	need_go oci-conformance
 	log "building oci-conformance $CONFORMANCE_VERSION"
-	scratch=$(mktemp -d)
-	scratch_dirs+=("$scratch")
+	new_scratch
 	(
 		cd "$scratch"
 		export GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off
@@ -86,11 +74,9 @@ done
 if [[ -n $found ]]; then
 	log "golangci-lint $GOLANGCI_LINT_VERSION: present ($found)"
 else
-	command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
-	command -v go >/dev/null 2>&1 || { log "go is required to build golangci-lint"; exit 1; }
+	need_go golangci-lint
 	log "building golangci-lint $GOLANGCI_LINT_VERSION"
-	scratch=$(mktemp -d)
-	scratch_dirs+=("$scratch")
+	new_scratch
 	(
 		cd "$scratch"
 		export GOFLAGS=-mod=mod GO111MODULE=on GOWORK=off GOBIN="$scratch/bin"
@@ -104,17 +90,5 @@ else
 	log "installed $GOLANGCI_LINT_BIN"
 fi
 
-# --- promtool (deploy/monitoring: promtool check rules / test rules) --------
-# Debian's prometheus package carries promtool; the server it installs is
-# not started (no systemd here).
-if command -v promtool >/dev/null 2>&1; then
-	log "promtool: present"
-else
-	log "installing Debian package: prometheus (for promtool)"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends prometheus
-fi
-
 # --- containerd 2.x (multipart layer fetch; .ci/install-containerd2.sh) ------
-bash "$(dirname "$0")/install-containerd2.sh"
+bash "$here/install-containerd2.sh"

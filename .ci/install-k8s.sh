@@ -19,26 +19,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 DIR=${SHOAL_K8S_DIR:-/var/cache/shoal-k8s/$K8S_VERSION}
 STAMP=$DIR/stamp
 
-log() { echo "install-k8s: $*" >&2; }
-
-scratch_dirs=()
-trap 'rm -rf "${scratch_dirs[@]:-}"' EXIT
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 # --- Debian packages -------------------------------------------------------
-missing=()
-for tool in etcd:etcd-server containerd:containerd ctr:containerd runc:runc iptables:iptables /usr/lib/cni/loopback:containernetworking-plugins; do
-	cmd=${tool%%:*} pkg=${tool##*:}
-	if [[ $cmd == /* ]]; then [[ -x $cmd ]] && continue; elif command -v "$cmd" >/dev/null 2>&1; then continue; fi
-	case " ${missing[*]:-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
-done
-if ((${#missing[@]})); then
-	log "installing Debian packages: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
-else
-	log "etcd, containerd, ctr, runc, iptables, CNI plugins: present"
-fi
+need_pkgs etcd:etcd-server containerd:containerd ctr:containerd runc:runc iptables:iptables \
+	/usr/lib/cni/loopback:containernetworking-plugins
 
 # --- kube and helm ------------------------------------------------------------
 src_hash=$(cat "$here/k8s/go.mod" "$here/k8s/go.sum" "$here/k8s/main.go" | sha256sum | cut -c1-16)
@@ -47,8 +33,7 @@ if [[ -f $STAMP && $(cat "$STAMP") == "$want" && -x $DIR/kube && -x $DIR/helm ]]
 	log "kube $K8S_VERSION, helm $HELM_VERSION: present in $DIR"
 	exit 0
 fi
-command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
-command -v go >/dev/null 2>&1 || { log "go is required to build kube and helm"; exit 1; }
+need_go "kube and helm"
 mkdir -p "$DIR"
 rm -f "$STAMP"
 # Each part has a stamp of its own, so a change of one rebuilds only it.
@@ -85,8 +70,7 @@ if [[ -x $DIR/helm && $(helm_version) == "$HELM_VERSION" ]]; then
 else
 	start=$SECONDS
 	log "building helm $HELM_VERSION"
-	scratch=$(mktemp -d)
-	scratch_dirs+=("$scratch")
+	new_scratch
 	hpkg=helm.sh/helm/v3/pkg
 	GOBIN="$scratch/bin" go install -trimpath \
 		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X $hpkg/chartutil.k8sVersionMajor=$major -X $hpkg/chartutil.k8sVersionMinor=$minor -X $hpkg/lint/rules.k8sVersionMajor=$major -X $hpkg/lint/rules.k8sVersionMinor=$minor" \
