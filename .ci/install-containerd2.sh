@@ -8,19 +8,31 @@
 # go to $SHOAL_CONTAINERD2_DIR (default /var/cache/shoal-containerd2/$VERSION)
 # with a stamp; they are rebuilt only when the stamp differs. Idempotent;
 # about 2 min on 2 idle cores with a cold build cache, well under a second
-# when present. Called by .ci/install-deps.sh.
+# when present. Called by .ci/install-deps.sh. With --version it only
+# prints the version it builds.
+#
+# The version's one source is internal/harness/containerd2.version, which the
+# Go test harness embeds (harness.Containerd2Version).
 set -euo pipefail
-
-MOD=github.com/containerd/containerd/v2
-VERSION=v2.4.2
-TAGS="no_btrfs no_devmapper no_zfs"
-DIR=${SHOAL_CONTAINERD2_DIR:-/var/cache/shoal-containerd2/$VERSION}
-STAMP=$DIR/stamp
-want="containerd=$VERSION tags=$TAGS cgo=0"
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+MOD=github.com/containerd/containerd/v2
+VERSION_FILE=$here/../internal/harness/containerd2.version
+VERSION=$(tr -d '[:space:]' <"$VERSION_FILE")
+[[ $VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || {
+	log "$VERSION_FILE holds '$VERSION', not a vX.Y.Z version"
+	exit 1
+}
+if [[ ${1:-} == --version ]]; then
+	echo "$VERSION"
+	exit 0
+fi
+TAGS="no_btrfs no_devmapper no_zfs"
+DIR=${SHOAL_CONTAINERD2_DIR:-/var/cache/shoal-containerd2/$VERSION}
+STAMP=$DIR/stamp
+want="containerd=$VERSION tags=$TAGS cgo=0"
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" && -x $DIR/containerd && -x $DIR/ctr ]]; then
 	log "containerd $VERSION: present in $DIR"

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	_ "embed"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,9 +15,13 @@ import (
 // (multipart layer fetch, containerd 2.1+), which the Debian containerd 1.6
 // of StartContainerd never does.
 
+//go:embed containerd2.version
+var containerd2Version string
+
 // Containerd2Version is the containerd release .ci/install-containerd2.sh
-// builds; keep the two in step.
-const Containerd2Version = "v2.4.2"
+// builds. Its one source is the file containerd2.version beside this one,
+// which the script reads too.
+var Containerd2Version = strings.TrimSpace(containerd2Version)
 
 // UnderMake reports whether the tests run under the Makefile's test target
 // (SHOAL_MAKE_TEST, set by `make unit`), which installs their tools first:

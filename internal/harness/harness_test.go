@@ -2,6 +2,9 @@ package harness_test
 
 import (
 	"bytes"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -85,5 +88,26 @@ up 1
 	}
 	if got := harness.Count(t, reg, "x_total", "up"); got != 4 {
 		t.Errorf("Count = %v, want 4", got)
+	}
+}
+
+// The containerd 2.x version has one source, containerd2.version: the
+// install script prints the version the harness embeds, and the harness's
+// default install directory names it.
+func TestContainerd2VersionShared(t *testing.T) {
+	out, err := exec.CommandContext(t.Context(), "bash", "../../.ci/install-containerd2.sh", "--version").Output()
+	if err != nil {
+		t.Fatalf("install-containerd2.sh --version: %v", err)
+	}
+	script := strings.TrimSpace(string(out))
+	if script != harness.Containerd2Version {
+		t.Fatalf("install-containerd2.sh builds %q, the harness wants %q", script, harness.Containerd2Version)
+	}
+	if !regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(harness.Containerd2Version) {
+		t.Fatalf("Containerd2Version %q is not a vX.Y.Z version", harness.Containerd2Version)
+	}
+	t.Setenv("SHOAL_CONTAINERD2_DIR", "")
+	if dir := harness.Containerd2Dir(); filepath.Base(dir) != harness.Containerd2Version {
+		t.Fatalf("Containerd2Dir() = %s, want a directory named %s", dir, harness.Containerd2Version)
 	}
 }
