@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/shoal-dev/shoal/p2p/host"
 	"github.com/shoal-dev/shoal/p2p/seederset"
@@ -127,7 +129,8 @@ func TestWatchFailedOfALiveSeeder(t *testing.T) {
 // slowPing replaces h's ping handler: answer n (counted over every stream)
 // is held back by late(n) first, as a seeder whose link the rollout
 // saturates answers late; a negative hold never answers (a silent host).
-func slowPing(h libhost.Host, late func(n int) time.Duration) *atomic.Int64 {
+// A held answer is dropped when ctx ends, so no handler outlives the test.
+func slowPing(ctx context.Context, h libhost.Host, late func(n int) time.Duration) *atomic.Int64 {
 	var answers atomic.Int64
 	h.SetStreamHandler(ping.ID, func(s network.Stream) {
 		defer func() { _ = s.Reset() }()
@@ -141,7 +144,13 @@ func slowPing(h libhost.Host, late func(n int) time.Duration) *atomic.Int64 {
 				_, _ = io.Copy(io.Discard, s) // until the prober gives up
 				return
 			}
-			time.Sleep(d)
+			hold := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				hold.Stop()
+				return
+			case <-hold.C:
+			}
 			if _, err := s.Write(buf); err != nil {
 				return
 			}
@@ -150,41 +159,101 @@ func slowPing(h libhost.Host, late func(n int) time.Duration) *atomic.Int64 {
 	return &answers
 }
 
+// events wakes a test's waits: the watch's logged verdicts and the
+// probes its seeders see call poke. A wait re-checks its condition after
+// each wake (poke never blocks: one pending wake covers every event
+// before the check).
+type events struct {
+	wake chan struct{}
+	logs *observer.ObservedLogs
+}
+
+func newEvents() *events { return &events{wake: make(chan struct{}, 1)} }
+
+func (e *events) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// logger is a watch's logger that records its entries, and pokes after
+// each one.
+func (e *events) logger(t *testing.T) *zap.Logger {
+	core, logs := observer.New(zap.InfoLevel)
+	e.logs = logs
+	tee := zapcore.NewTee(zaptest.NewLogger(t).Core(), core)
+	return zap.New(zapcore.RegisterHooks(tee, func(zapcore.Entry) error { e.poke(); return nil }))
+}
+
+// downChanges counts the watch's logged changes of id into or out of
+// Down (the watch logs each one it makes on a probe's result; a Down it
+// reaches on a probe's timeout is logged when it ends).
+func (e *events) downChanges(id peer.ID) int {
+	n := 0
+	for _, le := range e.logs.FilterMessage("seeder liveness changed").AllUntimed() {
+		m := le.ContextMap()
+		if m["peer"] == id.String() && (m["to"] == seederset.Down.String() || m["from"] == seederset.Down.String()) {
+			n++
+		}
+	}
+	return n
+}
+
+// until waits for cond, re-checked after each event, for up to the
+// deadline's timer.
+func (e *events) until(t *testing.T, deadline *time.Timer, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-e.wake:
+		case <-deadline.C:
+			t.Fatalf("%s: not in time", what)
+		}
+	}
+}
+
 // A seeder that answers two probes in a row too late, then one in time,
 // over and over, is never found down: Misses in a row are needed, a late
 // answer is not a dead seeder (with each miss counted twice, as before,
 // two were a Down). Misses is 4 here so that a probe the loaded test
 // machine itself delays past Timeout cannot make the third miss. One that
-// never answers is down after Misses probes.
+// never answers is down after Misses probes. The test waits on events,
+// not on a clock: the probes the seeders see and the watch's logged
+// verdicts. A Down of the slow seeder fails it even if it lasted a
+// moment: one that ended is logged, one that did not is seen at the end.
 func TestWatchSlowSeederIsNotDown(t *testing.T) {
 	node, slow, silent := loopbackHost(t), loopbackHost(t), loopbackHost(t)
 	cfg := seederset.Config{Every: 100 * time.Millisecond, Timeout: time.Second, Misses: 4}
-	answers := slowPing(slow, func(n int) time.Duration {
+	ev := newEvents()
+	answers := slowPing(t.Context(), slow, func(n int) time.Duration {
+		ev.poke()
 		if n%3 == 0 {
 			return 0
 		}
 		return cfg.Timeout + 300*time.Millisecond // a miss
 	})
-	slowPing(silent, func(int) time.Duration { return -1 })
-	w := NewWatch(node, []peer.AddrInfo{{ID: slow.ID(), Addrs: slow.Addrs()}, {ID: silent.ID(), Addrs: silent.Addrs()}}, cfg, nil, zaptest.NewLogger(t))
+	slowPing(t.Context(), silent, func(int) time.Duration { ev.poke(); return -1 })
+	w := NewWatch(node, []peer.AddrInfo{{ID: slow.ID(), Addrs: slow.Addrs()}, {ID: silent.ID(), Addrs: silent.Addrs()}}, cfg, nil, ev.logger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	took := waitFor(t, 20*time.Second, "the silent seeder down", func() bool { return w.Down(silent.ID()) })
-	t.Logf("a seeder that never answers was found down after %v", took)
-	deadline := time.Now().Add(20 * time.Second)
-	for answers.Load() < 12 {
-		if w.Down(slow.ID()) {
-			t.Fatalf("the slow seeder was found down after %d probes", answers.Load())
+	slowDown := func() bool { return ev.downChanges(slow.ID()) > 0 || w.Down(slow.ID()) }
+	start := time.Now()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	ev.until(t, deadline, "the silent seeder down within 20 s", func() bool { return w.Down(silent.ID()) })
+	t.Logf("a seeder that never answers was found down after %v", time.Since(start))
+	deadline.Reset(20 * time.Second)
+	ev.until(t, deadline, "12 probes of the slow seeder within 20 s", func() bool {
+		if slowDown() {
+			t.Fatalf("the slow seeder was found down within %d probes", answers.Load())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d probes of the slow seeder in 20 s", answers.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if s := w.State(slow.ID()); s == seederset.Down {
-		t.Fatalf("the slow seeder is %s", s)
+		return answers.Load() >= 12
+	})
+	if slowDown() {
+		t.Fatalf("the slow seeder was found down within %d probes", answers.Load())
 	}
 }
