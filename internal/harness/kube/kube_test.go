@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,20 +123,59 @@ func hostState(t *testing.T) host {
 }
 
 // A second holder of the host lock waits for the first and gives up at
-// its bound with a clear error.
+// its bound with a clear error naming the holder.
 func TestHostLockExcludes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lock")
-	a, err := lockFile(path, time.Second)
+	a, err := lockFile(path, time.Second, "first")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lockFile(path, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "another cluster holds it") {
+	start := time.Now()
+	_, err = lockFile(path, 300*time.Millisecond, "second")
+	if err == nil || !strings.Contains(err.Error(), "another cluster holds it") {
 		t.Fatalf("second lock while the first is held: %v", err)
 	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("the second lock gave up after %v, before its wait of 300ms", took)
+	}
+	if want := fmt.Sprintf("held by pid %d (", os.Getpid()); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "test first, since ") {
+		t.Fatalf("the error does not name the holder (%q, test first): %v", want, err)
+	}
+	t.Logf("the second lock's error: %v", err)
 	_ = a.Close()
-	b, err := lockFile(path, time.Second)
+	b, err := lockFile(path, time.Second, "third")
 	if err != nil {
 		t.Fatalf("lock after the first was released: %v", err)
 	}
+	if h := holder(path); !strings.Contains(h, "test third,") || strings.Contains(h, "first") {
+		t.Fatalf("the lock file names %q, want only the third holder", h)
+	}
 	_ = b.Close()
+}
+
+// The wait for the host lock ends before the test's deadline, leaving a
+// tenth of the time left (at least lockMargin) to fail naming the holder;
+// without a deadline it is lockWait; past the margin it is one try.
+func TestLockWaitFromDeadline(t *testing.T) {
+	now := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		left time.Duration
+		ok   bool
+		want time.Duration
+	}{
+		{0, false, lockWait},
+		{20 * time.Minute, true, 18 * time.Minute},
+		{2 * time.Hour, true, 108 * time.Minute},
+		{time.Minute, true, 30 * time.Second},
+		{20 * time.Second, true, 0},
+		{-time.Minute, true, 0},
+	} {
+		if got := lockWaitFor(now.Add(c.left), c.ok, now); got != c.want {
+			t.Errorf("lockWaitFor(now+%v, %v) = %v, want %v", c.left, c.ok, got, c.want)
+		}
+	}
+	d, ok := t.Deadline()
+	if got := lockWaitFor(d, ok, time.Now()); ok && !time.Now().Add(got).Before(d) {
+		t.Errorf("this test's deadline is %v, the wait %v passes it", d, got)
+	}
 }
