@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/shoal-dev/shoal/bench/dht"
 )
 
@@ -21,7 +23,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// The tests' own process (the coordinator, not the workers) must end
+	// with no goroutine of a run left.
+	goleak.VerifyTestMain(m)
 }
 
 // workerCommand re-executes the test binary as a worker.
