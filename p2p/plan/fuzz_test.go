@@ -15,7 +15,12 @@ import (
 func FuzzBlob(f *testing.F) {
 	f.Add([]byte{0, 0xff, 0, 1, 0x3c, 9, 9, 9, 2, 3, 4, 9, 5, 0, 9, 8, 9})
 	f.Add([]byte{0, 0x80, 0, 0x0f, 9, 6, 3, 9, 9, 1, 0, 4, 9, 5, 9, 7, 9, 10, 9, 11, 2, 9})
-	f.Fuzz(func(t *testing.T, ops []byte) {
+	f.Fuzz(runBlob)
+}
+
+// runBlob is FuzzBlob's body: ops drive the events.
+func runBlob(t *testing.T, ops []byte) {
+	{
 		if len(ops) > 4096 {
 			return
 		}
@@ -125,7 +130,7 @@ func FuzzBlob(f *testing.F) {
 				}
 			}
 		}
-	})
+	}
 }
 
 // verify recounts b's per-chunk counts from its sources.
@@ -177,6 +182,14 @@ func verify(t *testing.T, op string, b *Blob, maxInflight int) {
 		}
 		if inflight[i] > 2 {
 			t.Fatalf("%s: %d copies of chunk %d in flight", op, inflight[i], i)
+		}
+	}
+	if len(b.miss) != missing {
+		t.Fatalf("%s: %d on the missing list, %d missing", op, len(b.miss), missing)
+	}
+	for k, m := range b.miss {
+		if b.held.Has(int(m)) || b.mpos[m] != int32(k) {
+			t.Fatalf("%s: missing list entry %d (chunk %d) wrong", op, k, m)
 		}
 	}
 	if peers != b.peers || missing != b.missing || unclaimed != b.unclaimed || low != b.low {
