@@ -33,6 +33,14 @@ func TestFloorMeasured(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("floor files left behind: %v", err)
 	}
+	// The lab's median of runs: every run kept, the median one reported.
+	m, err := medianFloor(ctx, os.Args[0], dir, 16<<20, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := m.RunsCPUSPerGiB; len(rs) != 3 || rs[0] > rs[1] || rs[1] > rs[2] || !near(m.PerGiB(), rs[1]) {
+		t.Errorf("median floor %v of runs %v", m.PerGiB(), rs)
+	}
 	// A helper that fails is an error, not a zero.
 	if _, err := measureFloor(ctx, os.Args[0], dir, 0, 1); !errors.Is(err, errFloor) {
 		t.Errorf("empty floor: %v", err)
@@ -100,7 +108,7 @@ func TestCostAgainstFloor(t *testing.T) {
 	if err := WriteMarkdown(&b, rs, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"daemon CPU x floor (median / max)", "| 0.50 / 1.00 |", "52.0 MiB / 53.0 MiB", "Floor after shoal: 2.00 core-s/GiB"} {
+	for _, want := range []string{"daemon CPU x floor (median / max)", "| 0.50 / 1.00 |", "52.0 MiB / 53.0 MiB", "Floor after shoal: 2.00 core-s/GiB (runs []; median run: 512.0 MiB in 4 files"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, b.String())
 		}
