@@ -34,6 +34,7 @@ import (
 //	        namespace, over its loopback: not on the shaped link)
 //	_pull   pull an image through a node's shim at a given moment
 //	_get    GET a URL (metrics, pprof) and copy the body to stdout
+//	_floor  write and hash bytes as the store does (the floor, floor.go)
 
 // IsHelper reports whether args name a helper subcommand.
 func IsHelper(args []string) bool {
@@ -49,6 +50,8 @@ func RunHelper(ctx context.Context, args []string, stdout io.Writer) error {
 		return helperPull(ctx, args[1:], stdout)
 	case "_get":
 		return helperGet(ctx, args[1:], stdout)
+	case "_floor":
+		return helperFloor(args[1:], stdout)
 	}
 	return fmt.Errorf("unknown helper %q", args[0])
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,4 +236,47 @@ func busyCores(a, b cpuSnapshot, ncpu int) float64 {
 		return 0
 	}
 	return (b.busy - a.busy) / (b.total - a.total) * float64(ncpu)
+}
+
+// buildTool builds a command of the module in the working directory
+// (./cmd/shoal, ./bench/cmd/shoal-liar) into dir/bin.
+func buildTool(ctx context.Context, dir, pkg string) (string, error) {
+	out := filepath.Join(dir, "bin", filepath.Base(pkg))
+	gomod, err := run(ctx, 30*time.Second, "go", "env", "GOMOD")
+	if err != nil {
+		return "", err
+	}
+	gomod = strings.TrimSpace(gomod)
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the shoal module: run from the repository, or pass --shoal-bin")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = filepath.Dir(gomod)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// nsCmd is the argv that runs bin args inside namespace ns.
+func nsCmd(ns, bin string, args ...string) []string {
+	return append([]string{"netns", "exec", ns, bin}, args...)
+}
+
+// helper runs a shoal-bench helper inside ns and returns its stdout.
+func (l *Lab) helper(ctx context.Context, ns string, timeout time.Duration, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", nsCmd(ns, l.cfg.SelfBin, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 2 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%s in %s: %w: %s", args[0], ns, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
 }

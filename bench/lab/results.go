@@ -47,6 +47,10 @@ type NodeResult struct {
 	// PeakRSSBytes its VmHWM over its life.
 	CPUS         float64 `json:"cpu_s"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	// CPUSPerGiB is CPUS per GiB the daemon received (all sources);
+	// CPUXFloor that over the mode's floor_cpu_s_per_gib (floor.go).
+	CPUSPerGiB float64 `json:"cpu_s_per_gib"`
+	CPUXFloor  float64 `json:"cpu_x_floor"`
 	// FanIn is how many distinct sources (peers and seeders) sent it at
 	// least one chunk; FanOut how many nodes got at least one chunk from it.
 	FanIn  int `json:"fan_in"`
@@ -134,12 +138,21 @@ type ModeResult struct {
 	FanOutMax     int              `json:"fan_out_max"`
 
 	// Daemon cost: the worst node.
-	CPUSMax          float64 `json:"cpu_s_max"`
-	CPUSPerGiBMax    float64 `json:"cpu_s_per_gib_max"`
-	PeakRSSBytesMax  int64   `json:"peak_rss_bytes_max"`
-	SeederCPUS       float64 `json:"seeder_cpu_s"`
-	SeederPeakRSS    int64   `json:"seeder_peak_rss_bytes"`
-	SeederOriginByte int64   `json:"seeder_origin_bytes"`
+	CPUSMax         float64 `json:"cpu_s_max"`
+	CPUSPerGiBMax   float64 `json:"cpu_s_per_gib_max"`
+	PeakRSSBytesMax int64   `json:"peak_rss_bytes_max"`
+	// The median node, and the cost against this machine's floor measured
+	// after the mode's pulls (floor.go): FloorCPUSPerGiB is the floor's
+	// CPU seconds per GiB, CPUXFloor* the nodes' cpu_x_floor.
+	CPUSPerGiBMedian   float64 `json:"cpu_s_per_gib_median"`
+	PeakRSSBytesMedian int64   `json:"peak_rss_bytes_median"`
+	FloorCPUSPerGiB    float64 `json:"floor_cpu_s_per_gib"`
+	CPUXFloorMedian    float64 `json:"cpu_x_floor_median"`
+	CPUXFloorMax       float64 `json:"cpu_x_floor_max"`
+	Floor              *Floor  `json:"floor,omitempty"`
+	SeederCPUS         float64 `json:"seeder_cpu_s"`
+	SeederPeakRSS      int64   `json:"seeder_peak_rss_bytes"`
+	SeederOriginByte   int64   `json:"seeder_origin_bytes"`
 	// HostCPUBusyCores is the machine's average busy cores over the
 	// measured pulls (of HostCPUs): near HostCPUs means CPU-bound.
 	HostCPUBusyCores float64 `json:"host_cpu_busy_cores"`
@@ -271,6 +284,7 @@ func (m *ModeResult) Summarize(waves []Wave, nodeRate, originRate Rate) {
 		}
 		m.PeakRSSBytesMax = max(m.PeakRSSBytesMax, n.PeakRSSBytes)
 	}
+	m.summarizeCost()
 	var fanOut float64
 	m.FanOutMax = 0
 	for _, n := range m.NodesList {
@@ -444,20 +458,21 @@ func WriteMarkdown(w io.Writer, results []ModeResult, settings string) error {
 	if settings != "" {
 		fmt.Fprintf(&b, "`%s`\n\n", settings)
 	}
-	b.WriteString("| mode | all complete (s) | p50 (s) | p90 (s) | p99 (s) | ideal (s) | x ideal | origin egress | x image | peer / seeder / origin (MiB) | fan-in / fan-out (mean) | daemon CPU s/GiB (max) | daemon peak RSS (max) | host busy cores | failed |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|\n")
+	b.WriteString("| mode | all complete (s) | p50 (s) | p90 (s) | p99 (s) | ideal (s) | x ideal | origin egress | x image | peer / seeder / origin (MiB) | fan-in / fan-out (mean) | daemon CPU s/GiB (max) | daemon CPU x floor (median / max) | daemon peak RSS (median / max) | host busy cores | failed |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %s | %.2f | %.0f / %.0f / %.0f | %.1f / %.1f | %.2f | %s | %.2f / %d | %d |\n",
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %s | %.2f | %.0f / %.0f / %.0f | %.1f / %.1f | %.2f | %.2f / %.2f | %s / %s | %.2f / %d | %d |\n",
 			r.Mode, r.AllCompleteS, r.P50S, r.P90S, r.P99S, r.IdealS, r.RatioToIdeal,
 			mib(r.OriginEgressBytes), r.OriginEgressRatio,
 			float64(r.BytesBySource["peer"])/(1<<20), float64(r.BytesBySource["seeder"])/(1<<20), float64(r.BytesBySource["origin"])/(1<<20),
-			r.FanInMean, r.FanOutMean, r.CPUSPerGiBMax, mib(r.PeakRSSBytesMax), r.HostCPUBusyCores, r.HostCPUs, r.FailedNodes)
+			r.FanInMean, r.FanOutMean, r.CPUSPerGiBMax, r.CPUXFloorMedian, r.CPUXFloorMax, mib(r.PeakRSSBytesMedian), mib(r.PeakRSSBytesMax), r.HostCPUBusyCores, r.HostCPUs, r.FailedNodes)
 	}
 	if len(results) > 0 {
 		r := results[0]
 		fmt.Fprintf(&b, "\nPhysical limits: swarm %.1f s (image / min(node, origin rate) per wave), origin-only %.1f s (pulling nodes x image / origin rate).\n",
 			r.SwarmIdealS, r.OriginBoundS)
 	}
+	b.WriteString(floorMarkdown(results))
 	sp := Speedups(results)
 	if s := find(results, ModeShoal); s != nil && len(sp) > 0 {
 		b.WriteString("\nshoal vs. the others (all-complete time): ")

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -141,6 +140,7 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 			l.logf("%s: %v", mode, err)
 			r.Notes = append(r.Notes, "mode failed: "+err.Error())
 		}
+		l.measureModeFloor(ctx, &r)
 		results = append(results, r)
 		if werr := WriteAll(cfg.Out, results, cfg.CommandLine); werr != nil {
 			return results, werr
@@ -191,49 +191,6 @@ func (l *Lab) teardown() {
 	} else if l.tmp != "" {
 		l.logf("kept %s", l.tmp)
 	}
-}
-
-// buildTool builds a command of the module in the working directory
-// (./cmd/shoal, ./bench/cmd/shoal-liar) into dir/bin.
-func buildTool(ctx context.Context, dir, pkg string) (string, error) {
-	out := filepath.Join(dir, "bin", filepath.Base(pkg))
-	gomod, err := run(ctx, 30*time.Second, "go", "env", "GOMOD")
-	if err != nil {
-		return "", err
-	}
-	gomod = strings.TrimSpace(gomod)
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the shoal module: run from the repository, or pass --shoal-bin")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-	cmd.Dir = filepath.Dir(gomod)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, b)
-	}
-	return out, nil
-}
-
-// nsCmd is the argv that runs bin args inside namespace ns.
-func nsCmd(ns, bin string, args ...string) []string {
-	return append([]string{"netns", "exec", ns, bin}, args...)
-}
-
-// helper runs a shoal-bench helper inside ns and returns its stdout.
-func (l *Lab) helper(ctx context.Context, ns string, timeout time.Duration, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", nsCmd(ns, l.cfg.SelfBin, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 2 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("%s in %s: %w: %s", args[0], ns, err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
 }
 
 // nodeProc is a node's daemon in one mode.

@@ -57,6 +57,10 @@ func TestSmokeLab(t *testing.T) {
 		if r.OriginEgressBytes < r.ImageBytes {
 			t.Errorf("%s: origin egress %d < image %d", r.Mode, r.OriginEgressBytes, r.ImageBytes)
 		}
+		// The floor was measured after the mode, and every node is set against it.
+		if r.FloorCPUSPerGiB <= 0 || r.Floor == nil || r.Floor.Bytes <= 0 || r.CPUXFloorMedian <= 0 || r.PeakRSSBytesMedian <= 0 {
+			t.Errorf("%s: floor %v (%+v), x floor median %v, rss median %d", r.Mode, r.FloorCPUSPerGiB, r.Floor, r.CPUXFloorMedian, r.PeakRSSBytesMedian)
+		}
 	}
 	if d := find(rs, ModeDirect); d != nil && d.BytesBySource["origin"] < int64(d.MeasuredNodes)*(d.ImageBytes-4096) {
 		t.Errorf("direct: origin bytes %d", d.BytesBySource["origin"])
