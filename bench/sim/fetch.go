@@ -1,0 +1,327 @@
+package sim
+
+import (
+	"slices"
+
+	"github.com/shoal-dev/shoal/internal/chunkset"
+)
+
+// The receiving side: a node pulls PullConcurrency layers at once; each
+// layer's fetch opens a session with the seeder (it always gets a slot),
+// asks the DHT for providers, opens sessions with up to MaxSources-1 of
+// them, looks again every second while there is room (doubling to 16 s
+// when a lookup finds nobody new), and hands every decision to its
+// Scheduler.
+
+const (
+	relookup    = 1.0
+	maxRelookup = 16.0
+	seederGrace = 2.0
+)
+
+func (s *Sim) startNode(n *node) {
+	n.started = true
+	n.startAt = s.now
+	for n.active < s.cfg.PullConcurrency && n.next < len(s.blobs) {
+		s.startFetch(n)
+	}
+}
+
+func (s *Sim) startFetch(n *node) {
+	b := n.next
+	n.next++
+	n.active++
+	bl := s.blobs[b]
+	fe := &fetch{n: n, blob: b, bySrc: map[Src]*session{}, reqs: map[reqKey]*request{}, tried: map[int32]struct{}{},
+		every: relookup, startAt: s.now}
+	fe.sch = s.cfg.Scheduler(bl.chunks, bl.chunkSize, n.rng, s.at())
+	fe.sch.SetPeersPending(true)
+	n.fetches[b] = fe
+	s.hosts[n.id].held[b] = chunkset.New(bl.chunks)
+	// Dial the seeder, ask the DHT, and bound the seeder's hold-off.
+	s.dial(fe, s.seederID())
+	s.after(s.dht, event{kind: evLookup, fe: fe})
+	s.after(seederGrace, event{kind: evGrace, fe: fe})
+}
+
+// dial opens a session; its HAVE arrives after a round trip and a half.
+func (s *Sim) dial(fe *fetch, src int32) {
+	fe.tried[src] = struct{}{}
+	fe.dialing++
+	ss := &session{fe: fe, src: src, seeder: src == s.seederID()}
+	fe.sessions = append(fe.sessions, ss)
+	s.after(3*s.lat, event{kind: evSessionUp, s: ss})
+}
+
+// peerSessions counts open and dialing sessions with peers.
+func (fe *fetch) peerSessions() int {
+	k := 0
+	for _, ss := range fe.sessions {
+		if !ss.seeder {
+			k++
+		}
+	}
+	return k
+}
+
+// lookup answers a DHT lookup: a bounded random subset of the providers.
+func (s *Sim) lookup(fe *fetch) {
+	if fe.done || fe.n.left {
+		return
+	}
+	ps := s.providers[fe.blob]
+	found := 0
+	if len(ps) > 0 {
+		k := min(s.cfg.LookupK, len(ps))
+		for range k {
+			p := ps[fe.n.rng.IntN(len(ps))]
+			if p == fe.n.id || s.hosts[p].gone {
+				continue
+			}
+			if _, ok := fe.tried[p]; ok {
+				continue
+			}
+			fe.tried[p] = struct{}{}
+			fe.cands = append(fe.cands, p)
+			found++
+		}
+	}
+	s.dialCands(fe)
+	if !fe.lookupOK {
+		fe.lookupOK = true
+		s.updatePending(fe)
+	}
+	if found > 0 {
+		fe.every = relookup
+	} else {
+		fe.every = min(2*fe.every, maxRelookup)
+	}
+	s.after(fe.every, event{kind: evRelookup, fe: fe})
+}
+
+func (s *Sim) dialCands(fe *fetch) {
+	for len(fe.cands) > 0 && fe.peerSessions() < s.cfg.MaxSources-1 {
+		p := fe.cands[0]
+		fe.cands = fe.cands[1:]
+		if s.hosts[p].gone {
+			continue
+		}
+		delete(fe.tried, p)
+		s.dial(fe, p)
+	}
+}
+
+func (s *Sim) relookup(fe *fetch) {
+	if fe.done || fe.n.left {
+		return
+	}
+	if fe.peerSessions() >= s.cfg.MaxSources-1 {
+		s.after(fe.every, event{kind: evRelookup, fe: fe})
+		return
+	}
+	s.after(s.dht, event{kind: evLookup, fe: fe})
+}
+
+// updatePending lifts the seeder hold-off once the first lookup and its
+// dials are done, or the grace ran out.
+func (s *Sim) updatePending(fe *fetch) {
+	if fe.done {
+		return
+	}
+	pending := !fe.graceOver && (!fe.lookupOK || fe.dialing > 0)
+	fe.sch.SetPeersPending(pending)
+	if !pending {
+		s.pump(fe)
+	}
+}
+
+// sessionUp: the source's HAVE arrived; the session joins the source's
+// subscribers (HAVE_UPDATE) and the scheduler.
+func (s *Sim) sessionUp(ss *session) {
+	fe := ss.fe
+	fe.dialing--
+	if ss.closed || fe.done || fe.n.left {
+		return
+	}
+	h := &s.hosts[ss.src]
+	if h.gone {
+		s.dropSession(ss)
+		s.updatePending(fe)
+		return
+	}
+	have := h.held[fe.blob]
+	if ss.seeder {
+		have = s.seeder.joined(fe.blob)
+	}
+	if have == nil {
+		have = chunkset.New(s.blobs[fe.blob].chunks)
+	}
+	ss.up = true
+	ss.h = fe.sch.AddSource(ss.seeder, have)
+	fe.bySrc[ss.h] = ss
+	ss.subIdx = len(h.subs[fe.blob])
+	h.subs[fe.blob] = append(h.subs[fe.blob], ss)
+	if ss.seeder {
+		s.seeder.sessionUp(fe.blob, ss)
+	}
+	s.updatePending(fe)
+	s.pump(fe)
+}
+
+// pump runs the scheduler and carries out its actions.
+func (s *Sim) pump(fe *fetch) {
+	if fe.done || fe.n.left {
+		return
+	}
+	s.act(fe, fe.sch.Schedule(s.at()))
+}
+
+func (s *Sim) act(fe *fetch, acts []Action) {
+	for _, a := range acts {
+		ss := fe.bySrc[a.Src]
+		if ss == nil || ss.closed {
+			continue
+		}
+		k := reqKey{ss, int32(a.Chunk)}
+		switch a.Kind {
+		case Request:
+			if _, dup := fe.reqs[k]; dup {
+				continue
+			}
+			r := &request{s: ss, chunk: int32(a.Chunk)}
+			fe.reqs[k] = r
+			ss.out++
+			s.after(s.lat, event{kind: evReqArrive, r: r})
+		case Cancel:
+			if r := fe.reqs[k]; r != nil {
+				s.kill(r)
+			}
+		}
+	}
+}
+
+// kill ends a request: taken off its session, its flow (if sending)
+// aborted.
+func (s *Sim) kill(r *request) {
+	if r.dead {
+		return
+	}
+	r.dead = true
+	fe := r.s.fe
+	delete(fe.reqs, reqKey{r.s, r.chunk})
+	r.s.out--
+	if f := r.f; f != nil && !f.done {
+		s.endFlow(f)
+		s.hosts[f.from].busy--
+		s.serve(f.from)
+	}
+}
+
+// deliver: a chunk's last byte reached the receiver.
+func (s *Sim) deliver(r *request) {
+	if r.dead {
+		return
+	}
+	ss, fe := r.s, r.s.fe
+	delete(fe.reqs, reqKey{ss, r.chunk})
+	ss.out--
+	r.dead = true
+	n := fe.n
+	i := int(r.chunk)
+	size := s.blobs[fe.blob].bytes(i)
+	n.rx += int64(s.wire(size))
+	fresh, acts := fe.sch.Landed(ss.h, i, size, s.at())
+	if !fresh {
+		n.dup += size
+	} else {
+		src := fromPeer
+		if ss.seeder {
+			src = fromSeeder
+		}
+		n.from[src] += size
+		n.sources[ss.src] = struct{}{}
+		s.hosts[n.id].held[fe.blob].Set(i)
+		if !fe.provided {
+			fe.provided = true
+			s.after(s.dht, event{kind: evProvide, n: n.id, c: int32(fe.blob)})
+		}
+		s.announce(n.id, fe.blob, i)
+	}
+	s.act(fe, acts)
+	if fe.sch.Done() {
+		s.fetchDone(fe)
+		return
+	}
+	s.pump(fe)
+}
+
+// announce sends HAVE_UPDATE for chunk i to the host's subscribers.
+func (s *Sim) announce(id int32, b, i int) {
+	for _, sub := range s.hosts[id].subs[b] {
+		sub.fe.sch.Have(sub.h, i)
+		if sub.out < s.cfg.Window {
+			s.pump(sub.fe)
+		}
+	}
+}
+
+func (s *Sim) fetchDone(fe *fetch) {
+	fe.done = true
+	for _, ss := range fe.sessions {
+		s.dropSession(ss)
+	}
+	fe.sessions = nil
+	fe.sch, fe.bySrc, fe.reqs, fe.tried, fe.cands = nil, nil, nil, nil, nil
+	n := fe.n
+	n.active--
+	if n.next < len(s.blobs) {
+		s.startFetch(n)
+		return
+	}
+	if n.active == 0 {
+		n.done = true
+		n.doneAt = s.now
+		s.nodeDone(n)
+	}
+}
+
+// dropSession closes a session on the receiver's side: its requests die,
+// the source forgets it.
+func (s *Sim) dropSession(ss *session) {
+	if ss.closed {
+		return
+	}
+	ss.closed = true
+	fe := ss.fe
+	var rs []*request
+	for k, r := range fe.reqs {
+		if k.s == ss {
+			rs = append(rs, r)
+		}
+	}
+	// In chunk order: a map's order would make the run depend on chance.
+	slices.SortFunc(rs, func(a, b *request) int { return int(a.chunk - b.chunk) })
+	for _, r := range rs {
+		s.kill(r)
+	}
+	if ss.up {
+		subs := s.hosts[ss.src].subs[fe.blob]
+		last := len(subs) - 1
+		subs[ss.subIdx] = subs[last]
+		subs[ss.subIdx].subIdx = ss.subIdx
+		subs[last] = nil
+		s.hosts[ss.src].subs[fe.blob] = subs[:last]
+		if !fe.done {
+			fe.sch.Remove(ss.h)
+		}
+		delete(fe.bySrc, ss.h)
+	}
+	if !fe.done {
+		for i, o := range fe.sessions {
+			if o == ss {
+				fe.sessions = append(fe.sessions[:i], fe.sessions[i+1:]...)
+				break
+			}
+		}
+	}
+}
