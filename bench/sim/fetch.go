@@ -211,6 +211,8 @@ func (s *Sim) kill(r *request) {
 	delete(fe.reqs, reqKey{r.s, r.chunk})
 	r.s.out--
 	if f := r.f; f != nil && !f.done {
+		// What the sender sent of it crossed its link all the same.
+		s.sentWire(f.from, r.s.fe, f.size-(f.left-f.rate*(s.now-f.at)))
 		s.endFlow(f)
 		s.hosts[f.from].busy--
 		s.serve(f.from)
@@ -259,7 +261,8 @@ func (s *Sim) deliver(r *request) {
 func (s *Sim) announce(id int32, b, i int) {
 	for _, sub := range s.hosts[id].subs[b] {
 		sub.fe.sch.Have(sub.h, i)
-		if sub.out < s.cfg.Window {
+		// A chunk the subscriber holds makes no new work.
+		if sub.out < s.cfg.Window && !s.hosts[sub.fe.n.id].held[b].Has(i) {
 			s.pump(sub.fe)
 		}
 	}
@@ -281,6 +284,7 @@ func (s *Sim) fetchDone(fe *fetch) {
 	if n.active == 0 {
 		n.done = true
 		n.doneAt = s.now
+		s.finished++
 		s.nodeDone(n)
 	}
 }

@@ -23,6 +23,7 @@ type link struct {
 // flow is one transfer in progress.
 type flow struct {
 	from, to int32
+	size     float64 // wire bytes in all
 	left     float64 // wire bytes still to send
 	rate     float64
 	at       float64 // when left was last brought up to date

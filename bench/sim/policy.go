@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"time"
 
@@ -47,11 +48,14 @@ type NewScheduler func(chunks int, chunkSize int64, rng *rand.Rand, start time.T
 // lands: p2p/swarm's main rules only (a window of requests per source;
 // peers asked first, in random order per node; the seeder asked only for
 // chunks no connected peer holds, and held back while the first lookup
-// runs). No endgame, no deadlines (nothing is lost in the model but
+// runs; a peer takes over a chunk only a seeder was asked for, and the
+// seeder's request is cancelled). No endgame, no deadlines (nothing is lost in the model but
 // sessions that close).
 type interim struct {
 	held     *chunkset.Set
-	inflight *chunkset.Set
+	heldW    words // held and inflight as words, for picking
+	askedW   words // asked of a peer
+	seedW    words // asked of a seeder
 	holders  []uint16 // connected peers (not seeders) holding each chunk
 	srcs     []*isrc
 	pending  bool
@@ -62,7 +66,7 @@ type interim struct {
 
 type isrc struct {
 	seeder   bool
-	have     *chunkset.Set
+	have     words
 	asked    []int // chunks in flight from it
 	gone     bool
 }
@@ -70,14 +74,15 @@ type isrc struct {
 // NewInterim is the interim scheduler (window requests per source).
 func NewInterim(window int) NewScheduler {
 	return func(chunks int, _ int64, rng *rand.Rand, _ time.Time) Scheduler {
-		return &interim{held: chunkset.New(chunks), inflight: chunkset.New(chunks), holders: make([]uint16, chunks), window: window, rng: rng}
+		return &interim{held: chunkset.New(chunks), heldW: newWords(chunks), askedW: newWords(chunks), seedW: newWords(chunks), holders: make([]uint16, chunks), window: window, rng: rng}
 	}
 }
 
 func (b *interim) AddSource(seeder bool, have *chunkset.Set) Src {
-	s := &isrc{seeder: seeder, have: have.Clone()}
-	if !seeder {
-		for i := range have.All() {
+	s := &isrc{seeder: seeder, have: newWords(have.Len())}
+	for i := range have.All() {
+		s.have.set(i)
+		if !seeder {
 			b.holders[i]++
 		}
 	}
@@ -87,7 +92,7 @@ func (b *interim) AddSource(seeder bool, have *chunkset.Set) Src {
 
 func (b *interim) Have(h Src, i int) {
 	s := h.(*isrc)
-	if s.have.Set(i) && !s.seeder {
+	if s.have.set(i) && !s.seeder {
 		b.holders[i]++
 	}
 }
@@ -96,11 +101,11 @@ func (b *interim) Remove(h Src) {
 	s := h.(*isrc)
 	s.gone = true
 	for _, i := range s.asked {
-		b.inflight.Clear(i)
+		b.unask(s, i)
 	}
 	s.asked = nil
 	if !s.seeder {
-		for i := range s.have.All() {
+		for _, i := range s.have.all() {
 			b.holders[i]--
 		}
 	}
@@ -127,7 +132,14 @@ func (b *interim) Schedule(time.Time) []Action {
 				if i < 0 {
 					break
 				}
-				b.inflight.Set(i)
+				if !s.seeder && b.seedW.has(i) {
+					b.takeOver(i)
+				}
+				if s.seeder {
+					b.seedW.set(i)
+				} else {
+					b.askedW.set(i)
+				}
 				s.asked = append(s.asked, i)
 				b.acts = append(b.acts, Action{Kind: Request, Src: s, Chunk: i})
 			}
@@ -142,17 +154,83 @@ func (b *interim) pick(s *isrc, n int) int {
 	if n == 0 {
 		return -1
 	}
-	start := b.rng.IntN(n)
-	for k := range n {
-		i := start + k
-		if i >= n {
-			i -= n
+	nw := len(s.have)
+	start := b.rng.IntN(nw)
+	for k := range nw + 1 {
+		w := start + k
+		if w >= nw {
+			w -= nw
 		}
-		if s.have.Has(i) && !b.held.Has(i) && !b.inflight.Has(i) && (!s.seeder || b.holders[i] == 0) {
-			return i
+		// A peer may take over a chunk only a seeder was asked for.
+		c := s.have[w] &^ b.heldW[w] &^ b.askedW[w]
+		if s.seeder {
+			c &^= b.seedW[w]
+		}
+		if k == 0 {
+			c &= ^uint64(0) << (b.rng.IntN(64)) // a random start inside the first word
+		}
+		for c != 0 {
+			i := w*64 + bits.TrailingZeros64(c)
+			c &= c - 1
+			if !s.seeder || b.holders[i] == 0 {
+				return i
+			}
 		}
 	}
 	return -1
+}
+
+func (b *interim) unask(s *isrc, i int) {
+	if s.seeder {
+		b.seedW.clear(i)
+	} else {
+		b.askedW.clear(i)
+	}
+}
+
+// takeOver cancels the seeders' requests for chunk i (a peer was asked).
+func (b *interim) takeOver(i int) {
+	b.seedW.clear(i)
+	for _, o := range b.srcs {
+		if !o.seeder {
+			continue
+		}
+		for k, c := range o.asked {
+			if c == i {
+				o.asked = append(o.asked[:k], o.asked[k+1:]...)
+				b.acts = append(b.acts, Action{Kind: Cancel, Src: o, Chunk: i})
+				break
+			}
+		}
+	}
+}
+
+// words is a bitset of 64-bit words (the interim's picking works a word
+// at a time).
+type words []uint64
+
+func newWords(n int) words { return make(words, (n+63)/64) }
+
+func (w words) set(i int) bool {
+	m := uint64(1) << (i % 64)
+	old := w[i/64]
+	w[i/64] = old | m
+	return old&m == 0
+}
+
+func (w words) has(i int) bool { return w[i/64]&(uint64(1)<<(i%64)) != 0 }
+
+func (w words) clear(i int) { w[i/64] &^= uint64(1) << (i % 64) }
+
+func (w words) all() []int {
+	var out []int
+	for k, x := range w {
+		for x != 0 {
+			out = append(out, k*64+bits.TrailingZeros64(x))
+			x &= x - 1
+		}
+	}
+	return out
 }
 
 // Landed records chunk i from s; the interim scheduler never duplicates a
@@ -162,10 +240,11 @@ func (b *interim) Landed(h Src, i int, _ int64, _ time.Time) (bool, []Action) {
 	for k, c := range s.asked {
 		if c == i {
 			s.asked = append(s.asked[:k], s.asked[k+1:]...)
-			b.inflight.Clear(i)
+			b.unask(s, i)
 			break
 		}
 	}
+	b.heldW.set(i)
 	return b.held.Set(i), nil
 }
 

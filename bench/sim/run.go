@@ -106,15 +106,7 @@ func (s *Sim) dispatch(e event) {
 // waits.
 func (s *Sim) allDone() bool { return s.doneCount() == len(s.nodes) }
 
-func (s *Sim) doneCount() int {
-	k := 0
-	for _, n := range s.nodes {
-		if n.done || n.left {
-			k++
-		}
-	}
-	return k
-}
+func (s *Sim) doneCount() int { return s.finished + s.gone }
 
 // nodeDone starts the late joiners once the first group is done.
 func (s *Sim) nodeDone(n *node) {
@@ -155,6 +147,9 @@ func (s *Sim) churn() {
 
 func (s *Sim) leave(n *node) {
 	n.left = true
+	if !n.done {
+		s.gone++
+	}
 	h := &s.hosts[n.id]
 	h.gone = true
 	// Its own fetches end.

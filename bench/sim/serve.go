@@ -57,7 +57,8 @@ func (s *Sim) serve(id int32) {
 			s.seeder.sending(b, i)
 		}
 		h.busy++
-		f := &flow{from: id, to: r.s.fe.n.id, left: s.wire(s.blobs[b].bytes(i)), r: r}
+		w := s.wire(s.blobs[b].bytes(i))
+		f := &flow{from: id, to: r.s.fe.n.id, left: w, size: w, r: r}
 		r.f = f
 		s.startFlow(f)
 	}
@@ -75,14 +76,18 @@ func (s *Sim) flowEnd(f *flow) {
 	h.busy--
 	size := s.blobs[f.r.s.fe.blob].bytes(int(f.r.chunk))
 	h.sent += size
-	w := int64(s.wire(size))
-	if f.from == s.seederID() {
-		s.seederWire += w
-	} else {
-		s.nodes[f.from].tx += w
-	}
+	s.sentWire(f.from, f.r.s.fe, f.size)
 	s.after(s.lat, event{kind: evDeliver, r: f.r})
 	s.serve(f.from)
+}
+
+// sentWire counts wire bytes a host sent to a fetch.
+func (s *Sim) sentWire(from int32, _ *fetch, w float64) {
+	if from == s.seederID() {
+		s.seederWire += int64(w)
+	} else {
+		s.nodes[from].tx += int64(w)
+	}
 }
 
 // seeder is the seeder's blob state: what it pulled from the origin, and

@@ -30,7 +30,7 @@ type Sim struct {
 	originWire, seederWire, seederFromOrigin int64
 	transfers, events                        int64
 	phase2At                                 float64
-	phase1Done                               int
+	phase1Done, finished, gone               int
 }
 
 type blob struct {

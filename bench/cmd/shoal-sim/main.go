@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	sweep := fs.Bool("sweep", false, "run the N sweep (10, 100, 1000, 10000 nodes, or --sweep-nodes) and a churn run; plots into --out")
 	sweepNodes := fs.String("sweep-nodes", "10,100,1000,10000", "--sweep: node counts")
 	sweepChurn := fs.Int("sweep-churn-nodes", 1000, "--sweep: nodes of the churn run (0: none)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +62,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 		LateJoiners: *late, Churn: *churn, Latency: *latency, DHTLatency: *dhtLatency, PullConcurrency: *conc,
 		HeaderOverhead: sim.DefaultHeaderOverhead, ChunkOverhead: sim.DefaultChunkOverhead}
 	cfg.CommandLine = commandLine(cfg)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	switch {
 	case *compare != "":
 		return runCompare(*compare, cfg, stdout)
