@@ -32,6 +32,7 @@ var layers = map[string]int{
 	"deploy/clientconf":     0,
 	"deploy/monitoring":     0,
 	"internal/store":        1,
+	"p2p/plan":              1, // the pure scheduler (swarm, chunk server, bench/sim)
 	"internal/origin":       1,
 	"p2p/host":              1,
 	"internal/upstream":     2,

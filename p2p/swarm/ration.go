@@ -3,50 +3,21 @@ package swarm
 import (
 	"sync"
 	"time"
+
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
-// A seeder rations its announcements (super-seeding): each chunk is offered
-// at once to rationFirst peer sessions; the others learn of it only
-// rationDelay after the seeder started sending it to a taker (by then the
-// taker has it and offers it to its own peers), or rationIdle after the
-// first offer when no taker asked for it. Without this, every node that
-// starts at the same moment asks the seeder for the same fresh chunk, and
-// the seeder's link carries each chunk once per node instead of about once;
-// the seeder's link is the one every byte must cross first.
-const (
-	rationFirst = 1
-	rationDelay = 8 * time.Second
-	rationIdle  = 9 * time.Second
-)
-
-// rations tracks, per blob, to how many sessions each chunk was offered
-// (a seeder) and how many times it was sent (every node: the upload order).
+// rations holds, per blob served, its plan.Ration (a seeder's rationing of
+// its announcements, and every node's upload order), shared by the blob's
+// sessions under one lock.
 type rations struct {
 	mu    sync.Mutex
 	blobs map[string]*ration
 }
 
 type ration struct {
-	refs   int
-	chunks map[int]*tally
-}
-
-// tally is one chunk's record.
-type tally struct {
-	offers int       // sessions told
-	since  time.Time // first offer
-	sent   time.Time // first send (zero: not sent)
-	copies int       // sends started
-}
-
-// chunk returns chunk i's record, creating it; r.mu held.
-func (ra *ration) chunk(i int) *tally {
-	t := ra.chunks[i]
-	if t == nil {
-		t = &tally{}
-		ra.chunks[i] = t
-	}
-	return t
+	refs int
+	r    *plan.Ration
 }
 
 func (r *rations) get(key string) *ration {
@@ -57,7 +28,7 @@ func (r *rations) get(key string) *ration {
 	}
 	ra := r.blobs[key]
 	if ra == nil {
-		ra = &ration{chunks: map[int]*tally{}}
+		ra = &ration{r: plan.NewRation(plan.RationConfig{})}
 		r.blobs[key] = ra
 	}
 	ra.refs++
@@ -79,34 +50,19 @@ func (r *rations) put(key string) {
 func (r *rations) offer(ra *ration, i int, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := ra.chunk(i)
-	if t.since.IsZero() {
-		t.since = now
-	}
-	if t.offers < rationFirst || !t.sent.IsZero() && now.Sub(t.sent) >= rationDelay || now.Sub(t.since) >= rationIdle {
-		t.offers++
-		return true
-	}
-	return false
+	return ra.r.Offer(i, now)
 }
 
 // sending notes that chunk i is going out to a taker.
 func (r *rations) sending(ra *ration, i int, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := ra.chunk(i)
-	if t.sent.IsZero() {
-		t.sent = now
-	}
-	t.copies++
+	ra.r.Sending(i, now)
 }
 
 // copies is how many times chunk i has started going out.
 func (r *rations) copies(ra *ration, i int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if t := ra.chunks[i]; t != nil {
-		return t.copies
-	}
-	return 0
+	return ra.r.Copies(i)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
+
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // peerLoad counts the requests in flight per peer across the fetches of
@@ -330,17 +332,17 @@ func (r *run) checkTimers(ctx context.Context) error {
 	if !r.seedersGoneAt.IsZero() && !r.seederRefused {
 		gone = now.Sub(r.seedersGoneAt)
 	}
-	act, why := stallVerdict(stallFacts{sized: r.sized, idle: idle, lookupDone: r.lookupDone, relay: r.f.cfg.Relay,
-		sinceStart: now.Sub(r.start), sinceProgress: now.Sub(r.progress()), sinceOwn: now.Sub(r.lastProgress),
-		rediscovered: !r.rediscovered.IsZero(), sinceRediscover: now.Sub(r.rediscovered), seedersGone: gone,
-		seedersReached: gone < 0 || r.seedersReached()},
-		stallLimits{lookup: r.f.cfg.LookupTimeout, stall: r.f.cfg.StallTimeout, outage: r.f.cfg.SeederOutage, unreached: unreachedOutage, dry: r.f.cfg.MinChunkTimeout})
+	act, why := plan.Stall(plan.StallFacts{Sized: r.sized, Idle: idle, LookupDone: r.lookupDone, Relay: r.f.cfg.Relay,
+		SinceStart: now.Sub(r.start), SinceProgress: now.Sub(r.progress()), SinceOwn: now.Sub(r.lastProgress),
+		Rediscovered: !r.rediscovered.IsZero(), SinceRediscover: now.Sub(r.rediscovered), SeedersGone: gone,
+		SeedersReached: gone < 0 || r.seedersReached()},
+		plan.StallLimits{Lookup: r.f.cfg.LookupTimeout, Stall: r.f.cfg.StallTimeout, Outage: r.f.cfg.SeederOutage, Unreached: unreachedOutage, Dry: r.f.cfg.MinChunkTimeout})
 	switch act {
-	case stallRediscover:
+	case plan.Rediscover:
 		r.rediscovered = now
 		r.lookupDone = false
 		r.discover(ctx)
-	case stallOrigin:
+	case plan.Origin:
 		return fmt.Errorf("%w: %s", ErrNoSources, why)
 	}
 	return nil

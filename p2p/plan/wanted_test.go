@@ -1,20 +1,18 @@
-package swarm
+package plan
 
 import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/shoal-dev/shoal/internal/chunkset"
 )
 
 // asked builds a source's requests in flight: chunk i asked for at
 // t0+at[k] for chunks[k].
-func asked(chunks []int, at ...int) map[int]time.Time {
+func asked(chunks []int, at ...int) []request {
 	t0 := time.Unix(1000, 0)
-	m := map[int]time.Time{}
+	var m []request
 	for k, i := range chunks {
-		m[i] = t0.Add(time.Duration(at[k]) * time.Millisecond)
+		m = append(m, request{chunk: i, at: t0.Add(time.Duration(at[k]) * time.Millisecond)})
 	}
 	return m
 }
@@ -26,7 +24,7 @@ func in(set ...int) func(int) bool {
 func TestPreempt(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		inflight map[int]time.Time
+		inflight []request
 		wanted   func(int) bool
 		need     int
 		want     []int
@@ -56,7 +54,7 @@ func TestWithdrawals(t *testing.T) {
 		name     string
 		wanted   []int
 		canAsk   func(int) bool
-		inflight map[int]time.Time
+		inflight []request
 		room     int
 		want     []int
 	}{
@@ -85,11 +83,12 @@ func TestPickWanted(t *testing.T) {
 		seeder bool
 		has    []int
 	}
+	t0 := time.Unix(1000, 0)
 	for _, tc := range []struct {
 		name    string
 		wanted  []int
 		held    []int
-		claimed []int // in flight somewhere
+		claimed []int // in flight at another peer
 		s       src
 		peers   int // peers that are not seeders holding every chunk
 		want    int
@@ -104,31 +103,20 @@ func TestPickWanted(t *testing.T) {
 		{"a seeder serves a node with no peer", []int{12}, nil, nil, src{seeder: true, has: all(n)}, 0, 12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &run{n: n, held: chunkset.New(n), inflight: map[int]int{}, aheadFrom: -1, wantSet: map[int]bool{}}
-			for _, i := range tc.held {
-				r.held.Set(i)
+			b := NewBlob(Config{}, n, 1024, set(n, tc.held...), nil, t0)
+			b.SetWanted(tc.wanted)
+			s := b.AddSource(tc.s.seeder, set(n, tc.s.has...))
+			var other *Source
+			for range tc.peers {
+				other = b.AddSource(false, set(n, all(n)...))
+			}
+			if len(tc.claimed) > 0 && other == nil {
+				other = b.AddSource(false, set(n, all(n)...))
 			}
 			for _, i := range tc.claimed {
-				r.inflight[i] = 1
+				b.Asked(other, i, t0)
 			}
-			r.wanted = append([]int(nil), tc.wanted...)
-			for _, i := range tc.wanted {
-				r.wantSet[i] = true
-			}
-			s := &source{seeder: tc.s.seeder, have: chunkset.New(n), inflight: map[int]time.Time{}}
-			for _, i := range tc.s.has {
-				s.have.Set(i)
-			}
-			srcs := []*source{s}
-			for range tc.peers {
-				p := &source{have: chunkset.New(n), inflight: map[int]time.Time{}}
-				for i := range n {
-					p.have.Set(i)
-				}
-				srcs = append(srcs, p)
-			}
-			askable, peerHas, alone := r.pickRules(s, srcs)
-			if got := r.pickWanted(s, askable, peerHas, alone); got != tc.want {
+			if got := b.pickWanted(s); got != tc.want {
 				t.Fatalf("pickWanted = %d, want %d", got, tc.want)
 			}
 		})

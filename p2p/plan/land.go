@@ -1,0 +1,91 @@
+package plan
+
+import "time"
+
+// Landed takes a verified chunk i of n bytes from s (nil: from elsewhere,
+// the origin) stored at now. fresh reports whether the node did not hold it
+// before; acts cancel the duplicates in flight at other sources (valid
+// until the next call on the Blob). A source's rate is measured from when
+// it was asked for i.
+func (b *Blob) Landed(s *Source, i int, n int64, now time.Time) (fresh bool, acts []Action) {
+	b.acts = b.acts[:0]
+	if s != nil {
+		var took time.Duration
+		if k := s.find(i); k >= 0 {
+			took = now.Sub(s.reqs[k].at)
+			b.unask(s, k)
+		}
+		s.delivered++
+		if took > 0 {
+			rate := float64(n) / took.Seconds()
+			if s.rate == 0 {
+				s.rate = rate
+			} else {
+				s.rate = 0.7*s.rate + 0.3*rate
+			}
+		}
+	}
+	if i < 0 || i >= b.n || !b.held.Set(i) {
+		return false, b.acts
+	}
+	b.missing--
+	if b.inflight[i] == 0 {
+		b.unclaimed--
+	}
+	b.advance()
+	if b.inflight[i] > 0 {
+		for _, o := range b.srcs {
+			if o != s {
+				b.cancel(o, i, false)
+			}
+		}
+	}
+	return true, b.acts
+}
+
+// Deadline is how long a request may be outstanding at s: four times the
+// chunk's time at s's measured rate, at least MinChunkTimeout; until s
+// delivered (its speed unknown: a busy seeder shared by many sessions may
+// need far longer than the floor, and cancelling wastes what it already
+// sent), ten times MinChunkTimeout.
+func (b *Blob) Deadline(s *Source) time.Duration {
+	if s.rate > 0 && b.cs > 0 {
+		return max(b.cfg.MinChunkTimeout, time.Duration(4*float64(b.cs)/s.rate*float64(time.Second)))
+	}
+	return 10 * b.cfg.MinChunkTimeout
+}
+
+// Expire cancels the requests outstanding longer than their source's
+// Deadline at now; each halves its source's rate (valid until the next
+// call on the Blob).
+func (b *Blob) Expire(now time.Time) []Action {
+	b.acts = b.acts[:0]
+	for _, s := range b.srcs {
+		limit := b.Deadline(s)
+		for k := 0; k < len(s.reqs); {
+			r := s.reqs[k]
+			if now.Sub(r.at) <= limit {
+				k++
+				continue
+			}
+			b.unask(s, k)
+			b.acts = append(b.acts, Action{Kind: Cancel, Src: s, Chunk: r.chunk})
+			s.rate /= 2
+		}
+	}
+	return b.acts
+}
+
+// CancelAll withdraws every request in flight (valid until the next call
+// on the Blob).
+func (b *Blob) CancelAll() []Action {
+	b.acts = b.acts[:0]
+	for _, s := range b.srcs {
+		for len(s.reqs) > 0 {
+			r := s.reqs[0]
+			b.unask(s, 0)
+			b.acts = append(b.acts, Action{Kind: Cancel, Src: s, Chunk: r.chunk})
+		}
+	}
+	return b.acts
+}

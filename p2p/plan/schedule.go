@@ -1,0 +1,151 @@
+package plan
+
+import (
+	"slices"
+	"time"
+)
+
+// Schedule hands out requests to every source with room: peers before
+// seeders, faster first. It also returns the cancels of seeder requests a
+// peer took over and of requests withdrawn for Range readers. The slice is
+// valid until the next call on the Blob.
+func (b *Blob) Schedule(now time.Time) []Action {
+	b.acts = b.acts[:0]
+	b.order = append(b.order[:0], b.srcs...)
+	slices.SortFunc(b.order, func(x, y *Source) int {
+		switch {
+		case x.seeder != y.seeder && !x.seeder:
+			return -1
+		case x.seeder != y.seeder:
+			return 1
+		case x.rate > y.rate:
+			return -1
+		case x.rate < y.rate:
+			return 1
+		}
+		return x.seq - y.seq
+	})
+	// Give the DHT lookup and peer dials a moment before loading the
+	// seeder: a peer that holds the blob should carry it.
+	waitForPeers := b.pending && now.Sub(b.start) < b.cfg.SeederGrace
+	for _, s := range b.order {
+		if s.seeder && waitForPeers {
+			continue
+		}
+		room := b.cfg.MaxInflight
+		if !s.seeder {
+			room -= s.other
+		}
+		b.makeRoom(s, room)
+		for len(s.reqs) < room {
+			i := b.pick(s, now)
+			if i < 0 {
+				break
+			}
+			takeover := !s.seeder && b.inflight[i] > 0
+			b.ask(s, i, now)
+			b.acts = append(b.acts, Action{Kind: Request, Src: s, Chunk: i})
+			if takeover {
+				b.cancelAtSeeders(i)
+			}
+		}
+	}
+	return b.acts
+}
+
+// cancelAtSeeders withdraws the requests for chunk i queued at seeders.
+func (b *Blob) cancelAtSeeders(i int) {
+	if b.atSeeders[i] == 0 {
+		return
+	}
+	for _, o := range b.srcs {
+		if o.seeder {
+			b.cancel(o, i, false)
+		}
+	}
+}
+
+// askable reports whether s may be asked for chunk i now: not held, held
+// by s, not skipped, and not claimed elsewhere, except that a peer takes
+// over a chunk only seeders were asked for (the seeder's link is the one
+// every new byte must cross, and its queue may hold the request a while).
+// A peer with a request for i of its own is never in that case: its
+// request is not at a seeder.
+func (b *Blob) askable(s *Source, i int) bool {
+	if b.held.Has(i) || !s.have.Has(i) || b.skip != nil && b.skip(i) {
+		return false
+	}
+	c := b.inflight[i]
+	return c == 0 || !s.seeder && b.atSeeders[i] == c
+}
+
+// alone reports whether the node has no peer (only seeders).
+func (b *Blob) alone() bool { return b.peers == 0 }
+
+// pick chooses the next chunk to ask s for, or -1.
+func (b *Blob) pick(s *Source, now time.Time) int {
+	// Chunks Range readers wait for first; then the window: the next
+	// chunks the client is waiting for. A seeder serves the window only to
+	// a node that has no peer to share with (the first puller); with peers
+	// around it follows the random rarest-first order, so simultaneous
+	// pullers take different chunks from it.
+	if i := b.pickWanted(s); i >= 0 {
+		return i
+	}
+	alone := b.alone()
+	if !s.seeder || alone {
+		seen := 0
+		for i := b.low; i < b.n && seen < b.window; i++ {
+			if b.held.Has(i) {
+				continue
+			}
+			seen++
+			if b.askable(s, i) && (!s.seeder || b.holders[i] == 0) {
+				return i
+			}
+		}
+	}
+	best, bestCount, bestRank := -1, int32(1<<30), 1<<30
+	for i := b.low; i < b.n; i++ {
+		c := b.holders[i]
+		if c > bestCount || s.seeder && c > 0 || !b.askable(s, i) {
+			continue // a peer has it: spare the seeder
+		}
+		if c < bestCount || b.rank[i] < bestRank {
+			best, bestCount, bestRank = i, c, b.rank[i]
+		}
+	}
+	if best >= 0 {
+		return best
+	}
+	return b.endgame(s, now)
+}
+
+// endgame duplicates a request already in flight elsewhere when every
+// missing chunk is taken and that request is slow (outstanding longer than
+// EndgameAfter), at most twice per chunk. A seeder is only drafted for a
+// chunk no peer has.
+func (b *Blob) endgame(s *Source, now time.Time) int {
+	if b.unclaimed > 0 || b.missing == 0 || b.missing > b.window {
+		return -1
+	}
+	for i := b.low; i < b.n; i++ {
+		if b.held.Has(i) || !s.have.Has(i) || b.inflight[i] >= 2 || s.find(i) >= 0 || b.skip != nil && b.skip(i) {
+			continue
+		}
+		if s.seeder && b.holders[i] > 0 {
+			continue
+		}
+		oldest := now
+		for _, o := range b.srcs {
+			if t, ok := o.Sent(i); ok && t.Before(oldest) {
+				oldest = t
+			}
+		}
+		if now.Sub(oldest) < b.cfg.EndgameAfter {
+			continue
+		}
+		return i
+	}
+	return -1
+}
