@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/bench/lab"
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // Config is one simulated rollout.
@@ -34,9 +35,9 @@ type Config struct {
 	PullConcurrency int
 	// MaxSources is sessions per blob (the seeder's among them).
 	MaxSources int
-	// Window is requests in flight per source (the scheduler's own rule
-	// decides; the engine only uses it to skip waking a fetch that has no
-	// room).
+	// Window is requests in flight per source above which a HAVE_UPDATE
+	// does not wake a fetch (the scheduler's MaxInflight decides the rest;
+	// waking a fetch without room only costs time).
 	Window int
 	// UploadSlots are chunks a host sends at once.
 	UploadSlots int
@@ -49,8 +50,8 @@ type Config struct {
 	HeaderOverhead float64
 	ChunkOverhead  int64
 
-	// Scheduler makes each node's per-blob scheduler (nil: the interim).
-	Scheduler NewScheduler
+	// Plan is the scheduler's knobs (zero: the daemon's defaults).
+	Plan plan.Config
 	// Scenario names the result ("" : cold-rollout, late-joiner or churn).
 	Scenario    string
 	CommandLine string
@@ -111,9 +112,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ChunkOverhead < 0 {
 		c.ChunkOverhead = 0
-	}
-	if c.Scheduler == nil {
-		c.Scheduler = NewInterim(c.Window)
 	}
 	if c.Scenario == "" {
 		switch {

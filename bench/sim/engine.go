@@ -6,19 +6,20 @@ package sim
 type evKind uint8
 
 const (
-	evFlowEnd   evKind = iota // a flow's last byte left its sender (f, ver)
-	evReqArrive               // a request reached its sender (r)
-	evDeliver                 // a chunk reached its receiver (r)
-	evNodeStart               // a node begins its pull (n)
-	evLookup                  // a DHT lookup answered (fe)
-	evRelookup                // time for the next lookup (fe)
-	evSessionUp               // a session's HAVE arrived (s)
-	evGrace                   // the seeder hold-off of a fetch ends (fe)
-	evOriginUp                // the origin's answer to the seeder starts (n = blob)
-	evRationOpen              // a seeder chunk is announced to every session (n = blob, c = chunk)
-	evChurn                   // the churn strikes
-	evProvide                 // a provider record becomes visible (n = node, c = blob)
-	evSessionGone             // a receiver learns its source left (s)
+	evFlowEnd     evKind = iota // a flow's last byte left its sender (f, ver)
+	evReqArrive                 // a request reached its sender (r)
+	evDeliver                   // a chunk reached its receiver (r)
+	evNodeStart                 // a node begins its pull (n)
+	evLookup                    // a DHT lookup answered (fe)
+	evRelookup                  // time for the next lookup (fe)
+	evSessionUp                 // a session's HAVE arrived (s)
+	evGrace                     // the seeder hold-off of a fetch ends (fe)
+	evOriginUp                  // the origin's answer to the seeder starts (n = blob)
+	evRationOpen                // a seeder chunk is announced to every session (n = blob, c = chunk)
+	evChurn                     // the churn strikes
+	evProvide                   // a provider record becomes visible (n = node, c = blob)
+	evSessionGone               // a receiver learns its source left (s)
+	evExpire // a fetch's timer tick (fe)
 )
 
 type event struct {

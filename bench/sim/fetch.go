@@ -3,6 +3,7 @@ package sim
 import (
 	"slices"
 
+	"github.com/shoal-dev/shoal/p2p/plan"
 	"github.com/shoal-dev/shoal/internal/chunkset"
 )
 
@@ -11,12 +12,15 @@ import (
 // asks the DHT for providers, opens sessions with up to MaxSources-1 of
 // them, looks again every second while there is room (doubling to 16 s
 // when a lookup finds nobody new), and hands every decision to its
-// Scheduler.
+// p2p/plan Blob, the daemon's own scheduler.
 
 const (
 	relookup    = 1.0
 	maxRelookup = 16.0
 	seederGrace = 2.0
+	// expireTick is how often a fetch's overdue requests are expired (the
+	// daemon checks every 100 ms; deadlines are 3 s at least).
+	expireTick = 1.0
 )
 
 func (s *Sim) startNode(n *node) {
@@ -32,16 +36,19 @@ func (s *Sim) startFetch(n *node) {
 	n.next++
 	n.active++
 	bl := s.blobs[b]
-	fe := &fetch{n: n, blob: b, bySrc: map[Src]*session{}, reqs: map[reqKey]*request{}, tried: map[int32]struct{}{},
+	fe := &fetch{n: n, blob: b, bySrc: map[*plan.Source]*session{}, reqs: map[reqKey]*request{}, tried: map[int32]struct{}{},
 		every: relookup, startAt: s.now}
-	fe.sch = s.cfg.Scheduler(bl.chunks, bl.chunkSize, n.rng, s.at())
+	fe.sch = plan.NewBlob(s.cfg.Plan, bl.chunks, bl.chunkSize, nil, n.rng.Perm(bl.chunks), s.at())
 	fe.sch.SetPeersPending(true)
 	n.fetches[b] = fe
-	s.hosts[n.id].held[b] = chunkset.New(bl.chunks)
+	// The Blob's held set is what the node serves (read only here).
+	s.hosts[n.id].held[b] = fe.sch.Held()
+	s.hosts[n.id].copies[b] = make([]uint16, bl.chunks)
 	// Dial the seeder, ask the DHT, and bound the seeder's hold-off.
 	s.dial(fe, s.seederID())
 	s.after(s.dht, event{kind: evLookup, fe: fe})
 	s.after(seederGrace, event{kind: evGrace, fe: fe})
+	s.after(expireTick, event{kind: evExpire, fe: fe})
 }
 
 // dial opens a session; its HAVE arrives after a round trip and a half.
@@ -149,11 +156,13 @@ func (s *Sim) sessionUp(ss *session) {
 		s.updatePending(fe)
 		return
 	}
-	have := h.held[fe.blob]
-	if ss.seeder {
+	var have *chunkset.Set
+	switch {
+	case ss.seeder:
 		have = s.seeder.joined(fe.blob)
-	}
-	if have == nil {
+	case h.held[fe.blob] != nil:
+		have = h.held[fe.blob].Clone()
+	default:
 		have = chunkset.New(s.blobs[fe.blob].chunks)
 	}
 	ss.up = true
@@ -162,7 +171,7 @@ func (s *Sim) sessionUp(ss *session) {
 	ss.subIdx = len(h.subs[fe.blob])
 	h.subs[fe.blob] = append(h.subs[fe.blob], ss)
 	if ss.seeder {
-		s.seeder.sessionUp(fe.blob, ss)
+		s.seeder.sessionUp(fe.blob)
 	}
 	s.updatePending(fe)
 	s.pump(fe)
@@ -173,10 +182,19 @@ func (s *Sim) pump(fe *fetch) {
 	if fe.done || fe.n.left {
 		return
 	}
+	// What this node's other blobs keep at each peer takes from its room.
+	load := fe.n.load
+	for _, ss := range fe.sessions {
+		if ss.up && !ss.seeder {
+			fe.sch.SetOtherLoad(ss.h, load[ss.src]-ss.out)
+		}
+	}
 	s.act(fe, fe.sch.Schedule(s.at()))
 }
 
-func (s *Sim) act(fe *fetch, acts []Action) {
+// act carries out a Blob's actions (the slice is the Blob's buffer: used
+// up before the next call on it).
+func (s *Sim) act(fe *fetch, acts []plan.Action) {
 	for _, a := range acts {
 		ss := fe.bySrc[a.Src]
 		if ss == nil || ss.closed {
@@ -184,15 +202,16 @@ func (s *Sim) act(fe *fetch, acts []Action) {
 		}
 		k := reqKey{ss, int32(a.Chunk)}
 		switch a.Kind {
-		case Request:
+		case plan.Request:
 			if _, dup := fe.reqs[k]; dup {
 				continue
 			}
-			r := &request{s: ss, chunk: int32(a.Chunk)}
+			r := &request{s: ss, chunk: int32(a.Chunk), asked: s.now}
 			fe.reqs[k] = r
 			ss.out++
+			fe.n.load[ss.src]++
 			s.after(s.lat, event{kind: evReqArrive, r: r})
-		case Cancel:
+		case plan.Cancel:
 			if r := fe.reqs[k]; r != nil {
 				s.kill(r)
 			}
@@ -210,11 +229,12 @@ func (s *Sim) kill(r *request) {
 	fe := r.s.fe
 	delete(fe.reqs, reqKey{r.s, r.chunk})
 	r.s.out--
+	fe.n.unload(r.s.src)
 	if f := r.f; f != nil && !f.done {
 		// What the sender sent of it crossed its link all the same.
-		s.sentWire(f.from, r.s.fe, f.size-(f.left-f.rate*(s.now-f.at)))
+		s.sentWire(f.from, f.size-(f.left-f.rate*(s.now-f.at)))
 		s.endFlow(f)
-		s.hosts[f.from].busy--
+		s.slotFree(f.from, r)
 		s.serve(f.from)
 	}
 }
@@ -227,6 +247,7 @@ func (s *Sim) deliver(r *request) {
 	ss, fe := r.s, r.s.fe
 	delete(fe.reqs, reqKey{ss, r.chunk})
 	ss.out--
+	fe.n.unload(ss.src)
 	r.dead = true
 	n := fe.n
 	i := int(r.chunk)
@@ -242,7 +263,6 @@ func (s *Sim) deliver(r *request) {
 		}
 		n.from[src] += size
 		n.sources[ss.src] = struct{}{}
-		s.hosts[n.id].held[fe.blob].Set(i)
 		if !fe.provided {
 			fe.provided = true
 			s.after(s.dht, event{kind: evProvide, n: n.id, c: int32(fe.blob)})
@@ -268,13 +288,29 @@ func (s *Sim) announce(id int32, b, i int) {
 	}
 }
 
+// expire cancels the fetch's overdue requests and asks again.
+func (s *Sim) expire(fe *fetch) {
+	if fe.done || fe.n.left {
+		return
+	}
+	s.act(fe, fe.sch.Expire(s.at()))
+	s.pump(fe)
+	s.after(expireTick, event{kind: evExpire, fe: fe})
+}
+
+func (n *node) unload(src int32) {
+	if n.load[src]--; n.load[src] <= 0 {
+		delete(n.load, src)
+	}
+}
+
 func (s *Sim) fetchDone(fe *fetch) {
 	fe.done = true
 	for _, ss := range fe.sessions {
 		s.dropSession(ss)
 	}
 	fe.sessions = nil
-	fe.sch, fe.bySrc, fe.reqs, fe.tried, fe.cands = nil, nil, nil, nil, nil
+	fe.bySrc, fe.reqs, fe.tried, fe.cands = nil, nil, nil, nil
 	n := fe.n
 	n.active--
 	if n.next < len(s.blobs) {

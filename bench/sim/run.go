@@ -78,13 +78,15 @@ func (s *Sim) dispatch(e event) {
 		s.relookup(e.fe)
 	case evSessionUp:
 		s.sessionUp(e.s)
+	case evExpire:
+		s.expire(e.fe)
 	case evGrace:
 		e.fe.graceOver = true
 		s.updatePending(e.fe)
 	case evOriginUp:
 		s.seeder.originNext(int(e.n))
 	case evRationOpen:
-		s.seeder.openChunk(int(e.n), int(e.c))
+		s.seeder.offer(int(e.n), int(e.c))
 	case evChurn:
 		s.churn()
 	case evProvide:
@@ -164,10 +166,10 @@ func (s *Sim) leave(n *node) {
 	// Its uploads stop; the receivers learn it a latency later.
 	for _, f := range slices.Clone(s.links[n.id].ups) {
 		s.endFlow(f)
-		h.busy--
+		s.slotFree(n.id, f.r)
 	}
 	// Its queued requests die with their sessions.
-	h.ring, h.queue = nil, map[int32][]*request{}
+	h.queue = nil
 	for b := range h.subs {
 		for _, ss := range h.subs[b] {
 			s.after(s.lat, event{kind: evSessionGone, s: ss})

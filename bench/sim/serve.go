@@ -1,11 +1,22 @@
 package sim
 
 import (
+	"math"
+
 	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
-// The serving side: every host sends UploadSlots chunks at once, taking
-// the next request from the requesters in turn (a fair share per peer).
+// The serving side (p2p/chunk's rules): every host sends UploadSlots
+// chunks at once; when a slot frees it answers the queued request for the
+// chunk it has sent the fewest times, less one per 10 s the request has
+// waited (oldest first among equals), and a peer holding its fair share
+// of the slots waits while other peers wait.
+
+const waitCredit = 10.0 // seconds of waiting worth one copy
+
+// peerQ is one requester's standing at a host.
+type peerQ struct{ active, queued int }
 
 func (s *Sim) arrive(r *request) {
 	if r.dead {
@@ -15,52 +26,113 @@ func (s *Sim) arrive(r *request) {
 	if h.gone {
 		return // the receiver learns of it from its session closing
 	}
-	from := r.s.fe.n.id
-	if len(h.queue[from]) == 0 {
-		h.ring = append(h.ring, from)
-	}
-	h.queue[from] = append(h.queue[from], r)
+	r.queued = s.now
+	h.queue = append(h.queue, r)
+	s.peer(h, r.s.fe.n.id).queued++
 	s.serve(h.id)
+}
+
+func (s *Sim) peer(h *host, id int32) *peerQ {
+	p := h.peers[id]
+	if p == nil {
+		p = &peerQ{}
+		h.peers[id] = p
+	}
+	return p
+}
+
+func (s *Sim) unpeer(h *host, id int32) {
+	if p := h.peers[id]; p != nil && p.active == 0 && p.queued == 0 {
+		delete(h.peers, id)
+	}
+}
+
+// copies is how many times host id has started sending chunk i of blob b.
+func (s *Sim) copies(id int32, b, i int) int {
+	if id == s.seederID() {
+		return s.seeder.ration[b].Copies(i)
+	}
+	return int(s.hosts[id].copies[b][i])
 }
 
 // serve fills the host's free upload slots.
 func (s *Sim) serve(id int32) {
 	h := &s.hosts[id]
-	for h.busy < s.cfg.UploadSlots && len(h.ring) > 0 {
-		if h.rr >= len(h.ring) {
-			h.rr = 0
+	for h.busy < s.cfg.UploadSlots && len(h.queue) > 0 {
+		fair := int(math.Ceil(float64(s.cfg.UploadSlots) / float64(max(len(h.peers), 1))))
+		best, bestFair, bestKey := -1, false, math.Inf(1)
+		live := h.queue[:0]
+		for _, r := range h.queue {
+			if r.dead {
+				if p := h.peers[r.s.fe.n.id]; p != nil {
+					p.queued--
+					s.unpeer(h, r.s.fe.n.id)
+				}
+				continue
+			}
+			live = append(live, r)
+			k := len(live) - 1
+			p := h.peers[r.s.fe.n.id]
+			under := p.active < fair
+			key := float64(s.copies(id, r.s.fe.blob, int(r.chunk))) - math.Floor((s.now-r.queued)/waitCredit)
+			// Under the fair share first; then fewest copies; then oldest
+			// (the queue is in arrival order).
+			if best < 0 || under && !bestFair || under == bestFair && key < bestKey {
+				best, bestFair, bestKey = k, under, key
+			}
 		}
-		from := h.ring[h.rr]
-		q := h.queue[from]
-		r := q[0]
-		q[0] = nil
-		q = q[1:]
-		if len(q) == 0 {
-			delete(h.queue, from)
-			h.ring = append(h.ring[:h.rr], h.ring[h.rr+1:]...)
-		} else {
-			h.queue[from] = q
-			h.rr++
+		for k := len(live); k < len(h.queue); k++ {
+			h.queue[k] = nil
 		}
-		if r.dead {
-			continue
+		h.queue = live
+		if best < 0 {
+			return
 		}
+		r := h.queue[best]
+		h.queue = append(h.queue[:best], h.queue[best+1:]...)
+		p := h.peers[r.s.fe.n.id]
+		p.queued--
 		b, i := r.s.fe.blob, int(r.chunk)
 		if held := h.held[b]; held == nil || !held.Has(i) {
-			// Never asked of a host without it by the model's schedulers;
-			// the daemon answers ERROR, the scheduler asks elsewhere.
-			s.kill(r)
-			s.pump(r.s.fe)
+			// The daemon answers ERROR; the Blob asks elsewhere.
+			s.unpeer(h, r.s.fe.n.id)
+			s.refuse(r)
 			continue
 		}
+		p.active++
 		if id == s.seederID() {
 			s.seeder.sending(b, i)
+		} else {
+			h.copies[b][i]++
 		}
 		h.busy++
 		w := s.wire(s.blobs[b].bytes(i))
 		f := &flow{from: id, to: r.s.fe.n.id, left: w, size: w, r: r}
 		r.f = f
 		s.startFlow(f)
+	}
+}
+
+// refuse answers a request for a chunk the host lacks (ERROR).
+func (s *Sim) refuse(r *request) {
+	fe := r.s.fe
+	r.dead = true
+	delete(fe.reqs, reqKey{r.s, r.chunk})
+	r.s.out--
+	fe.n.unload(r.s.src)
+	if !fe.done && !r.s.closed {
+		fe.sch.Refused(r.s.h, int(r.chunk))
+		s.pump(fe)
+	}
+}
+
+// slotFree: a flow of host id ended (sent or aborted).
+func (s *Sim) slotFree(id int32, r *request) {
+	h := &s.hosts[id]
+	h.busy--
+	if p := h.peers[r.s.fe.n.id]; p != nil {
+		p.active--
+		s.unpeer(h, r.s.fe.n.id)
 	}
 }
 
@@ -72,17 +144,16 @@ func (s *Sim) flowEnd(f *flow) {
 		s.seeder.originChunk(int(f.blob), int(f.chunk))
 		return
 	}
-	h := &s.hosts[f.from]
-	h.busy--
+	s.slotFree(f.from, f.r)
 	size := s.blobs[f.r.s.fe.blob].bytes(int(f.r.chunk))
-	h.sent += size
-	s.sentWire(f.from, f.r.s.fe, f.size)
+	s.hosts[f.from].sent += size
+	s.sentWire(f.from, f.size)
 	s.after(s.lat, event{kind: evDeliver, r: f.r})
 	s.serve(f.from)
 }
 
-// sentWire counts wire bytes a host sent to a fetch.
-func (s *Sim) sentWire(from int32, _ *fetch, w float64) {
+// sentWire counts wire bytes a host sent.
+func (s *Sim) sentWire(from int32, w float64) {
 	if from == s.seederID() {
 		s.seederWire += int64(w)
 	} else {
@@ -91,54 +162,47 @@ func (s *Sim) sentWire(from int32, _ *fetch, w float64) {
 }
 
 // seeder is the seeder's blob state: what it pulled from the origin, and
-// its rationing of announcements (p2p/swarm/ration.go: each chunk offered
-// to one session at once, to every session rationDelay after its first
-// send or rationIdle after its first offer).
+// its rationing of announcements (p2p/plan's Ration: a chunk offered to
+// First sessions at once, to everyone Delay after its first send or Idle
+// after its first offer).
 type seeder struct {
-	s        *Sim
-	started  []bool
-	next     []int           // next chunk of the origin's stream, per blob
-	open     []*chunkset.Set // chunks announced to every session
-	offered  []*chunkset.Set
-	sentOnce []*chunkset.Set
-	rr       []int
+	s       *Sim
+	started []bool
+	next    []int // next chunk of the origin's stream, per blob
+	ration  []*plan.Ration
+	rr      []int
+	cfg     plan.RationConfig
 }
 
-const (
-	rationDelay = 8.0
-	rationIdle  = 9.0
-)
-
 func newSeeder(s *Sim) *seeder {
-	sd := &seeder{s: s, started: make([]bool, len(s.blobs)), next: make([]int, len(s.blobs)), rr: make([]int, len(s.blobs))}
-	for _, b := range s.blobs {
-		sd.open = append(sd.open, chunkset.New(b.chunks))
-		sd.offered = append(sd.offered, chunkset.New(b.chunks))
-		sd.sentOnce = append(sd.sentOnce, chunkset.New(b.chunks))
-	}
+	cfg := plan.RationConfig{First: plan.DefaultRationFirst, Delay: plan.DefaultRationDelay, Idle: plan.DefaultRationIdle}
+	sd := &seeder{s: s, started: make([]bool, len(s.blobs)), next: make([]int, len(s.blobs)), rr: make([]int, len(s.blobs)), cfg: cfg}
 	for b := range s.blobs {
+		sd.ration = append(sd.ration, plan.NewRation(cfg))
 		s.hosts[s.seederID()].held[b] = chunkset.New(s.blobs[b].chunks)
 	}
 	return sd
 }
 
-// joined is the HAVE a new session gets: what is announced to all.
-func (sd *seeder) joined(b int) *chunkset.Set { return sd.open[b] }
+// joined is the HAVE a new session gets: the chunks the ration lets it
+// hear of now.
+func (sd *seeder) joined(b int) *chunkset.Set {
+	held := sd.s.hosts[sd.s.seederID()].held[b]
+	have := chunkset.New(held.Len())
+	now := sd.s.at()
+	for i := range held.All() {
+		if sd.ration[b].Offer(i, now) {
+			have.Set(i)
+		}
+	}
+	return have
+}
 
-// sessionUp: the first session for a blob starts the origin pull; a
-// session gets the chunks no one was offered yet.
-func (sd *seeder) sessionUp(b int, ss *session) {
-	s := sd.s
+// sessionUp: the first session for a blob starts the origin pull.
+func (sd *seeder) sessionUp(b int) {
 	if !sd.started[b] {
 		sd.started[b] = true
-		s.after(2*s.lat, event{kind: evOriginUp, n: int32(b)})
-	}
-	held := s.hosts[s.seederID()].held[b]
-	for i := range held.All() {
-		if !sd.offered[b].Has(i) {
-			sd.offered[b].Set(i)
-			ss.fe.sch.Have(ss.h, i)
-		}
+		sd.s.after(2*sd.s.lat, event{kind: evOriginUp, n: int32(b)})
 	}
 }
 
@@ -162,30 +226,37 @@ func (sd *seeder) originChunk(b, i int) {
 	s.seederFromOrigin += size
 	s.hosts[s.seederID()].held[b].Set(i)
 	sd.originNext(b)
+	sd.offer(b, i)
+	s.after(sd.cfg.Idle.Seconds(), event{kind: evRationOpen, n: int32(b), c: int32(i)})
+}
+
+// offer tells the sessions the ration allows of chunk i, in turn from
+// the last one told.
+func (sd *seeder) offer(b, i int) {
+	s := sd.s
 	subs := s.hosts[s.seederID()].subs[b]
-	if len(subs) > 0 {
-		sd.rr[b] = (sd.rr[b] + 1) % len(subs)
-		ss := subs[sd.rr[b]]
-		sd.offered[b].Set(i)
+	now := s.at()
+	for k := range subs {
+		ss := subs[(sd.rr[b]+k)%len(subs)]
+		if ss.h.Have().Has(i) {
+			continue
+		}
+		if !sd.ration[b].Offer(i, now) {
+			sd.rr[b] = (sd.rr[b] + k) % len(subs)
+			return
+		}
 		ss.fe.sch.Have(ss.h, i)
-		s.pump(ss.fe)
+		if ss.out < s.cfg.Window {
+			s.pump(ss.fe)
+		}
 	}
-	s.after(rationIdle, event{kind: evRationOpen, n: int32(b), c: int32(i)})
 }
 
-// sending: the seeder starts sending chunk i; the others hear of it
-// rationDelay later.
+// sending: the seeder starts sending chunk i; the others may hear of it
+// Delay later.
 func (sd *seeder) sending(b, i int) {
-	if sd.sentOnce[b].Set(i) {
-		sd.s.after(rationDelay, event{kind: evRationOpen, n: int32(b), c: int32(i)})
+	sd.ration[b].Sending(i, sd.s.at())
+	if sd.ration[b].Copies(i) == 1 {
+		sd.s.after(sd.cfg.Delay.Seconds(), event{kind: evRationOpen, n: int32(b), c: int32(i)})
 	}
-}
-
-// openChunk announces chunk i to every session.
-func (sd *seeder) openChunk(b, i int) {
-	if !sd.open[b].Set(i) {
-		return
-	}
-	sd.offered[b].Set(i)
-	sd.s.announce(sd.s.seederID(), b, i)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // Sim is one run's state. Hosts 0..Nodes-1 are the nodes, then the
@@ -49,9 +50,9 @@ func (b blob) bytes(i int) int64 {
 type host struct {
 	id    int32
 	busy  int
-	queue map[int32][]*request // per requesting host, in arrival order
-	ring  []int32              // requesters with a queue, served in turn
-	rr    int
+	queue  []*request // in arrival order
+	peers  map[int32]*peerQ
+	copies [][]uint16 // per blob and chunk: sends started (nodes; the seeder's Ration counts its own)
 	subs  [][]*session // per blob: sessions that have this host as their source
 	held  []*chunkset.Set
 	gone  bool
@@ -72,6 +73,7 @@ type node struct {
 	dup             int64
 	rx, tx          int64 // wire bytes
 	sources         map[int32]struct{}
+	load            map[int32]int // requests outstanding per source host, all blobs
 }
 
 // Source indexes of node.from (lab.Sources' order).
@@ -84,9 +86,9 @@ const (
 type fetch struct {
 	n         *node
 	blob      int
-	sch       Scheduler
+	sch       *plan.Blob
 	sessions  []*session
-	bySrc     map[Src]*session
+	bySrc     map[*plan.Source]*session
 	reqs      map[reqKey]*request
 	tried     map[int32]struct{}
 	cands     []int32
@@ -109,7 +111,7 @@ type session struct {
 	fe     *fetch
 	src    int32
 	seeder bool
-	h      Src
+	h      *plan.Source
 	up     bool
 	closed bool
 	subIdx int // index in hosts[src].subs[blob]
@@ -121,6 +123,8 @@ type request struct {
 	s     *session
 	chunk int32
 	f     *flow
+	asked  float64
+	queued float64
 	dead  bool
 }
 
@@ -164,10 +168,10 @@ func newSim(cfg Config) *Sim {
 			r = originBps
 		}
 		s.links[i] = link{up: r, down: r}
-		s.hosts[i] = host{id: int32(i), queue: map[int32][]*request{}, subs: make([][]*session, cfg.Layers), held: make([]*chunkset.Set, cfg.Layers)}
+		s.hosts[i] = host{id: int32(i), peers: map[int32]*peerQ{}, copies: make([][]uint16, cfg.Layers), subs: make([][]*session, cfg.Layers), held: make([]*chunkset.Set, cfg.Layers)}
 	}
 	for i := range n {
-		s.nodes = append(s.nodes, &node{id: int32(i), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)), fetches: make([]*fetch, cfg.Layers), sources: map[int32]struct{}{}})
+		s.nodes = append(s.nodes, &node{id: int32(i), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)), fetches: make([]*fetch, cfg.Layers), sources: map[int32]struct{}{}, load: map[int32]int{}})
 	}
 	s.seeder = newSeeder(s)
 	return s
