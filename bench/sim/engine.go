@@ -19,7 +19,7 @@ const (
 	evChurn                     // the churn strikes
 	evProvide                   // a provider record becomes visible (n = node, c = blob)
 	evSessionGone               // a receiver learns its source left (s)
-	evExpire // a fetch's timer tick (fe)
+	evExpire                    // a fetch's timer tick (fe)
 )
 
 type event struct {

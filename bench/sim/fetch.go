@@ -3,8 +3,8 @@ package sim
 import (
 	"slices"
 
-	"github.com/shoal-dev/shoal/p2p/plan"
 	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // The receiving side: a node pulls PullConcurrency layers at once; each
@@ -226,6 +226,9 @@ func (s *Sim) kill(r *request) {
 		return
 	}
 	r.dead = true
+	if r.inQueue {
+		s.hosts[r.s.src].deadQ++
+	}
 	fe := r.s.fe
 	delete(fe.reqs, reqKey{r.s, r.chunk})
 	r.s.out--
@@ -281,8 +284,7 @@ func (s *Sim) deliver(r *request) {
 func (s *Sim) announce(id int32, b, i int) {
 	for _, sub := range s.hosts[id].subs[b] {
 		sub.fe.sch.Have(sub.h, i)
-		// A chunk the subscriber holds makes no new work.
-		if sub.out < s.cfg.Window && !s.hosts[sub.fe.n.id].held[b].Has(i) {
+		if s.haveMakesWork(sub, id, i) {
 			s.pump(sub.fe)
 		}
 	}
@@ -302,6 +304,32 @@ func (n *node) unload(src int32) {
 	if n.load[src]--; n.load[src] <= 0 {
 		delete(n.load, src)
 	}
+}
+
+// haveMakesWork reports whether a HAVE of chunk i from src can give the
+// subscriber's Blob a new request (the Blob has scheduled since its last
+// other change, so only chunk i at src is new): not when the node holds
+// i or keeps a full window at src, nor when i is in flight at a peer
+// already, outside the endgame. An engine shortcut, not a rule: it skips
+// Schedule calls that would return nothing.
+func (s *Sim) haveMakesWork(sub *session, src int32, i int) bool {
+	fe := sub.fe
+	if fe.n.load[src] >= s.cfg.Window || fe.sch.Held().Has(i) {
+		return false
+	}
+	c := fe.sch.Claimed(i)
+	if c == 0 || fe.sch.Missing() <= 2*s.cfg.Window {
+		return true
+	}
+	atSeeders := 0
+	for _, o := range fe.sessions {
+		if o.seeder && o.up {
+			if _, ok := o.h.Sent(i); ok {
+				atSeeders++
+			}
+		}
+	}
+	return c == atSeeders
 }
 
 func (s *Sim) fetchDone(fe *fetch) {

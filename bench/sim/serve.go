@@ -28,7 +28,9 @@ func (s *Sim) arrive(r *request) {
 	}
 	r.queued = s.now
 	h.queue = append(h.queue, r)
-	s.peer(h, r.s.fe.n.id).queued++
+	r.pq = s.peer(h, r.s.fe.n.id)
+	r.pq.queued++
+	r.inQueue = true
 	s.serve(h.id)
 }
 
@@ -47,12 +49,20 @@ func (s *Sim) unpeer(h *host, id int32) {
 	}
 }
 
-// copies is how many times host id has started sending chunk i of blob b.
-func (s *Sim) copies(id int32, b, i int) int {
-	if id == s.seederID() {
-		return s.seeder.ration[b].Copies(i)
+// compact drops the dead requests from a host's queue.
+func (s *Sim) compact(h *host) {
+	live := h.queue[:0]
+	for _, r := range h.queue {
+		if !r.dead {
+			live = append(live, r)
+			continue
+		}
+		r.pq.queued--
+		s.unpeer(h, r.s.fe.n.id)
 	}
-	return int(s.hosts[id].copies[b][i])
+	clear(h.queue[len(live):])
+	h.queue = live
+	h.deadQ = 0
 }
 
 // serve fills the host's free upload slots.
@@ -60,38 +70,35 @@ func (s *Sim) serve(id int32) {
 	h := &s.hosts[id]
 	for h.busy < s.cfg.UploadSlots && len(h.queue) > 0 {
 		fair := int(math.Ceil(float64(s.cfg.UploadSlots) / float64(max(len(h.peers), 1))))
+		if 2*h.deadQ > len(h.queue) {
+			s.compact(h)
+		}
 		best, bestFair, bestKey := -1, false, math.Inf(1)
-		live := h.queue[:0]
-		for _, r := range h.queue {
+		for k, r := range h.queue {
 			if r.dead {
-				if p := h.peers[r.s.fe.n.id]; p != nil {
-					p.queued--
-					s.unpeer(h, r.s.fe.n.id)
-				}
 				continue
 			}
-			live = append(live, r)
-			k := len(live) - 1
-			p := h.peers[r.s.fe.n.id]
-			under := p.active < fair
-			key := float64(s.copies(id, r.s.fe.blob, int(r.chunk))) - math.Floor((s.now-r.queued)/waitCredit)
-			// Under the fair share first; then fewest copies; then oldest
-			// (the queue is in arrival order).
+			credit := math.Floor((s.now - r.queued) / waitCredit)
+			// The queue is in arrival order: no later request has waited
+			// longer, so none can beat a fair-share pick of key -credit.
+			if bestFair && bestKey <= -credit {
+				break
+			}
+			under := r.pq.active < fair
+			key := float64(h.copies[r.s.fe.blob][r.chunk]) - credit
+			// Under the fair share first; then fewest copies; then oldest.
 			if best < 0 || under && !bestFair || under == bestFair && key < bestKey {
 				best, bestFair, bestKey = k, under, key
 			}
 		}
-		for k := len(live); k < len(h.queue); k++ {
-			h.queue[k] = nil
-		}
-		h.queue = live
 		if best < 0 {
 			return
 		}
 		r := h.queue[best]
 		h.queue = append(h.queue[:best], h.queue[best+1:]...)
-		p := h.peers[r.s.fe.n.id]
+		p := r.pq
 		p.queued--
+		r.inQueue = false
 		b, i := r.s.fe.blob, int(r.chunk)
 		if held := h.held[b]; held == nil || !held.Has(i) {
 			// The daemon answers ERROR; the Blob asks elsewhere.
@@ -102,9 +109,8 @@ func (s *Sim) serve(id int32) {
 		p.active++
 		if id == s.seederID() {
 			s.seeder.sending(b, i)
-		} else {
-			h.copies[b][i]++
 		}
+		h.copies[b][i]++
 		h.busy++
 		w := s.wire(s.blobs[b].bytes(i))
 		f := &flow{from: id, to: r.s.fe.n.id, left: w, size: w, r: r}
@@ -130,10 +136,8 @@ func (s *Sim) refuse(r *request) {
 func (s *Sim) slotFree(id int32, r *request) {
 	h := &s.hosts[id]
 	h.busy--
-	if p := h.peers[r.s.fe.n.id]; p != nil {
-		p.active--
-		s.unpeer(h, r.s.fe.n.id)
-	}
+	r.pq.active--
+	s.unpeer(h, r.s.fe.n.id)
 }
 
 // flowEnd: a flow's last byte left; it lands a latency later.
@@ -180,6 +184,9 @@ func newSeeder(s *Sim) *seeder {
 	for b := range s.blobs {
 		sd.ration = append(sd.ration, plan.NewRation(cfg))
 		s.hosts[s.seederID()].held[b] = chunkset.New(s.blobs[b].chunks)
+		// The Ration counts the seeder's copies too; the host's own count
+		// orders its queue (the same number).
+		s.hosts[s.seederID()].copies[b] = make([]uint16, s.blobs[b].chunks)
 	}
 	return sd
 }
@@ -214,7 +221,7 @@ func (sd *seeder) originNext(b int) {
 		return
 	}
 	sd.next[b]++
-	f := &flow{from: s.originID(), to: s.seederID(), left: float64(s.blobs[b].bytes(i)) * (1 + s.cfg.HeaderOverhead), blob: int32(b), chunk: int32(i)}
+	f := &flow{from: s.originID(), to: s.seederID(), left: float64(s.blobs[b].bytes(i)) * (1 + s.cfg.OriginOverhead), blob: int32(b), chunk: int32(i)}
 	s.startFlow(f)
 }
 
@@ -222,7 +229,7 @@ func (sd *seeder) originNext(b int) {
 func (sd *seeder) originChunk(b, i int) {
 	s := sd.s
 	size := s.blobs[b].bytes(i)
-	s.originWire += int64(float64(size) * (1 + s.cfg.HeaderOverhead))
+	s.originWire += int64(float64(size) * (1 + s.cfg.OriginOverhead))
 	s.seederFromOrigin += size
 	s.hosts[s.seederID()].held[b].Set(i)
 	sd.originNext(b)

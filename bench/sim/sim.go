@@ -48,15 +48,16 @@ func (b blob) bytes(i int) int64 {
 
 // host is the serving side of a node or the seeder.
 type host struct {
-	id    int32
-	busy  int
+	id     int32
+	busy   int
 	queue  []*request // in arrival order
+	deadQ  int        // dead requests still in queue
 	peers  map[int32]*peerQ
-	copies [][]uint16 // per blob and chunk: sends started (nodes; the seeder's Ration counts its own)
-	subs  [][]*session // per blob: sessions that have this host as their source
-	held  []*chunkset.Set
-	gone  bool
-	sent  int64 // payload bytes
+	copies [][]uint16   // per blob and chunk: sends started (nodes; the seeder's Ration counts its own)
+	subs   [][]*session // per blob: sessions that have this host as their source
+	held   []*chunkset.Set
+	gone   bool
+	sent   int64 // payload bytes
 }
 
 // node is a puller.
@@ -120,12 +121,14 @@ type session struct {
 
 // request is one chunk asked of a source.
 type request struct {
-	s     *session
-	chunk int32
-	f     *flow
-	asked  float64
-	queued float64
-	dead  bool
+	s       *session
+	chunk   int32
+	f       *flow
+	asked   float64
+	queued  float64
+	pq      *peerQ // the requester's standing at the host
+	inQueue bool
+	dead    bool
 }
 
 func (s *Sim) seederID() int32 { return int32(s.cfg.Nodes) }
@@ -141,7 +144,7 @@ func (s *Sim) after(d float64, e event) {
 
 // wire is a chunk's bytes on the wire.
 func (s *Sim) wire(payload int64) float64 {
-	return float64(payload)*(1+s.cfg.HeaderOverhead) + float64(s.cfg.ChunkOverhead)
+	return float64(payload)*(1+s.cfg.PeerOverhead) + float64(s.cfg.ChunkOverhead)
 }
 
 func newSim(cfg Config) *Sim {

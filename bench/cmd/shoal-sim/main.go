@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := sim.Config{Nodes: *nodes, ImageBytes: *size, Layers: *layers, NodeRate: nr, OriginRate: or, Seed: *seed,
 		LateJoiners: *late, Churn: *churn, Latency: *latency, DHTLatency: *dhtLatency, PullConcurrency: *conc,
-		HeaderOverhead: sim.DefaultHeaderOverhead, ChunkOverhead: sim.DefaultChunkOverhead}
+		PeerOverhead: sim.DefaultPeerOverhead, OriginOverhead: sim.DefaultOriginOverhead, ChunkOverhead: sim.DefaultChunkOverhead}
 	cfg.CommandLine = commandLine(cfg)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
