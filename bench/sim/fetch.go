@@ -226,9 +226,6 @@ func (s *Sim) kill(r *request) {
 		return
 	}
 	r.dead = true
-	if r.inQueue {
-		s.hosts[r.s.src].deadQ++
-	}
 	fe := r.s.fe
 	delete(fe.reqs, reqKey{r.s, r.chunk})
 	r.s.out--

@@ -169,7 +169,7 @@ func (s *Sim) leave(n *node) {
 		s.slotFree(n.id, f.r)
 	}
 	// Its queued requests die with their sessions.
-	h.queue = nil
+	h.buckets, h.keys = map[uint32]*bucket{}, nil
 	for b := range h.subs {
 		for _, ss := range h.subs[b] {
 			s.after(s.lat, event{kind: evSessionGone, s: ss})

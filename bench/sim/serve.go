@@ -2,6 +2,7 @@ package sim
 
 import (
 	"math"
+	"slices"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/p2p/plan"
@@ -27,11 +28,24 @@ func (s *Sim) arrive(r *request) {
 		return // the receiver learns of it from its session closing
 	}
 	r.queued = s.now
-	h.queue = append(h.queue, r)
 	r.pq = s.peer(h, r.s.fe.n.id)
 	r.pq.queued++
-	r.inQueue = true
+	k := uint32(r.s.fe.blob)<<20 | uint32(r.chunk)
+	b := h.buckets[k]
+	if b == nil {
+		b = &bucket{key: k, pos: len(h.keys)}
+		h.buckets[k] = b
+		h.keys = append(h.keys, b)
+	}
+	b.reqs = append(b.reqs, r)
 	s.serve(h.id)
+}
+
+// bucket is a host's queued requests for one chunk, in arrival order.
+type bucket struct {
+	key  uint32
+	pos  int // index in host.keys
+	reqs []*request
 }
 
 func (s *Sim) peer(h *host, id int32) *peerQ {
@@ -49,56 +63,75 @@ func (s *Sim) unpeer(h *host, id int32) {
 	}
 }
 
-// compact drops the dead requests from a host's queue.
-func (s *Sim) compact(h *host) {
-	live := h.queue[:0]
-	for _, r := range h.queue {
-		if !r.dead {
-			live = append(live, r)
+// dropBucket removes an empty bucket.
+func dropBucket(h *host, b *bucket) {
+	last := len(h.keys) - 1
+	h.keys[b.pos] = h.keys[last]
+	h.keys[b.pos].pos = b.pos
+	h.keys[last] = nil
+	h.keys = h.keys[:last]
+	delete(h.buckets, b.key)
+}
+
+// candidate is a bucket's request to send next: its first live request
+// from a peer under its fair share, else its first live one. The dead
+// requests at its head are dropped (the others when they reach it).
+func (s *Sim) candidate(h *host, b *bucket, fair int) (r *request, under bool) {
+	n := 0
+	for n < len(b.reqs) && b.reqs[n].dead {
+		b.reqs[n].pq.queued--
+		s.unpeer(h, b.reqs[n].s.fe.n.id)
+		b.reqs[n] = nil
+		n++
+	}
+	b.reqs = b.reqs[n:]
+	for _, q := range b.reqs {
+		if q.dead {
 			continue
 		}
-		r.pq.queued--
-		s.unpeer(h, r.s.fe.n.id)
+		if q.pq.active < fair {
+			return q, true
+		}
+		if r == nil {
+			r = q
+		}
 	}
-	clear(h.queue[len(live):])
-	h.queue = live
-	h.deadQ = 0
+	return r, false
 }
 
 // serve fills the host's free upload slots.
 func (s *Sim) serve(id int32) {
 	h := &s.hosts[id]
-	for h.busy < s.cfg.UploadSlots && len(h.queue) > 0 {
+	for h.busy < s.cfg.UploadSlots && len(h.keys) > 0 {
 		fair := int(math.Ceil(float64(s.cfg.UploadSlots) / float64(max(len(h.peers), 1))))
-		if 2*h.deadQ > len(h.queue) {
-			s.compact(h)
-		}
-		best, bestFair, bestKey := -1, false, math.Inf(1)
-		for k, r := range h.queue {
-			if r.dead {
-				continue
+		var best *request
+		var bestB *bucket
+		bestFair, bestKey := false, math.Inf(1)
+		for k := 0; k < len(h.keys); {
+			b := h.keys[k]
+			r, under := s.candidate(h, b, fair)
+			if r == nil {
+				dropBucket(h, b)
+				continue // keys[k] is another bucket now
 			}
-			credit := math.Floor((s.now - r.queued) / waitCredit)
-			// The queue is in arrival order: no later request has waited
-			// longer, so none can beat a fair-share pick of key -credit.
-			if bestFair && bestKey <= -credit {
-				break
-			}
-			under := r.pq.active < fair
-			key := float64(h.copies[r.s.fe.blob][r.chunk]) - credit
-			// Under the fair share first; then fewest copies; then oldest.
-			if best < 0 || under && !bestFair || under == bestFair && key < bestKey {
-				best, bestFair, bestKey = k, under, key
+			k++
+			key := float64(h.copies[r.s.fe.blob][r.chunk]) - math.Floor((s.now-r.queued)/waitCredit)
+			// Under the fair share first; then fewest copies (less the
+			// waiting credit); then oldest.
+			if best == nil || under && !bestFair || under == bestFair && (key < bestKey || key == bestKey && r.queued < best.queued) {
+				best, bestB, bestFair, bestKey = r, b, under, key
 			}
 		}
-		if best < 0 {
+		if best == nil {
 			return
 		}
-		r := h.queue[best]
-		h.queue = append(h.queue[:best], h.queue[best+1:]...)
+		r := best
+		bestB.reqs = slices.DeleteFunc(bestB.reqs, func(q *request) bool { return q == r })
+		if len(bestB.reqs) == 0 {
+			dropBucket(h, bestB)
+		}
 		p := r.pq
 		p.queued--
-		r.inQueue = false
 		b, i := r.s.fe.blob, int(r.chunk)
 		if held := h.held[b]; held == nil || !held.Has(i) {
 			// The daemon answers ERROR; the Blob asks elsewhere.

@@ -48,16 +48,16 @@ func (b blob) bytes(i int) int64 {
 
 // host is the serving side of a node or the seeder.
 type host struct {
-	id     int32
-	busy   int
-	queue  []*request // in arrival order
-	deadQ  int        // dead requests still in queue
-	peers  map[int32]*peerQ
-	copies [][]uint16   // per blob and chunk: sends started (nodes; the seeder's Ration counts its own)
-	subs   [][]*session // per blob: sessions that have this host as their source
-	held   []*chunkset.Set
-	gone   bool
-	sent   int64 // payload bytes
+	id      int32
+	busy    int
+	buckets map[uint32]*bucket // queued requests by blob and chunk
+	keys    []*bucket          // the buckets, in a deterministic order
+	peers   map[int32]*peerQ
+	copies  [][]uint16   // per blob and chunk: sends started (nodes; the seeder's Ration counts its own)
+	subs    [][]*session // per blob: sessions that have this host as their source
+	held    []*chunkset.Set
+	gone    bool
+	sent    int64 // payload bytes
 }
 
 // node is a puller.
@@ -121,14 +121,13 @@ type session struct {
 
 // request is one chunk asked of a source.
 type request struct {
-	s       *session
-	chunk   int32
-	f       *flow
-	asked   float64
-	queued  float64
-	pq      *peerQ // the requester's standing at the host
-	inQueue bool
-	dead    bool
+	s      *session
+	chunk  int32
+	f      *flow
+	asked  float64
+	queued float64
+	pq     *peerQ // the requester's standing at the host
+	dead   bool
 }
 
 func (s *Sim) seederID() int32 { return int32(s.cfg.Nodes) }
@@ -171,7 +170,7 @@ func newSim(cfg Config) *Sim {
 			r = originBps
 		}
 		s.links[i] = link{up: r, down: r}
-		s.hosts[i] = host{id: int32(i), peers: map[int32]*peerQ{}, copies: make([][]uint16, cfg.Layers), subs: make([][]*session, cfg.Layers), held: make([]*chunkset.Set, cfg.Layers)}
+		s.hosts[i] = host{id: int32(i), peers: map[int32]*peerQ{}, buckets: map[uint32]*bucket{}, copies: make([][]uint16, cfg.Layers), subs: make([][]*session, cfg.Layers), held: make([]*chunkset.Set, cfg.Layers)}
 	}
 	for i := range n {
 		s.nodes = append(s.nodes, &node{id: int32(i), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)), fetches: make([]*fetch, cfg.Layers), sources: map[int32]struct{}{}, load: map[int32]int{}})
