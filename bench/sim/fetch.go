@@ -78,20 +78,16 @@ func (s *Sim) lookup(fe *fetch) {
 	}
 	ps := s.providers[fe.blob]
 	found := 0
-	if len(ps) > 0 {
-		k := min(s.cfg.LookupK, len(ps))
-		for range k {
-			p := ps[fe.n.rng.IntN(len(ps))]
-			if p == fe.n.id || s.hosts[p].gone {
-				continue
-			}
-			if _, ok := fe.tried[p]; ok {
-				continue
-			}
-			fe.tried[p] = struct{}{}
-			fe.cands = append(fe.cands, p)
-			found++
+	for _, p := range s.sample(fe.n, ps) {
+		if p == fe.n.id || s.hosts[p].gone {
+			continue
 		}
+		if _, ok := fe.tried[p]; ok {
+			continue
+		}
+		fe.tried[p] = struct{}{}
+		fe.cands = append(fe.cands, p)
+		found++
 	}
 	s.dialCands(fe)
 	if !fe.lookupOK {
@@ -104,6 +100,26 @@ func (s *Sim) lookup(fe *fetch) {
 		fe.every = min(2*fe.every, maxRelookup)
 	}
 	s.after(fe.every, event{kind: evRelookup, fe: fe})
+}
+
+// sample is what a lookup returns: up to LookupK distinct providers,
+// in random order.
+func (s *Sim) sample(n *node, ps []int32) []int32 {
+	out := s.sampleBuf[:0]
+	if len(ps) <= s.cfg.LookupK {
+		out = append(out, ps...)
+		n.rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		s.sampleBuf = out
+		return out
+	}
+	for tries := 0; len(out) < s.cfg.LookupK && tries < 4*s.cfg.LookupK; tries++ {
+		p := ps[n.rng.IntN(len(ps))]
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	s.sampleBuf = out
+	return out
 }
 
 func (s *Sim) dialCands(fe *fetch) {
@@ -230,6 +246,9 @@ func (s *Sim) kill(r *request) {
 	delete(fe.reqs, reqKey{r.s, r.chunk})
 	r.s.out--
 	fe.n.unload(r.s.src)
+	if f := r.f; f != nil && f.done && !f.aborted {
+		s.lost += s.blobs[fe.blob].bytes(int(r.chunk)) // sent in full, never landed
+	}
 	if f := r.f; f != nil && !f.done {
 		// What the sender sent of it crossed its link all the same.
 		s.sentWire(f.from, f.size-(f.left-f.rate*(s.now-f.at)))

@@ -29,6 +29,7 @@ type flow struct {
 	at       float64 // when left was last brought up to date
 	ver      uint32
 	done     bool
+	aborted  bool     // ended before its last byte
 	r        *request // nil for the origin's stream to the seeder
 	blob     int32    // the origin's stream: which blob and chunk
 	chunk    int32

@@ -16,7 +16,11 @@ var ErrStuck = errors.New("sim: the rollout stalled")
 type Stats struct {
 	Events, Transfers int64
 	SimSeconds        float64
-	DupBytes          int64
+	// DupBytes are chunks that landed on a node holding them already;
+	// LostBytes chunks sent in full whose request was cancelled before
+	// they landed; SentBytes the payload every host (seeder included)
+	// sent in full: SentBytes = received + DupBytes + LostBytes.
+	DupBytes, LostBytes, SentBytes int64
 }
 
 // Run simulates the rollout and returns its result in the lab's form.
@@ -49,9 +53,12 @@ func Run(cfg Config) (lab.ModeResult, Stats, error) {
 		s.events++
 		s.dispatch(e)
 	}
-	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now}
+	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now, LostBytes: s.lost}
 	for _, n := range s.nodes {
 		st.DupBytes += n.dup
+	}
+	for i := range s.hosts {
+		st.SentBytes += s.hosts[i].sent
 	}
 	res := s.result()
 	if !s.allDone() {
@@ -165,6 +172,7 @@ func (s *Sim) leave(n *node) {
 	}
 	// Its uploads stop; the receivers learn it a latency later.
 	for _, f := range slices.Clone(s.links[n.id].ups) {
+		f.aborted = true
 		s.endFlow(f)
 		s.slotFree(n.id, f.r)
 	}

@@ -26,10 +26,11 @@ type Sim struct {
 	lat, dht  float64
 
 	capBuf, sortBuf []float64
+	sampleBuf       []int32
 
 	// Counters.
 	originWire, seederWire, seederFromOrigin int64
-	transfers, events                        int64
+	transfers, events, lost                  int64
 	phase2At                                 float64
 	phase1Done, finished, gone               int
 }
