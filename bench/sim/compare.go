@@ -25,11 +25,20 @@ type Comparison struct {
 }
 
 // Errors are the relative errors (sim - lab) / lab of all-complete,
-// origin egress and seeder egress.
+// origin egress and seeder egress. An egress the lab measured below 1% of
+// the image (late joiners: about nothing) is compared against the image
+// instead, so a few stray KiB are not an infinite error.
 func (c Comparison) Errors() (complete, origin, seeder float64) {
+	floor := 0.01 * float64(c.Lab.ImageBytes)
+	egress := func(sim, meas int64) float64 {
+		if float64(meas) < floor {
+			return float64(sim-meas) / float64(c.Lab.ImageBytes)
+		}
+		return relErr(float64(sim), float64(meas))
+	}
 	return relErr(c.Sim.AllCompleteS, c.Lab.AllCompleteS),
-		relErr(float64(c.Sim.OriginEgressBytes), float64(c.Lab.OriginEgressBytes)),
-		relErr(float64(c.Sim.SeederEgressBytes), float64(c.Lab.SeederEgressBytes))
+		egress(c.Sim.OriginEgressBytes, c.Lab.OriginEgressBytes),
+		egress(c.Sim.SeederEgressBytes, c.Lab.SeederEgressBytes)
 }
 
 // Within reports whether the simulation is within the validation bounds.

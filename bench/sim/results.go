@@ -26,6 +26,7 @@ func (s *Sim) result() lab.ModeResult {
 				warm.AllCompleteS = math.Max(warm.AllCompleteS, n.doneAt)
 			}
 		}
+		warm.OriginEgressBytes = s.warmOrigin
 		m.Warmup = &warm
 	}
 	for _, n := range s.nodes {
@@ -58,9 +59,9 @@ func (s *Sim) result() lab.ModeResult {
 		}
 		m.NodesList = append(m.NodesList, nr)
 	}
-	m.OriginEgressBytes = s.originWire
+	m.OriginEgressBytes = s.originWire - s.warmOrigin
 	m.OriginBlobBytes = s.seederFromOrigin
-	m.SeederEgressBytes = s.seederWire
+	m.SeederEgressBytes = s.seederWire - s.warmSeeder
 	m.SeederOriginByte = s.seederFromOrigin
 	waves := []lab.Wave{{Nodes: len(m.NodesList)}}
 	m.Summarize(waves, cfg.NodeRate, cfg.OriginRate)

@@ -125,6 +125,8 @@ func (s *Sim) nodeDone(n *node) {
 	s.phase1Done++
 	if s.phase1Done == s.cfg.Nodes-s.cfg.LateJoiners {
 		s.phase2At = s.now
+		// The lab counts egress over the measured phase only.
+		s.warmOrigin, s.warmSeeder = s.originWire, s.seederWire
 		for _, m := range s.nodes {
 			if m.measured {
 				s.after(0, event{kind: evNodeStart, n: m.id})

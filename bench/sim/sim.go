@@ -32,6 +32,7 @@ type Sim struct {
 	originWire, seederWire, seederFromOrigin int64
 	transfers, events, lost                  int64
 	phase2At                                 float64
+	warmOrigin, warmSeeder                   int64 // egress before the measured phase
 	phase1Done, finished, gone               int
 }
 
