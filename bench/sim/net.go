@@ -91,8 +91,8 @@ func (s *Sim) fill(fs []*flow, capacity float64, up bool) {
 	}
 	s.capBuf = caps
 	// Water level: the rate every uncapped flow gets.
-	sorted := append(s.sortBuf[:0], caps...)
-	s.sortBuf = sorted
+	s.sortBuf = append(s.sortBuf[:0], caps...)
+	sorted := s.sortBuf
 	slices.Sort(sorted)
 	left, n := capacity, len(sorted)
 	level := math.Inf(1)
