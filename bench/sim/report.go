@@ -70,17 +70,33 @@ func Sweep(base Config, counts []int, churnNodes int, dir string, w io.Writer) e
 			st.Transfers, wall.Seconds(), float64(st.Transfers)/wall.Seconds())
 		return nil
 	}
+	churn := func() error {
+		c := base
+		c.Nodes, c.Churn = churnNodes, 0.05
+		return one(fmt.Sprintf("churn-n%d", churnNodes), c)
+	}
+	// The plots are rewritten after every run, so a long sweep stopped
+	// early keeps what it measured; the churn run follows the cold run of
+	// its size.
+	churned := churnNodes <= 0
 	for _, n := range counts {
 		c := base
 		c.Nodes = n
 		if err := one(fmt.Sprintf("n%d", n), c); err != nil {
 			return err
 		}
+		if n == churnNodes && !churned {
+			if err := churn(); err != nil {
+				return err
+			}
+			churned = true
+		}
+		if err := writeSweep(dir, runs); err != nil {
+			return err
+		}
 	}
-	if churnNodes > 0 {
-		c := base
-		c.Nodes, c.Churn = churnNodes, 0.05
-		if err := one(fmt.Sprintf("churn-n%d", churnNodes), c); err != nil {
+	if !churned {
+		if err := churn(); err != nil {
 			return err
 		}
 	}
