@@ -266,6 +266,9 @@ func (s *Sim) deliver(r *request) {
 	ss, fe := r.s, r.s.fe
 	delete(fe.reqs, reqKey{ss, r.chunk})
 	ss.out--
+	// A peer's room is shared by the node's blobs: when it had none, the
+	// other fetches may use what this landing frees.
+	wasFull := !ss.seeder && fe.n.load[ss.src] >= s.cfg.Window
 	fe.n.unload(ss.src)
 	r.dead = true
 	n := fe.n
@@ -291,9 +294,28 @@ func (s *Sim) deliver(r *request) {
 	s.act(fe, acts)
 	if fe.sch.Done() {
 		s.fetchDone(fe)
-		return
+	} else {
+		s.pump(fe)
 	}
-	s.pump(fe)
+	if wasFull {
+		s.wakeOthers(fe, ss.src)
+	}
+}
+
+// wakeOthers schedules the node's other fetches that have a session with
+// src.
+func (s *Sim) wakeOthers(fe *fetch, src int32) {
+	for _, o := range fe.n.fetches {
+		if o == nil || o == fe || o.done {
+			continue
+		}
+		for _, ss := range o.sessions {
+			if ss.src == src && ss.up {
+				s.pump(o)
+				break
+			}
+		}
+	}
 }
 
 // announce sends HAVE_UPDATE for chunk i to the host's subscribers.
