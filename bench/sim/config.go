@@ -22,7 +22,8 @@ type Config struct {
 	// rollout, every node at once); only they are measured.
 	LateJoiners int
 	// Churn is the fraction of the measured nodes that leave mid-rollout
-	// (at ChurnAt of the swarm ideal after the start; 0: 0.5).
+	// (when the measured nodes hold ChurnAt of the bytes they pull in
+	// all; 0: 0.5, half-way through the rollout).
 	Churn   float64
 	ChurnAt float64
 

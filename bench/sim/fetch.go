@@ -285,6 +285,12 @@ func (s *Sim) deliver(r *request) {
 		}
 		n.from[src] += size
 		n.sources[ss.src] = struct{}{}
+		if n.measured && s.churnAt > 0 {
+			if s.measuredGot += size; s.measuredGot >= s.churnAt {
+				s.churnAt = 0
+				s.after(0, event{kind: evChurn})
+			}
+		}
 		if !fe.provided {
 			fe.provided = true
 			s.after(s.dht, event{kind: evProvide, n: n.id, c: int32(fe.blob)})

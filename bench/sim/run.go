@@ -38,8 +38,11 @@ func Run(cfg Config) (lab.ModeResult, Stats, error) {
 		}
 	}
 	if cfg.Churn > 0 {
-		swarm, _ := lab.Ideal(cfg.ImageBytes, []lab.Wave{{Nodes: 1}}, cfg.NodeRate, cfg.OriginRate)
-		s.after(cfg.ChurnAt*swarm, event{kind: evChurn})
+		measured := cfg.Nodes
+		if cfg.LateJoiners > 0 {
+			measured = cfg.LateJoiners
+		}
+		s.churnAt = int64(cfg.ChurnAt * float64(measured) * float64(cfg.ImageBytes))
 	}
 	// Bound the run: generous against the slowest thinkable pull.
 	_, originOnly := lab.Ideal(cfg.ImageBytes, []lab.Wave{{Nodes: cfg.Nodes}}, cfg.NodeRate, cfg.OriginRate)

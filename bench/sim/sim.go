@@ -33,6 +33,7 @@ type Sim struct {
 	transfers, events, lost                  int64
 	phase2At                                 float64
 	warmOrigin, warmSeeder                   int64 // egress before the measured phase
+	measuredGot, churnAt                     int64 // bytes the measured nodes hold; churn when they reach churnAt (0: none)
 	phase1Done, finished, gone               int
 }
 
