@@ -2,6 +2,7 @@ package sim
 
 import (
 	"slices"
+	"time"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/p2p/plan"
@@ -37,7 +38,10 @@ func (s *Sim) startFetch(n *node) {
 	n.active++
 	bl := s.blobs[b]
 	fe := &fetch{n: n, blob: b, bySrc: map[*plan.Source]*session{}, reqs: map[reqKey]*request{}, tried: map[int32]struct{}{},
-		every: relookup, startAt: s.now}
+		every: relookup, startAt: s.now, lastChunk: s.now, rediscovered: -1}
+	if n.lastChunk < n.startAt {
+		n.lastChunk = s.now
+	}
 	fe.sch = plan.NewBlob(s.cfg.Plan, bl.chunks, bl.chunkSize, nil, n.rng.Perm(bl.chunks), s.at())
 	fe.sch.SetPeersPending(true)
 	n.fetches[b] = fe
@@ -285,6 +289,7 @@ func (s *Sim) deliver(r *request) {
 		}
 		n.from[src] += size
 		n.sources[ss.src] = struct{}{}
+		n.lastChunk, fe.lastChunk = s.now, s.now
 		if n.measured && s.churnAt > 0 {
 			if s.measuredGot += size; s.measuredGot >= s.churnAt {
 				s.churnAt = 0
@@ -341,7 +346,39 @@ func (s *Sim) expire(fe *fetch) {
 	}
 	s.act(fe, fe.sch.Expire(s.at()))
 	s.pump(fe)
+	s.stall(fe)
 	s.after(expireTick, event{kind: evExpire, fe: fe})
+}
+
+// Stall limits: the daemon's defaults (p2p/swarm Config).
+var stallLimits = plan.StallLimits{Lookup: 5 * time.Second, Stall: 30 * time.Second, Outage: 30 * time.Second,
+	Unreached: 10 * time.Second, Dry: plan.DefaultMinChunkTimeout}
+
+// stall asks plan.Stall what the daemon's timer would decide. The model
+// never falls back to the origin: an Origin verdict is counted (once per
+// fetch, Stats.OriginVerdicts) and the fetch stays in the swarm; a
+// Rediscover looks again at once.
+func (s *Sim) stall(fe *fetch) {
+	idle := fe.dialing == 0 && len(fe.cands) == 0
+	for _, ss := range fe.sessions {
+		if ss.up && !ss.closed {
+			idle = false
+		}
+	}
+	sec := func(t float64) time.Duration { return time.Duration(t * float64(time.Second)) }
+	v, _ := plan.Stall(plan.StallFacts{Sized: true, Idle: idle, LookupDone: fe.lookupOK, SinceStart: sec(s.now - fe.startAt),
+		SinceProgress: sec(s.now - fe.n.lastChunk), SinceOwn: sec(s.now - fe.lastChunk), Rediscovered: fe.rediscovered >= 0,
+		SinceRediscover: sec(s.now - fe.rediscovered), SeedersGone: -1, SeedersReached: true}, stallLimits)
+	switch v {
+	case plan.Rediscover:
+		fe.rediscovered = s.now
+		s.after(s.dht, event{kind: evLookup, fe: fe})
+	case plan.Origin:
+		if !fe.originVerdict {
+			fe.originVerdict = true
+			s.originVerdicts++
+		}
+	}
 }
 
 func (n *node) unload(src int32) {

@@ -65,6 +65,9 @@ func (s *Sim) result() lab.ModeResult {
 	m.SeederOriginByte = s.seederFromOrigin
 	waves := []lab.Wave{{Nodes: len(m.NodesList)}}
 	m.Summarize(waves, cfg.NodeRate, cfg.OriginRate)
+	if s.originVerdicts > 0 {
+		m.Notes = append(m.Notes, fmt.Sprintf("%d fetches got plan.Stall's origin verdict (the daemon would fall back to the origin; the simulator keeps them in the swarm)", s.originVerdicts))
+	}
 	if left := countLeft(m.NodesList); left > 0 {
 		m.Notes = append(m.Notes, fmt.Sprintf("%d nodes left mid-rollout (counted as failed; all-complete is the last node that stayed)", left))
 	}

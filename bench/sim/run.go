@@ -21,6 +21,9 @@ type Stats struct {
 	// they landed; SentBytes the payload every host (seeder included)
 	// sent in full: SentBytes = received + DupBytes + LostBytes.
 	DupBytes, LostBytes, SentBytes int64
+	// OriginVerdicts are fetches for which plan.Stall said "the origin"
+	// (the daemon would fall back; the model does not).
+	OriginVerdicts int
 }
 
 // Run simulates the rollout and returns its result in the lab's form.
@@ -56,7 +59,7 @@ func Run(cfg Config) (lab.ModeResult, Stats, error) {
 		s.events++
 		s.dispatch(e)
 	}
-	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now, LostBytes: s.lost}
+	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now, LostBytes: s.lost, OriginVerdicts: s.originVerdicts}
 	for _, n := range s.nodes {
 		st.DupBytes += n.dup
 	}

@@ -34,6 +34,7 @@ type Sim struct {
 	phase2At                                 float64
 	warmOrigin, warmSeeder                   int64 // egress before the measured phase
 	measuredGot, churnAt                     int64 // bytes the measured nodes hold; churn when they reach churnAt (0: none)
+	originVerdicts                           int
 	phase1Done, finished, gone               int
 }
 
@@ -78,6 +79,7 @@ type node struct {
 	rx, tx          int64 // wire bytes
 	sources         map[int32]struct{}
 	load            map[int32]int // requests outstanding per source host, all blobs
+	lastChunk       float64       // the swarm's last delivery to the node
 }
 
 // Source indexes of node.from (lab.Sources' order).
@@ -103,6 +105,9 @@ type fetch struct {
 	provided  bool
 	done      bool
 	startAt   float64
+	// The stall check's facts and its verdict.
+	lastChunk, rediscovered float64
+	originVerdict           bool
 }
 
 type reqKey struct {

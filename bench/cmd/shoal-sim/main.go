@@ -95,8 +95,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		err = werr
 	}
 	_, _ = fmt.Fprint(stdout, lab.Summary([]lab.ModeResult{res}))
-	_, _ = fmt.Fprintf(stdout, "sim: %d events, %d chunk transfers, %.1f s simulated in %.1f s\n",
-		st.Events, st.Transfers, st.SimSeconds, time.Since(start).Seconds())
+	_, _ = fmt.Fprintf(stdout, "sim: %d events, %d chunk transfers, %.1f s simulated in %.1f s; %d origin verdicts\n",
+		st.Events, st.Transfers, st.SimSeconds, time.Since(start).Seconds(), st.OriginVerdicts)
 	return err
 }
 
