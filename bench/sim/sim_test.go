@@ -179,3 +179,40 @@ func TestEventHeapOrder(t *testing.T) {
 		last, lastSeq = e.t, e.seq
 	}
 }
+
+// FuzzRun: any small rollout either is refused as a bad config or ends
+// with every node that stayed done, every byte accounted for, and the
+// origin sending each blob once.
+func FuzzRun(f *testing.F) {
+	f.Add(uint8(3), uint16(2048), uint8(2), uint8(0), uint8(0), uint64(1), uint16(100))
+	f.Add(uint8(9), uint16(4096), uint8(3), uint8(2), uint8(20), uint64(9), uint16(37))
+	f.Fuzz(func(t *testing.T, nodes uint8, kib uint16, layers, late, churnPct uint8, seed uint64, mbit uint16) {
+		c := Config{Nodes: int(nodes%12) + 1, ImageBytes: int64(kib%8192+1) << 10, Layers: int(layers%4) + 1, Seed: seed,
+			LateJoiners: int(late % 4), Churn: float64(churnPct%60) / 100, Latency: time.Millisecond, DHTLatency: 20 * time.Millisecond,
+			PeerOverhead: DefaultPeerOverhead, OriginOverhead: DefaultOriginOverhead, ChunkOverhead: DefaultChunkOverhead}
+		c.NodeRate = lab.Rate{Text: "fuzz", Bits: float64(mbit%2000+10) * 1e6}
+		c.OriginRate = c.NodeRate
+		res, st, err := Run(c)
+		if errors.Is(err, ErrConfig) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		var received int64
+		for _, n := range res.NodesList {
+			received += n.Received()
+			if n.OK && n.Received() != c.ImageBytes {
+				t.Fatalf("%+v: node %d got %d of %d bytes", c, n.Node, n.Received(), c.ImageBytes)
+			}
+		}
+		if c.LateJoiners == 0 && st.SentBytes != received+st.DupBytes+st.LostBytes {
+			t.Fatalf("%+v: sent %d, received %d + dup %d + lost %d", c, st.SentBytes, received, st.DupBytes, st.LostBytes)
+		}
+		// Each blob at most once; all of it when nobody left (when all
+		// left, the run ends before the origin's stream does).
+		if res.OriginBlobBytes > c.ImageBytes || c.Churn == 0 && res.OriginBlobBytes != c.ImageBytes {
+			t.Fatalf("%+v: origin sent %d blob bytes of %d", c, res.OriginBlobBytes, c.ImageBytes)
+		}
+	})
+}
