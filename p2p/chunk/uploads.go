@@ -3,11 +3,12 @@ package chunk
 import (
 	"context"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // DefaultUploads is the number of CHUNK payloads a node sends at once,
@@ -34,7 +35,9 @@ const stallPenalty = 15 * time.Second
 // A free slot goes to the waiting stream whose best queued request has the
 // lowest priority value (see [Prioritizer]: the chunk sent the fewest times
 // so far), and among equals to the one waiting longest. So a seeder sends
-// every chunk once before it sends any chunk twice.
+// every chunk once before it sends any chunk twice. That choice, and the
+// counts it rests on, are a plan.Slots (the pure part, p2p/plan); Uploads
+// adds the waiting, the lock and the penalty's timer.
 //
 // Slots are shared fairly between peers: while other peers wait, a peer
 // that holds its fair share (the slots divided by the peers holding or
@@ -52,27 +55,18 @@ const stallPenalty = 15 * time.Second
 // on every stream costs the others at most one StallTimeout per slot now
 // and then, not one per stream.
 type Uploads struct {
-	mu      sync.Mutex
-	slots   int
-	free    int
-	seq     uint64
-	waiters []*upWaiter
-	held    map[peer.ID]int // slots held, by peer (no zero entries)
-
-	parked        map[peer.ID]int // parked writes, by peer (no zero entries)
-	nparked       int
-	maxParked     int
-	maxPeerParked int
-	penalized     map[peer.ID]time.Time // no new slot until then
+	mu        sync.Mutex
+	s         *plan.Slots[*upWaiter] // which waiter gets a slot (p2p/plan)
+	penalized map[peer.ID]time.Time  // no new slot until then
 }
 
 type upWaiter struct {
-	peer   peer.ID
-	prio   func() int
-	seq    uint64
-	resume bool // a parked write taking its slot back
-	ready  chan struct{}
+	w     plan.SlotWait
+	ready chan struct{}
 }
+
+// Slot implements plan.SlotWaiter.
+func (w *upWaiter) Slot() *plan.SlotWait { return &w.w }
 
 // Prioritizer is implemented by a Blob that orders its chunks for upload:
 // a lower value is sent first. A seeder returns how many times it has sent
@@ -86,35 +80,28 @@ func NewUploads(n int) *Uploads {
 	if n <= 0 {
 		n = DefaultUploads
 	}
-	return &Uploads{
-		slots: n, free: n, held: map[peer.ID]int{}, parked: map[peer.ID]int{},
-		maxParked: parkedPerSlot * n, maxPeerParked: n, penalized: map[peer.ID]time.Time{},
-	}
+	return &Uploads{s: plan.NewSlots[*upWaiter](n, parkedPerSlot), penalized: map[peer.ID]time.Time{}}
 }
 
 // acquire waits for a slot for a stream of p; prio is asked, under the
 // scheduler's lock, for the caller's current priority each time a slot is
 // handed out. A nil Uploads never waits.
 func (u *Uploads) acquire(ctx context.Context, p peer.ID, prio func() int) error {
-	return u.wait(ctx, &upWaiter{peer: p, prio: prio})
+	return u.wait(ctx, &upWaiter{w: plan.SlotWait{Peer: string(p), Prio: prio}})
 }
 
-// wait is acquire for w (its seq and ready are set here).
+// wait is acquire for w (its ready is set here).
 func (u *Uploads) wait(ctx context.Context, w *upWaiter) error {
 	if u == nil {
 		return nil
 	}
-	p := w.peer
 	u.mu.Lock()
-	if u.free > 0 && len(u.waiters) == 0 && u.allowed(w) {
-		u.free--
-		u.held[p]++
+	if u.s.Take(w) {
 		u.mu.Unlock()
 		return nil
 	}
-	w.seq, w.ready = u.seq, make(chan struct{})
-	u.seq++
-	u.waiters = append(u.waiters, w)
+	w.ready = make(chan struct{})
+	u.s.Enqueue(w)
 	u.grant()
 	u.mu.Unlock()
 	select {
@@ -124,11 +111,9 @@ func (u *Uploads) wait(ctx context.Context, w *upWaiter) error {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if k := slices.Index(u.waiters, w); k >= 0 {
-		u.waiters = slices.Delete(u.waiters, k, k+1)
-	} else {
+	if !u.s.Leave(w) {
 		// Granted while ctx ended: hand the slot on.
-		u.releaseLocked(p)
+		u.releaseLocked(peer.ID(w.w.Peer))
 	}
 	return context.Cause(ctx)
 }
@@ -144,28 +129,22 @@ func (u *Uploads) release(p peer.ID) {
 }
 
 func (u *Uploads) releaseLocked(p peer.ID) {
-	u.free++
-	if u.held[p]--; u.held[p] <= 0 {
-		delete(u.held, p)
-	}
+	u.s.Release(string(p))
 	u.grant()
 }
 
-// allowed reports whether w may get a slot at all: not while its peer has
-// its cap of parked writes or is penalized, unless w is a parked write
-// resuming; u.mu held.
-func (u *Uploads) allowed(w *upWaiter) bool {
-	if w.resume {
-		return true
-	}
-	_, penalized := u.penalized[w.peer]
-	return !penalized && u.parked[w.peer] < u.maxPeerParked
-}
+// grant hands free slots to the best waiters (plan.Slots decides); u.mu
+// held.
+func (u *Uploads) grant() { u.s.Grant(wake) }
+
+// wake tells a granted waiter.
+func wake(w *upWaiter) { close(w.ready) }
 
 // penalizeLocked keeps p from new slots for stallPenalty; u.mu held.
 func (u *Uploads) penalizeLocked(p peer.ID) {
 	_, already := u.penalized[p]
 	u.penalized[p] = time.Now().Add(stallPenalty)
+	u.s.Penalize(string(p))
 	if already {
 		return
 	}
@@ -178,67 +157,10 @@ func (u *Uploads) penalizeLocked(p peer.ID) {
 			return
 		}
 		delete(u.penalized, p)
+		u.s.Lift(string(p))
 		u.grant()
 	}
 	time.AfterFunc(stallPenalty, lift)
-}
-
-// share is the fair share of slots of each peer holding or waiting for
-// one; u.mu held.
-func (u *Uploads) share() int {
-	n := len(u.held)
-	var more map[peer.ID]bool
-	for _, w := range u.waiters {
-		if u.held[w.peer] == 0 && !more[w.peer] {
-			if more == nil {
-				more = map[peer.ID]bool{}
-			}
-			more[w.peer] = true
-			n++
-		}
-	}
-	if n == 0 {
-		return u.slots
-	}
-	return max(1, (u.slots+n-1)/n)
-}
-
-// grant hands free slots to the best waiters: first those whose peer holds
-// less than its fair share and has no parked write, then (if slots are
-// still free) anyone allowed; within each, the lowest priority value, then
-// the oldest. u.mu held.
-func (u *Uploads) grant() {
-	for u.free > 0 && len(u.waiters) > 0 {
-		share := u.share()
-		best, bestPrio, bestFair := -1, 0, false
-		for k, w := range u.waiters {
-			if !u.allowed(w) {
-				continue
-			}
-			// A peer whose writes are parked (its reader stalls) comes
-			// after the others, its parked writes' resumptions excepted.
-			fair := u.held[w.peer] < share && (w.resume || u.parked[w.peer] == 0)
-			p := w.prio()
-			switch {
-			case best < 0:
-			case fair != bestFair:
-				if !fair {
-					continue
-				}
-			case p > bestPrio, p == bestPrio && w.seq > u.waiters[best].seq:
-				continue
-			}
-			best, bestPrio, bestFair = k, p, fair
-		}
-		if best < 0 {
-			return
-		}
-		w := u.waiters[best]
-		u.waiters = slices.Delete(u.waiters, best, best+1)
-		u.free--
-		u.held[w.peer]++
-		close(w.ready)
-	}
 }
 
 // A slot is the upload slot of one CHUNK answer, which the answer may give
@@ -288,11 +210,9 @@ func (s *slot) park(gen uint64) bool {
 	s.held = false
 	ok := true
 	if !s.parked {
-		ok = u.parked[s.p] < u.maxPeerParked && u.nparked < u.maxParked
+		ok = u.s.Park(string(s.p))
 		if ok {
 			s.parked = true
-			u.parked[s.p]++
-			u.nparked++
 		} else {
 			u.penalizeLocked(s.p)
 		}
@@ -310,7 +230,7 @@ func (s *slot) resume(ctx context.Context) error {
 	if held || s.u == nil {
 		return nil
 	}
-	if err := s.u.wait(ctx, &upWaiter{peer: s.p, prio: func() int { return math.MinInt }, resume: true}); err != nil {
+	if err := s.u.wait(ctx, &upWaiter{w: plan.SlotWait{Peer: string(s.p), Prio: resumePrio, Resume: true}}); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -319,6 +239,9 @@ func (s *slot) resume(ctx context.Context) error {
 	s.unparkLocked()
 	return nil
 }
+
+// resumePrio puts a parked write's resumption ahead of every new answer.
+func resumePrio() int { return math.MinInt }
 
 // done gives back whatever the answer still holds; failed says the answer
 // failed (a parked write that fails is a stalled reader: its peer is
@@ -349,10 +272,7 @@ func (s *slot) unparkLocked() {
 	s.parked = false
 	u := s.u
 	u.mu.Lock()
-	if u.parked[s.p]--; u.parked[s.p] <= 0 {
-		delete(u.parked, s.p)
-	}
-	u.nparked--
+	u.s.Unpark(string(s.p))
 	u.grant() // the peer's other streams may have a slot again
 	u.mu.Unlock()
 }

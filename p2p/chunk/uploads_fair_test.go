@@ -19,7 +19,7 @@ func acquireAsync(u *Uploads, p peer.ID, prio int) chan error {
 func waiters(u *Uploads) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return len(u.waiters)
+	return u.s.Waiting()
 }
 
 func waitWaiters(t *testing.T, u *Uploads, n int) {
@@ -119,10 +119,9 @@ func TestUploadsParking(t *testing.T) {
 	granted(t, next, true)
 	s2 := &slot{u: u, p: "A", held: true} // as if granted
 	u.mu.Lock()
-	u.free--
-	u.held["A"]++
-	u.parked["A"] = u.maxPeerParked // A is at its cap
-	u.nparked += u.maxPeerParked
+	u.s.Hold("A")
+	for u.s.Park("A") { // A parks writes up to its cap
+	}
 	u.mu.Unlock()
 	if s2.park(s2.piece()) {
 		t.Fatal("parked past the peer's cap")

@@ -81,7 +81,7 @@ func TestUploadsOrder(t *testing.T) {
 		// Wait until it is queued, so arrival order is known.
 		for deadline := time.Now().Add(5 * time.Second); ; {
 			u.mu.Lock()
-			n := len(u.waiters)
+			n := u.s.Waiting()
 			u.mu.Unlock()
 			if n == id {
 				break

@@ -1,16 +1,24 @@
 package plan
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 )
 
-// BenchmarkSchedule fetches a 256-chunk blob from 8 sources (7 peers
-// holding random halves, one seeder): per op, one Schedule and one Landed,
-// as the daemon's loop and the simulator call them.
+// BenchmarkSchedule fetches a blob of 256 chunks (a 256 MiB layer) and
+// of 1024 (1 GiB) from 8 sources (7 peers holding random halves, one
+// seeder): per op, one Schedule and one Landed, as the daemon's loop and
+// the simulator call them.
 func BenchmarkSchedule(b *testing.B) {
-	const n, nsrc = 256, 8
+	for _, n := range []int{256, 1024} {
+		b.Run(fmt.Sprintf("chunks=%d", n), func(b *testing.B) { benchSchedule(b, n) })
+	}
+}
+
+func benchSchedule(b *testing.B, n int) {
+	const nsrc = 8
 	rng := rand.New(rand.NewPCG(1, 2))
 	now := t0
 	var bl *Blob

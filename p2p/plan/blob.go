@@ -95,10 +95,12 @@ type Blob struct {
 	// Per chunk: live peers (not seeders) holding it, live sources holding
 	// it, requests in flight, those of them at seeders.
 	holders, covered, inflight, atSeeders []int32
-	missing                               int // chunks not held
-	unclaimed                             int // chunks not held with no request in flight
-	low                                   int // no chunk below is missing
-	peers                                 int // live sources that are not seeders
+	missing                               int     // chunks not held
+	miss                                  []int32 // the chunks not held, in no order (rank breaks ties)
+	mpos                                  []int32 // chunk -> its place in miss
+	unclaimed                             int     // chunks not held with no request in flight
+	low                                   int     // no chunk below is missing
+	peers                                 int     // live sources that are not seeders
 
 	pending bool
 	skip    func(int) bool
@@ -138,6 +140,14 @@ func NewBlob(cfg Config, chunks int, chunkSize int64, held *chunkset.Set, rank [
 		atSeeders: make([]int32, chunks), wantSet: make([]bool, chunks)}
 	b.missing = chunks - held.Count()
 	b.unclaimed = b.missing
+	b.miss, b.mpos = make([]int32, 0, b.missing), make([]int32, chunks)
+	for i := range chunks {
+		b.mpos[i] = -1
+		if !held.Has(i) {
+			b.mpos[i] = int32(len(b.miss))
+			b.miss = append(b.miss, int32(i))
+		}
+	}
 	b.advance()
 	return b
 }
@@ -324,6 +334,15 @@ func (b *Blob) cancel(s *Source, i int, preempt bool) {
 		b.unask(s, k)
 		b.acts = append(b.acts, Action{Kind: Cancel, Src: s, Chunk: i, Preempt: preempt})
 	}
+}
+
+// got takes chunk i, now held, off the missing list.
+func (b *Blob) got(i int) {
+	k := b.mpos[i]
+	last := b.miss[len(b.miss)-1]
+	b.miss[k], b.mpos[last] = last, k
+	b.miss = b.miss[:len(b.miss)-1]
+	b.mpos[i] = -1
 }
 
 // advance moves low past the held chunks.

@@ -30,8 +30,10 @@
 // single scan over the chunks, whatever the number of sources.
 //
 // Ration is a seeder's per-blob rationing (super-seeding) and every node's
-// upload order; Stall is the verdict on a fetch that may be stalled (keep
-// waiting, look for sources again, or go to the origin).
+// upload order; Slots is a server's choice of which waiting answer gets a
+// free upload slot (fair share across peers); Stall is the verdict on a
+// fetch that may be stalled (keep waiting, look for sources again, or go to
+// the origin).
 //
 // None of the types is safe for concurrent use: the owner serializes the
 // calls.

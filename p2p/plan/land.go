@@ -29,6 +29,7 @@ func (b *Blob) Landed(s *Source, i int, n int64, now time.Time) (fresh bool, act
 		return false, b.acts
 	}
 	b.missing--
+	b.got(i)
 	if b.inflight[i] == 0 {
 		b.unclaimed--
 	}

@@ -106,7 +106,8 @@ func (b *Blob) pick(s *Source, now time.Time) int {
 		}
 	}
 	best, bestCount, bestRank := -1, int32(1<<30), 1<<30
-	for i := b.low; i < b.n; i++ {
+	for _, m := range b.miss {
+		i := int(m)
 		c := b.holders[i]
 		if c > bestCount || s.seeder && c > 0 || !b.askable(s, i) {
 			continue // a peer has it: spare the seeder
@@ -129,8 +130,11 @@ func (b *Blob) endgame(s *Source, now time.Time) int {
 	if b.unclaimed > 0 || b.missing == 0 || b.missing > b.window {
 		return -1
 	}
-	for i := b.low; i < b.n; i++ {
-		if b.held.Has(i) || !s.have.Has(i) || b.inflight[i] >= 2 || s.find(i) >= 0 || b.skip != nil && b.skip(i) {
+	// The lowest missing chunk that qualifies (few are missing here).
+	best := -1
+	for _, m := range b.miss {
+		i := int(m)
+		if best >= 0 && i > best || !s.have.Has(i) || b.inflight[i] >= 2 || s.find(i) >= 0 || b.skip != nil && b.skip(i) {
 			continue
 		}
 		if s.seeder && b.holders[i] > 0 {
@@ -145,7 +149,7 @@ func (b *Blob) endgame(s *Source, now time.Time) int {
 		if now.Sub(oldest) < b.cfg.EndgameAfter {
 			continue
 		}
-		return i
+		best = i
 	}
-	return -1
+	return best
 }

@@ -5,7 +5,10 @@
 // names for it, opens a chunk session with each (up to MaxSources; more
 // candidates wait in line for a slot), learns which chunks each holds (and,
 // through HAVE_UPDATE, what they gain while they download), and keeps
-// requests in flight to all of them at once:
+// requests in flight to all of them at once. Which chunk to ask of whom,
+// deadlines, the endgame and the seeder hold-off are decided by a
+// plan.Blob (p2p/plan, the pure scheduler); the run feeds it the sessions'
+// events and carries out its requests and cancels:
 //
 //   - peers (not seeders) are asked first for the chunks the client needs
 //     next (a window after the in-order prefix), then rarest-first with a
@@ -50,5 +53,7 @@
 // When no provider answers within a bounded time, or every source is gone,
 // the fetch falls back to the origin, resuming after the in-order prefix;
 // when every trusted seeder is gone it first waits for one to come back
-// (Config.SeederOutage), fetching from peers meanwhile (outage.go).
+// (Config.SeederOutage), fetching from peers meanwhile (outage.go; the
+// verdict is plan.Stall). A seeder rations its announcements of fresh
+// chunks (super-seeding) with a plan.Ration per blob (ration.go).
 package swarm

@@ -143,7 +143,7 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	}
 	gap := -1
 	for i := int(r.p.Offset() / r.cs); i < r.n && (r.aheadFrom < 0 || i < r.aheadFrom); i++ {
-		if !r.held.Has(i) && r.inflight[i] == 0 && !r.sourceHas(i) {
+		if !r.held.Has(i) && r.b.Claimed(i) == 0 && !r.b.Covered(i) {
 			gap = i
 			break
 		}
@@ -166,12 +166,7 @@ func (r *run) relayGap(ctx context.Context, now time.Time) error {
 	// Every request at a peer is withdrawn, those below gap too: what the
 	// peers would send now shares this seeder's downlink with the origin's
 	// stream, which carries the only chunks the nodes wait for.
-	for _, s := range r.peers {
-		for i := range s.inflight {
-			r.finishRequest(s, i)
-			_ = s.sess.Cancel(i)
-		}
-	}
+	r.act(r.b.CancelAll())
 	r.f.log.Info("the owning seeder is gone: fetching the chunks no peer holds from the origin", zap.String("digest", r.req.Digest.String()),
 		zap.Int("from_chunk", gap), zap.Int("chunks", r.n))
 	r.wg.Add(1)
@@ -211,28 +206,17 @@ func (r *run) lookupSettled(now time.Time) bool {
 	return r.lookupDone || now.Sub(r.lastLookup) >= relayLookupWait
 }
 
-// sourceHas reports whether a live, admitted source holds chunk i.
-func (r *run) sourceHas(i int) bool {
-	for _, s := range r.peers {
-		if !s.closed && !s.parked && s.have.Has(i) {
-			return true
-		}
-	}
-	return false
-}
-
 // aheadLanded records chunk i that Ahead wrote (n bytes from the origin).
 func (r *run) aheadLanded(i int, n int64) {
-	if r.held == nil || i < 0 || i >= r.n || !r.held.Set(i) {
+	if r.b == nil {
 		return
 	}
+	fresh, acts := r.b.Landed(nil, i, n, time.Now())
+	if !fresh {
+		return
+	}
+	r.act(acts)
 	r.bytes["origin"] += n
 	r.lastProgress = time.Now()
 	r.f.lastChunk.Store(r.lastProgress.UnixNano())
-	for _, o := range r.peers {
-		if _, ok := o.inflight[i]; ok && !o.closed {
-			r.finishRequest(o, i)
-			_ = o.sess.Cancel(i)
-		}
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // run is one blob's fetch: a state machine fed by events from the dialers,
@@ -41,9 +42,9 @@ type run struct {
 	trusted      atomic.Int64 // the trusted size for the readers, -1 before
 	size, cs     int64
 	n            int
-	held         *chunkset.Set // chunks this node holds
-	inflight     map[int]int   // chunk -> number of outstanding requests
-	rank         []int
+	held         *chunkset.Set // chunks this node holds (b's)
+	b            *plan.Blob    // the decisions, once sized
+	bySrc        map[*plan.Source]*source
 	lastProgress time.Time
 	provided     bool
 	bytes        map[string]int64
@@ -78,7 +79,7 @@ type run struct {
 func newRun(f *Client, req Request, p *store.Partial) *run {
 	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
-		used: map[peer.ID]bool{}, inflight: map[int]int{}, queued: map[peer.ID]bool{}, aheadFrom: -1}
+		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, aheadFrom: -1}
 	r.trusted.Store(-1)
 	return r
 }
@@ -280,7 +281,10 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evUpdate:
 		if s := ev.src; !s.closed {
 			for _, i := range ev.idxs {
-				if i >= 0 && i < s.have.Len() {
+				switch {
+				case s.ps != nil:
+					r.b.Have(s.ps, i)
+				case i >= 0 && i < s.have.Len():
 					s.have.Set(i)
 				}
 			}
@@ -305,7 +309,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		reason, current := classify(ev.err), r.peers[ev.id] == ev.src
 		// A peer that delivered before and is now too slow is busy, not
 		// hostile: its requests go elsewhere, and it may come back.
-		busy := reason == reasonStalled && ev.src.delivered > 0
+		busy := reason == reasonStalled && ev.src.delivered() > 0
 		switch {
 		case reason != "" && ctx.Err() == nil && !busy:
 			r.drop(ev.id, reason, ev.err, true)
@@ -320,30 +324,26 @@ func (r *run) handle(ctx context.Context, ev event) error {
 
 // landed records a verified chunk written to the partial.
 func (r *run) landed(ctx context.Context, ev event) {
-	s := ev.src
+	now := time.Now()
+	s, ps := ev.src, (*plan.Source)(nil)
 	if s != nil {
-		if sent, ok := s.inflight[ev.idx]; ok {
-			ev.took = time.Since(sent)
-		}
-		s.delivered++
-		s.lastChunk = time.Now()
-	}
-	r.finishRequest(s, ev.idx)
-	if s != nil && ev.took > 0 {
-		rate := float64(ev.n) / ev.took.Seconds()
-		if s.rate == 0 {
-			s.rate = rate
-		} else {
-			s.rate = 0.7*s.rate + 0.3*rate
+		ps = s.ps
+		s.lastChunk = now
+		if ps != nil {
+			if sent, ok := ps.Sent(ev.idx); ok {
+				ev.took = now.Sub(sent)
+			}
 		}
 	}
+	fresh, acts := r.b.Landed(ps, ev.idx, ev.n, now)
 	if ce := r.f.log.Check(zap.DebugLevel, "chunk received"); ce != nil {
 		ce.Write(zap.String("digest", r.req.Digest.String()), zap.String("peer", ev.id.String()), zap.Int("chunk", ev.idx),
-			zap.Duration("took", ev.took), zap.Bool("duplicate", r.held.Has(ev.idx)))
+			zap.Duration("took", ev.took), zap.Bool("duplicate", !fresh))
 	}
-	if !r.held.Set(ev.idx) {
+	if !fresh {
 		return
 	}
+	r.act(acts) // cancels the duplicates (endgame) at other sources
 	r.traceLanded(ev.idx, ev.n)
 	r.lastProgress = time.Now()
 	r.f.lastChunk.Store(r.lastProgress.UnixNano())
@@ -355,16 +355,6 @@ func (r *run) landed(ctx context.Context, ev event) {
 	r.bytes[src] += ev.n
 	fetched.Add(float64(ev.n))
 	r.used[ev.id] = true
-	// Cancel duplicate requests (endgame) on other peers.
-	for _, o := range r.peers {
-		if o.id != ev.id && !o.closed {
-			if _, ok := o.inflight[ev.idx]; ok {
-				delete(o.inflight, ev.idx)
-				r.inflight[ev.idx]--
-				_ = o.sess.Cancel(ev.idx)
-			}
-		}
-	}
 	if !r.provided && r.f.cfg.SharePartial && r.f.router != nil {
 		r.provided = true
 		r.f.router.StartProviding(context.WithoutCancel(ctx), r.req.Digest)
@@ -379,8 +369,9 @@ func (r *run) chunkErr(ev event) {
 	if s == nil || s.closed || ev.idx < 0 {
 		return
 	}
-	r.finishRequest(s, ev.idx)
-	if ev.idx < s.have.Len() {
+	if s.ps != nil {
+		r.b.Refused(s.ps, ev.idx)
+	} else if ev.idx < s.have.Len() {
 		s.have.Clear(ev.idx)
 	}
 	if s.seeder {
@@ -390,7 +381,7 @@ func (r *run) chunkErr(ev event) {
 	switch {
 	case s.parked && !s.probing.IsZero() && ev.idx == s.probe:
 		r.drop(s.id, reasonUnavailable, ev.err, true) // it refused the chunk it claimed
-	case s.delivered == 0 && s.failed >= maxFailures:
+	case s.delivered() == 0 && s.failed >= maxFailures:
 		r.drop(s.id, reasonUnavailable, ev.err, true)
 	}
 }
@@ -399,13 +390,10 @@ func (r *run) chunkErr(ev event) {
 // may answer before it is dropped.
 const maxFailures = 3
 
+// finishRequest ends s's request for chunk i without a chunk.
 func (r *run) finishRequest(s *source, i int) {
-	if s == nil {
-		return
-	}
-	if _, ok := s.inflight[i]; ok {
-		delete(s.inflight, i)
-		r.inflight[i]--
+	if s != nil && s.ps != nil {
+		r.b.Release(s.ps, i)
 	}
 }
 
@@ -418,13 +406,17 @@ func (r *run) adopt(size int64, from peer.ID) error {
 	}
 	r.size, r.cs = size, r.p.ChunkSize()
 	r.n = chunkset.Count(r.size, r.cs)
-	r.held = chunkset.New(r.n)
+	held := chunkset.New(r.n)
 	for i := range r.n {
 		if r.p.HasChunk(i) {
-			r.held.Set(i)
+			held.Set(i)
 		}
 	}
-	r.rank = randPerm(max(r.n, 1))
+	r.b = plan.NewBlob(plan.Config{MaxInflight: r.f.cfg.MaxInflight, MinChunkTimeout: r.f.cfg.MinChunkTimeout},
+		r.n, r.cs, held, randPerm(max(r.n, 1)), r.start)
+	r.b.SetWanted(r.wanted)
+	r.b.SetSkip(r.aheadSkips)
+	r.held = r.b.Held()
 	r.sized = true
 	r.trusted.Store(size)
 	r.f.log.Debug("blob size trusted", zap.String("digest", r.req.Digest.String()), zap.Int64("size", size), zap.String("from", from.String()))

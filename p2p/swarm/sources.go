@@ -12,29 +12,38 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // source is one session of a run: a peer or a seeder.
 type source struct {
-	id       peer.ID
-	seeder   bool
-	sess     *chunk.Session
-	have     *chunkset.Set // chunks the source holds, by HAVE and HAVE_UPDATE
-	inflight map[int]time.Time
-	rate     float64 // bytes/s, smoothed
-	closed   bool
-	counted  bool // holds one of the node's peer sessions (Client.sessions)
+	id     peer.ID
+	seeder bool
+	sess   *chunk.Session
+	// have is the chunks a parked source holds, by HAVE and HAVE_UPDATE;
+	// once admitted, ps holds it (and its requests, rate and deliveries).
+	have    *chunkset.Set
+	ps      *plan.Source
+	closed  bool
+	counted bool // holds one of the node's peer sessions (Client.sessions)
 	// lastChunk is when the source last delivered a verified chunk.
 	lastChunk time.Time
 
 	// A parked source's HAVE has not been checked against a trusted size
 	// (none is known yet); it may only be asked for one chunk, a probe:
 	// the chunk's signed record says the size.
-	parked    bool
-	probing   time.Time // when the probe was asked for; zero: not asked
-	probe     int       // the chunk asked for as a probe
-	delivered int       // verified chunks received
-	failed    int       // chunk ERRORs received
+	parked  bool
+	probing time.Time // when the probe was asked for; zero: not asked
+	probe   int       // the chunk asked for as a probe
+	failed  int       // chunk ERRORs received
+}
+
+// delivered is how many verified chunks the source sent.
+func (s *source) delivered() int {
+	if s.ps == nil {
+		return 0
+	}
+	return s.ps.Delivered()
 }
 
 var randPerm = rand.Perm
@@ -184,8 +193,7 @@ func (r *run) dialFailed(id peer.ID, err error) {
 // size.
 func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) error {
 	have := sess.Have()
-	s := &source{id: id, seeder: r.f.seeder[id], sess: sess, have: have.Bitmap, inflight: map[int]time.Time{},
-		counted: !r.f.seeder[id], parked: true}
+	s := &source{id: id, seeder: r.f.seeder[id], sess: sess, have: have.Bitmap, counted: !r.f.seeder[id], parked: true}
 	r.peers[id] = s
 	if r.trace.session.IsZero() {
 		r.trace.session = time.Now()
@@ -213,10 +221,12 @@ func (r *run) admit(s *source) {
 		return
 	}
 	s.parked = false
+	s.ps = r.b.AddSource(s.seeder, s.have)
+	s.have = nil // the plan's now
+	r.bySrc[s.ps] = s
 	if !s.probing.IsZero() {
 		// The size probe is now an ordinary request.
-		s.inflight[s.probe] = s.probing
-		r.inflight[s.probe]++
+		r.b.Asked(s.ps, s.probe, s.probing)
 		s.probing = time.Time{}
 	}
 }
@@ -249,10 +259,9 @@ func (r *run) closeSource(id peer.ID) {
 		return
 	}
 	s.closed = true
-	for i := range s.inflight {
-		r.inflight[i]--
+	if s.ps != nil {
+		r.b.Remove(s.ps)
 	}
-	s.inflight = map[int]time.Time{}
 	r.f.load.set(r, id, 0)
 	_ = s.sess.Reset()
 	r.uncount(s)

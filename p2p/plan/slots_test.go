@@ -1,0 +1,119 @@
+package plan
+
+import (
+	"slices"
+	"testing"
+)
+
+type tw struct {
+	w    SlotWait
+	name string
+}
+
+func (w *tw) Slot() *SlotWait { return &w.w }
+
+func waiter(peer, name string, prio int) *tw {
+	return &tw{w: SlotWait{Peer: peer, Prio: func() int { return prio }}, name: name}
+}
+
+// grants returns the names of the waiters Grant hands slots to, in order.
+func grants(s *Slots[*tw]) []string {
+	var out []string
+	s.Grant(func(w *tw) { out = append(out, w.name) })
+	return out
+}
+
+func TestSlotsChoice(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		slots   int
+		held    []string // peers holding a slot before
+		parked  []string // parked writes, by peer
+		penal   []string
+		waiters []*tw
+		want    []string
+	}{
+		{"lowest priority first", 1, nil, nil, nil,
+			[]*tw{waiter("a", "a5", 5), waiter("b", "b1", 1), waiter("c", "c3", 3)}, []string{"b1"}},
+		{"among equals the oldest", 2, nil, nil, nil,
+			[]*tw{waiter("a", "a1", 1), waiter("b", "b1", 1), waiter("c", "c1", 1)}, []string{"a1", "b1"}},
+		{"a peer at its fair share waits while others wait", 2, []string{"a"}, nil, nil,
+			[]*tw{waiter("a", "a0", 0), waiter("b", "b9", 9)}, []string{"b9"}},
+		{"a peer alone takes every slot", 3, []string{"a"}, nil, nil,
+			[]*tw{waiter("a", "a1", 1), waiter("a", "a2", 2)}, []string{"a1", "a2"}},
+		{"a peer with parked writes comes after the others", 2, nil, []string{"a"}, nil,
+			[]*tw{waiter("a", "a0", 0), waiter("b", "b9", 9)}, []string{"b9", "a0"}},
+		{"a penalized peer gets nothing", 2, nil, nil, []string{"a"},
+			[]*tw{waiter("a", "a0", 0), waiter("b", "b9", 9)}, []string{"b9"}},
+		{"a resumption is never held back", 1, nil, []string{"a"}, []string{"a"},
+			[]*tw{waiter("b", "b0", 0), {w: SlotWait{Peer: "a", Prio: func() int { return -1 << 30 }, Resume: true}, name: "resume"}}, []string{"resume"}},
+		{"no free slot", 1, []string{"x"}, nil, nil, []*tw{waiter("a", "a0", 0)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewSlots[*tw](tc.slots, 8)
+			for _, p := range tc.held {
+				s.Hold(p)
+			}
+			for _, p := range tc.parked {
+				if !s.Park(p) {
+					t.Fatal("no room to park")
+				}
+			}
+			for _, p := range tc.penal {
+				s.Penalize(p)
+			}
+			for _, w := range tc.waiters {
+				s.Enqueue(w)
+			}
+			if got := grants(s); !slices.Equal(got, tc.want) {
+				t.Fatalf("granted %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSlotsLifecycle(t *testing.T) {
+	s := NewSlots[*tw](1, 2)
+	a := waiter("a", "a", 0)
+	if !s.Take(a) {
+		t.Fatal("a free slot not taken")
+	}
+	b := waiter("b", "b", 0)
+	if s.Take(b) {
+		t.Fatal("took a slot none is free")
+	}
+	s.Enqueue(b)
+	if got := grants(s); got != nil {
+		t.Fatalf("granted %v with no slot free", got)
+	}
+	s.Release("a")
+	if got := grants(s); !slices.Equal(got, []string{"b"}) || s.Waiting() != 0 {
+		t.Fatalf("after Release: %v, %d waiting", got, s.Waiting())
+	}
+	if s.Leave(b) {
+		t.Fatal("a granted waiter left the line")
+	}
+	// Parking caps: one per slot per peer, perSlot per slot in all.
+	if !s.Park("b") || s.Park("b") {
+		t.Fatal("peer cap of parked writes")
+	}
+	if !s.Park("c") || s.Park("d") {
+		t.Fatal("total cap of parked writes")
+	}
+	s.Unpark("b")
+	if !s.Park("d") {
+		t.Fatal("Unpark freed no room")
+	}
+	// A peer at its parked cap gets no slot, nor a penalized one.
+	s.Release("b")
+	s.Penalize("e")
+	c, e := waiter("c", "c", 0), waiter("e", "e", 0)
+	if s.Take(c) || s.Take(e) {
+		t.Fatal("a slot for a peer at its cap or penalized")
+	}
+	s.Enqueue(e)
+	s.Lift("e")
+	if got := grants(s); !slices.Equal(got, []string{"e"}) {
+		t.Fatalf("after Lift: %v", got)
+	}
+}
