@@ -179,3 +179,18 @@ DHT_FLAGS ?= --hosts 300
 bench-dht:
 	$(GO) build -o bin/shoal-dht ./bench/cmd/shoal-dht
 	nice -n 10 bin/shoal-dht $(DHT_FLAGS) --runs $(DHT_RUNS) --out bench-results/dht
+
+## sim: the discrete-event simulator (issue 11; bench/sim), a quick run: 100 nodes x
+## 256 MiB on 1 Gbit/s links, the daemon's scheduler (p2p/plan) on every node
+## sim-full: the N sweep (10, 100, 1,000, 10,000 nodes x 1 GiB in 4 layers on 1 Gbit/s)
+## and 1,000 nodes with 5% leaving mid-rollout; plots (x-ideal-vs-n.svg,
+## completion-cdf.png) and sweep.md into bench-results/sim
+SIM_FLAGS ?=
+.PHONY: sim sim-full
+sim:
+	$(GO) build -o bin/shoal-sim ./bench/cmd/shoal-sim
+	bin/shoal-sim --nodes 100 --image-size 268435456 --layers 4 --node-rate 1gbit --origin-rate 1gbit $(SIM_FLAGS) --out bench-results/sim/quick
+sim-full:
+	$(GO) build -o bin/shoal-sim ./bench/cmd/shoal-sim
+	nice -n 10 bin/shoal-sim --sweep --sweep-nodes 10,100,1000,10000 --sweep-churn-nodes 1000 --image-size 1073741824 --layers 4 \
+		--node-rate 1gbit --origin-rate 1gbit $(SIM_FLAGS) --out bench-results/sim

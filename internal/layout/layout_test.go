@@ -51,6 +51,8 @@ var layers = map[string]int{
 	"bench/cmd/shoal-load":  7,
 	"bench/dht":             6, // the DHT at size (bench-dht)
 	"bench/cmd/shoal-dht":   7,
+	"bench/sim":             7, // the discrete-event simulator (make sim); above bench/lab, whose result types it writes
+	"bench/cmd/shoal-sim":   8,
 	"cmd/shoal":             7,
 	// Deployment: the image builder and its command, the chart's tests.
 	"deploy/image":                 0,

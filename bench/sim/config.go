@@ -1,0 +1,133 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoal-dev/shoal/bench/lab"
+	"github.com/shoal-dev/shoal/p2p/plan"
+)
+
+// Config is one simulated rollout.
+type Config struct {
+	Nodes      int
+	ImageBytes int64 // layer bytes in all, split evenly over Layers
+	Layers     int
+	NodeRate   lab.Rate // each node's link, both directions
+	OriginRate lab.Rate // the origin's and the seeder's links
+	Seed       uint64
+
+	// LateJoiners pull after the others have the image (0: a cold
+	// rollout, every node at once); only they are measured.
+	LateJoiners int
+	// Churn is the fraction of the measured nodes that leave mid-rollout
+	// (when the measured nodes hold ChurnAt of the bytes they pull in
+	// all; 0: 0.5, half-way through the rollout).
+	Churn   float64
+	ChurnAt float64
+
+	// Latency is one way, any link; DHTLatency a provider lookup's (and a
+	// provider record's publication's) time.
+	Latency    time.Duration
+	DHTLatency time.Duration
+
+	// PullConcurrency is layers a client fetches at once (containerd: 3).
+	PullConcurrency int
+	// MaxSources is sessions per blob (the seeder's among them).
+	MaxSources int
+	// Window is requests in flight per source above which a HAVE_UPDATE
+	// does not wake a fetch (the scheduler's MaxInflight decides the rest;
+	// waking a fetch without room only costs time).
+	Window int
+	// UploadSlots are chunks a host sends at once.
+	UploadSlots int
+	// LookupK is how many providers a lookup returns at most.
+	LookupK int
+
+	// Calibration: wire bytes per payload byte on top, as the lab counts
+	// them (interface tx bytes): PeerOverhead on the chunk protocol's
+	// streams, OriginOverhead on the origin's HTTP answers; ChunkOverhead
+	// is the chunk frame and its signed record, per chunk.
+	PeerOverhead   float64
+	OriginOverhead float64
+	ChunkOverhead  int64
+
+	// Plan is the scheduler's knobs (zero: the daemon's defaults).
+	Plan plan.Config
+	// Scenario names the result ("" : cold-rollout, late-joiner or churn).
+	Scenario    string
+	CommandLine string
+}
+
+// Defaults of the knobs a caller may leave zero.
+const (
+	DefaultLatency    = time.Millisecond
+	DefaultDHTLatency = 50 * time.Millisecond
+	// Measured in the lab's 8-node run of this session
+	// (/work/notes/lab11/n8): node tx bytes / uploaded payload = 1.0155,
+	// origin tx bytes / blob bytes written = 1.0015 (the veth counts
+	// segmentation-offloaded packets, so fewer headers than 4.5%).
+	DefaultPeerOverhead   = 0.0155
+	DefaultOriginOverhead = 0.0015
+	DefaultChunkOverhead  = 256
+)
+
+// MaxNodes bounds a run.
+const MaxNodes = 100_000
+
+// ErrConfig is a configuration the simulator refuses.
+var ErrConfig = errors.New("sim config")
+
+// withDefaults validates c and fills its zero knobs.
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.Nodes < 1 || c.Nodes > MaxNodes:
+		return c, fmt.Errorf("%w: --nodes %d: want 1..%d", ErrConfig, c.Nodes, MaxNodes)
+	case c.Layers < 1 || c.Layers > 1000:
+		return c, fmt.Errorf("%w: --layers %d: want 1..1000", ErrConfig, c.Layers)
+	case c.ImageBytes < int64(c.Layers) || c.ImageBytes > 64<<30:
+		return c, fmt.Errorf("%w: --image-size %d: want at least a byte per layer, at most 64 GiB", ErrConfig, c.ImageBytes)
+	case c.NodeRate.Bits <= 0 || c.OriginRate.Bits <= 0:
+		return c, fmt.Errorf("%w: rates must be set", ErrConfig)
+	case c.LateJoiners < 0 || (c.LateJoiners > 0 && c.LateJoiners >= c.Nodes):
+		return c, fmt.Errorf("%w: --late-joiners %d: want 0..nodes-1", ErrConfig, c.LateJoiners)
+	case c.Churn < 0 || c.Churn >= 1:
+		return c, fmt.Errorf("%w: --churn %g: want a fraction in [0, 1)", ErrConfig, c.Churn)
+	case c.Latency < 0 || c.DHTLatency < 0:
+		return c, fmt.Errorf("%w: latencies must not be negative", ErrConfig)
+	}
+	if c.ChurnAt <= 0 {
+		c.ChurnAt = 0.5
+	}
+	if c.PullConcurrency <= 0 {
+		c.PullConcurrency = 3
+	}
+	if c.MaxSources <= 0 {
+		c.MaxSources = 8
+	}
+	if c.Window <= 0 {
+		c.Window = 4
+	}
+	if c.UploadSlots <= 0 {
+		c.UploadSlots = 2
+	}
+	if c.LookupK <= 0 {
+		c.LookupK = 20
+	}
+	c.PeerOverhead, c.OriginOverhead = max(c.PeerOverhead, 0), max(c.OriginOverhead, 0)
+	if c.ChunkOverhead < 0 {
+		c.ChunkOverhead = 0
+	}
+	if c.Scenario == "" {
+		switch {
+		case c.LateJoiners > 0:
+			c.Scenario = "late-joiner"
+		case c.Churn > 0:
+			c.Scenario = "churn"
+		default:
+			c.Scenario = "cold-rollout"
+		}
+	}
+	return c, nil
+}

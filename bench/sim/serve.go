@@ -1,0 +1,302 @@
+package sim
+
+import (
+	"math"
+	"slices"
+
+	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/p2p/plan"
+)
+
+// The serving side (p2p/chunk's rules): every host sends UploadSlots
+// chunks at once; when a slot frees it answers the queued request for the
+// chunk it has sent the fewest times, less one per 10 s the request has
+// waited (oldest first among equals), and a peer holding its fair share
+// of the slots waits while other peers wait.
+
+const waitCredit = 10.0 // seconds of waiting worth one copy
+
+// peerQ is one requester's standing at a host.
+type peerQ struct{ active, queued int }
+
+func (s *Sim) arrive(r *request) {
+	if r.dead {
+		return
+	}
+	h := &s.hosts[r.s.src]
+	if h.gone {
+		return // the receiver learns of it from its session closing
+	}
+	r.queued = s.now
+	r.pq = s.peer(h, r.s.fe.n.id)
+	r.pq.queued++
+	k := uint32(r.s.fe.blob)<<20 | uint32(r.chunk)
+	b := h.buckets[k]
+	if b == nil {
+		b = &bucket{key: k, pos: len(h.keys)}
+		h.buckets[k] = b
+		h.keys = append(h.keys, b)
+	}
+	b.reqs = append(b.reqs, r)
+	s.serve(h.id)
+}
+
+// bucket is a host's queued requests for one chunk, in arrival order.
+type bucket struct {
+	key  uint32
+	pos  int // index in host.keys
+	reqs []*request
+}
+
+func (s *Sim) peer(h *host, id int32) *peerQ {
+	p := h.peers[id]
+	if p == nil {
+		p = &peerQ{}
+		h.peers[id] = p
+	}
+	return p
+}
+
+func (s *Sim) unpeer(h *host, id int32) {
+	if p := h.peers[id]; p != nil && p.active == 0 && p.queued == 0 {
+		delete(h.peers, id)
+	}
+}
+
+// dropBucket removes an empty bucket.
+func dropBucket(h *host, b *bucket) {
+	last := len(h.keys) - 1
+	h.keys[b.pos] = h.keys[last]
+	h.keys[b.pos].pos = b.pos
+	h.keys[last] = nil
+	h.keys = h.keys[:last]
+	delete(h.buckets, b.key)
+}
+
+// candidate is a bucket's request to send next: its first live request
+// from a peer under its fair share, else its first live one. The dead
+// requests at its head are dropped (the others when they reach it).
+func (s *Sim) candidate(h *host, b *bucket, fair int) (r *request, under bool) {
+	n := 0
+	for n < len(b.reqs) && b.reqs[n].dead {
+		b.reqs[n].pq.queued--
+		s.unpeer(h, b.reqs[n].s.fe.n.id)
+		b.reqs[n] = nil
+		n++
+	}
+	b.reqs = b.reqs[n:]
+	for _, q := range b.reqs {
+		if q.dead {
+			continue
+		}
+		if q.pq.active < fair {
+			return q, true
+		}
+		if r == nil {
+			r = q
+		}
+	}
+	return r, false
+}
+
+// serve fills the host's free upload slots.
+func (s *Sim) serve(id int32) {
+	h := &s.hosts[id]
+	for h.busy < s.cfg.UploadSlots && len(h.keys) > 0 {
+		fair := int(math.Ceil(float64(s.cfg.UploadSlots) / float64(max(len(h.peers), 1))))
+		var best *request
+		var bestB *bucket
+		bestFair, bestKey := false, math.Inf(1)
+		for k := 0; k < len(h.keys); {
+			b := h.keys[k]
+			r, under := s.candidate(h, b, fair)
+			if r == nil {
+				dropBucket(h, b)
+				continue // keys[k] is another bucket now
+			}
+			k++
+			key := float64(h.copies[r.s.fe.blob][r.chunk]) - math.Floor((s.now-r.queued)/waitCredit)
+			// Under the fair share first; then fewest copies (less the
+			// waiting credit); then oldest.
+			if best == nil || under && !bestFair || under == bestFair && (key < bestKey || key == bestKey && r.queued < best.queued) {
+				best, bestB, bestFair, bestKey = r, b, under, key
+			}
+		}
+		if best == nil {
+			return
+		}
+		r := best
+		bestB.reqs = slices.DeleteFunc(bestB.reqs, func(q *request) bool { return q == r })
+		if len(bestB.reqs) == 0 {
+			dropBucket(h, bestB)
+		}
+		p := r.pq
+		p.queued--
+		b, i := r.s.fe.blob, int(r.chunk)
+		if held := h.held[b]; held == nil || !held.Has(i) {
+			// The daemon answers ERROR; the Blob asks elsewhere.
+			s.unpeer(h, r.s.fe.n.id)
+			s.refuse(r)
+			continue
+		}
+		p.active++
+		if id == s.seederID() {
+			s.seeder.sending(b, i)
+		}
+		h.copies[b][i]++
+		h.busy++
+		w := s.wire(s.blobs[b].bytes(i))
+		f := &flow{from: id, to: r.s.fe.n.id, left: w, size: w, r: r}
+		r.f = f
+		s.startFlow(f)
+	}
+}
+
+// refuse answers a request for a chunk the host lacks (ERROR).
+func (s *Sim) refuse(r *request) {
+	fe := r.s.fe
+	r.dead = true
+	delete(fe.reqs, reqKey{r.s, r.chunk})
+	r.s.out--
+	fe.n.unload(r.s.src)
+	if !fe.done && !r.s.closed {
+		fe.sch.Refused(r.s.h, int(r.chunk))
+		s.pump(fe)
+	}
+}
+
+// slotFree: a flow of host id ended (sent or aborted).
+func (s *Sim) slotFree(id int32, r *request) {
+	h := &s.hosts[id]
+	h.busy--
+	r.pq.active--
+	s.unpeer(h, r.s.fe.n.id)
+}
+
+// flowEnd: a flow's last byte left; it lands a latency later.
+func (s *Sim) flowEnd(f *flow) {
+	s.endFlow(f)
+	s.transfers++
+	if f.r == nil {
+		s.seeder.originChunk(int(f.blob), int(f.chunk))
+		return
+	}
+	s.slotFree(f.from, f.r)
+	size := s.blobs[f.r.s.fe.blob].bytes(int(f.r.chunk))
+	s.hosts[f.from].sent += size
+	s.sentWire(f.from, f.size)
+	s.after(s.lat, event{kind: evDeliver, r: f.r})
+	s.serve(f.from)
+}
+
+// sentWire counts wire bytes a host sent.
+func (s *Sim) sentWire(from int32, w float64) {
+	if from == s.seederID() {
+		s.seederWire += int64(w)
+	} else {
+		s.nodes[from].tx += int64(w)
+	}
+}
+
+// seeder is the seeder's blob state: what it pulled from the origin, and
+// its rationing of announcements (p2p/plan's Ration: a chunk offered to
+// First sessions at once, to everyone Delay after its first send or Idle
+// after its first offer).
+type seeder struct {
+	s       *Sim
+	started []bool
+	next    []int // next chunk of the origin's stream, per blob
+	ration  []*plan.Ration
+	rr      []int
+	cfg     plan.RationConfig
+}
+
+func newSeeder(s *Sim) *seeder {
+	cfg := plan.RationConfig{First: plan.DefaultRationFirst, Delay: plan.DefaultRationDelay, Idle: plan.DefaultRationIdle}
+	sd := &seeder{s: s, started: make([]bool, len(s.blobs)), next: make([]int, len(s.blobs)), rr: make([]int, len(s.blobs)), cfg: cfg}
+	for b := range s.blobs {
+		sd.ration = append(sd.ration, plan.NewRation(cfg))
+		s.hosts[s.seederID()].held[b] = chunkset.New(s.blobs[b].chunks)
+		// The Ration counts the seeder's copies too; the host's own count
+		// orders its queue (the same number).
+		s.hosts[s.seederID()].copies[b] = make([]uint16, s.blobs[b].chunks)
+	}
+	return sd
+}
+
+// joined is the HAVE a new session gets: the chunks the ration lets it
+// hear of now.
+func (sd *seeder) joined(b int) *chunkset.Set {
+	held := sd.s.hosts[sd.s.seederID()].held[b]
+	have := chunkset.New(held.Len())
+	now := sd.s.at()
+	for i := range held.All() {
+		if sd.ration[b].Offer(i, now) {
+			have.Set(i)
+		}
+	}
+	return have
+}
+
+// sessionUp: the first session for a blob starts the origin pull.
+func (sd *seeder) sessionUp(b int) {
+	if !sd.started[b] {
+		sd.started[b] = true
+		sd.s.after(2*sd.s.lat, event{kind: evOriginUp, n: int32(b)})
+	}
+}
+
+// originNext streams the blob's next chunk from the origin.
+func (sd *seeder) originNext(b int) {
+	s := sd.s
+	i := sd.next[b]
+	if i >= s.blobs[b].chunks {
+		return
+	}
+	sd.next[b]++
+	f := &flow{from: s.originID(), to: s.seederID(), left: float64(s.blobs[b].bytes(i)) * (1 + s.cfg.OriginOverhead), blob: int32(b), chunk: int32(i)}
+	s.startFlow(f)
+}
+
+// originChunk: chunk i of blob b is in the seeder; offer it.
+func (sd *seeder) originChunk(b, i int) {
+	s := sd.s
+	size := s.blobs[b].bytes(i)
+	s.originWire += int64(float64(size) * (1 + s.cfg.OriginOverhead))
+	s.seederFromOrigin += size
+	s.hosts[s.seederID()].held[b].Set(i)
+	sd.originNext(b)
+	sd.offer(b, i)
+	s.after(sd.cfg.Idle.Seconds(), event{kind: evRationOpen, n: int32(b), c: int32(i)})
+}
+
+// offer tells the sessions the ration allows of chunk i, in turn from
+// the last one told.
+func (sd *seeder) offer(b, i int) {
+	s := sd.s
+	subs := s.hosts[s.seederID()].subs[b]
+	now := s.at()
+	for k := range subs {
+		ss := subs[(sd.rr[b]+k)%len(subs)]
+		if ss.h.Have().Has(i) {
+			continue
+		}
+		if !sd.ration[b].Offer(i, now) {
+			sd.rr[b] = (sd.rr[b] + k) % len(subs)
+			return
+		}
+		ss.fe.sch.Have(ss.h, i)
+		if ss.out < s.cfg.Window {
+			s.pump(ss.fe)
+		}
+	}
+}
+
+// sending: the seeder starts sending chunk i; the others may hear of it
+// Delay later.
+func (sd *seeder) sending(b, i int) {
+	sd.ration[b].Sending(i, sd.s.at())
+	if sd.ration[b].Copies(i) == 1 {
+		sd.s.after(sd.cfg.Delay.Seconds(), event{kind: evRationOpen, n: int32(b), c: int32(i)})
+	}
+}
