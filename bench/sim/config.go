@@ -55,6 +55,18 @@ type Config struct {
 
 	// Plan is the scheduler's knobs (zero: the daemon's defaults).
 	Plan plan.Config
+	// Ration is the seeder's rationing (zero: the daemon's defaults).
+	Ration plan.RationConfig
+	// Rotate (false: the daemon's rule) closes, when a fetch has no room
+	// for a new source at its re-lookup, the peer sessions that can give
+	// it nothing (plan.Blob.Useless), so the lookup's providers not yet
+	// tried get their place.
+	Rotate bool
+	// Trace samples the rollout every TraceEvery of simulated time into
+	// Stats.Trace (0: no samples; the run is the same either way).
+	TraceEvery time.Duration
+	// Idea names the ideas applied (ideas.go); "" is the baseline.
+	Idea string
 	// Scenario names the result ("" : cold-rollout, late-joiner or churn).
 	Scenario    string
 	CommandLine string

@@ -20,6 +20,7 @@ const (
 	evProvide                   // a provider record becomes visible (n = node, c = blob)
 	evSessionGone               // a receiver learns its source left (s)
 	evExpire                    // a fetch's timer tick (fe)
+	evSample                    // a Trace sample (Config.TraceEvery)
 )
 
 type event struct {

@@ -142,6 +142,13 @@ func (s *Sim) relookup(fe *fetch) {
 	if fe.done || fe.n.left {
 		return
 	}
+	if s.cfg.Rotate && fe.peerSessions() >= s.cfg.MaxSources-1 {
+		for _, ss := range slices.Clone(fe.sessions) {
+			if ss.up && !ss.seeder && fe.sch.Useless(ss.h) {
+				s.dropSession(ss)
+			}
+		}
+	}
 	if fe.peerSessions() >= s.cfg.MaxSources-1 {
 		s.after(fe.every, event{kind: evRelookup, fe: fe})
 		return

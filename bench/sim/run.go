@@ -24,6 +24,8 @@ type Stats struct {
 	// OriginVerdicts are fetches for which plan.Stall said "the origin"
 	// (the daemon would fall back; the model does not).
 	OriginVerdicts int
+	// Trace are the samples of Config.TraceEvery (trace.go).
+	Trace []Sample
 }
 
 // Run simulates the rollout and returns its result in the lab's form.
@@ -50,6 +52,9 @@ func Run(cfg Config) (lab.ModeResult, Stats, error) {
 	// Bound the run: generous against the slowest thinkable pull.
 	_, originOnly := lab.Ideal(cfg.ImageBytes, []lab.Wave{{Nodes: cfg.Nodes}}, cfg.NodeRate, cfg.OriginRate)
 	limit := 10*originOnly + 3600
+	if cfg.TraceEvery > 0 {
+		s.after(cfg.TraceEvery.Seconds(), event{kind: evSample})
+	}
 	for !s.q.empty() && !s.allDone() {
 		e := s.q.pop()
 		if e.t > limit {
@@ -59,7 +64,7 @@ func Run(cfg Config) (lab.ModeResult, Stats, error) {
 		s.events++
 		s.dispatch(e)
 	}
-	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now, LostBytes: s.lost, OriginVerdicts: s.originVerdicts}
+	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now, LostBytes: s.lost, OriginVerdicts: s.originVerdicts, Trace: s.trace}
 	for _, n := range s.nodes {
 		st.DupBytes += n.dup
 	}
@@ -99,7 +104,9 @@ func (s *Sim) dispatch(e event) {
 	case evOriginUp:
 		s.seeder.originNext(int(e.n))
 	case evRationOpen:
-		s.seeder.offer(int(e.n), int(e.c))
+		s.seeder.reopen(int(e.n), int(e.c))
+	case evSample:
+		s.sample10()
 	case evChurn:
 		s.churn()
 	case evProvide:

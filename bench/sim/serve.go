@@ -193,6 +193,7 @@ func (s *Sim) flowEnd(f *flow) {
 func (s *Sim) sentWire(from int32, w float64) {
 	if from == s.seederID() {
 		s.seederWire += int64(w)
+		s.seederSent += int64(w)
 	} else {
 		s.nodes[from].tx += int64(w)
 	}
@@ -212,7 +213,16 @@ type seeder struct {
 }
 
 func newSeeder(s *Sim) *seeder {
-	cfg := plan.RationConfig{First: plan.DefaultRationFirst, Delay: plan.DefaultRationDelay, Idle: plan.DefaultRationIdle}
+	cfg := s.cfg.Ration
+	if cfg.First <= 0 {
+		cfg.First = plan.DefaultRationFirst
+	}
+	if cfg.Delay <= 0 {
+		cfg.Delay = plan.DefaultRationDelay
+	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = plan.DefaultRationIdle
+	}
 	sd := &seeder{s: s, started: make([]bool, len(s.blobs)), next: make([]int, len(s.blobs)), rr: make([]int, len(s.blobs)), cfg: cfg}
 	for b := range s.blobs {
 		sd.ration = append(sd.ration, plan.NewRation(cfg))
@@ -298,5 +308,20 @@ func (sd *seeder) sending(b, i int) {
 	sd.ration[b].Sending(i, sd.s.at())
 	if sd.ration[b].Copies(i) == 1 {
 		sd.s.after(sd.cfg.Delay.Seconds(), event{kind: evRationOpen, n: int32(b), c: int32(i)})
+	}
+}
+
+// reopen: a trickling ration lets one more session hear of a sent chunk
+// every Delay; the next look is armed while some session lacks it.
+func (sd *seeder) reopen(b, i int) {
+	sd.offer(b, i)
+	if !sd.cfg.Trickle || sd.ration[b].Copies(i) == 0 {
+		return
+	}
+	for _, ss := range sd.s.hosts[sd.s.seederID()].subs[b] {
+		if !ss.h.Have().Has(i) {
+			sd.s.after(sd.cfg.Delay.Seconds(), event{kind: evRationOpen, n: int32(b), c: int32(i)})
+			return
+		}
 	}
 }

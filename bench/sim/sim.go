@@ -36,6 +36,8 @@ type Sim struct {
 	measuredGot, churnAt                     int64 // bytes the measured nodes hold; churn when they reach churnAt (0: none)
 	originVerdicts                           int
 	phase1Done, finished, gone               int
+	trace                                    []Sample
+	seederSent                               int64 // payload, for Trace
 }
 
 type blob struct {

@@ -175,6 +175,21 @@ func (b *Blob) Claimed(i int) int {
 // Covered reports whether a live source (peer or seeder) holds chunk i.
 func (b *Blob) Covered(i int) bool { return i >= 0 && i < b.n && b.covered[i] > 0 }
 
+// Useless reports whether source s can give nothing now: it holds no
+// chunk the Blob misses and has no request in flight (an owner that
+// rotates sources may close it for a provider not yet tried).
+func (b *Blob) Useless(s *Source) bool {
+	if s.closed || len(s.reqs) > 0 {
+		return false
+	}
+	for _, i := range b.miss {
+		if s.have.Has(int(i)) {
+			return false
+		}
+	}
+	return true
+}
+
 // Sources are the live sources, in the order added (owned by the Blob).
 func (b *Blob) Sources() []*Source { return b.srcs }
 

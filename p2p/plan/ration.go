@@ -19,6 +19,11 @@ type RationConfig struct {
 	First int           // sessions told of a chunk at once; default 1
 	Delay time.Duration // after the first send, everyone is told; default 8 s
 	Idle  time.Duration // after the first offer, with no send; default 9 s
+	// Trickle (false: today's rule) is strict super-seeding: once a chunk
+	// was sent it is never opened to everyone; one more session may hear
+	// of it per Delay since its first send (First + elapsed/Delay
+	// sessions in all). A chunk nobody took still opens after Idle.
+	Trickle bool
 }
 
 // Defaults of RationConfig.
@@ -73,6 +78,13 @@ func (r *Ration) Offer(i int, now time.Time) bool {
 	if t.since.IsZero() {
 		t.since = now
 	}
+	if r.cfg.Trickle && !t.sent.IsZero() {
+		if t.offers < r.cfg.First+int(now.Sub(t.sent)/r.cfg.Delay) {
+			t.offers++
+			return true
+		}
+		return false
+	}
 	if t.offers < r.cfg.First || !t.sent.IsZero() && now.Sub(t.sent) >= r.cfg.Delay || now.Sub(t.since) >= r.cfg.Idle {
 		t.offers++
 		return true
@@ -88,6 +100,13 @@ func (r *Ration) Sending(i int, now time.Time) {
 	}
 	t.copies++
 }
+
+// Trickles reports whether the record trickles (RationConfig.Trickle):
+// its owner then re-offers a sent chunk every Delay.
+func (r *Ration) Trickles() bool { return r.cfg.Trickle }
+
+// Delay is the record's Delay (its default filled in).
+func (r *Ration) Delay() time.Duration { return r.cfg.Delay }
 
 // Copies is how many times chunk i has started going out.
 func (r *Ration) Copies(i int) int {

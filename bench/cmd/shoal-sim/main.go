@@ -43,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	sweep := fs.Bool("sweep", false, "run the N sweep (10, 100, 1000, 10000 nodes, or --sweep-nodes) and a churn run; plots into --out")
 	sweepNodes := fs.String("sweep-nodes", "10,100,1000,10000", "--sweep: node counts")
 	sweepChurn := fs.Int("sweep-churn-nodes", 1000, "--sweep: nodes of the churn run (0: none)")
+	idea := fs.String("idea", "baseline", "scheduler idea to simulate (bench/sim Ideas: baseline, trickle, sources16, rotate; a+b applies both)")
+	ideas := fs.String("ideas", "", "compare these ideas (comma-separated) at --sweep-nodes and --seeds in this invocation; a table on stdout")
+	seeds := fs.String("seeds", "1", "--ideas: seeds")
+	trace := fs.Duration("trace", 0, "print the rollout every this much simulated time (seeder egress, fetches waiting on the seeder alone, useless sessions)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,6 +65,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := sim.Config{Nodes: *nodes, ImageBytes: *size, Layers: *layers, NodeRate: nr, OriginRate: or, Seed: *seed,
 		LateJoiners: *late, Churn: *churn, Latency: *latency, DHTLatency: *dhtLatency, PullConcurrency: *conc,
 		PeerOverhead: sim.DefaultPeerOverhead, OriginOverhead: sim.DefaultOriginOverhead, ChunkOverhead: sim.DefaultChunkOverhead}
+	cfg.TraceEvery = *trace
+	if err := sim.ApplyIdea(&cfg, *idea); err != nil {
+		return err
+	}
 	cfg.CommandLine = commandLine(cfg)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -74,6 +82,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	switch {
+	case *ideas != "":
+		ns, err := parseInts(*sweepNodes)
+		if err != nil {
+			return fmt.Errorf("--sweep-nodes: %w", err)
+		}
+		ss, err := parseInts(*seeds)
+		if err != nil {
+			return fmt.Errorf("--seeds: %w", err)
+		}
+		us := make([]uint64, len(ss))
+		for i, v := range ss {
+			us[i] = uint64(v)
+		}
+		return sim.CompareIdeas(cfg, strings.Split(*ideas, ","), ns, us, stdout)
 	case *compare != "":
 		return runCompare(*compare, cfg, stdout)
 	case *sweep:
@@ -95,6 +117,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		err = werr
 	}
 	_, _ = fmt.Fprint(stdout, lab.Summary([]lab.ModeResult{res}))
+	if len(st.Trace) > 0 {
+		sim.WriteTrace(stdout, res, st.Trace)
+	}
 	_, _ = fmt.Fprintf(stdout, "sim: %d events, %d chunk transfers, %.1f s simulated in %.1f s; %d origin verdicts\n",
 		st.Events, st.Transfers, st.SimSeconds, time.Since(start).Seconds(), st.OriginVerdicts)
 	return err
@@ -102,8 +127,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // commandLine is the invocation recorded in results.md.
 func commandLine(c sim.Config) string {
-	return fmt.Sprintf("shoal-sim --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --seed %d --late-joiners %d --churn %g --latency %s --dht-latency %s",
-		c.Nodes, c.ImageBytes, c.Layers, c.NodeRate, c.OriginRate, c.Seed, c.LateJoiners, c.Churn, c.Latency, c.DHTLatency)
+	return fmt.Sprintf("shoal-sim --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --seed %d --late-joiners %d --churn %g --latency %s --dht-latency %s --idea %s",
+		c.Nodes, c.ImageBytes, c.Layers, c.NodeRate, c.OriginRate, c.Seed, c.LateJoiners, c.Churn, c.Latency, c.DHTLatency, c.Idea)
 }
 
 func parseInts(s string) ([]int, error) {

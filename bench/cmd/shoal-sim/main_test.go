@@ -72,3 +72,18 @@ func TestSweepWritesPlots(t *testing.T) {
 		}
 	}
 }
+
+func TestIdeasTable(t *testing.T) {
+	var out, errw bytes.Buffer
+	args := []string{"--ideas", "baseline,rotate", "--sweep-nodes", "4", "--seeds", "1", "--image-size", "8388608", "--layers", "2",
+		"--node-rate", "200mbit", "--origin-rate", "200mbit"}
+	if err := run(args, &out, &errw); err != nil {
+		t.Fatalf("%v\n%s", err, errw.String())
+	}
+	if !strings.Contains(out.String(), "| 4 | 1 | rotate |") {
+		t.Fatalf("no rotate row:\n%s", out.String())
+	}
+	if err := run([]string{"--idea", "nope", "--out", t.TempDir()}, &out, &errw); err == nil {
+		t.Fatal("unknown idea accepted")
+	}
+}

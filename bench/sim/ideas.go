@@ -1,0 +1,91 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/bench/lab"
+)
+
+// Ideas are the scheduler ideas the simulator chooses between, each a
+// change to a Config whose zero value is the daemon's behaviour; "a+b"
+// applies both.
+var Ideas = map[string]func(*Config){
+	"baseline": func(*Config) {},
+	// A seeder that sends each chunk about once until the swarm holds it
+	// (plan.RationConfig.Trickle).
+	"trickle": func(c *Config) { c.Ration.Trickle = true },
+	// Holders visible beyond the 8 sessions: twice the sessions per blob.
+	"sources16": func(c *Config) { c.MaxSources = 16 },
+	// Holders visible beyond the 8 sessions: close the sessions that have
+	// nothing new for providers not yet tried (plan.Blob.Useless).
+	"rotate": func(c *Config) { c.Rotate = true },
+}
+
+// ApplyIdea applies an idea (names joined by "+") to c.
+func ApplyIdea(c *Config, name string) error {
+	for _, part := range strings.Split(name, "+") {
+		f, ok := Ideas[part]
+		if !ok {
+			names := make([]string, 0, len(Ideas))
+			for k := range Ideas {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			return fmt.Errorf("%w: idea %q: want one of %s, or several joined by +", ErrConfig, part, strings.Join(names, ", "))
+		}
+		f(c)
+	}
+	c.Idea = name
+	return nil
+}
+
+// CompareIdeas runs every idea at every node count and seed, one after
+// the other in this invocation, and writes a markdown table of x ideal,
+// seeder x image and origin x image.
+func CompareIdeas(base Config, ideas []string, counts []int, seeds []uint64, w io.Writer) error {
+	_, _ = fmt.Fprintln(w, "| nodes | seed | idea | all complete | x ideal | seeder x image | origin x image | wall |")
+	_, _ = fmt.Fprintln(w, "|---:|---:|---|---:|---:|---:|---:|---:|")
+	for _, n := range counts {
+		for _, seed := range seeds {
+			for _, idea := range ideas {
+				c := base
+				c.Nodes, c.Seed = n, seed
+				if err := ApplyIdea(&c, idea); err != nil {
+					return err
+				}
+				start := time.Now()
+				res, _, err := Run(c)
+				if err != nil {
+					return fmt.Errorf("%s at %d nodes: %w", idea, n, err)
+				}
+				_, _ = fmt.Fprintf(w, "| %d | %d | %s | %.1f s | %.2f | %.2f | %.2f | %.1f s |\n", n, seed, idea,
+					res.AllCompleteS, res.AllCompleteS/res.IdealS, ratio(res.SeederEgressBytes, res.ImageBytes),
+					ratio(res.OriginEgressBytes, res.ImageBytes), time.Since(start).Seconds())
+			}
+		}
+	}
+	return nil
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// WriteTrace writes a traced run's samples as a markdown table.
+func WriteTrace(w io.Writer, res lab.ModeResult, tr []Sample) {
+	_, _ = fmt.Fprintf(w, "| t (s) | seeder Gbit/s | done | fetches | waiting on the seeder alone | peer sessions | useless | fetches at MaxSources |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	prev := 0.0
+	for _, p := range tr {
+		_, _ = fmt.Fprintf(w, "| %.0f | %.2f | %d | %d | %d | %d | %d | %d |\n", p.At, float64(p.SeederBytes)*8/1e9/(p.At-prev),
+			p.Done, p.Fetches, p.SeederOnly, p.Sessions, p.Useless, p.Full)
+		prev = p.At
+	}
+	_, _ = fmt.Fprintf(w, "all complete %.1f s (%.2fx ideal)\n", res.AllCompleteS, res.AllCompleteS/res.IdealS)
+}
