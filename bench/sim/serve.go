@@ -33,7 +33,7 @@ func (s *Sim) arrive(r *request) {
 	k := uint32(r.s.fe.blob)<<20 | uint32(r.chunk)
 	b := h.buckets[k]
 	if b == nil {
-		b = &bucket{key: k, pos: len(h.keys)}
+		b = &bucket{key: k, pos: len(h.keys), blob: r.s.fe.blob, chunk: r.chunk}
 		h.buckets[k] = b
 		h.keys = append(h.keys, b)
 	}
@@ -43,9 +43,11 @@ func (s *Sim) arrive(r *request) {
 
 // bucket is a host's queued requests for one chunk, in arrival order.
 type bucket struct {
-	key  uint32
-	pos  int // index in host.keys
-	reqs []*request
+	key   uint32
+	pos   int // index in host.keys
+	blob  int
+	chunk int32
+	reqs  []*request
 }
 
 func (s *Sim) peer(h *host, id int32) *peerQ {
@@ -77,14 +79,7 @@ func dropBucket(h *host, b *bucket) {
 // from a peer under its fair share, else its first live one. The dead
 // requests at its head are dropped (the others when they reach it).
 func (s *Sim) candidate(h *host, b *bucket, fair int) (r *request, under bool) {
-	n := 0
-	for n < len(b.reqs) && b.reqs[n].dead {
-		b.reqs[n].pq.queued--
-		s.unpeer(h, b.reqs[n].s.fe.n.id)
-		b.reqs[n] = nil
-		n++
-	}
-	b.reqs = b.reqs[n:]
+	s.trimDead(h, b)
 	for _, q := range b.reqs {
 		if q.dead {
 			continue
@@ -99,29 +94,67 @@ func (s *Sim) candidate(h *host, b *bucket, fair int) (r *request, under bool) {
 	return r, false
 }
 
+// trimDead drops the dead requests at the head of a bucket, so its first
+// request, if any, is live (and the oldest it holds).
+func (s *Sim) trimDead(h *host, b *bucket) {
+	n := 0
+	for n < len(b.reqs) && b.reqs[n].dead {
+		b.reqs[n].pq.queued--
+		s.unpeer(h, b.reqs[n].s.fe.n.id)
+		b.reqs[n] = nil
+		n++
+	}
+	b.reqs = b.reqs[n:]
+}
+
+// credit is the copies a request waiting since queued is forgiven.
+func (s *Sim) credit(queued float64) float64 { return math.Floor((s.now - queued) / waitCredit) }
+
+// pick is the queued request a freed slot serves, and its bucket: under
+// the fair share first; then fewest copies (less the waiting credit);
+// then oldest; then the earlier bucket in h.keys. Buckets left empty are
+// dropped on the way, as they are met.
+func (s *Sim) pick(h *host, fair int) (best *request, bestB *bucket) {
+	bestFair, bestKey := false, math.Inf(1)
+	for k := 0; k < len(h.keys); {
+		b := h.keys[k]
+		s.trimDead(h, b)
+		if len(b.reqs) == 0 {
+			dropBucket(h, b)
+			continue // keys[k] is another bucket now
+		}
+		k++
+		copies := float64(h.copies[b.blob][b.chunk])
+		q0 := b.reqs[0]
+		if bestFair {
+			// No request here is older than the first, so none has a
+			// lower key: skip the bucket if even that cannot win.
+			lb := copies - s.credit(q0.queued)
+			if lb > bestKey || lb == bestKey && q0.queued >= best.queued {
+				continue
+			}
+		}
+		var r *request
+		under := false
+		if q0.pq.active < fair {
+			r, under = q0, true
+		} else {
+			r, under = s.candidate(h, b, fair)
+		}
+		key := copies - s.credit(r.queued)
+		if best == nil || under && !bestFair || under == bestFair && (key < bestKey || key == bestKey && r.queued < best.queued) {
+			best, bestB, bestFair, bestKey = r, b, under, key
+		}
+	}
+	return best, bestB
+}
+
 // serve fills the host's free upload slots.
 func (s *Sim) serve(id int32) {
 	h := &s.hosts[id]
 	for h.busy < s.cfg.UploadSlots && len(h.keys) > 0 {
 		fair := int(math.Ceil(float64(s.cfg.UploadSlots) / float64(max(len(h.peers), 1))))
-		var best *request
-		var bestB *bucket
-		bestFair, bestKey := false, math.Inf(1)
-		for k := 0; k < len(h.keys); {
-			b := h.keys[k]
-			r, under := s.candidate(h, b, fair)
-			if r == nil {
-				dropBucket(h, b)
-				continue // keys[k] is another bucket now
-			}
-			k++
-			key := float64(h.copies[r.s.fe.blob][r.chunk]) - math.Floor((s.now-r.queued)/waitCredit)
-			// Under the fair share first; then fewest copies (less the
-			// waiting credit); then oldest.
-			if best == nil || under && !bestFair || under == bestFair && (key < bestKey || key == bestKey && r.queued < best.queued) {
-				best, bestB, bestFair, bestKey = r, b, under, key
-			}
-		}
+		best, bestB := s.pick(h, fair)
 		if best == nil {
 			return
 		}
