@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Helpers shared by the .ci install scripts. Source it (it runs nothing
-# itself): . "$(dirname "$0")/lib.sh"
+# Helpers shared by the .ci install scripts. Source it: . "$(dirname "$0")/lib.sh"
+# Sourcing it sets globals and an EXIT trap (removing new_scratch's
+# directories): a script that sources it must not set its own EXIT trap.
 #
 #   log MSG...              MSG on stderr, prefixed with the script's name
 #   need_pkgs CHECK:PKG...  install the Debian packages whose CHECK is missing

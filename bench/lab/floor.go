@@ -57,10 +57,11 @@ type Floor struct {
 // median of three, as one run varies with the page cache's state.
 const floorRuns = 3
 
-// medianFloor measures the floor runs times (after a sync, so the mode's
-// own dirty pages are written back first) and returns the median run.
+// medianFloor measures the floor runs times and returns the median run.
+// The lab syncs before it (measureModeFloor), so the mode's own dirty pages are
+// written back first; a test does not (a machine-wide sync on a shared
+// host can stall for long).
 func medianFloor(ctx context.Context, bin, dir string, total int64, files, runs int) (Floor, error) {
-	syscall.Sync()
 	var fs []Floor
 	for range runs {
 		f, err := measureFloor(ctx, bin, dir, total, files)
@@ -277,6 +278,7 @@ func (l *Lab) measureModeFloor(ctx context.Context, r *ModeResult) {
 	}
 	n := floorBytes(r)
 	dir := filepath.Join(l.tmp, r.Mode, r.NodesList[0].Host, "floor")
+	syscall.Sync()
 	f, err := medianFloor(ctx, l.cfg.SelfBin, dir, n, max(1, min(r.Layers, int(n/floorChunk))), floorRuns)
 	if err != nil {
 		r.Notes = append(r.Notes, "floor not measured: "+err.Error())

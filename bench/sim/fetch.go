@@ -287,6 +287,9 @@ func (s *Sim) deliver(r *request) {
 	size := s.blobs[fe.blob].bytes(i)
 	n.rx += int64(s.wire(size))
 	fresh, acts := fe.sch.Landed(ss.h, i, size, s.at())
+	// The Blob's actions are valid until its next call; announce below
+	// calls other Blobs only, but a copy keeps that from mattering.
+	acts = slices.Clone(acts)
 	if !fresh {
 		n.dup += size
 	} else {

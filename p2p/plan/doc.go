@@ -4,7 +4,9 @@
 // seeder's rationing of its announcements, and of the fallback to the
 // origin, without goroutines, I/O or a clock of its own. The daemon
 // (p2p/swarm) drives it over real sessions; the simulator (bench/sim)
-// drives the same code for every simulated node.
+// drives the same Blob, Ration and Stall for every simulated node (its
+// serving queue applies Slots' rule with its own chunk-indexed queue, as
+// Slots.Grant scans every waiter).
 //
 // A Blob is one blob's fetch on one node, from the moment its size is
 // trusted. Its owner feeds it events and carries out the actions it

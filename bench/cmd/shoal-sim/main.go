@@ -127,8 +127,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // commandLine is the invocation recorded in results.md.
 func commandLine(c sim.Config) string {
-	return fmt.Sprintf("shoal-sim --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --seed %d --late-joiners %d --churn %g --latency %s --dht-latency %s --idea %s",
-		c.Nodes, c.ImageBytes, c.Layers, c.NodeRate, c.OriginRate, c.Seed, c.LateJoiners, c.Churn, c.Latency, c.DHTLatency, c.Idea)
+	return fmt.Sprintf("shoal-sim --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --seed %d --late-joiners %d --churn %g --latency %s --dht-latency %s --pull-concurrency %d --idea %s",
+		c.Nodes, c.ImageBytes, c.Layers, c.NodeRate, c.OriginRate, c.Seed, c.LateJoiners, c.Churn, c.Latency, c.DHTLatency, c.PullConcurrency, c.Idea)
 }
 
 func parseInts(s string) ([]int, error) {
