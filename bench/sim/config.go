@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/bench/lab"
+	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/plan"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
 // Config is one simulated rollout.
@@ -116,13 +118,13 @@ func (c Config) withDefaults() (Config, error) {
 		c.PullConcurrency = 3
 	}
 	if c.MaxSources <= 0 {
-		c.MaxSources = 8
+		c.MaxSources = swarm.DefaultMaxSources
 	}
 	if c.Window <= 0 {
-		c.Window = 4
+		c.Window = plan.DefaultMaxInflight
 	}
 	if c.UploadSlots <= 0 {
-		c.UploadSlots = 2
+		c.UploadSlots = chunk.DefaultUploads
 	}
 	if c.LookupK <= 0 {
 		c.LookupK = 20

@@ -6,6 +6,7 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/p2p/plan"
+	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
 // The receiving side: a node pulls PullConcurrency layers at once; each
@@ -15,10 +16,14 @@ import (
 // when a lookup finds nobody new), and hands every decision to its
 // p2p/plan Blob, the daemon's own scheduler.
 
+// The daemon's timers, in the simulator's seconds.
+var (
+	relookup    = swarm.Relookup.Seconds()
+	maxRelookup = swarm.MaxRelookup.Seconds()
+	seederGrace = plan.DefaultSeederGrace.Seconds()
+)
+
 const (
-	relookup    = 1.0
-	maxRelookup = 16.0
-	seederGrace = 2.0
 	// expireTick is how often a fetch's overdue requests are expired (the
 	// daemon checks every 100 ms; deadlines are 3 s at least).
 	expireTick = 1.0
@@ -361,8 +366,8 @@ func (s *Sim) expire(fe *fetch) {
 }
 
 // Stall limits: the daemon's defaults (p2p/swarm Config).
-var stallLimits = plan.StallLimits{Lookup: 5 * time.Second, Stall: 30 * time.Second, Outage: 30 * time.Second,
-	Unreached: 10 * time.Second, Dry: plan.DefaultMinChunkTimeout}
+var stallLimits = plan.StallLimits{Lookup: swarm.DefaultLookupTimeout, Stall: swarm.DefaultStallTimeout,
+	Outage: swarm.DefaultSeederOutage, Unreached: swarm.UnreachedOutage, Dry: plan.DefaultMinChunkTimeout}
 
 // stall asks plan.Stall what the daemon's timer would decide. The model
 // never falls back to the origin: an Origin verdict is counted (once per

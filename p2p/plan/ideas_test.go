@@ -7,12 +7,7 @@ import (
 
 func TestRationTrickle(t *testing.T) {
 	s := time.Second
-	for _, tc := range []struct {
-		name  string
-		steps func(r *Ration) // before the offer under test
-		at    time.Duration
-		want  bool
-	}{
+	checkOffers(t, RationConfig{Trickle: true}, []offerCase{
 		{"the first offer goes out", func(*Ration) {}, 0, true},
 		{"the second waits", func(r *Ration) { r.Offer(0, t0) }, s, false},
 		{"one more a Delay after the first send", func(r *Ration) { r.Offer(0, t0); r.Sending(0, t0.Add(s)) }, 9 * s, true},
@@ -34,15 +29,7 @@ func TestRationTrickle(t *testing.T) {
 			r.Offer(0, t0.Add(20*s))
 		}, 20 * s, false},
 		{"a chunk nobody took opens after Idle", func(r *Ration) { r.Offer(0, t0); r.Offer(0, t0.Add(9*s)) }, 9 * s, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := NewRation(RationConfig{Trickle: true})
-			tc.steps(r)
-			if got := r.Offer(0, t0.Add(tc.at)); got != tc.want {
-				t.Fatalf("Offer = %v, want %v", got, tc.want)
-			}
-		})
-	}
+	})
 	if !NewRation(RationConfig{Trickle: true}).Trickles() || NewRation(RationConfig{}).Trickles() {
 		t.Fatal("Trickles")
 	}

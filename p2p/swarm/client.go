@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/plan"
 )
 
 // Sentinel errors of a swarm fetch.
@@ -27,6 +28,14 @@ var (
 // DefaultMaxSources is how many peers and seeders one blob is fetched from
 // at once unless configured.
 const DefaultMaxSources = 8
+
+// Defaults of the fallback timers (Config.LookupTimeout, StallTimeout,
+// SeederOutage).
+const (
+	DefaultLookupTimeout = 5 * time.Second
+	DefaultStallTimeout  = 30 * time.Second
+	DefaultSeederOutage  = 60 * time.Second
+)
 
 // Router finds providers of a blob and advertises this node as one.
 type Router interface {
@@ -114,19 +123,19 @@ func (c *Config) defaults() {
 		c.MaxSessions = 64
 	}
 	if c.MaxInflight <= 0 {
-		c.MaxInflight = 4
+		c.MaxInflight = plan.DefaultMaxInflight
 	}
 	if c.LookupTimeout <= 0 {
-		c.LookupTimeout = 5 * time.Second
+		c.LookupTimeout = DefaultLookupTimeout
 	}
 	if c.StallTimeout <= 0 {
-		c.StallTimeout = 30 * time.Second
+		c.StallTimeout = DefaultStallTimeout
 	}
 	if c.SeederOutage == 0 {
-		c.SeederOutage = 60 * time.Second
+		c.SeederOutage = DefaultSeederOutage
 	}
 	if c.MinChunkTimeout <= 0 {
-		c.MinChunkTimeout = 3 * time.Second
+		c.MinChunkTimeout = plan.DefaultMinChunkTimeout
 	}
 	if c.HaveTimeout <= 0 {
 		c.HaveTimeout = c.MinChunkTimeout

@@ -29,11 +29,11 @@ type reachRanker interface {
 	Reached() bool
 }
 
-// unreachedOutage bounds the wait for seeders that have never answered
+// UnreachedOutage bounds the wait for seeders that have never answered
 // this node: a seeder that starts beside it (a fresh install, an upgrade
 // that restarts both) answers within it, and a node that can never reach
 // one (a wrong key) is not held a whole SeederOutage on every blob.
-const unreachedOutage = 10 * time.Second
+const UnreachedOutage = 10 * time.Second
 
 // seedersReached reports whether a trusted seeder has ever answered this
 // node (its watch's probes, or a session of this fetch); a ranker without

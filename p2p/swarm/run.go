@@ -77,7 +77,7 @@ type run struct {
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
-	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: relookup,
+	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: Relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
 		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, aheadFrom: -1}
 	r.trusted.Store(-1)
@@ -241,9 +241,9 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evLookupDone:
 		r.lookupDone = true
 		if r.lookupFound {
-			r.lookupEvery = relookup
+			r.lookupEvery = Relookup
 		} else {
-			r.lookupEvery = min(2*max(r.lookupEvery, relookup), maxRelookup)
+			r.lookupEvery = min(2*max(r.lookupEvery, Relookup), MaxRelookup)
 		}
 		r.lookupFound = false
 		// With a single source allowed, a seeder is the reserve: dial it

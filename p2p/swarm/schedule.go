@@ -55,12 +55,12 @@ func (l *peerLoad) others(r *run, id peer.ID) int {
 	return n
 }
 
-// relookup is how soon a fetch with room for more sources asks the DHT
+// Relookup is how soon a fetch with room for more sources asks the DHT
 // again for providers; each lookup that finds nobody new doubles the wait,
-// up to maxRelookup (a lookup costs every DHT node on its path some work).
+// up to MaxRelookup (a lookup costs every DHT node on its path some work).
 const (
-	relookup    = time.Second
-	maxRelookup = 16 * time.Second
+	Relookup    = time.Second
+	MaxRelookup = 16 * time.Second
 )
 
 // schedule hands out requests to every source with room (the plan
@@ -167,7 +167,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 		SinceStart: now.Sub(r.start), SinceProgress: now.Sub(r.progress()), SinceOwn: now.Sub(r.lastProgress),
 		Rediscovered: !r.rediscovered.IsZero(), SinceRediscover: now.Sub(r.rediscovered), SeedersGone: gone,
 		SeedersReached: gone < 0 || r.seedersReached()},
-		plan.StallLimits{Lookup: r.f.cfg.LookupTimeout, Stall: r.f.cfg.StallTimeout, Outage: r.f.cfg.SeederOutage, Unreached: unreachedOutage, Dry: r.f.cfg.MinChunkTimeout})
+		plan.StallLimits{Lookup: r.f.cfg.LookupTimeout, Stall: r.f.cfg.StallTimeout, Outage: r.f.cfg.SeederOutage, Unreached: UnreachedOutage, Dry: r.f.cfg.MinChunkTimeout})
 	switch act {
 	case plan.Rediscover:
 		r.rediscovered = now

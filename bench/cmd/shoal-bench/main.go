@@ -36,13 +36,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	scenario := fs.String("scenario", "cold-rollout", "scenario: "+strings.Join(lab.ScenarioNames(), ", "))
-	nodes := fs.Int("nodes", 20, "node hosts (scenario default)")
-	size := fs.Int64("image-size", 512<<20, "bytes of layers in the image (scenario default)")
-	layers := fs.Int("layers", 4, "layers in the image (scenario default)")
-	nodeRate := fs.String("node-rate", "100mbit", "each node's link, both directions, as tc writes rates")
-	originRate := fs.String("origin-rate", "100mbit", "the origin's (and the seeder's) link, both directions")
+	rf := lab.AddRolloutFlags(fs, " (scenario default)")
+	nodes, size, layers, out := rf.Nodes, rf.ImageSize, rf.Layers, rf.Out
 	modes := fs.String("modes", "shoal,direct,one-peer", "modes to run, in order, comma-separated")
-	out := fs.String("out", "", "results directory (results.json, results.md, *.png)")
 	waveSize := fs.Int("wave-size", 0, "waves: nodes per wave (default a quarter of the nodes)")
 	late := fs.Int("late-joiners", 0, "late-joiner: nodes that pull after the others have the image (default a quarter)")
 	conc := fs.Int("pull-concurrency", 3, "layers a client fetches at once (containerd's default)")
@@ -114,13 +110,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !set["layers"] {
 		*layers = def.Layers
 	}
-	nr, err := lab.ParseRate(*nodeRate)
+	nr, or, err := rf.Rates()
 	if err != nil {
-		return fmt.Errorf("--node-rate: %w", err)
-	}
-	or, err := lab.ParseRate(*originRate)
-	if err != nil {
-		return fmt.Errorf("--origin-rate: %w", err)
+		return err
 	}
 	var ms []string
 	for _, m := range strings.Split(*modes, ",") {

@@ -27,12 +27,8 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	nodes := fs.Int("nodes", 20, "simulated nodes")
-	size := fs.Int64("image-size", 512<<20, "bytes of layers in the image")
-	layers := fs.Int("layers", 4, "layers in the image")
-	nodeRate := fs.String("node-rate", "100mbit", "each node's link, both directions, as tc writes rates")
-	originRate := fs.String("origin-rate", "100mbit", "the origin's (and the seeder's) link, both directions")
-	out := fs.String("out", "", "results directory (results.json, results.md, *.png)")
+	rf := lab.AddRolloutFlags(fs, "")
+	nodes, size, layers, out := rf.Nodes, rf.ImageSize, rf.Layers, rf.Out
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same results.json")
 	late := fs.Int("late-joiners", 0, "nodes that pull after the others have the image (0: a cold rollout)")
 	churn := fs.Float64("churn", 0, "fraction of the nodes that leave mid-rollout")
@@ -54,13 +50,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	nr, err := lab.ParseRate(*nodeRate)
+	nr, or, err := rf.Rates()
 	if err != nil {
-		return fmt.Errorf("--node-rate: %w", err)
-	}
-	or, err := lab.ParseRate(*originRate)
-	if err != nil {
-		return fmt.Errorf("--origin-rate: %w", err)
+		return err
 	}
 	cfg := sim.Config{Nodes: *nodes, ImageBytes: *size, Layers: *layers, NodeRate: nr, OriginRate: or, Seed: *seed,
 		LateJoiners: *late, Churn: *churn, Latency: *latency, DHTLatency: *dhtLatency, PullConcurrency: *conc,
