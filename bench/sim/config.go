@@ -64,6 +64,10 @@ type Config struct {
 	// it nothing (plan.Blob.Useless), so the lookup's providers not yet
 	// tried get their place.
 	Rotate bool
+	// NoSwap (false: the daemon's rule, p2p/swarm swap.go) keeps a fetch
+	// at MaxSources on the sessions it has: it neither looks up again nor
+	// closes its slowest peer session for a provider it has not tried.
+	NoSwap bool
 	// Trace samples the rollout every TraceEvery of simulated time into
 	// Stats.Trace (0: no samples; the run is the same either way).
 	TraceEvery time.Duration

@@ -21,6 +21,7 @@ var (
 	relookup    = swarm.Relookup.Seconds()
 	maxRelookup = swarm.MaxRelookup.Seconds()
 	seederGrace = plan.DefaultSeederGrace.Seconds()
+	swapAge     = swarm.DefaultSwapAge.Seconds()
 )
 
 const (
@@ -87,6 +88,7 @@ func (s *Sim) lookup(fe *fetch) {
 	}
 	ps := s.providers[fe.blob]
 	found := 0
+	older := len(fe.cands)
 	for _, p := range s.sample(fe.n, ps) {
 		if p == fe.n.id || s.hosts[p].gone {
 			continue
@@ -97,6 +99,14 @@ func (s *Sim) lookup(fe *fetch) {
 		fe.tried[p] = struct{}{}
 		fe.cands = append(fe.cands, p)
 		found++
+	}
+	if !s.cfg.NoSwap && older > 0 && found > 0 {
+		// This lookup's providers first: the older ones are what the
+		// swarm looked like then.
+		fe.cands = append(fe.cands[older:], fe.cands[:older]...)
+	}
+	if !s.cfg.NoSwap && found > 0 && fe.peerSessions() >= s.cfg.MaxSources-1 {
+		s.swap(fe)
 	}
 	s.dialCands(fe)
 	if !fe.lookupOK {
@@ -143,6 +153,17 @@ func (s *Sim) dialCands(fe *fetch) {
 	}
 }
 
+// swap closes the full fetch's slowest peer session old enough
+// (swarm.DefaultSwapAge) for the provider the lookup found: the daemon's
+// rule (p2p/swarm swap.go). The closed source stays tried.
+func (s *Sim) swap(fe *fetch) {
+	v := fe.sch.Slowest(func(h *plan.Source) bool { ss := fe.bySrc[h]; return ss != nil && s.now-ss.upAt >= swapAge })
+	if ss := fe.bySrc[v]; v != nil && ss != nil {
+		s.dropSession(ss)
+		s.swaps++
+	}
+}
+
 func (s *Sim) relookup(fe *fetch) {
 	if fe.done || fe.n.left {
 		return
@@ -154,7 +175,7 @@ func (s *Sim) relookup(fe *fetch) {
 			}
 		}
 	}
-	if fe.peerSessions() >= s.cfg.MaxSources-1 {
+	if fe.peerSessions() >= s.cfg.MaxSources-1 && s.cfg.NoSwap {
 		s.after(fe.every, event{kind: evRelookup, fe: fe})
 		return
 	}
@@ -198,6 +219,7 @@ func (s *Sim) sessionUp(ss *session) {
 		have = chunkset.New(s.blobs[fe.blob].chunks)
 	}
 	ss.up = true
+	ss.upAt = s.now
 	ss.h = fe.sch.AddSource(ss.seeder, have)
 	fe.bySrc[ss.h] = ss
 	ss.subIdx = len(h.subs[fe.blob])

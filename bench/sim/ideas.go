@@ -23,6 +23,12 @@ var Ideas = map[string]func(*Config){
 	// Holders visible beyond the 8 sessions: close the sessions that have
 	// nothing new for providers not yet tried (plan.Blob.Useless).
 	"rotate": func(c *Config) { c.Rotate = true },
+	// The rule before swapping (p2p/swarm swap.go): a fetch at its
+	// limit keeps its sessions.
+	"noswap": func(c *Config) { c.NoSwap = true },
+	// More chunks sent at once: a sender whose receivers' down-links are
+	// shared still fills its up-link.
+	"slots4": func(c *Config) { c.UploadSlots = 4 },
 }
 
 // ApplyIdea applies an idea (names joined by "+") to c.
@@ -80,11 +86,11 @@ func ratio(a, b int64) float64 {
 
 // WriteTrace writes a traced run's samples as a markdown table.
 func WriteTrace(w io.Writer, res lab.ModeResult, tr []Sample) {
-	_, _ = fmt.Fprintf(w, "| t (s) | seeder Gbit/s | done | fetches | waiting on the seeder alone | peer sessions | useless | fetches at MaxSources |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	_, _ = fmt.Fprintf(w, "| t (s) | seeder Gbit/s | done | fetches | waiting on the seeder alone | peer sessions | useless | fetches at MaxSources | node up-link use | down-link use | holders | holders idle | top 5%% subscribers | waiting | sending | avail | idle subs |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	prev := 0.0
 	for _, p := range tr {
-		_, _ = fmt.Fprintf(w, "| %.0f | %.2f | %d | %d | %d | %d | %d | %d |\n", p.At, float64(p.SeederBytes)*8/1e9/(p.At-prev),
-			p.Done, p.Fetches, p.SeederOnly, p.Sessions, p.Useless, p.Full)
+		_, _ = fmt.Fprintf(w, "| %.0f | %.2f | %d | %d | %d | %d | %d | %d | %.2f | %.2f | %d | %d | %.2f | %d | %d | %d | %d |\n", p.At, float64(p.SeederBytes)*8/1e9/(p.At-prev),
+			p.Done, p.Fetches, p.SeederOnly, p.Sessions, p.Useless, p.Full, p.UpUse, p.DownUse, p.Holders, p.UpIdle, p.TopSubs, p.Waiting, p.Sending, p.Avail, p.IdleSubs)
 		prev = p.At
 	}
 	_, _ = fmt.Fprintf(w, "all complete %.1f s (%.2fx ideal)\n", res.AllCompleteS, res.AllCompleteS/res.IdealS)

@@ -24,6 +24,8 @@ type Stats struct {
 	// OriginVerdicts are fetches for which plan.Stall said "the origin"
 	// (the daemon would fall back; the model does not).
 	OriginVerdicts int
+	// Swaps are peer sessions full fetches closed for a new provider.
+	Swaps int
 	// Trace are the samples of Config.TraceEvery (trace.go).
 	Trace []Sample
 }
@@ -64,7 +66,7 @@ func Run(cfg Config) (lab.ModeResult, Stats, error) {
 		s.events++
 		s.dispatch(e)
 	}
-	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now, LostBytes: s.lost, OriginVerdicts: s.originVerdicts, Trace: s.trace}
+	st := Stats{Events: s.events, Transfers: s.transfers, SimSeconds: s.now, LostBytes: s.lost, OriginVerdicts: s.originVerdicts, Swaps: s.swaps, Trace: s.trace}
 	for _, n := range s.nodes {
 		st.DupBytes += n.dup
 	}

@@ -35,6 +35,7 @@ type Sim struct {
 	warmOrigin, warmSeeder                   int64 // egress before the measured phase
 	measuredGot, churnAt                     int64 // bytes the measured nodes hold; churn when they reach churnAt (0: none)
 	originVerdicts                           int
+	swaps                                    int
 	phase1Done, finished, gone               int
 	trace                                    []Sample
 	seederSent                               int64 // payload, for Trace
@@ -125,8 +126,9 @@ type session struct {
 	h      *plan.Source
 	up     bool
 	closed bool
-	subIdx int // index in hosts[src].subs[blob]
-	out    int // requests outstanding
+	subIdx int     // index in hosts[src].subs[blob]
+	out    int     // requests outstanding
+	upAt   float64 // when its HAVE arrived
 }
 
 // request is one chunk asked of a source.

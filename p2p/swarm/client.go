@@ -86,6 +86,10 @@ type Config struct {
 	// any blob (10 min); one that merely did not deliver sits out a tenth
 	// of it. Trusted seeders are never penalized.
 	Penalty time.Duration
+	// SwapAge is how long a peer session runs before a fetch with every
+	// source slot taken may close its slowest peer session for a provider
+	// it has not tried (swap.go; 0: DefaultSwapAge; negative: never).
+	SwapAge time.Duration
 	// Ranker orders the seeders for each blob, its owner first; a fetch
 	// asks one seeder at a time in that order (nil: rendezvous order over
 	// Seeders, none ever down). A seeder it does not name is trusted but
@@ -118,6 +122,9 @@ type Result struct {
 func (c *Config) defaults() {
 	if c.MaxSources <= 0 {
 		c.MaxSources = DefaultMaxSources
+	}
+	if c.SwapAge == 0 {
+		c.SwapAge = DefaultSwapAge
 	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = 64

@@ -19,6 +19,9 @@ type Metrics struct {
 	// last chunk (or the loss, if it sent none) to the first chunk of the
 	// next seeder.
 	Failover prometheus.Histogram
+	// Swaps counts peer sessions a fetch with no source slot free closed
+	// for a provider it had not tried (swap.go).
+	Swaps prometheus.Counter
 
 	// Fetched's children by source kind, resolved once: landed counts
 	// every chunk.
@@ -40,6 +43,8 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 		DigestFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_swarm_digest_failures_total",
 			Help: "Blobs filled from the swarm that failed their digest and were refetched from the origin, by who sent the chunks (peer, seeder)."}, []string{"from"}),
+		Swaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_swarm_source_swaps_total", Help: "Peer sessions closed by fetches with every source slot taken, for a provider not tried yet."}),
 		Failover: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shoal_swarm_seeder_failover_seconds",
 			Help:    "Time from the last chunk of a trusted seeder a fetch lost to the first chunk from the next seeder of the blob.",
@@ -49,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 	for _, r := range reasons {
 		m.Rejections.WithLabelValues(r)
 	}
-	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures, m.Failover}
+	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures, m.Failover, m.Swaps}
 	if m.Fetched == nil {
 		m.Fetched = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})

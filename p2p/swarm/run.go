@@ -34,6 +34,7 @@ type run struct {
 	used    map[peer.ID]bool
 	pending []peer.AddrInfo // candidates waiting for a source slot, in order
 	queued  map[peer.ID]bool
+	seen    map[peer.ID]bool // every candidate offered in this fetch
 
 	// The blob's size is trusted (from a trusted seeder's HAVE or a
 	// trusted record) once sized is set; until then peers are parked and
@@ -79,7 +80,7 @@ type run struct {
 func newRun(f *Client, req Request, p *store.Partial) *run {
 	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: Relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
-		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, aheadFrom: -1}
+		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, seen: map[peer.ID]bool{}, aheadFrom: -1}
 	r.trusted.Store(-1)
 	return r
 }
@@ -246,6 +247,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			r.lookupEvery = min(2*max(r.lookupEvery, Relookup), MaxRelookup)
 		}
 		r.lookupFound = false
+		r.swap(time.Now())
 		// With a single source allowed, a seeder is the reserve: dial it
 		// only when the lookup found no peer to take the slot.
 		if r.live()+len(r.dialing) == 0 {

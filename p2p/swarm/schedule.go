@@ -154,7 +154,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 	}
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.
-	if r.lookupDone && live+len(r.dialing) < r.f.cfg.MaxSources && len(r.pending) == 0 && now.Sub(r.lastLookup) > r.lookupEvery {
+	if r.relookupDue(now) {
 		r.lookupDone = false
 		r.lookup(ctx)
 	}

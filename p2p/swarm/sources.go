@@ -28,6 +28,8 @@ type source struct {
 	counted bool // holds one of the node's peer sessions (Client.sessions)
 	// lastChunk is when the source last delivered a verified chunk.
 	lastChunk time.Time
+	// since is when the source was admitted (swap.go).
+	since time.Time
 
 	// A parked source's HAVE has not been checked against a trusted size
 	// (none is known yet); it may only be asked for one chunk, a probe:
@@ -90,7 +92,10 @@ func (r *run) offer(ctx context.Context, info peer.AddrInfo) {
 	if r.refused(id) || r.dialing[id] || r.queued[id] || r.peers[id] != nil && !r.peers[id].closed {
 		return
 	}
-	r.lookupFound = true
+	if !r.seen[id] {
+		r.seen[id] = true
+		r.lookupFound = true
+	}
 	if r.f.cfg.MaxSources == 1 && r.f.seeder[id] && !r.lookupDone {
 		r.reserve = append(r.reserve, info)
 		return
@@ -221,6 +226,7 @@ func (r *run) admit(s *source) {
 		return
 	}
 	s.parked = false
+	s.since = time.Now()
 	s.ps = r.b.AddSource(s.seeder, s.have)
 	s.have = nil // the plan's now
 	r.bySrc[s.ps] = s

@@ -112,8 +112,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(st.Trace) > 0 {
 		sim.WriteTrace(stdout, res, st.Trace)
 	}
-	_, _ = fmt.Fprintf(stdout, "sim: %d events, %d chunk transfers, %.1f s simulated in %.1f s; %d origin verdicts\n",
-		st.Events, st.Transfers, st.SimSeconds, time.Since(start).Seconds(), st.OriginVerdicts)
+	_, _ = fmt.Fprintf(stdout, "sim: %d events, %d chunk transfers, %.1f s simulated in %.1f s; %d origin verdicts, %d swaps\n",
+		st.Events, st.Transfers, st.SimSeconds, time.Since(start).Seconds(), st.OriginVerdicts, st.Swaps)
 	return err
 }
 
