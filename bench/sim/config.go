@@ -68,6 +68,13 @@ type Config struct {
 	// at MaxSources on the sessions it has: it neither looks up again nor
 	// closes its slowest peer session for a provider it has not tried.
 	NoSwap bool
+	// NoEarly (false: the daemon's rule, swarm.EarlyRelookup) backs off
+	// the lookups of a fetch that has no peer session in its first
+	// swarm.EarlyFor like any other's.
+	NoEarly bool
+	// SwapAge (0: swarm.DefaultSwapAge) is how long a session runs before
+	// a full fetch may swap it, in seconds.
+	SwapAge float64
 	// Trace samples the rollout every TraceEvery of simulated time into
 	// Stats.Trace (0: no samples; the run is the same either way).
 	TraceEvery time.Duration

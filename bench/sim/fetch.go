@@ -22,6 +22,10 @@ var (
 	maxRelookup = swarm.MaxRelookup.Seconds()
 	seederGrace = plan.DefaultSeederGrace.Seconds()
 	swapAge     = swarm.DefaultSwapAge.Seconds()
+	// A fetch with no peer session in its first earlyFor looks up every
+	// earlyRelookup.
+	earlyRelookup = swarm.EarlyRelookup.Seconds()
+	earlyFor      = swarm.EarlyFor.Seconds()
 )
 
 const (
@@ -115,6 +119,8 @@ func (s *Sim) lookup(fe *fetch) {
 	}
 	if found > 0 {
 		fe.every = relookup
+	} else if !s.cfg.NoEarly && fe.peerSessions() == 0 && s.now-fe.startAt < earlyFor {
+		fe.every = earlyRelookup
 	} else {
 		fe.every = min(2*fe.every, maxRelookup)
 	}
@@ -157,7 +163,11 @@ func (s *Sim) dialCands(fe *fetch) {
 // (swarm.DefaultSwapAge) for the provider the lookup found: the daemon's
 // rule (p2p/swarm swap.go). The closed source stays tried.
 func (s *Sim) swap(fe *fetch) {
-	v := fe.sch.Slowest(func(h *plan.Source) bool { ss := fe.bySrc[h]; return ss != nil && s.now-ss.upAt >= swapAge })
+	age := swapAge
+	if s.cfg.SwapAge > 0 {
+		age = s.cfg.SwapAge
+	}
+	v := fe.sch.Slowest(func(h *plan.Source) bool { ss := fe.bySrc[h]; return ss != nil && s.now-ss.upAt >= age })
 	if ss := fe.bySrc[v]; v != nil && ss != nil {
 		s.dropSession(ss)
 		s.swaps++

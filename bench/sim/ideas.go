@@ -26,9 +26,15 @@ var Ideas = map[string]func(*Config){
 	// The rule before swapping (p2p/swarm swap.go): a fetch at its
 	// limit keeps its sessions.
 	"noswap": func(c *Config) { c.NoSwap = true },
-	// More chunks sent at once: a sender whose receivers' down-links are
-	// shared still fills its up-link.
+	// The rule before early lookups (swarm.EarlyRelookup): a first
+	// lookup that finds nobody backs off to 2 s.
+	"noearly": func(c *Config) { c.NoEarly = true },
+	// More chunks sent at once (chunk.DefaultUploads is 2): a sender
+	// whose receivers' down-links are shared still fills its up-link.
+	"slots3": func(c *Config) { c.UploadSlots = 3 },
 	"slots4": func(c *Config) { c.UploadSlots = 4 },
+	// Swaps after 2 s (swarm.DefaultSwapAge is 1 s).
+	"age2": func(c *Config) { c.SwapAge = 2 },
 }
 
 // ApplyIdea applies an idea (names joined by "+") to c.

@@ -150,12 +150,12 @@ func (s *Sim) nodeDone(n *node) {
 	}
 }
 
-// churn takes Churn of the measured nodes away: their sessions close,
-// their uploads stop, their records leave the DHT.
+// churn takes Churn of the measured nodes still pulling away: their
+// sessions close, their uploads stop, their records leave the DHT.
 func (s *Sim) churn() {
 	var pool []int32
 	for _, n := range s.nodes {
-		if n.measured && !n.left {
+		if n.measured && !n.left && !n.done {
 			pool = append(pool, n.id)
 		}
 	}

@@ -241,9 +241,12 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	switch ev.kind {
 	case evLookupDone:
 		r.lookupDone = true
-		if r.lookupFound {
+		switch {
+		case r.lookupFound:
 			r.lookupEvery = Relookup
-		} else {
+		case r.early(time.Now()):
+			r.lookupEvery = EarlyRelookup
+		default:
 			r.lookupEvery = min(2*max(r.lookupEvery, Relookup), MaxRelookup)
 		}
 		r.lookupFound = false

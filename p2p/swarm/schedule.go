@@ -58,10 +58,36 @@ func (l *peerLoad) others(r *run, id peer.ID) int {
 // Relookup is how soon a fetch with room for more sources asks the DHT
 // again for providers; each lookup that finds nobody new doubles the wait,
 // up to MaxRelookup (a lookup costs every DHT node on its path some work).
+//
+// A fetch in its first EarlyFor with no peer session (the start of a
+// rollout: every node asks before anyone holds a chunk) looks again every
+// EarlyRelookup instead, without backing off, so that it finds the first
+// holders while they are still few.
 const (
-	Relookup    = time.Second
-	MaxRelookup = 16 * time.Second
+	Relookup      = time.Second
+	MaxRelookup   = 16 * time.Second
+	EarlyRelookup = 500 * time.Millisecond
+	EarlyFor      = 8 * time.Second
 )
+
+// early reports whether the fetch is in its first EarlyFor with no peer
+// session open or being opened.
+func (r *run) early(now time.Time) bool {
+	if now.Sub(r.start) >= EarlyFor {
+		return false
+	}
+	for id := range r.dialing {
+		if !r.f.seeder[id] {
+			return false
+		}
+	}
+	for _, s := range r.peers {
+		if !s.closed && !s.seeder {
+			return false
+		}
+	}
+	return true
+}
 
 // schedule hands out requests to every source with room (the plan
 // decides which), after the size probes while no size is trusted.

@@ -10,7 +10,7 @@ import (
 
 // DefaultSwapAge is how long a peer session runs before a fetch at
 // MaxSources may close it for a provider it has not tried (Config.SwapAge).
-const DefaultSwapAge = 2 * time.Second
+const DefaultSwapAge = time.Second
 
 // Swapping sources. A fetch fills its MaxSources from the providers its
 // first lookups return, and in a rollout those are the swarm's first
