@@ -66,12 +66,13 @@ func (s *Sim) startFetch(n *node) {
 }
 
 // dial opens a session; its HAVE arrives after a round trip and a half.
-func (s *Sim) dial(fe *fetch, src int32) {
+func (s *Sim) dial(fe *fetch, src int32) *session {
 	fe.tried[src] = struct{}{}
 	fe.dialing++
 	ss := &session{fe: fe, src: src, seeder: src == s.seederID()}
 	fe.sessions = append(fe.sessions, ss)
 	s.after(3*s.lat, event{kind: evSessionUp, s: ss})
+	return ss
 }
 
 // peerSessions counts open and dialing sessions with peers.
@@ -110,7 +111,7 @@ func (s *Sim) lookup(fe *fetch) {
 		fe.cands = append(fe.cands[older:], fe.cands[:older]...)
 	}
 	if !s.cfg.NoSwap && found > 0 && fe.peerSessions() >= s.cfg.MaxSources-1 {
-		s.swap(fe)
+		s.tryNewcomer(fe)
 	}
 	s.dialCands(fe)
 	if !fe.lookupOK {
@@ -159,17 +160,60 @@ func (s *Sim) dialCands(fe *fetch) {
 	}
 }
 
-// swap closes the full fetch's slowest peer session old enough
-// (swarm.DefaultSwapAge) for the provider the lookup found: the daemon's
-// rule (p2p/swarm swap.go). The closed source stays tried.
-func (s *Sim) swap(fe *fetch) {
+// The swap trial, the daemon's rule (p2p/swarm swap.go): a full fetch
+// whose lookup found a provider not tried dials it in a slot beyond its
+// limit; when the newcomer delivers a chunk, the slowest peer session old
+// enough (swarm.DefaultSwapAge; never the newcomer) closes. A newcomer
+// with no chunk in swapTrialFor is closed and trials pause, doubling.
+const (
+	swapTrialFor   = 5.0
+	swapBackoff    = 4.0
+	maxSwapBackoff = 60.0
+)
+
+func (s *Sim) tryNewcomer(fe *fetch) {
+	if fe.trial != nil || s.now < fe.trialAfter || s.swapVictim(fe, nil) == nil {
+		return
+	}
+	for len(fe.cands) > 0 {
+		p := fe.cands[0]
+		fe.cands = fe.cands[1:]
+		if s.hosts[p].gone {
+			continue
+		}
+		delete(fe.tried, p)
+		fe.trial, fe.trialAt = s.dial(fe, p), s.now
+		return
+	}
+}
+
+func (s *Sim) swapVictim(fe *fetch, newcomer *session) *session {
 	age := swapAge
 	if s.cfg.SwapAge > 0 {
 		age = s.cfg.SwapAge
 	}
-	v := fe.sch.Slowest(func(h *plan.Source) bool { ss := fe.bySrc[h]; return ss != nil && s.now-ss.upAt >= age })
-	if ss := fe.bySrc[v]; v != nil && ss != nil {
-		s.dropSession(ss)
+	v := fe.sch.Slowest(func(h *plan.Source) bool {
+		ss := fe.bySrc[h]
+		return ss != nil && ss != newcomer && s.now-ss.upAt >= age
+	})
+	return fe.bySrc[v]
+}
+
+// trialEnded: the newcomer delivered (ok) or its session closed.
+func (s *Sim) trialEnded(fe *fetch, ok bool) {
+	nc := fe.trial
+	fe.trial = nil
+	if !ok {
+		if fe.trialBackoff == 0 {
+			fe.trialBackoff = swapBackoff
+		}
+		fe.trialAfter = s.now + fe.trialBackoff
+		fe.trialBackoff = min(2*fe.trialBackoff, maxSwapBackoff)
+		return
+	}
+	fe.trialBackoff = 0
+	if v := s.swapVictim(fe, nc); v != nil {
+		s.dropSession(v)
 		s.swaps++
 	}
 }
@@ -343,6 +387,9 @@ func (s *Sim) deliver(r *request) {
 				s.after(0, event{kind: evChurn})
 			}
 		}
+		if ss == fe.trial {
+			s.trialEnded(fe, true)
+		}
 		if !fe.provided {
 			fe.provided = true
 			s.after(s.dht, event{kind: evProvide, n: n.id, c: int32(fe.blob)})
@@ -392,6 +439,9 @@ func (s *Sim) expire(fe *fetch) {
 		return
 	}
 	s.act(fe, fe.sch.Expire(s.at()))
+	if fe.trial != nil && s.now-fe.trialAt >= swapTrialFor {
+		s.dropSession(fe.trial) // ends the trial
+	}
 	s.pump(fe)
 	s.stall(fe)
 	s.after(expireTick, event{kind: evExpire, fe: fe})
@@ -489,6 +539,9 @@ func (s *Sim) dropSession(ss *session) {
 	}
 	ss.closed = true
 	fe := ss.fe
+	if ss == fe.trial {
+		s.trialEnded(fe, false)
+	}
 	var rs []*request
 	for k, r := range fe.reqs {
 		if k.s == ss {

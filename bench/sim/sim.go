@@ -111,6 +111,11 @@ type fetch struct {
 	// The stall check's facts and its verdict.
 	lastChunk, rediscovered float64
 	originVerdict           bool
+	// The swap trial (p2p/swarm swap.go): the newcomer, since when, and
+	// the pause after a failed one.
+	trial               *session
+	trialAt, trialAfter float64
+	trialBackoff        float64
 }
 
 type reqKey struct {

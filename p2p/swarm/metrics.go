@@ -22,6 +22,9 @@ type Metrics struct {
 	// Swaps counts peer sessions a fetch with no source slot free closed
 	// for a provider it had not tried (swap.go).
 	Swaps prometheus.Counter
+	// SwapFailures counts providers on trial for a swap that failed
+	// before their first chunk.
+	SwapFailures prometheus.Counter
 
 	// Fetched's children by source kind, resolved once: landed counts
 	// every chunk.
@@ -45,6 +48,8 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 			Help: "Blobs filled from the swarm that failed their digest and were refetched from the origin, by who sent the chunks (peer, seeder)."}, []string{"from"}),
 		Swaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_swarm_source_swaps_total", Help: "Peer sessions closed by fetches with every source slot taken, for a provider not tried yet."}),
+		SwapFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_swarm_source_swap_failures_total", Help: "Providers tried for a source swap that failed before their first chunk."}),
 		Failover: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shoal_swarm_seeder_failover_seconds",
 			Help:    "Time from the last chunk of a trusted seeder a fetch lost to the first chunk from the next seeder of the blob.",
@@ -54,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 	for _, r := range reasons {
 		m.Rejections.WithLabelValues(r)
 	}
-	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures, m.Failover, m.Swaps}
+	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures, m.Failover, m.Swaps, m.SwapFailures}
 	if m.Fetched == nil {
 		m.Fetched = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})

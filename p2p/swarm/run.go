@@ -35,6 +35,8 @@ type run struct {
 	pending []peer.AddrInfo // candidates waiting for a source slot, in order
 	queued  map[peer.ID]bool
 	seen    map[peer.ID]bool // every candidate offered in this fetch
+	cooling map[peer.ID]time.Time
+	trial   swapTrial // swap.go
 
 	// The blob's size is trusted (from a trusted seeder's HAVE or a
 	// trusted record) once sized is set; until then peers are parked and
@@ -80,7 +82,7 @@ type run struct {
 func newRun(f *Client, req Request, p *store.Partial) *run {
 	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: Relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
-		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, seen: map[peer.ID]bool{}, aheadFrom: -1}
+		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, seen: map[peer.ID]bool{}, cooling: map[peer.ID]time.Time{}, aheadFrom: -1}
 	r.trusted.Store(-1)
 	return r
 }
@@ -250,7 +252,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			r.lookupEvery = min(2*max(r.lookupEvery, Relookup), MaxRelookup)
 		}
 		r.lookupFound = false
-		r.swap(time.Now())
+		r.tryNewcomer(time.Now())
 		// With a single source allowed, a seeder is the reserve: dial it
 		// only when the lookup found no peer to take the slot.
 		if r.live()+len(r.dialing) == 0 {
@@ -263,6 +265,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		r.offer(ctx, ev.info)
 	case evDialFailed:
 		delete(r.dialing, ev.id)
+		r.swapEnded(ev.id, false, time.Now())
 		r.unsession(ev.id)
 		if !r.f.seeder[ev.id] {
 			r.seedersStepIn()
@@ -359,6 +362,7 @@ func (r *run) landed(ctx context.Context, ev event) {
 	}
 	r.bytes[src] += ev.n
 	fetched.Add(float64(ev.n))
+	r.swapEnded(ev.id, true, now)
 	r.used[ev.id] = true
 	if !r.provided && r.f.cfg.SharePartial && r.f.router != nil {
 		r.provided = true

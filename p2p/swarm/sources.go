@@ -67,7 +67,7 @@ func (r *run) room(id peer.ID) bool {
 		// that have nothing new): it never waits for a peer's slot.
 		return true
 	}
-	if r.live()+len(r.dialing) >= r.f.cfg.MaxSources {
+	if r.live()+len(r.dialing) >= r.slots() {
 		return false
 	}
 	if r.f.seeder[id] {
@@ -89,7 +89,7 @@ func (r *run) room(id peer.ID) bool {
 // do not deliver delays the real holders by their timeouts, not forever.
 func (r *run) offer(ctx context.Context, info peer.AddrInfo) {
 	id := info.ID
-	if r.refused(id) || r.dialing[id] || r.queued[id] || r.peers[id] != nil && !r.peers[id].closed {
+	if r.refused(id) || r.dialing[id] || r.queued[id] || r.peers[id] != nil && !r.peers[id].closed || r.cooled(id, time.Now()) {
 		return
 	}
 	if !r.seen[id] {
@@ -136,6 +136,7 @@ func (r *run) refill(ctx context.Context) {
 // startDial dials info; room(info.ID) said yes.
 func (r *run) startDial(ctx context.Context, info peer.AddrInfo) {
 	r.dialing[info.ID] = true
+	r.swapDialed(info.ID)
 	r.wg.Add(1)
 	go r.dial(ctx, info)
 }
@@ -265,6 +266,7 @@ func (r *run) closeSource(id peer.ID) {
 		return
 	}
 	s.closed = true
+	r.swapEnded(id, false, time.Now()) // a no-op once it delivered
 	if s.ps != nil {
 		r.b.Remove(s.ps)
 	}

@@ -1,8 +1,10 @@
 package swarm
 
 import (
+	"errors"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
 
 	"github.com/shoal-dev/shoal/p2p/plan"
@@ -17,11 +19,37 @@ const DefaultSwapAge = time.Second
 // holders: every node opens its sessions with the same few peers while
 // the holders that came later send nothing. So a fetch at its limit keeps
 // looking up, and when a lookup returns a provider it has no session with,
-// it closes its slowest peer session (plan.Blob.Slowest: one that can give
-// nothing first) and dials the new one. A session gets SwapAge to show
-// its rate; a peer swapped out is not dialed again for this blob; seeders
-// are never swapped. The simulator measured this rule at 1,000 nodes
-// (bench/sim, docs/ARCHITECTURE.md).
+// it tries that one in one slot beyond its limit; once the newcomer
+// delivers a verified chunk, the fetch closes its slowest peer session
+// (plan.Blob.Slowest: one that can give nothing first; none younger than
+// SwapAge, never a seeder, never the newcomer). The simulator measured the
+// rule at up to 10,000 nodes (bench/sim, docs/ARCHITECTURE.md).
+//
+// Providers are what anyone may publish: the trial costs no good session.
+// A newcomer that fails (no session, no HAVE, closed before its first
+// chunk, or no chunk within swapTrialFor) is dropped as any source is (the
+// last kind without a penalty: it may be busy, and is not offered again
+// for swapCool), and swaps pause for swapBackoff,
+// doubling up to maxSwapBackoff, so a DHT flooded with providers that
+// never deliver costs a full fetch one extra dial per pause. A peer
+// swapped out is not offered again for swapCool.
+
+// The swap trial's timers.
+const (
+	swapCool       = 30 * time.Second
+	swapTrialFor   = 5 * time.Second
+	swapBackoff    = 4 * time.Second
+	maxSwapBackoff = time.Minute
+)
+
+// swapTrial is a newcomer on trial in the slot beyond MaxSources.
+type swapTrial struct {
+	open    bool      // the extra slot is open (in may not be dialed yet)
+	in      peer.ID   // the newcomer dialed in it
+	at      time.Time // when the slot opened
+	backoff time.Duration
+	after   time.Time // no trial before
+}
 
 // swapping reports whether this fetch swaps sources (not with one source
 // allowed: that slot is the one-peer design's).
@@ -30,11 +58,19 @@ func (r *run) swapping() bool { return r.f.cfg.SwapAge >= 0 && r.f.cfg.MaxSource
 // full reports whether the fetch has no source slot free.
 func (r *run) full() bool { return r.live()+len(r.dialing) >= r.f.cfg.MaxSources }
 
+// slots is MaxSources plus the trial's slot while it is open.
+func (r *run) slots() int {
+	if r.trial.open {
+		return r.f.cfg.MaxSources + 1
+	}
+	return r.f.cfg.MaxSources
+}
+
 // relookupDue reports whether the periodic lookup runs now: with room for
-// a source and no candidate waiting, or, full, to find one to swap in. A
-// full fetch forgets the candidates still waiting first: they are what an
-// older lookup found, and the new one offers those still providing
-// (seeders waiting stay: failover offered them).
+// a source and no candidate waiting, or, full, to find one to try. A full
+// fetch forgets the peers still waiting first: they are what an older
+// lookup found, and the new one offers those still providing (seeders
+// waiting stay: failover offered them).
 func (r *run) relookupDue(now time.Time) bool {
 	if !r.lookupDone || now.Sub(r.lastLookup) <= r.lookupEvery {
 		return false
@@ -42,13 +78,13 @@ func (r *run) relookupDue(now time.Time) bool {
 	if !r.full() {
 		return len(r.pending) == 0
 	}
-	if !r.swapping() || r.b == nil {
+	if !r.swapping() || r.b == nil || r.trial.open {
 		return false
 	}
 	kept := r.pending[:0]
 	for _, info := range r.pending {
 		if r.f.seeder[info.ID] {
-			kept = append(kept, info) // offered by failover, not by lookups
+			kept = append(kept, info)
 			continue
 		}
 		delete(r.queued, info.ID)
@@ -57,24 +93,97 @@ func (r *run) relookupDue(now time.Time) bool {
 	return true
 }
 
-// swap closes the slowest peer session of a full fetch when a lookup left
-// a candidate waiting; the loop's refill dials the candidate.
-func (r *run) swap(now time.Time) {
-	if !r.swapping() || r.b == nil || len(r.pending) == 0 || !r.full() {
+// tryNewcomer opens the trial slot when a lookup left a candidate waiting
+// at a full fetch that has a session old enough to be swapped; the loop's
+// refill dials the candidate.
+func (r *run) tryNewcomer(now time.Time) {
+	t := &r.trial
+	if t.open && t.in == "" && now.Sub(t.at) > swapBackoff {
+		t.open = false // never dialed (the node's sessions were all taken)
+	}
+	if !r.swapping() || r.b == nil || len(r.pending) == 0 || !r.full() || t.open || now.Before(t.after) || r.swapVictim(now, "") == nil {
 		return
 	}
+	t.open, t.in, t.at = true, "", now
+}
+
+// checkTrial ends a trial whose newcomer sent nothing in swapTrialFor.
+func (r *run) checkTrial(now time.Time) {
+	t := &r.trial
+	if !t.open || t.in == "" || now.Sub(t.at) < swapTrialFor {
+		return
+	}
+	id := t.in
+	r.cooling[id] = now.Add(swapCool)
+	if s := r.peers[id]; s != nil && !s.closed {
+		r.drop(id, reasonStalled, errTrial, false) // swapEnded(false) from closeSource
+	} else {
+		r.swapEnded(id, false, now) // still dialing (HaveTimeout is shorter): its dial ends on its own
+	}
+}
+
+// errTrial is why a newcomer on trial was closed.
+var errTrial = errors.New("swarm: no chunk from a source on trial")
+
+// swapVictim is the session a newcomer would replace.
+func (r *run) swapVictim(now time.Time, newcomer peer.ID) *source {
 	age := r.f.cfg.SwapAge
 	v := r.b.Slowest(func(ps *plan.Source) bool {
 		s := r.bySrc[ps]
-		return s != nil && !s.since.IsZero() && now.Sub(s.since) >= age
+		return s != nil && s.id != newcomer && !s.since.IsZero() && now.Sub(s.since) >= age
 	})
-	s := r.bySrc[v]
-	if v == nil || s == nil {
+	if v == nil {
+		return nil
+	}
+	return r.bySrc[v]
+}
+
+// swapDialed notes the candidate the trial slot went to.
+func (r *run) swapDialed(id peer.ID) {
+	if r.trial.open && r.trial.in == "" && !r.f.seeder[id] {
+		r.trial.in = id
+	}
+}
+
+// swapEnded ends the trial of id if it is the newcomer: ok, it delivered
+// a verified chunk and the slowest session makes way; else it failed and
+// trials pause.
+func (r *run) swapEnded(id peer.ID, ok bool, now time.Time) {
+	t := &r.trial
+	if !t.open || t.in != id {
 		return
 	}
-	r.banned[s.id] = true
+	t.open, t.in = false, ""
+	if !ok {
+		if t.backoff == 0 {
+			t.backoff = swapBackoff
+		}
+		t.after = now.Add(t.backoff)
+		t.backoff = min(2*t.backoff, maxSwapBackoff)
+		r.f.m.SwapFailures.Inc()
+		r.f.log.Debug("source on trial failed; swaps pause", zap.String("digest", r.req.Digest.String()),
+			zap.String("peer", id.String()), zap.Duration("pause", t.after.Sub(now)))
+		return
+	}
+	t.backoff = 0
+	s := r.swapVictim(now, id)
+	if s == nil {
+		return // the newcomer keeps a slot another session left meanwhile
+	}
+	r.cooling[s.id] = now.Add(swapCool)
 	r.f.m.Swaps.Inc()
 	r.f.log.Debug("source swapped for a new provider", zap.String("digest", r.req.Digest.String()), zap.String("peer", s.id.String()),
-		zap.Float64("rate", v.Rate()), zap.Int("delivered", v.Delivered()), zap.String("next", r.pending[0].ID.String()))
+		zap.Float64("rate", s.ps.Rate()), zap.Int("delivered", s.ps.Delivered()), zap.String("newcomer", id.String()))
 	r.closeSource(s.id)
+}
+
+// cooled reports whether id was swapped out of this fetch less than
+// swapCool ago.
+func (r *run) cooled(id peer.ID, now time.Time) bool {
+	until, ok := r.cooling[id]
+	if ok && !now.Before(until) {
+		delete(r.cooling, id)
+		return false
+	}
+	return ok
 }

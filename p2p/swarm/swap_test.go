@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/harness/hostile"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
@@ -66,5 +67,48 @@ func TestFullFetchSwapsSlowPeerForNewProvider(t *testing.T) {
 				t.Fatalf("fast sent %v of %d bytes: the slow peer kept the slot", fromFast, len(blob))
 			}
 		})
+	}
+}
+
+// A DHT flooded with providers that promise every chunk and send nothing
+// must not make a full fetch give up the honest holder it has: the
+// newcomer is tried in a slot beyond the limit and the holder keeps its
+// session until the newcomer delivered, which a liar never does; after a
+// failed trial swaps pause.
+func TestSwapFloodKeepsTheHolder(t *testing.T) {
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	blob, req := pushBlob(t, c, 8<<20, 42)
+	size := int64(len(blob))
+	c.AddSeeder(harness.SeederOptions{})
+	slow := newPeerWith(c, harness.PeerOptions{ServeRate: 1 << 20})
+	if err := pull(slow, req, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	n := newPeer(c, swarm.Config{MaxSources: 2})
+	done := make(chan error, 1)
+	go func() { done <- pull(n, req, blob, noFallback(t)) }()
+	for deadline := time.Now().Add(time.Minute); n.Fetched("peer") <= 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk from the holder in a minute")
+		}
+	}
+	c.ListFirst(req.Digest, hostiles(t, 8, func(int, *hostile.Peer) hostile.Behavior {
+		return hostile.Lie(time.Minute, fullHave(size))
+	})...)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	swaps := harness.Sum(t, n.Registry, "shoal_swarm_source_swaps_total", nil)
+	failed := harness.Sum(t, n.Registry, "shoal_swarm_source_swap_failures_total", nil)
+	fromSlow := harness.Sum(t, slow.Registry, "shoal_uploaded_bytes_total", nil)
+	t.Logf("swaps %v, failed trials %v, holder sent %v, seeder %v of %d", swaps, failed, fromSlow, n.Fetched("seeder"), size)
+	if swaps != 0 {
+		t.Fatalf("%v swaps: a liar took the holder's slot", swaps)
+	}
+	if failed < 1 || failed > 3 {
+		t.Fatalf("%v failed trials in one pull, want 1 to 3 (one, then a pause)", failed)
+	}
+	if fromSlow+n.Fetched("seeder") != float64(size) || n.Fetched("peer") != fromSlow {
+		t.Fatalf("holder sent %v, seeder %v, of %d", fromSlow, n.Fetched("seeder"), size)
 	}
 }
