@@ -118,11 +118,12 @@ func (s *Sim) lookup(fe *fetch) {
 		fe.lookupOK = true
 		s.updatePending(fe)
 	}
-	if found > 0 {
+	switch {
+	case found > 0:
 		fe.every = relookup
-	} else if !s.cfg.NoEarly && fe.peerSessions() == 0 && s.now-fe.startAt < earlyFor {
+	case !s.cfg.NoEarly && fe.peerSessions() == 0 && s.now-fe.startAt < earlyFor:
 		fe.every = earlyRelookup
-	} else {
+	default:
 		fe.every = min(2*fe.every, maxRelookup)
 	}
 	s.after(fe.every, event{kind: evRelookup, fe: fe})
