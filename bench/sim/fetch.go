@@ -48,7 +48,8 @@ func (s *Sim) startFetch(n *node) {
 	n.active++
 	bl := s.blobs[b]
 	fe := &fetch{n: n, blob: b, bySrc: map[*plan.Source]*session{}, reqs: map[reqKey]*request{}, tried: map[int32]struct{}{},
-		every: relookup, startAt: s.now, lastChunk: s.now, rediscovered: -1}
+		every: relookup, startAt: s.now, lastChunk: s.now, rediscovered: -1,
+		seen: map[int32]struct{}{}, cooling: map[int32]float64{}}
 	if n.lastChunk < n.startAt {
 		n.lastChunk = s.now
 	}
@@ -93,9 +94,28 @@ func (s *Sim) lookup(fe *fetch) {
 	}
 	ps := s.providers[fe.blob]
 	found := 0
-	older := len(fe.cands)
+	// A full fetch (the daemon's relookupDue) forgets the candidates
+	// waiting: this lookup offers those still providing.
+	full := !s.cfg.NoSwap && fe.peerSessions() >= s.cfg.MaxSources-1
+	if full {
+		for _, p := range fe.cands {
+			delete(fe.tried, p)
+		}
+		fe.cands = fe.cands[:0]
+	}
 	for _, p := range s.sample(fe.n, ps) {
 		if p == fe.n.id || s.hosts[p].gone {
+			continue
+		}
+		if _, ok := fe.seen[p]; !ok {
+			fe.seen[p] = struct{}{}
+			found++
+		}
+		if full {
+			if !fe.connected(p) && !s.cooled(fe, p) {
+				fe.tried[p] = struct{}{}
+				fe.cands = append(fe.cands, p)
+			}
 			continue
 		}
 		if _, ok := fe.tried[p]; ok {
@@ -103,14 +123,8 @@ func (s *Sim) lookup(fe *fetch) {
 		}
 		fe.tried[p] = struct{}{}
 		fe.cands = append(fe.cands, p)
-		found++
 	}
-	if !s.cfg.NoSwap && older > 0 && found > 0 {
-		// This lookup's providers first: the older ones are what the
-		// swarm looked like then.
-		fe.cands = append(fe.cands[older:], fe.cands[:older]...)
-	}
-	if !s.cfg.NoSwap && found > 0 && fe.peerSessions() >= s.cfg.MaxSources-1 {
+	if full && len(fe.cands) > 0 {
 		s.tryNewcomer(fe)
 	}
 	s.dialCands(fe)
@@ -153,69 +167,11 @@ func (s *Sim) dialCands(fe *fetch) {
 	for len(fe.cands) > 0 && fe.peerSessions() < s.cfg.MaxSources-1 {
 		p := fe.cands[0]
 		fe.cands = fe.cands[1:]
-		if s.hosts[p].gone {
+		if s.hosts[p].gone || fe.connected(p) {
 			continue
 		}
 		delete(fe.tried, p)
 		s.dial(fe, p)
-	}
-}
-
-// The swap trial, the daemon's rule (p2p/swarm swap.go): a full fetch
-// whose lookup found a provider not tried dials it in a slot beyond its
-// limit; when the newcomer delivers a chunk, the slowest peer session old
-// enough (swarm.DefaultSwapAge; never the newcomer) closes. A newcomer
-// with no chunk in swapTrialFor is closed and trials pause, doubling.
-const (
-	swapTrialFor   = 5.0
-	swapBackoff    = 4.0
-	maxSwapBackoff = 60.0
-)
-
-func (s *Sim) tryNewcomer(fe *fetch) {
-	if fe.trial != nil || s.now < fe.trialAfter || s.swapVictim(fe, nil) == nil {
-		return
-	}
-	for len(fe.cands) > 0 {
-		p := fe.cands[0]
-		fe.cands = fe.cands[1:]
-		if s.hosts[p].gone {
-			continue
-		}
-		delete(fe.tried, p)
-		fe.trial, fe.trialAt = s.dial(fe, p), s.now
-		return
-	}
-}
-
-func (s *Sim) swapVictim(fe *fetch, newcomer *session) *session {
-	age := swapAge
-	if s.cfg.SwapAge > 0 {
-		age = s.cfg.SwapAge
-	}
-	v := fe.sch.Slowest(func(h *plan.Source) bool {
-		ss := fe.bySrc[h]
-		return ss != nil && ss != newcomer && s.now-ss.upAt >= age
-	})
-	return fe.bySrc[v]
-}
-
-// trialEnded: the newcomer delivered (ok) or its session closed.
-func (s *Sim) trialEnded(fe *fetch, ok bool) {
-	nc := fe.trial
-	fe.trial = nil
-	if !ok {
-		if fe.trialBackoff == 0 {
-			fe.trialBackoff = swapBackoff
-		}
-		fe.trialAfter = s.now + fe.trialBackoff
-		fe.trialBackoff = min(2*fe.trialBackoff, maxSwapBackoff)
-		return
-	}
-	fe.trialBackoff = 0
-	if v := s.swapVictim(fe, nc); v != nil {
-		s.dropSession(v)
-		s.swaps++
 	}
 }
 
@@ -441,6 +397,7 @@ func (s *Sim) expire(fe *fetch) {
 	}
 	s.act(fe, fe.sch.Expire(s.at()))
 	if fe.trial != nil && s.now-fe.trialAt >= swapTrialFor {
+		fe.cooling[fe.trial.src] = s.now + swapCool
 		s.dropSession(fe.trial) // ends the trial
 	}
 	s.pump(fe)

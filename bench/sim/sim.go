@@ -116,6 +116,11 @@ type fetch struct {
 	trial               *session
 	trialAt, trialAfter float64
 	trialBackoff        float64
+	// seen are the providers any lookup returned (a lookup that finds
+	// none new backs off); cooling those swapped out or tried in vain,
+	// until when.
+	seen    map[int32]struct{}
+	cooling map[int32]float64
 }
 
 type reqKey struct {

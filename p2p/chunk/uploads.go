@@ -12,13 +12,18 @@ import (
 )
 
 // DefaultUploads is the number of CHUNK payloads a node sends at once,
-// across all its streams, unless configured otherwise.
-const DefaultUploads = 2
+// across all its streams, unless configured otherwise. Four, not two: a
+// sender's chunks also share their receivers' down-links, and with two
+// sends at once a sender whose receivers are busy leaves its up-link
+// partly idle (the simulator put node up-links at 0.66 of their rate with
+// 2 slots against 0.86 with 4 at 200 nodes; the lab's 8- and 4-node runs
+// were 8-10% faster with 4, docs/ARCHITECTURE.md).
+const DefaultUploads = 4
 
 // parkedPerSlot sizes the parking lot: a server keeps at most this many
 // stalled CHUNK writes per upload slot (and one per slot per peer), each
 // holding its chunk buffer until it moves again or passes its deadline.
-const parkedPerSlot = 8
+const parkedPerSlot = 4
 
 // stallPenalty is how long a peer gets no new slot after one of its
 // stalled writes was reset (no room to park, or its deadline passed while

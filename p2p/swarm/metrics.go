@@ -22,8 +22,9 @@ type Metrics struct {
 	// Swaps counts peer sessions a fetch with no source slot free closed
 	// for a provider it had not tried (swap.go).
 	Swaps prometheus.Counter
-	// SwapFailures counts providers on trial for a swap that failed
-	// before their first chunk.
+	// SwapFailures counts providers on trial for a swap that replaced
+	// nothing: they failed before their first chunk, or it came no faster
+	// than the slowest session's.
 	SwapFailures prometheus.Counter
 
 	// Fetched's children by source kind, resolved once: landed counts
@@ -49,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 		Swaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_swarm_source_swaps_total", Help: "Peer sessions closed by fetches with every source slot taken, for a provider not tried yet."}),
 		SwapFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "shoal_swarm_source_swap_failures_total", Help: "Providers tried for a source swap that failed before their first chunk."}),
+			Name: "shoal_swarm_source_swap_failures_total", Help: "Providers tried for a source swap that replaced no session: they failed, or their first chunk came no faster than the slowest session's."}),
 		Failover: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shoal_swarm_seeder_failover_seconds",
 			Help:    "Time from the last chunk of a trusted seeder a fetch lost to the first chunk from the next seeder of the blob.",

@@ -22,7 +22,10 @@ const DefaultSwapAge = time.Second
 // it tries that one in one slot beyond its limit; once the newcomer
 // delivers a verified chunk, the fetch closes its slowest peer session
 // (plan.Blob.Slowest: one that can give nothing first; none younger than
-// SwapAge, never a seeder, never the newcomer). The simulator measured the
+// SwapAge, never a seeder, never the newcomer) if that one can give
+// nothing or the newcomer's first chunk came at swapGain times its rate
+// or more; else the newcomer goes (a swarm whose load is even keeps its
+// sessions) and trials pause as after a failure. The simulator measured the
 // rule at up to 10,000 nodes (bench/sim, docs/ARCHITECTURE.md).
 //
 // Providers are what anyone may publish: the trial costs no good session.
@@ -38,6 +41,7 @@ const DefaultSwapAge = time.Second
 const (
 	swapCool       = 30 * time.Second
 	swapTrialFor   = 5 * time.Second
+	swapGain       = 1.5
 	swapBackoff    = 4 * time.Second
 	maxSwapBackoff = time.Minute
 )
@@ -155,26 +159,40 @@ func (r *run) swapEnded(id peer.ID, ok bool, now time.Time) {
 	}
 	t.open, t.in = false, ""
 	if !ok {
-		if t.backoff == 0 {
-			t.backoff = swapBackoff
-		}
-		t.after = now.Add(t.backoff)
-		t.backoff = min(2*t.backoff, maxSwapBackoff)
-		r.f.m.SwapFailures.Inc()
-		r.f.log.Debug("source on trial failed; swaps pause", zap.String("digest", r.req.Digest.String()),
-			zap.String("peer", id.String()), zap.Duration("pause", t.after.Sub(now)))
+		r.pauseSwaps(id, now, "source on trial failed; swaps pause")
+		return
+	}
+	s := r.swapVictim(now, id)
+	if s == nil {
+		// No other peer session is old enough (or one closed meanwhile):
+		// the fetch runs over its limit until a session closes.
+		return
+	}
+	if nc := r.peers[id]; nc != nil && nc.ps != nil && !r.b.Useless(s.ps) && nc.ps.Rate() < swapGain*s.ps.Rate() {
+		r.cooling[id] = now.Add(swapCool)
+		r.closeSource(id)
+		r.pauseSwaps(id, now, "source on trial no faster than the slowest; swaps pause")
 		return
 	}
 	t.backoff = 0
-	s := r.swapVictim(now, id)
-	if s == nil {
-		return // the newcomer keeps a slot another session left meanwhile
-	}
 	r.cooling[s.id] = now.Add(swapCool)
 	r.f.m.Swaps.Inc()
 	r.f.log.Debug("source swapped for a new provider", zap.String("digest", r.req.Digest.String()), zap.String("peer", s.id.String()),
 		zap.Float64("rate", s.ps.Rate()), zap.Int("delivered", s.ps.Delivered()), zap.String("newcomer", id.String()))
 	r.closeSource(s.id)
+}
+
+// pauseSwaps counts a trial that replaced nothing and holds the next off
+// for the backoff, which doubles.
+func (r *run) pauseSwaps(id peer.ID, now time.Time, msg string) {
+	t := &r.trial
+	if t.backoff == 0 {
+		t.backoff = swapBackoff
+	}
+	t.after = now.Add(t.backoff)
+	t.backoff = min(2*t.backoff, maxSwapBackoff)
+	r.f.m.SwapFailures.Inc()
+	r.f.log.Debug(msg, zap.String("digest", r.req.Digest.String()), zap.String("peer", id.String()), zap.Duration("pause", t.after.Sub(now)))
 }
 
 // cooled reports whether id was swapped out of this fetch less than

@@ -77,7 +77,10 @@ func TestFullFetchSwapsSlowPeerForNewProvider(t *testing.T) {
 // failed trial swaps pause.
 func TestSwapFloodKeepsTheHolder(t *testing.T) {
 	c := harness.NewCluster(t, harness.ClusterOptions{})
-	blob, req := pushBlob(t, c, 8<<20, 42)
+	// 16 s at the holder's pace: the liars are listed within about a
+	// second and the fetch looks up at least every 4 s by then, so a
+	// trial starts and fails (5 s without a chunk) well before the end.
+	blob, req := pushBlob(t, c, 16<<20, 42)
 	size := int64(len(blob))
 	c.AddSeeder(harness.SeederOptions{})
 	slow := newPeerWith(c, harness.PeerOptions{ServeRate: 1 << 20})
