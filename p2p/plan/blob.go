@@ -36,6 +36,7 @@ type Source struct {
 	other     int // requests at this source from the node's other blobs
 	closed    bool
 	seq       int // the order it was added: ties in Schedule keep it
+	avail     int // chunks pick could ask of it now (avail.go)
 }
 
 type request struct {
@@ -109,6 +110,7 @@ type Blob struct {
 
 	order []*Source // scratch: Schedule's source order
 	acts  []Action  // scratch: the actions returned
+	was   []bool    // scratch: mark's notes, per live source
 }
 
 // NewBlob starts the decisions of a blob of chunks chunks of chunkSize
@@ -201,41 +203,68 @@ func (b *Blob) AddSource(seeder bool, have *chunkset.Set) *Source {
 	}
 	b.seq++
 	s := &Source{seeder: seeder, have: have, seq: b.seq}
-	b.srcs = append(b.srcs, s)
 	if !seeder {
 		b.peers++
 	}
+	// The others' avail sees s's holdings; then s's own is counted.
 	for i := range have.All() {
 		if i >= b.n {
 			break
 		}
 		b.hold(s, i, 1)
 	}
+	b.srcs = append(b.srcs, s)
+	s.avail = b.countAvail(s)
 	return s
 }
 
+// hold counts (d 1) or uncounts (d -1) s's holding of chunk i; the live
+// sources' avail follows (s's own, if live, is the caller's).
 func (b *Blob) hold(s *Source, i int, d int32) {
 	b.covered[i] += d
-	if !s.seeder {
-		b.holders[i] += d
+	if s.seeder {
+		return
+	}
+	was := b.holders[i] == 0
+	b.holders[i] += d
+	if was == (b.holders[i] == 0) || b.held.Has(i) || b.inflight[i] != 0 {
+		return
+	}
+	// A seeder's avail counts chunk i only while no peer holds it.
+	for _, o := range b.srcs {
+		if o.seeder && o.have.Has(i) {
+			if was {
+				o.avail--
+			} else {
+				o.avail++
+			}
+		}
 	}
 }
 
 // Have takes a HAVE_UPDATE: s now holds chunk i.
 func (b *Blob) Have(s *Source, i int) {
-	if s.closed || i < 0 || i >= b.n || i >= s.have.Len() || !s.have.Set(i) {
+	if s.closed || i < 0 || i >= b.n || i >= s.have.Len() || s.have.Has(i) {
 		return
 	}
+	s.have.Set(i)
 	b.hold(s, i, 1)
+	if b.can(s, i) {
+		s.avail++
+	}
 }
 
 // Refused takes a chunk ERROR from s: it does not hold chunk i (its request,
 // if any, has ended).
 func (b *Blob) Refused(s *Source, i int) {
 	b.Release(s, i)
-	if s.closed || i < 0 || i >= b.n || !s.have.Clear(i) {
+	if s.closed || i < 0 || i >= b.n || !s.have.Has(i) {
 		return
 	}
+	if b.can(s, i) {
+		s.avail--
+	}
+	s.have.Clear(i)
 	b.hold(s, i, -1)
 }
 
@@ -320,6 +349,7 @@ func (b *Blob) IsWanted(i int) bool {
 
 // ask records a request of s for chunk i.
 func (b *Blob) ask(s *Source, i int, now time.Time) {
+	b.mark(i)
 	s.reqs = append(s.reqs, request{chunk: i, at: now})
 	if b.inflight[i] == 0 && !b.held.Has(i) {
 		b.unclaimed--
@@ -328,11 +358,13 @@ func (b *Blob) ask(s *Source, i int, now time.Time) {
 	if s.seeder {
 		b.atSeeders[i]++
 	}
+	b.recount(i)
 }
 
 // unask ends s's k-th request.
 func (b *Blob) unask(s *Source, k int) {
 	i := s.reqs[k].chunk
+	b.mark(i)
 	s.reqs = append(s.reqs[:k], s.reqs[k+1:]...)
 	b.inflight[i]--
 	if b.inflight[i] == 0 && !b.held.Has(i) {
@@ -341,6 +373,7 @@ func (b *Blob) unask(s *Source, k int) {
 	if s.seeder {
 		b.atSeeders[i]--
 	}
+	b.recount(i)
 }
 
 // cancel withdraws s's request for chunk i, if any, as an action.

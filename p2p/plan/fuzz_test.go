@@ -192,6 +192,11 @@ func verify(t *testing.T, op string, b *Blob, maxInflight int) {
 			t.Fatalf("%s: missing list entry %d (chunk %d) wrong", op, k, m)
 		}
 	}
+	for _, s := range b.srcs {
+		if k := b.countAvail(s); k != s.avail {
+			t.Fatalf("%s: a source's avail %d, recounted %d", op, s.avail, k)
+		}
+	}
 	if peers != b.peers || missing != b.missing || unclaimed != b.unclaimed || low != b.low {
 		t.Fatalf("%s: peers %d missing %d unclaimed %d low %d, recounted %d %d %d %d", op, b.peers, b.missing, b.unclaimed, b.low, peers, missing, unclaimed, low)
 	}

@@ -25,9 +25,12 @@ func (b *Blob) Landed(s *Source, i int, n int64, now time.Time) (fresh bool, act
 			}
 		}
 	}
-	if i < 0 || i >= b.n || !b.held.Set(i) {
+	if i < 0 || i >= b.n || b.held.Has(i) {
 		return false, b.acts
 	}
+	b.mark(i)
+	b.held.Set(i)
+	b.recount(i)
 	b.missing--
 	b.got(i)
 	if b.inflight[i] == 0 {

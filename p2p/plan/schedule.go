@@ -92,6 +92,10 @@ func (b *Blob) pick(s *Source, now time.Time) int {
 	if i := b.pickWanted(s); i >= 0 {
 		return i
 	}
+	if s.avail == 0 && b.skip == nil {
+		// Nothing below could be asked of s (avail.go).
+		return b.endgame(s, now)
+	}
 	alone := b.alone()
 	if !s.seeder || alone {
 		seen := 0
