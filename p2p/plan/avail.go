@@ -10,7 +10,7 @@ package plan
 
 // can reports whether chunk i counts in s's avail.
 func (b *Blob) can(s *Source, i int) bool {
-	if b.held.Has(i) || !s.have.Has(i) {
+	if b.hw.has(i) || !s.hv.has(i) {
 		return false
 	}
 	c := b.inflight[i]
@@ -53,3 +53,15 @@ func (b *Blob) countAvail(s *Source) int {
 	}
 	return k
 }
+
+// words is a chunk set as 64-bit words (bit i%64 of word i/64): the
+// Blob's copy of what it holds and of what each source holds, so pick
+// scans only the chunks a source holds and the node lacks, a word at a
+// time.
+type words []uint64
+
+func newWords(n int) words { return make(words, (n+63)/64) }
+
+func (w words) has(i int) bool { return w[i>>6]>>(i&63)&1 != 0 }
+func (w words) set(i int)      { w[i>>6] |= 1 << (i & 63) }
+func (w words) clear(i int)    { w[i>>6] &^= 1 << (i & 63) }

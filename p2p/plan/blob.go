@@ -37,6 +37,7 @@ type Source struct {
 	closed    bool
 	seq       int // the order it was added: ties in Schedule keep it
 	avail     int // chunks pick could ask of it now (avail.go)
+	hv        words // have, below the Blob's chunk count, as words
 }
 
 type request struct {
@@ -88,6 +89,7 @@ type Blob struct {
 	cs     int64
 	window int
 	held   *chunkset.Set
+	hw     words // held, as words
 	rank   []int
 	start  time.Time
 
@@ -140,6 +142,10 @@ func NewBlob(cfg Config, chunks int, chunkSize int64, held *chunkset.Set, rank [
 	b := &Blob{cfg: cfg, n: chunks, cs: chunkSize, window: 2 * cfg.MaxInflight, held: held, rank: rank, start: start,
 		holders: make([]int32, chunks), covered: make([]int32, chunks), inflight: make([]int32, chunks),
 		atSeeders: make([]int32, chunks), wantSet: make([]bool, chunks)}
+	b.hw = newWords(chunks)
+	for i := range held.All() {
+		b.hw.set(i)
+	}
 	b.missing = chunks - held.Count()
 	b.unclaimed = b.missing
 	b.miss, b.mpos = make([]int32, 0, b.missing), make([]int32, chunks)
@@ -202,7 +208,7 @@ func (b *Blob) AddSource(seeder bool, have *chunkset.Set) *Source {
 		have = chunkset.New(b.n)
 	}
 	b.seq++
-	s := &Source{seeder: seeder, have: have, seq: b.seq}
+	s := &Source{seeder: seeder, have: have, seq: b.seq, hv: newWords(b.n)}
 	if !seeder {
 		b.peers++
 	}
@@ -211,6 +217,7 @@ func (b *Blob) AddSource(seeder bool, have *chunkset.Set) *Source {
 		if i >= b.n {
 			break
 		}
+		s.hv.set(i)
 		b.hold(s, i, 1)
 	}
 	b.srcs = append(b.srcs, s)
@@ -248,6 +255,7 @@ func (b *Blob) Have(s *Source, i int) {
 		return
 	}
 	s.have.Set(i)
+	s.hv.set(i)
 	b.hold(s, i, 1)
 	if b.can(s, i) {
 		s.avail++
@@ -265,6 +273,7 @@ func (b *Blob) Refused(s *Source, i int) {
 		s.avail--
 	}
 	s.have.Clear(i)
+	s.hv.clear(i)
 	b.hold(s, i, -1)
 }
 

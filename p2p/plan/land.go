@@ -30,6 +30,7 @@ func (b *Blob) Landed(s *Source, i int, n int64, now time.Time) (fresh bool, act
 	}
 	b.mark(i)
 	b.held.Set(i)
+	b.hw.set(i)
 	b.recount(i)
 	b.missing--
 	b.got(i)

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"math/bits"
 	"slices"
 	"time"
 )
@@ -72,7 +73,7 @@ func (b *Blob) cancelAtSeeders(i int) {
 // A peer with a request for i of its own is never in that case: its
 // request is not at a seeder.
 func (b *Blob) askable(s *Source, i int) bool {
-	if b.held.Has(i) || !s.have.Has(i) || b.skip != nil && b.skip(i) {
+	if b.hw.has(i) || !s.hv.has(i) || b.skip != nil && b.skip(i) {
 		return false
 	}
 	c := b.inflight[i]
@@ -100,7 +101,7 @@ func (b *Blob) pick(s *Source, now time.Time) int {
 	if !s.seeder || alone {
 		seen := 0
 		for i := b.low; i < b.n && seen < b.window; i++ {
-			if b.held.Has(i) {
+			if b.hw.has(i) {
 				continue
 			}
 			seen++
@@ -109,15 +110,26 @@ func (b *Blob) pick(s *Source, now time.Time) int {
 			}
 		}
 	}
+	// Rarest first, ties to the lower rank: over the chunks s holds and
+	// the node lacks, a word at a time (the least is the same in any
+	// order, the ranks being a permutation).
 	best, bestCount, bestRank := -1, int32(1<<30), 1<<30
-	for _, m := range b.miss {
-		i := int(m)
-		c := b.holders[i]
-		if c > bestCount || s.seeder && c > 0 || !b.askable(s, i) {
-			continue // a peer has it: spare the seeder
-		}
-		if c < bestCount || b.rank[i] < bestRank {
-			best, bestCount, bestRank = i, c, b.rank[i]
+	for w, hv := range s.hv {
+		for m := hv &^ b.hw[w]; m != 0; m &= m - 1 {
+			i := w<<6 | bits.TrailingZeros64(m)
+			c := b.holders[i]
+			if c > bestCount || s.seeder && c > 0 {
+				continue // a peer has it: spare the seeder
+			}
+			if b.skip != nil && b.skip(i) {
+				continue
+			}
+			if f := b.inflight[i]; f != 0 && (s.seeder || b.atSeeders[i] != f) {
+				continue // claimed elsewhere (askable)
+			}
+			if c < bestCount || b.rank[i] < bestRank {
+				best, bestCount, bestRank = i, c, b.rank[i]
+			}
 		}
 	}
 	if best >= 0 {
