@@ -35,8 +35,8 @@ type Source struct {
 	delivered int
 	other     int // requests at this source from the node's other blobs
 	closed    bool
-	seq       int // the order it was added: ties in Schedule keep it
-	avail     int // chunks pick could ask of it now (avail.go)
+	seq       int   // the order it was added: ties in Schedule keep it
+	avail     int   // chunks pick could ask of it now (avail.go)
 	hv        words // have, below the Blob's chunk count, as words
 }
 
