@@ -113,6 +113,10 @@ type Blob struct {
 	order []*Source // scratch: Schedule's source order
 	acts  []Action  // scratch: the actions returned
 	was   []bool    // scratch: mark's notes, per live source
+
+	// idle: the last Schedule returned nothing and nothing changed since
+	// (idleWait: whether it held the seeders back); see Schedule.
+	idle, idleWait bool
 }
 
 // NewBlob starts the decisions of a blob of chunks chunks of chunkSize
@@ -207,6 +211,7 @@ func (b *Blob) AddSource(seeder bool, have *chunkset.Set) *Source {
 	if have == nil {
 		have = chunkset.New(b.n)
 	}
+	b.idle = false
 	b.seq++
 	s := &Source{seeder: seeder, have: have, seq: b.seq, hv: newWords(b.n)}
 	if !seeder {
@@ -228,6 +233,7 @@ func (b *Blob) AddSource(seeder bool, have *chunkset.Set) *Source {
 // hold counts (d 1) or uncounts (d -1) s's holding of chunk i; the live
 // sources' avail follows (s's own, if live, is the caller's).
 func (b *Blob) hold(s *Source, i int, d int32) {
+	b.idle = false
 	b.covered[i] += d
 	if s.seeder {
 		return
@@ -303,6 +309,7 @@ func (b *Blob) Remove(s *Source) {
 		return
 	}
 	s.closed = true
+	b.idle = false
 	for len(s.reqs) > 0 {
 		b.unask(s, len(s.reqs)-1)
 	}
@@ -330,14 +337,23 @@ func (b *Blob) SetPeersPending(pending bool) { b.pending = pending }
 
 // SetOtherLoad says how many requests this node's other blobs keep at
 // peer s: they take from its MaxInflight.
-func (b *Blob) SetOtherLoad(s *Source, n int) { s.other = n }
+func (b *Blob) SetOtherLoad(s *Source, n int) {
+	if s.other != n {
+		s.other = n
+		b.idle = false
+	}
+}
 
 // SetSkip sets a test of the chunks no source may be asked for (nil:
 // none); a relaying seeder fetching from the origin sets it.
-func (b *Blob) SetSkip(skip func(int) bool) { b.skip = skip }
+func (b *Blob) SetSkip(skip func(int) bool) {
+	b.skip = skip
+	b.idle = false
+}
 
 // SetWanted sets the chunks Range readers wait for, first first.
 func (b *Blob) SetWanted(chunks []int) {
+	b.idle = false
 	for _, i := range b.wanted {
 		if i >= 0 && i < b.n {
 			b.wantSet[i] = false
@@ -358,6 +374,7 @@ func (b *Blob) IsWanted(i int) bool {
 
 // ask records a request of s for chunk i.
 func (b *Blob) ask(s *Source, i int, now time.Time) {
+	b.idle = false
 	b.mark(i)
 	s.reqs = append(s.reqs, request{chunk: i, at: now})
 	if b.inflight[i] == 0 && !b.held.Has(i) {
@@ -373,6 +390,7 @@ func (b *Blob) ask(s *Source, i int, now time.Time) {
 // unask ends s's k-th request.
 func (b *Blob) unask(s *Source, k int) {
 	i := s.reqs[k].chunk
+	b.idle = false
 	b.mark(i)
 	s.reqs = append(s.reqs[:k], s.reqs[k+1:]...)
 	b.inflight[i]--

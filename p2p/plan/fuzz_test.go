@@ -114,6 +114,13 @@ func runBlob(t *testing.T, ops []byte) {
 				}
 				b.SetWanted(w)
 			case 9:
+				if b.settled(b.waitForPeers(now)) {
+					// What Schedule skips: it must find nothing.
+					b.idle = false
+					if acts := b.Schedule(now); len(acts) > 0 {
+						t.Fatalf("Schedule: settled, but a full run gave %d actions", len(acts))
+					}
+				}
 				check("Schedule", b.Schedule(now))
 			case 10:
 				if s := pick(); s != nil {

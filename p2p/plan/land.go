@@ -9,6 +9,7 @@ import "time"
 // it was asked for i.
 func (b *Blob) Landed(s *Source, i int, n int64, now time.Time) (fresh bool, acts []Action) {
 	b.acts = b.acts[:0]
+	b.idle = false
 	if s != nil {
 		var took time.Duration
 		if k := s.find(i); k >= 0 {

@@ -12,6 +12,10 @@ import (
 // valid until the next call on the Blob.
 func (b *Blob) Schedule(now time.Time) []Action {
 	b.acts = b.acts[:0]
+	waitForPeers := b.waitForPeers(now)
+	if b.settled(waitForPeers) {
+		return b.acts
+	}
 	b.order = append(b.order[:0], b.srcs...)
 	slices.SortFunc(b.order, func(x, y *Source) int {
 		switch {
@@ -26,9 +30,6 @@ func (b *Blob) Schedule(now time.Time) []Action {
 		}
 		return x.seq - y.seq
 	})
-	// Give the DHT lookup and peer dials a moment before loading the
-	// seeder: a peer that holds the blob should carry it.
-	waitForPeers := b.pending && now.Sub(b.start) < b.cfg.SeederGrace
 	for _, s := range b.order {
 		if s.seeder && waitForPeers {
 			continue
@@ -51,7 +52,22 @@ func (b *Blob) Schedule(now time.Time) []Action {
 			}
 		}
 	}
+	b.idle, b.idleWait = len(b.acts) == 0, waitForPeers
 	return b.acts
+}
+
+// waitForPeers: give the DHT lookup and peer dials a moment before
+// loading the seeder (a peer that holds the blob should carry it).
+func (b *Blob) waitForPeers(now time.Time) bool {
+	return b.pending && now.Sub(b.start) < b.cfg.SeederGrace
+}
+
+// settled reports whether Schedule would find nothing: nothing changed
+// since a Schedule that found nothing, the seeders' hold-off is as it
+// was, the endgame (which counts time) cannot start, and no skip test
+// (which may change on its own) is set.
+func (b *Blob) settled(waitForPeers bool) bool {
+	return b.idle && b.idleWait == waitForPeers && b.skip == nil && (b.unclaimed > 0 || b.missing == 0 || b.missing > b.window)
 }
 
 // cancelAtSeeders withdraws the requests for chunk i queued at seeders.
