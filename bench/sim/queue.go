@@ -24,12 +24,27 @@ type group struct {
 	items []*bucket
 }
 
-// before orders two buckets of a group.
+// before orders two buckets of a group by the keys they are filed
+// under.
 func before(a, b *bucket) bool {
 	if a.sq != b.sq {
 		return a.sq < b.sq
 	}
 	return a.spos < b.spos
+}
+
+// search is the place of b's keys in items.
+func search(items []*bucket, b *bucket) int {
+	lo, hi := 0, len(items)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if before(items[m], b) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 // index puts b, non-empty, in its group.
@@ -40,16 +55,7 @@ func (h *host) index(b *bucket) {
 	}
 	g := h.groups[c]
 	b.g, b.sq, b.spos = g, b.reqs[0].queued, b.pos
-	k, _ := slices.BinarySearchFunc(g.items, b, func(x, y *bucket) int {
-		if before(x, y) {
-			return -1
-		}
-		if before(y, x) {
-			return 1
-		}
-		return 0
-	})
-	g.items = slices.Insert(g.items, k, b)
+	g.items = slices.Insert(g.items, search(g.items, b), b)
 	if g.at < 0 {
 		g.at = len(h.live)
 		h.live = append(h.live, g)
@@ -63,15 +69,7 @@ func (h *host) unindex(b *bucket) {
 		return
 	}
 	b.g = nil
-	k, _ := slices.BinarySearchFunc(g.items, b, func(x, y *bucket) int {
-		if x.sq != y.sq {
-			if x.sq < y.sq {
-				return -1
-			}
-			return 1
-		}
-		return x.spos - y.spos
-	})
+	k := search(g.items, b)
 	g.items = slices.Delete(g.items, k, k+1)
 	if len(g.items) == 0 {
 		last := len(h.live) - 1

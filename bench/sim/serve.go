@@ -197,18 +197,21 @@ func (s *Sim) serve(id int32) {
 		switch {
 		case len(bestB.reqs) == 0:
 			dropBucket(h, bestB)
-		case head:
-			h.reindex(bestB)
-			if bestB.reqs[0].dead && !bestB.dirty {
-				bestB.dirty = true
-				h.dirty = append(h.dirty, bestB)
-			}
+		case head && bestB.reqs[0].dead && !bestB.dirty:
+			bestB.dirty = true
+			h.dirty = append(h.dirty, bestB)
 		}
+		// A new first request, or (below) a new copies count, files the
+		// bucket again.
+		moved := head && bestB.pos >= 0
 		p := r.pq
 		p.queued--
 		b, i := r.s.fe.blob, int(r.chunk)
 		if held := h.held[b]; held == nil || !held.Has(i) {
 			// The daemon answers ERROR; the Blob asks elsewhere.
+			if moved {
+				h.reindex(bestB)
+			}
 			s.unpeer(h, r.s.fe.n.id)
 			s.refuse(r)
 			continue
@@ -219,7 +222,7 @@ func (s *Sim) serve(id int32) {
 		}
 		h.copies[b][i]++
 		if bestB.pos >= 0 {
-			h.reindex(bestB) // its copies count changed
+			h.reindex(bestB)
 		}
 		h.busy++
 		w := s.wire(s.blobs[b].bytes(i))
