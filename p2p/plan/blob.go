@@ -90,7 +90,7 @@ type Blob struct {
 	window int
 	held   *chunkset.Set
 	hw     words // held, as words
-	rank   []int
+	rank   []int32
 	start  time.Time
 
 	srcs []*Source // live, in the order added
@@ -136,16 +136,19 @@ func NewBlob(cfg Config, chunks int, chunkSize int64, held *chunkset.Set, rank [
 		}
 		held = h
 	}
-	if len(rank) < chunks {
-		rank = make([]int, chunks)
-		for i := range rank {
-			rank[i] = i
+	// The ranks are kept as int32 (a chunk index fits): a Blob per fetch
+	// of a 10,000-node simulation adds up.
+	r32 := make([]int32, chunks)
+	for i := range r32 {
+		r32[i] = int32(i)
+		if len(rank) >= chunks {
+			r32[i] = int32(rank[i])
 		}
 	}
 	cfg = cfg.withDefaults()
-	b := &Blob{cfg: cfg, n: chunks, cs: chunkSize, window: 2 * cfg.MaxInflight, held: held, rank: rank, start: start,
+	b := &Blob{cfg: cfg, n: chunks, cs: chunkSize, window: 2 * cfg.MaxInflight, held: held, rank: r32, start: start,
 		holders: make([]int32, chunks), covered: make([]int32, chunks), inflight: make([]int32, chunks),
-		atSeeders: make([]int32, chunks), wantSet: make([]bool, chunks)}
+		atSeeders: make([]int32, chunks)}
 	b.hw = newWords(chunks)
 	for i := range held.All() {
 		b.hw.set(i)
@@ -360,6 +363,9 @@ func (b *Blob) SetWanted(chunks []int) {
 		}
 	}
 	b.wanted = append(b.wanted[:0], chunks...)
+	if len(b.wanted) > 0 && b.wantSet == nil {
+		b.wantSet = make([]bool, b.n) // only once a reader waits
+	}
 	for _, i := range b.wanted {
 		if i >= 0 && i < b.n {
 			b.wantSet[i] = true
@@ -369,7 +375,7 @@ func (b *Blob) SetWanted(chunks []int) {
 
 // IsWanted reports whether a Range reader waits for chunk i, not held yet.
 func (b *Blob) IsWanted(i int) bool {
-	return i >= 0 && i < b.n && b.wantSet[i] && !b.held.Has(i)
+	return i >= 0 && i < b.n && b.wantSet != nil && b.wantSet[i] && !b.held.Has(i)
 }
 
 // ask records a request of s for chunk i.

@@ -129,7 +129,7 @@ func (b *Blob) pick(s *Source, now time.Time) int {
 	// Rarest first, ties to the lower rank: over the chunks s holds and
 	// the node lacks, a word at a time (the least is the same in any
 	// order, the ranks being a permutation).
-	best, bestCount, bestRank := -1, int32(1<<30), 1<<30
+	best, bestCount, bestRank := -1, int32(1<<30), int32(1<<30)
 	for w, hv := range s.hv {
 		for m := hv &^ b.hw[w]; m != 0; m &= m - 1 {
 			i := w<<6 | bits.TrailingZeros64(m)
