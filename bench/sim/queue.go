@@ -55,7 +55,11 @@ func (h *host) index(b *bucket) {
 	}
 	g := h.groups[c]
 	b.g, b.sq, b.spos = g, b.reqs[0].queued, b.pos
-	g.items = slices.Insert(g.items, search(g.items, b), b)
+	if k := len(g.items); k == 0 || before(g.items[k-1], b) {
+		g.items = append(g.items, b) // the youngest first request: most often
+	} else {
+		g.items = slices.Insert(g.items, search(g.items, b), b)
+	}
 	if g.at < 0 {
 		g.at = len(h.live)
 		h.live = append(h.live, g)
