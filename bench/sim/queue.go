@@ -17,28 +17,31 @@ import "slices"
 // buckets, and drops the ones left empty in the order the scan would.
 
 // group is a host's buckets of one copies count, by (first request's
-// queued time, place in host.keys).
+// queued time, place in host.keys); ks are the keys they are filed under,
+// side by side (a pick reads them, not the buckets).
 type group struct {
 	c     uint16
 	at    int // index in host.live, -1 while empty
 	items []*bucket
+	ks    []gkey
 }
 
-// before orders two buckets of a group by the keys they are filed
-// under.
-func before(a, b *bucket) bool {
-	if a.sq != b.sq {
-		return a.sq < b.sq
-	}
-	return a.spos < b.spos
+// gkey is a bucket's filing: its first request's queued time and
+// requester, and its place in host.keys.
+type gkey struct {
+	sq  float64
+	pos int
+	pq  *peerQ
 }
 
-// search is the place of b's keys in items.
-func search(items []*bucket, b *bucket) int {
-	lo, hi := 0, len(items)
+func (a gkey) before(b gkey) bool { return a.sq < b.sq || a.sq == b.sq && a.pos < b.pos }
+
+// search is the place of key k in ks.
+func search(ks []gkey, k gkey) int {
+	lo, hi := 0, len(ks)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if before(items[m], b) {
+		if ks[m].before(k) {
 			lo = m + 1
 		} else {
 			hi = m
@@ -54,11 +57,13 @@ func (h *host) index(b *bucket) {
 		h.groups = append(h.groups, &group{c: uint16(len(h.groups)), at: -1})
 	}
 	g := h.groups[c]
-	b.g, b.sq, b.spos = g, b.reqs[0].queued, b.pos
-	if k := len(g.items); k == 0 || before(g.items[k-1], b) {
-		g.items = append(g.items, b) // the youngest first request: most often
+	k := gkey{sq: b.reqs[0].queued, pos: b.pos, pq: b.reqs[0].pq}
+	b.g, b.k = g, k
+	if n := len(g.ks); n == 0 || g.ks[n-1].before(k) {
+		g.items, g.ks = append(g.items, b), append(g.ks, k) // the youngest first request: most often
 	} else {
-		g.items = slices.Insert(g.items, search(g.items, b), b)
+		i := search(g.ks, k)
+		g.items, g.ks = slices.Insert(g.items, i, b), slices.Insert(g.ks, i, k)
 	}
 	if g.at < 0 {
 		g.at = len(h.live)
@@ -73,8 +78,8 @@ func (h *host) unindex(b *bucket) {
 		return
 	}
 	b.g = nil
-	k := search(g.items, b)
-	g.items = slices.Delete(g.items, k, k+1)
+	i := search(g.ks, b.k)
+	g.items, g.ks = slices.Delete(g.items, i, i+1), slices.Delete(g.ks, i, i+1)
 	if len(g.items) == 0 {
 		last := len(h.live) - 1
 		h.live[g.at] = h.live[last]

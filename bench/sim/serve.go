@@ -53,11 +53,10 @@ type bucket struct {
 	blob  int
 	chunk int32
 	reqs  []*request
-	// Its place in the index (queue.go): its group, and the first
-	// request's queued time and pos it is filed under; marked for tidy.
+	// Its place in the index (queue.go): its group and the key it is
+	// filed under; marked for tidy.
 	g     *group
-	sq    float64
-	spos  int
+	k     gkey
 	dirty bool
 }
 
@@ -136,22 +135,33 @@ func (s *Sim) credit(queued float64) float64 { return math.Floor((s.now - queued
 // win (queue.go).
 func (s *Sim) pick(h *host, fair int) (best *request, bestB *bucket) {
 	s.tidy(h)
+	// The peers at their fair share (fewer than the slots).
+	over := s.overBuf[:0]
+	for _, p := range h.act {
+		if p.active >= fair {
+			over = append(over, p)
+		}
+	}
+	s.overBuf = over
+	var bk gkey
 	bestKey := math.Inf(1)
 	for _, g := range h.live {
 		copies := float64(g.c)
-		for _, b := range g.items {
-			q0 := b.reqs[0]
-			if q0.pq.active < fair {
-				if key := copies - s.credit(q0.queued); best == nil || better(key, q0, b, bestKey, best, bestB) {
-					best, bestB, bestKey = q0, b, key
+		for j, k := range g.ks {
+			if !slices.Contains(over, k.pq) {
+				if key := copies - s.credit(k.sq); best == nil || better(key, k, bestKey, bk) {
+					bestB, bestKey, bk = g.items[j], key, k
+					best = bestB.reqs[0]
 				}
 				break // the group's later buckets have no lower key
 			}
 			// Its first requester holds its fair share: a later request
 			// may be under it.
+			b := g.items[j]
 			if r, under := s.candidate(h, b, fair); under {
-				if key := copies - s.credit(r.queued); best == nil || better(key, r, b, bestKey, best, bestB) {
-					best, bestB, bestKey = r, b, key
+				rk := gkey{sq: r.queued, pos: b.pos}
+				if key := copies - s.credit(r.queued); best == nil || better(key, rk, bestKey, bk) {
+					best, bestB, bestKey, bk = r, b, key, rk
 				}
 			}
 		}
@@ -161,24 +171,23 @@ func (s *Sim) pick(h *host, fair int) (best *request, bestB *bucket) {
 	}
 	// Nobody under the fair share: the lowest first request.
 	for _, g := range h.live {
-		b := g.items[0]
-		if key := float64(g.c) - s.credit(b.reqs[0].queued); best == nil || better(key, b.reqs[0], b, bestKey, best, bestB) {
-			best, bestB, bestKey = b.reqs[0], b, key
+		k := g.ks[0]
+		if key := float64(g.c) - s.credit(k.sq); best == nil || better(key, k, bestKey, bk) {
+			bestB, bestKey, bk = g.items[0], key, k
+			best = bestB.reqs[0]
 		}
 	}
 	return best, bestB
 }
 
-// better reports whether request r of bucket b with key beats the best
-// so far: a lower key, then older, then the earlier bucket.
-func better(key float64, r *request, b *bucket, bestKey float64, best *request, bestB *bucket) bool {
+// better reports whether a request (queued time and bucket place in k)
+// with key beats the best so far: a lower key, then older, then the
+// earlier bucket.
+func better(key float64, k gkey, bestKey float64, best gkey) bool {
 	if key != bestKey {
 		return key < bestKey
 	}
-	if r.queued != best.queued {
-		return r.queued < best.queued
-	}
-	return b.pos < bestB.pos
+	return k.before(best)
 }
 
 // serve fills the host's free upload slots.
@@ -216,7 +225,9 @@ func (s *Sim) serve(id int32) {
 			s.refuse(r)
 			continue
 		}
-		p.active++
+		if p.active++; p.active == 1 {
+			h.act = append(h.act, p)
+		}
 		if id == s.seederID() {
 			s.seeder.sending(b, i)
 		}
@@ -249,7 +260,9 @@ func (s *Sim) refuse(r *request) {
 func (s *Sim) slotFree(id int32, r *request) {
 	h := &s.hosts[id]
 	h.busy--
-	r.pq.active--
+	if r.pq.active--; r.pq.active == 0 {
+		h.act = slices.DeleteFunc(h.act, func(p *peerQ) bool { return p == r.pq })
+	}
 	s.unpeer(h, r.s.fe.n.id)
 }
 

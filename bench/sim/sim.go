@@ -28,6 +28,7 @@ type Sim struct {
 	capBuf, sortBuf []float64
 	sampleBuf       []int32
 	emptyBuf        []*bucket
+	overBuf         []*peerQ
 
 	// Counters.
 	originWire, seederWire, seederFromOrigin int64
@@ -62,6 +63,7 @@ type host struct {
 	groups  []*group           // the buckets by copies count (queue.go)
 	live    []*group           // the groups holding buckets
 	dirty   []*bucket          // buckets whose first request may have died
+	act     []*peerQ           // the peers being sent to
 	peers   map[int32]*peerQ
 	copies  [][]uint16   // per blob and chunk: sends started (nodes; the seeder's Ration counts its own)
 	subs    [][]*session // per blob: sessions that have this host as their source
