@@ -117,6 +117,11 @@ type Blob struct {
 	// idle: the last Schedule returned nothing and nothing changed since
 	// (idleWait: whether it held the seeders back); see Schedule.
 	idle, idleWait bool
+	// expAt is no later than the earliest a request may expire, when
+	// expOK (Expire skips the sources before it); expNone: no request
+	// was left when it was set.
+	expAt          time.Time
+	expOK, expNone bool
 }
 
 // NewBlob starts the decisions of a blob of chunks chunks of chunkSize
@@ -381,6 +386,7 @@ func (b *Blob) IsWanted(i int) bool {
 // ask records a request of s for chunk i.
 func (b *Blob) ask(s *Source, i int, now time.Time) {
 	b.idle = false
+	b.expires(s, now)
 	b.mark(i)
 	s.reqs = append(s.reqs, request{chunk: i, at: now})
 	if b.inflight[i] == 0 && !b.held.Has(i) {

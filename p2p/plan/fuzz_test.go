@@ -104,7 +104,15 @@ func runBlob(t *testing.T, ops []byte) {
 				_, acts := b.Landed(pick(), next()%(n+1), 1<<20, now)
 				check("Landed (any)", acts)
 			case 6:
-				check("Expire", b.Expire(now))
+				acts := b.Expire(now)
+				for _, s := range b.srcs {
+					for _, r := range s.reqs {
+						if now.Sub(r.at) > b.Deadline(s) {
+							t.Fatalf("Expire: chunk %d overdue (%v > %v) but kept", r.chunk, now.Sub(r.at), b.Deadline(s))
+						}
+					}
+				}
+				check("Expire", acts)
 			case 7:
 				now = now.Add(time.Duration(next()) * 50 * time.Millisecond)
 			case 8:
