@@ -145,13 +145,13 @@ func (s *Sim) pick(h *host, fair int) (best *request, bestB *bucket) {
 	s.overBuf = over
 	var bk gkey
 	bestKey := math.Inf(1)
+	head := false // best is bestB's first request (read at the end)
 	for _, g := range h.live {
 		copies := float64(g.c)
 		for j, k := range g.ks {
 			if !slices.Contains(over, k.pq) {
-				if key := copies - s.credit(k.sq); best == nil || better(key, k, bestKey, bk) {
-					bestB, bestKey, bk = g.items[j], key, k
-					best = bestB.reqs[0]
+				if key := copies - s.credit(k.sq); bestB == nil || better(key, k, bestKey, bk) {
+					bestB, bestKey, bk, head = g.items[j], key, k, true
 				}
 				break // the group's later buckets have no lower key
 			}
@@ -160,22 +160,23 @@ func (s *Sim) pick(h *host, fair int) (best *request, bestB *bucket) {
 			b := g.items[j]
 			if r, under := s.candidate(h, b, fair); under {
 				rk := gkey{sq: r.queued, pos: b.pos}
-				if key := copies - s.credit(r.queued); best == nil || better(key, rk, bestKey, bk) {
-					best, bestB, bestKey, bk = r, b, key, rk
+				if key := copies - s.credit(r.queued); bestB == nil || better(key, rk, bestKey, bk) {
+					best, bestB, bestKey, bk, head = r, b, key, rk, false
 				}
 			}
 		}
 	}
-	if best != nil {
-		return best, bestB
-	}
-	// Nobody under the fair share: the lowest first request.
-	for _, g := range h.live {
-		k := g.ks[0]
-		if key := float64(g.c) - s.credit(k.sq); best == nil || better(key, k, bestKey, bk) {
-			bestB, bestKey, bk = g.items[0], key, k
-			best = bestB.reqs[0]
+	if bestB == nil {
+		// Nobody under the fair share: the lowest first request.
+		for _, g := range h.live {
+			k := g.ks[0]
+			if key := float64(g.c) - s.credit(k.sq); bestB == nil || better(key, k, bestKey, bk) {
+				bestB, bestKey, bk, head = g.items[0], key, k, true
+			}
 		}
+	}
+	if head {
+		best = bestB.reqs[0]
 	}
 	return best, bestB
 }
