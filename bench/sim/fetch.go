@@ -291,6 +291,7 @@ func (s *Sim) kill(r *request) {
 		return
 	}
 	r.dead = true
+	s.died(r)
 	fe := r.s.fe
 	delete(fe.reqs, reqKey{r.s, r.chunk})
 	r.s.out--

@@ -194,7 +194,14 @@ func (s *Sim) leave(n *node) {
 		s.slotFree(n.id, f.r)
 	}
 	// Its queued requests die with their sessions.
+	for _, b := range h.keys {
+		for _, r := range b.reqs {
+			r.b = nil
+		}
+		b.pos = -1
+	}
 	h.buckets, h.keys = map[uint32]*bucket{}, nil
+	h.groups, h.live, h.dirty = nil, nil, nil
 	for b := range h.subs {
 		for _, ss := range h.subs[b] {
 			s.after(s.lat, event{kind: evSessionGone, s: ss})

@@ -36,18 +36,28 @@ func (s *Sim) arrive(r *request) {
 		b = &bucket{key: k, pos: len(h.keys), blob: r.s.fe.blob, chunk: r.chunk}
 		h.buckets[k] = b
 		h.keys = append(h.keys, b)
+		b.reqs = append(b.reqs, r)
+		r.b = b
+		h.index(b)
+	} else {
+		b.reqs = append(b.reqs, r)
+		r.b = b
 	}
-	b.reqs = append(b.reqs, r)
 	s.serve(h.id)
 }
 
 // bucket is a host's queued requests for one chunk, in arrival order.
 type bucket struct {
 	key   uint32
-	pos   int // index in host.keys
+	pos   int // index in host.keys; -1 once dropped
 	blob  int
 	chunk int32
 	reqs  []*request
+	// Its place in the index (queue.go): its group and the key it is
+	// filed under; marked for tidy.
+	g     *group
+	k     gkey
+	dirty bool
 }
 
 func (s *Sim) peer(h *host, id int32) *peerQ {
@@ -67,12 +77,19 @@ func (s *Sim) unpeer(h *host, id int32) {
 
 // dropBucket removes an empty bucket.
 func dropBucket(h *host, b *bucket) {
+	h.unindex(b)
 	last := len(h.keys) - 1
-	h.keys[b.pos] = h.keys[last]
-	h.keys[b.pos].pos = b.pos
+	if m := h.keys[last]; m != b {
+		h.unindex(m)
+		h.keys[b.pos], m.pos = m, b.pos
+		if len(m.reqs) > 0 {
+			h.index(m)
+		}
+	}
 	h.keys[last] = nil
 	h.keys = h.keys[:last]
 	delete(h.buckets, b.key)
+	b.pos = -1
 }
 
 // candidate is a bucket's request to send next: its first live request
@@ -101,6 +118,7 @@ func (s *Sim) trimDead(h *host, b *bucket) {
 	for n < len(b.reqs) && b.reqs[n].dead {
 		b.reqs[n].pq.queued--
 		s.unpeer(h, b.reqs[n].s.fe.n.id)
+		b.reqs[n].b = nil
 		b.reqs[n] = nil
 		n++
 	}
@@ -113,40 +131,64 @@ func (s *Sim) credit(queued float64) float64 { return math.Floor((s.now - queued
 // pick is the queued request a freed slot serves, and its bucket: under
 // the fair share first; then fewest copies (less the waiting credit);
 // then oldest; then the earlier bucket in h.keys. Buckets left empty are
-// dropped on the way, as they are met.
+// dropped first (tidy). Only the first buckets of each copies count can
+// win (queue.go).
 func (s *Sim) pick(h *host, fair int) (best *request, bestB *bucket) {
-	bestFair, bestKey := false, math.Inf(1)
-	for k := 0; k < len(h.keys); {
-		b := h.keys[k]
-		s.trimDead(h, b)
-		if len(b.reqs) == 0 {
-			dropBucket(h, b)
-			continue // keys[k] is another bucket now
-		}
-		k++
-		copies := float64(h.copies[b.blob][b.chunk])
-		q0 := b.reqs[0]
-		if bestFair {
-			// No request here is older than the first, so none has a
-			// lower key: skip the bucket if even that cannot win.
-			lb := copies - s.credit(q0.queued)
-			if lb > bestKey || lb == bestKey && q0.queued >= best.queued {
-				continue
-			}
-		}
-		var r *request
-		under := false
-		if q0.pq.active < fair {
-			r, under = q0, true
-		} else {
-			r, under = s.candidate(h, b, fair)
-		}
-		key := copies - s.credit(r.queued)
-		if best == nil || under && !bestFair || under == bestFair && (key < bestKey || key == bestKey && r.queued < best.queued) {
-			best, bestB, bestFair, bestKey = r, b, under, key
+	s.tidy(h)
+	// The peers at their fair share (fewer than the slots).
+	over := s.overBuf[:0]
+	for _, p := range h.act {
+		if p.active >= fair {
+			over = append(over, p)
 		}
 	}
+	s.overBuf = over
+	var bk gkey
+	bestKey := math.Inf(1)
+	head := false // best is bestB's first request (read at the end)
+	for _, g := range h.live {
+		copies := float64(g.c)
+		for j, k := range g.ks {
+			if !slices.Contains(over, k.pq) {
+				if key := copies - s.credit(k.sq); bestB == nil || better(key, k, bestKey, bk) {
+					bestB, bestKey, bk, head = g.items[j], key, k, true
+				}
+				break // the group's later buckets have no lower key
+			}
+			// Its first requester holds its fair share: a later request
+			// may be under it.
+			b := g.items[j]
+			if r, under := s.candidate(h, b, fair); under {
+				rk := gkey{sq: r.queued, pos: b.pos}
+				if key := copies - s.credit(r.queued); bestB == nil || better(key, rk, bestKey, bk) {
+					best, bestB, bestKey, bk, head = r, b, key, rk, false
+				}
+			}
+		}
+	}
+	if bestB == nil {
+		// Nobody under the fair share: the lowest first request.
+		for _, g := range h.live {
+			k := g.ks[0]
+			if key := float64(g.c) - s.credit(k.sq); bestB == nil || better(key, k, bestKey, bk) {
+				bestB, bestKey, bk, head = g.items[0], key, k, true
+			}
+		}
+	}
+	if head {
+		best = bestB.reqs[0]
+	}
 	return best, bestB
+}
+
+// better reports whether a request (queued time and bucket place in k)
+// with key beats the best so far: a lower key, then older, then the
+// earlier bucket.
+func better(key float64, k gkey, bestKey float64, best gkey) bool {
+	if key != bestKey {
+		return key < bestKey
+	}
+	return k.before(best)
 }
 
 // serve fills the host's free upload slots.
@@ -159,24 +201,41 @@ func (s *Sim) serve(id int32) {
 			return
 		}
 		r := best
+		head := bestB.reqs[0] == r
 		bestB.reqs = slices.DeleteFunc(bestB.reqs, func(q *request) bool { return q == r })
-		if len(bestB.reqs) == 0 {
+		r.b = nil
+		switch {
+		case len(bestB.reqs) == 0:
 			dropBucket(h, bestB)
+		case head && bestB.reqs[0].dead && !bestB.dirty:
+			bestB.dirty = true
+			h.dirty = append(h.dirty, bestB)
 		}
+		// A new first request, or (below) a new copies count, files the
+		// bucket again.
+		moved := head && bestB.pos >= 0
 		p := r.pq
 		p.queued--
 		b, i := r.s.fe.blob, int(r.chunk)
 		if held := h.held[b]; held == nil || !held.Has(i) {
 			// The daemon answers ERROR; the Blob asks elsewhere.
+			if moved {
+				h.reindex(bestB)
+			}
 			s.unpeer(h, r.s.fe.n.id)
 			s.refuse(r)
 			continue
 		}
-		p.active++
+		if p.active++; p.active == 1 {
+			h.act = append(h.act, p)
+		}
 		if id == s.seederID() {
 			s.seeder.sending(b, i)
 		}
 		h.copies[b][i]++
+		if bestB.pos >= 0 {
+			h.reindex(bestB)
+		}
 		h.busy++
 		w := s.wire(s.blobs[b].bytes(i))
 		f := &flow{from: id, to: r.s.fe.n.id, left: w, size: w, r: r}
@@ -202,7 +261,9 @@ func (s *Sim) refuse(r *request) {
 func (s *Sim) slotFree(id int32, r *request) {
 	h := &s.hosts[id]
 	h.busy--
-	r.pq.active--
+	if r.pq.active--; r.pq.active == 0 {
+		h.act = slices.DeleteFunc(h.act, func(p *peerQ) bool { return p == r.pq })
+	}
 	s.unpeer(h, r.s.fe.n.id)
 }
 

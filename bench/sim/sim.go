@@ -27,6 +27,8 @@ type Sim struct {
 
 	capBuf, sortBuf []float64
 	sampleBuf       []int32
+	emptyBuf        []*bucket
+	overBuf         []*peerQ
 
 	// Counters.
 	originWire, seederWire, seederFromOrigin int64
@@ -59,6 +61,10 @@ type host struct {
 	busy    int
 	buckets map[uint32]*bucket // queued requests by blob and chunk
 	keys    []*bucket          // the buckets, in a deterministic order
+	groups  []*group           // the buckets by copies count (queue.go)
+	live    []*group           // the groups holding buckets
+	dirty   []*bucket          // buckets whose first request may have died
+	act     []*peerQ           // the peers being sent to
 	peers   map[int32]*peerQ
 	copies  [][]uint16   // per blob and chunk: sends started (nodes; the seeder's Ration counts its own)
 	subs    [][]*session // per blob: sessions that have this host as their source
@@ -148,7 +154,8 @@ type request struct {
 	f      *flow
 	asked  float64
 	queued float64
-	pq     *peerQ // the requester's standing at the host
+	pq     *peerQ  // the requester's standing at the host
+	b      *bucket // while it waits in the host's queue
 	dead   bool
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -177,6 +178,38 @@ func TestEventHeapOrder(t *testing.T) {
 			t.Fatalf("out of order: %v after %v", e.t, last)
 		}
 		last, lastSeq = e.t, e.seq
+	}
+}
+
+// TestEventHeapInterleaved pushes and pops at random (times drawn from a
+// few values, so ties are common) and checks every pop against the least
+// pending (time, sequence) found by a scan.
+func TestEventHeapInterleaved(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var h eventHeap
+	type key struct {
+		t   float64
+		seq uint64
+	}
+	var pending []key
+	for step := range 20000 {
+		if len(pending) == 0 || rng.IntN(3) > 0 {
+			x := float64(rng.IntN(50))
+			h.push(event{t: x, n: int32(step)})
+			pending = append(pending, key{x, h.seq})
+			continue
+		}
+		e := h.pop()
+		m := 0
+		for k, p := range pending {
+			if p.t < pending[m].t || p.t == pending[m].t && p.seq < pending[m].seq {
+				m = k
+			}
+		}
+		if want := pending[m]; e.t != want.t || e.seq != want.seq {
+			t.Fatalf("step %d: popped (%v, %d), want (%v, %d)", step, e.t, e.seq, want.t, want.seq)
+		}
+		pending = append(pending[:m], pending[m+1:]...)
 	}
 }
 

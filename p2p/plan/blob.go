@@ -35,7 +35,9 @@ type Source struct {
 	delivered int
 	other     int // requests at this source from the node's other blobs
 	closed    bool
-	seq       int // the order it was added: ties in Schedule keep it
+	seq       int   // the order it was added: ties in Schedule keep it
+	avail     int   // chunks pick could ask of it now (avail.go)
+	hv        words // have, below the Blob's chunk count, as words
 }
 
 type request struct {
@@ -87,7 +89,8 @@ type Blob struct {
 	cs     int64
 	window int
 	held   *chunkset.Set
-	rank   []int
+	hw     words // held, as words
+	rank   []int32
 	start  time.Time
 
 	srcs []*Source // live, in the order added
@@ -109,6 +112,16 @@ type Blob struct {
 
 	order []*Source // scratch: Schedule's source order
 	acts  []Action  // scratch: the actions returned
+	was   []bool    // scratch: mark's notes, per live source
+
+	// idle: the last Schedule returned nothing and nothing changed since
+	// (idleWait: whether it held the seeders back); see Schedule.
+	idle, idleWait bool
+	// expAt is no later than the earliest a request may expire, when
+	// expOK (Expire skips the sources before it); expNone: no request
+	// was left when it was set.
+	expAt          time.Time
+	expOK, expNone bool
 }
 
 // NewBlob starts the decisions of a blob of chunks chunks of chunkSize
@@ -128,16 +141,23 @@ func NewBlob(cfg Config, chunks int, chunkSize int64, held *chunkset.Set, rank [
 		}
 		held = h
 	}
-	if len(rank) < chunks {
-		rank = make([]int, chunks)
-		for i := range rank {
-			rank[i] = i
+	// The ranks are kept as int32 (a chunk index fits): a Blob per fetch
+	// of a 10,000-node simulation adds up.
+	r32 := make([]int32, chunks)
+	for i := range r32 {
+		r32[i] = int32(i)
+		if len(rank) >= chunks {
+			r32[i] = int32(rank[i])
 		}
 	}
 	cfg = cfg.withDefaults()
-	b := &Blob{cfg: cfg, n: chunks, cs: chunkSize, window: 2 * cfg.MaxInflight, held: held, rank: rank, start: start,
+	b := &Blob{cfg: cfg, n: chunks, cs: chunkSize, window: 2 * cfg.MaxInflight, held: held, rank: r32, start: start,
 		holders: make([]int32, chunks), covered: make([]int32, chunks), inflight: make([]int32, chunks),
-		atSeeders: make([]int32, chunks), wantSet: make([]bool, chunks)}
+		atSeeders: make([]int32, chunks)}
+	b.hw = newWords(chunks)
+	for i := range held.All() {
+		b.hw.set(i)
+	}
 	b.missing = chunks - held.Count()
 	b.unclaimed = b.missing
 	b.miss, b.mpos = make([]int32, 0, b.missing), make([]int32, chunks)
@@ -199,43 +219,75 @@ func (b *Blob) AddSource(seeder bool, have *chunkset.Set) *Source {
 	if have == nil {
 		have = chunkset.New(b.n)
 	}
+	b.idle = false
 	b.seq++
-	s := &Source{seeder: seeder, have: have, seq: b.seq}
-	b.srcs = append(b.srcs, s)
+	s := &Source{seeder: seeder, have: have, seq: b.seq, hv: newWords(b.n)}
 	if !seeder {
 		b.peers++
 	}
+	// The others' avail sees s's holdings; then s's own is counted.
 	for i := range have.All() {
 		if i >= b.n {
 			break
 		}
+		s.hv.set(i)
 		b.hold(s, i, 1)
 	}
+	b.srcs = append(b.srcs, s)
+	s.avail = b.countAvail(s)
 	return s
 }
 
+// hold counts (d 1) or uncounts (d -1) s's holding of chunk i; the live
+// sources' avail follows (s's own, if live, is the caller's).
 func (b *Blob) hold(s *Source, i int, d int32) {
+	b.idle = false
 	b.covered[i] += d
-	if !s.seeder {
-		b.holders[i] += d
+	if s.seeder {
+		return
+	}
+	was := b.holders[i] == 0
+	b.holders[i] += d
+	if was == (b.holders[i] == 0) || b.held.Has(i) || b.inflight[i] != 0 {
+		return
+	}
+	// A seeder's avail counts chunk i only while no peer holds it.
+	for _, o := range b.srcs {
+		if o.seeder && o.have.Has(i) {
+			if was {
+				o.avail--
+			} else {
+				o.avail++
+			}
+		}
 	}
 }
 
 // Have takes a HAVE_UPDATE: s now holds chunk i.
 func (b *Blob) Have(s *Source, i int) {
-	if s.closed || i < 0 || i >= b.n || i >= s.have.Len() || !s.have.Set(i) {
+	if s.closed || i < 0 || i >= b.n || i >= s.have.Len() || s.have.Has(i) {
 		return
 	}
+	s.have.Set(i)
+	s.hv.set(i)
 	b.hold(s, i, 1)
+	if b.can(s, i) {
+		s.avail++
+	}
 }
 
 // Refused takes a chunk ERROR from s: it does not hold chunk i (its request,
 // if any, has ended).
 func (b *Blob) Refused(s *Source, i int) {
 	b.Release(s, i)
-	if s.closed || i < 0 || i >= b.n || !s.have.Clear(i) {
+	if s.closed || i < 0 || i >= b.n || !s.have.Has(i) {
 		return
 	}
+	if b.can(s, i) {
+		s.avail--
+	}
+	s.have.Clear(i)
+	s.hv.clear(i)
 	b.hold(s, i, -1)
 }
 
@@ -265,6 +317,7 @@ func (b *Blob) Remove(s *Source) {
 		return
 	}
 	s.closed = true
+	b.idle = false
 	for len(s.reqs) > 0 {
 		b.unask(s, len(s.reqs)-1)
 	}
@@ -292,20 +345,32 @@ func (b *Blob) SetPeersPending(pending bool) { b.pending = pending }
 
 // SetOtherLoad says how many requests this node's other blobs keep at
 // peer s: they take from its MaxInflight.
-func (b *Blob) SetOtherLoad(s *Source, n int) { s.other = n }
+func (b *Blob) SetOtherLoad(s *Source, n int) {
+	if s.other != n {
+		s.other = n
+		b.idle = false
+	}
+}
 
 // SetSkip sets a test of the chunks no source may be asked for (nil:
 // none); a relaying seeder fetching from the origin sets it.
-func (b *Blob) SetSkip(skip func(int) bool) { b.skip = skip }
+func (b *Blob) SetSkip(skip func(int) bool) {
+	b.skip = skip
+	b.idle = false
+}
 
 // SetWanted sets the chunks Range readers wait for, first first.
 func (b *Blob) SetWanted(chunks []int) {
+	b.idle = false
 	for _, i := range b.wanted {
 		if i >= 0 && i < b.n {
 			b.wantSet[i] = false
 		}
 	}
 	b.wanted = append(b.wanted[:0], chunks...)
+	if len(b.wanted) > 0 && b.wantSet == nil {
+		b.wantSet = make([]bool, b.n) // only once a reader waits
+	}
 	for _, i := range b.wanted {
 		if i >= 0 && i < b.n {
 			b.wantSet[i] = true
@@ -315,11 +380,14 @@ func (b *Blob) SetWanted(chunks []int) {
 
 // IsWanted reports whether a Range reader waits for chunk i, not held yet.
 func (b *Blob) IsWanted(i int) bool {
-	return i >= 0 && i < b.n && b.wantSet[i] && !b.held.Has(i)
+	return i >= 0 && i < b.n && b.wantSet != nil && b.wantSet[i] && !b.held.Has(i)
 }
 
 // ask records a request of s for chunk i.
 func (b *Blob) ask(s *Source, i int, now time.Time) {
+	b.idle = false
+	b.expires(s, now)
+	b.mark(i)
 	s.reqs = append(s.reqs, request{chunk: i, at: now})
 	if b.inflight[i] == 0 && !b.held.Has(i) {
 		b.unclaimed--
@@ -328,11 +396,14 @@ func (b *Blob) ask(s *Source, i int, now time.Time) {
 	if s.seeder {
 		b.atSeeders[i]++
 	}
+	b.recount(i)
 }
 
 // unask ends s's k-th request.
 func (b *Blob) unask(s *Source, k int) {
 	i := s.reqs[k].chunk
+	b.idle = false
+	b.mark(i)
 	s.reqs = append(s.reqs[:k], s.reqs[k+1:]...)
 	b.inflight[i]--
 	if b.inflight[i] == 0 && !b.held.Has(i) {
@@ -341,6 +412,7 @@ func (b *Blob) unask(s *Source, k int) {
 	if s.seeder {
 		b.atSeeders[i]--
 	}
+	b.recount(i)
 }
 
 // cancel withdraws s's request for chunk i, if any, as an action.

@@ -104,7 +104,15 @@ func runBlob(t *testing.T, ops []byte) {
 				_, acts := b.Landed(pick(), next()%(n+1), 1<<20, now)
 				check("Landed (any)", acts)
 			case 6:
-				check("Expire", b.Expire(now))
+				acts := b.Expire(now)
+				for _, s := range b.srcs {
+					for _, r := range s.reqs {
+						if now.Sub(r.at) > b.Deadline(s) {
+							t.Fatalf("Expire: chunk %d overdue (%v > %v) but kept", r.chunk, now.Sub(r.at), b.Deadline(s))
+						}
+					}
+				}
+				check("Expire", acts)
 			case 7:
 				now = now.Add(time.Duration(next()) * 50 * time.Millisecond)
 			case 8:
@@ -114,6 +122,13 @@ func runBlob(t *testing.T, ops []byte) {
 				}
 				b.SetWanted(w)
 			case 9:
+				if b.settled(b.waitForPeers(now)) {
+					// What Schedule skips: it must find nothing.
+					b.idle = false
+					if acts := b.Schedule(now); len(acts) > 0 {
+						t.Fatalf("Schedule: settled, but a full run gave %d actions", len(acts))
+					}
+				}
 				check("Schedule", b.Schedule(now))
 			case 10:
 				if s := pick(); s != nil {
@@ -190,6 +205,11 @@ func verify(t *testing.T, op string, b *Blob, maxInflight int) {
 	for k, m := range b.miss {
 		if b.held.Has(int(m)) || b.mpos[m] != int32(k) {
 			t.Fatalf("%s: missing list entry %d (chunk %d) wrong", op, k, m)
+		}
+	}
+	for _, s := range b.srcs {
+		if k := b.countAvail(s); k != s.avail {
+			t.Fatalf("%s: a source's avail %d, recounted %d", op, s.avail, k)
 		}
 	}
 	if peers != b.peers || missing != b.missing || unclaimed != b.unclaimed || low != b.low {

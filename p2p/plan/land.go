@@ -9,6 +9,7 @@ import "time"
 // it was asked for i.
 func (b *Blob) Landed(s *Source, i int, n int64, now time.Time) (fresh bool, acts []Action) {
 	b.acts = b.acts[:0]
+	b.idle = false
 	if s != nil {
 		var took time.Duration
 		if k := s.find(i); k >= 0 {
@@ -23,11 +24,19 @@ func (b *Blob) Landed(s *Source, i int, n int64, now time.Time) (fresh bool, act
 			} else {
 				s.rate = 0.7*s.rate + 0.3*rate
 			}
+			// A new rate may bring its requests' deadlines nearer.
+			for _, r := range s.reqs {
+				b.expires(s, r.at)
+			}
 		}
 	}
-	if i < 0 || i >= b.n || !b.held.Set(i) {
+	if i < 0 || i >= b.n || b.held.Has(i) {
 		return false, b.acts
 	}
+	b.mark(i)
+	b.held.Set(i)
+	b.hw.set(i)
+	b.recount(i)
 	b.missing--
 	b.got(i)
 	if b.inflight[i] == 0 {
@@ -61,6 +70,9 @@ func (b *Blob) Deadline(s *Source) time.Duration {
 // call on the Blob).
 func (b *Blob) Expire(now time.Time) []Action {
 	b.acts = b.acts[:0]
+	if b.expOK && (b.expNone || !now.After(b.expAt)) {
+		return b.acts // nothing can be overdue yet
+	}
 	for _, s := range b.srcs {
 		limit := b.Deadline(s)
 		for k := 0; k < len(s.reqs); {
@@ -74,7 +86,25 @@ func (b *Blob) Expire(now time.Time) []Action {
 			s.rate /= 2
 		}
 	}
+	// The earliest a request left may expire, at the rates now.
+	b.expOK, b.expNone = true, true
+	for _, s := range b.srcs {
+		for _, r := range s.reqs {
+			b.expires(s, r.at)
+		}
+	}
 	return b.acts
+}
+
+// expires notes a request of s asked at: it expires at the earliest at
+// plus s's deadline now.
+func (b *Blob) expires(s *Source, at time.Time) {
+	if !b.expOK {
+		return
+	}
+	if t := at.Add(b.Deadline(s)); b.expNone || t.Before(b.expAt) {
+		b.expAt, b.expNone = t, false
+	}
 }
 
 // CancelAll withdraws every request in flight (valid until the next call

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"math/bits"
 	"slices"
 	"time"
 )
@@ -11,6 +12,10 @@ import (
 // valid until the next call on the Blob.
 func (b *Blob) Schedule(now time.Time) []Action {
 	b.acts = b.acts[:0]
+	waitForPeers := b.waitForPeers(now)
+	if b.settled(waitForPeers) {
+		return b.acts
+	}
 	b.order = append(b.order[:0], b.srcs...)
 	slices.SortFunc(b.order, func(x, y *Source) int {
 		switch {
@@ -25,9 +30,6 @@ func (b *Blob) Schedule(now time.Time) []Action {
 		}
 		return x.seq - y.seq
 	})
-	// Give the DHT lookup and peer dials a moment before loading the
-	// seeder: a peer that holds the blob should carry it.
-	waitForPeers := b.pending && now.Sub(b.start) < b.cfg.SeederGrace
 	for _, s := range b.order {
 		if s.seeder && waitForPeers {
 			continue
@@ -50,7 +52,22 @@ func (b *Blob) Schedule(now time.Time) []Action {
 			}
 		}
 	}
+	b.idle, b.idleWait = len(b.acts) == 0, waitForPeers
 	return b.acts
+}
+
+// waitForPeers: give the DHT lookup and peer dials a moment before
+// loading the seeder (a peer that holds the blob should carry it).
+func (b *Blob) waitForPeers(now time.Time) bool {
+	return b.pending && now.Sub(b.start) < b.cfg.SeederGrace
+}
+
+// settled reports whether Schedule would find nothing: nothing changed
+// since a Schedule that found nothing, the seeders' hold-off is as it
+// was, the endgame (which counts time) cannot start, and no skip test
+// (which may change on its own) is set.
+func (b *Blob) settled(waitForPeers bool) bool {
+	return b.idle && b.idleWait == waitForPeers && b.skip == nil && (b.unclaimed > 0 || b.missing == 0 || b.missing > b.window)
 }
 
 // cancelAtSeeders withdraws the requests for chunk i queued at seeders.
@@ -72,7 +89,7 @@ func (b *Blob) cancelAtSeeders(i int) {
 // A peer with a request for i of its own is never in that case: its
 // request is not at a seeder.
 func (b *Blob) askable(s *Source, i int) bool {
-	if b.held.Has(i) || !s.have.Has(i) || b.skip != nil && b.skip(i) {
+	if b.hw.has(i) || !s.hv.has(i) || b.skip != nil && b.skip(i) {
 		return false
 	}
 	c := b.inflight[i]
@@ -92,11 +109,15 @@ func (b *Blob) pick(s *Source, now time.Time) int {
 	if i := b.pickWanted(s); i >= 0 {
 		return i
 	}
+	if s.avail == 0 && b.skip == nil {
+		// Nothing below could be asked of s (avail.go).
+		return b.endgame(s, now)
+	}
 	alone := b.alone()
 	if !s.seeder || alone {
 		seen := 0
 		for i := b.low; i < b.n && seen < b.window; i++ {
-			if b.held.Has(i) {
+			if b.hw.has(i) {
 				continue
 			}
 			seen++
@@ -105,15 +126,26 @@ func (b *Blob) pick(s *Source, now time.Time) int {
 			}
 		}
 	}
-	best, bestCount, bestRank := -1, int32(1<<30), 1<<30
-	for _, m := range b.miss {
-		i := int(m)
-		c := b.holders[i]
-		if c > bestCount || s.seeder && c > 0 || !b.askable(s, i) {
-			continue // a peer has it: spare the seeder
-		}
-		if c < bestCount || b.rank[i] < bestRank {
-			best, bestCount, bestRank = i, c, b.rank[i]
+	// Rarest first, ties to the lower rank: over the chunks s holds and
+	// the node lacks, a word at a time (the least is the same in any
+	// order, the ranks being a permutation).
+	best, bestCount, bestRank := -1, int32(1<<30), int32(1<<30)
+	for w, hv := range s.hv {
+		for m := hv &^ b.hw[w]; m != 0; m &= m - 1 {
+			i := w<<6 | bits.TrailingZeros64(m)
+			c := b.holders[i]
+			if c > bestCount || s.seeder && c > 0 {
+				continue // a peer has it: spare the seeder
+			}
+			if b.skip != nil && b.skip(i) {
+				continue
+			}
+			if f := b.inflight[i]; f != 0 && (s.seeder || b.atSeeders[i] != f) {
+				continue // claimed elsewhere (askable)
+			}
+			if c < bestCount || b.rank[i] < bestRank {
+				best, bestCount, bestRank = i, c, b.rank[i]
+			}
 		}
 	}
 	if best >= 0 {
