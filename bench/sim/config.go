@@ -72,6 +72,9 @@ type Config struct {
 	// the lookups of a fetch that has no peer session in its first
 	// swarm.EarlyFor like any other's.
 	NoEarly bool
+	// NoDry (false: the daemon's rule, swarm.DryAsk) never asks a seeder
+	// for chunks it did not announce.
+	NoDry bool
 	// SwapAge (0: swarm.DefaultSwapAge) is how long a session runs before
 	// a full fetch may swap it, in seconds.
 	SwapAge float64

@@ -49,7 +49,7 @@ func (s *Sim) startFetch(n *node) {
 	bl := s.blobs[b]
 	fe := &fetch{n: n, blob: b, bySrc: map[*plan.Source]*session{}, reqs: map[reqKey]*request{}, tried: map[int32]struct{}{},
 		every: relookup, startAt: s.now, lastChunk: s.now, rediscovered: -1,
-		seen: map[int32]struct{}{}, cooling: map[int32]float64{}}
+		seen: map[int32]struct{}{}, cooling: map[int32]float64{}, dryAt: -1}
 	if n.lastChunk < n.startAt {
 		n.lastChunk = s.now
 	}
@@ -401,6 +401,7 @@ func (s *Sim) expire(fe *fetch) {
 		fe.cooling[fe.trial.src] = s.now + swapCool
 		s.dropSession(fe.trial) // ends the trial
 	}
+	s.dry(fe)
 	s.pump(fe)
 	s.stall(fe)
 	s.after(expireTick, event{kind: evExpire, fe: fe})

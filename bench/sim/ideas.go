@@ -29,6 +29,8 @@ var Ideas = map[string]func(*Config){
 	// The rule before early lookups (swarm.EarlyRelookup): a first
 	// lookup that finds nobody backs off to 2 s.
 	"noearly": func(c *Config) { c.NoEarly = true },
+	// The rule before dry asks (swarm.DryAsk).
+	"nodry": func(c *Config) { c.NoDry = true },
 	// More chunks sent at once (chunk.DefaultUploads is 2): a sender
 	// whose receivers' down-links are shared still fills its up-link.
 	"slots3": func(c *Config) { c.UploadSlots = 3 },

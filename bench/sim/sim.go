@@ -127,6 +127,8 @@ type fetch struct {
 	// until when.
 	seen    map[int32]struct{}
 	cooling map[int32]float64
+	// dryAt is since when the fetch is dry (plan.Blob.Dry; -1: not).
+	dryAt float64
 }
 
 type reqKey struct {

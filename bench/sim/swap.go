@@ -1,6 +1,9 @@
 package sim
 
-import "github.com/shoal-dev/shoal/p2p/plan"
+import (
+	"github.com/shoal-dev/shoal/p2p/plan"
+	"github.com/shoal-dev/shoal/p2p/swarm"
+)
 
 // The swap trial, the daemon's rule (p2p/swarm swap.go): a full fetch
 // whose lookup found a provider not tried dials it in a slot beyond its
@@ -15,7 +18,40 @@ const (
 	maxSwapBackoff = 60.0
 	swapGain       = 1.5
 	swapCool       = 30.0
+	dryAskMax      = 8
 )
+
+var dryAsk = swarm.DryAsk.Seconds()
+
+// dry is the daemon's dry rule (p2p/swarm dry.go): a fetch dry for
+// swarm.DryAsk marks its lowest missing chunks held at its seeder session.
+func (s *Sim) dry(fe *fetch) {
+	if s.cfg.NoDry || !fe.sch.Dry() {
+		fe.dryAt = -1
+		return
+	}
+	if fe.dryAt < 0 {
+		fe.dryAt = s.now
+		return
+	}
+	if s.now-fe.dryAt < dryAsk {
+		return
+	}
+	fe.dryAt = -1
+	for _, ss := range fe.sessions {
+		if !ss.seeder || !ss.up || ss.closed {
+			continue
+		}
+		k := 0
+		for i := 0; i < fe.sch.Chunks() && k < dryAskMax; i++ {
+			if !fe.sch.Held().Has(i) {
+				fe.sch.Have(ss.h, i)
+				k++
+			}
+		}
+		return
+	}
+}
 
 func (s *Sim) tryNewcomer(fe *fetch) {
 	if fe.trial != nil || s.now < fe.trialAfter || s.swapVictim(fe, nil) == nil {

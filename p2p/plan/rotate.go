@@ -26,3 +26,21 @@ func (b *Blob) Slowest(oldEnough func(*Source) bool) *Source {
 	}
 	return worst
 }
+
+// Dry reports whether the fetch has nothing to do: chunks are missing, no
+// request is in flight, and no live source holds a missing chunk. A
+// seeder's HAVE is rationed, so a dry fetch may still get its chunks from
+// a seeder that was not yet allowed to announce them: its owner may mark
+// them held at the seeder (Have) after a while; a seeder that lacks one
+// answers ERROR (Refused).
+func (b *Blob) Dry() bool {
+	if b.missing == 0 || b.unclaimed != b.missing {
+		return false
+	}
+	for _, i := range b.miss {
+		if b.covered[i] > 0 {
+			return false
+		}
+	}
+	return true
+}

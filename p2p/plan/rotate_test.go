@@ -86,3 +86,29 @@ func TestSlowestCountsNoDeliveryAsZero(t *testing.T) {
 		t.Fatal("a source that never delivered is not the slowest")
 	}
 }
+
+func TestDry(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := NewBlob(Config{}, 4, 1<<20, nil, nil, now)
+	if !b.Dry() {
+		t.Fatal("no source: not dry")
+	}
+	some := chunkset.New(4)
+	some.Set(2)
+	s := b.AddSource(true, some)
+	if b.Dry() {
+		t.Fatal("a seeder holds chunk 2: dry")
+	}
+	acts := b.Schedule(now)
+	if len(acts) != 1 || acts[0].Chunk != 2 {
+		t.Fatalf("actions %v", acts)
+	}
+	b.Landed(s, 2, 1<<20, now.Add(time.Second))
+	if !b.Dry() {
+		t.Fatal("chunk 2 landed, nothing else held anywhere: not dry")
+	}
+	b.Have(s, 0)
+	if b.Dry() {
+		t.Fatal("the seeder announced chunk 0: dry")
+	}
+}

@@ -37,6 +37,7 @@ type run struct {
 	seen    map[peer.ID]bool // every candidate offered in this fetch
 	cooling map[peer.ID]time.Time
 	trial   swapTrial // swap.go
+	dryAt   time.Time // since when the fetch is dry (dry.go)
 
 	// The blob's size is trusted (from a trusted seeder's HAVE or a
 	// trusted record) once sized is set; until then peers are parked and
