@@ -75,9 +75,6 @@ type Config struct {
 	// NoDry (false: the daemon's rule, swarm.DryAsk) never asks a seeder
 	// for chunks it did not announce.
 	NoDry bool
-	// NoGradual (false: the daemon's rule, swarm.EarlyDials) lets one
-	// lookup in a fetch's first swarm.EarlyFor fill every free slot.
-	NoGradual bool
 	// SwapAge (0: swarm.DefaultSwapAge) is how long a session runs before
 	// a full fetch may swap it, in seconds.
 	SwapAge float64

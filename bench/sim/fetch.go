@@ -26,8 +26,6 @@ var (
 	// earlyRelookup.
 	earlyRelookup = swarm.EarlyRelookup.Seconds()
 	earlyFor      = swarm.EarlyFor.Seconds()
-	// ... and opens at most earlyDials sessions per lookup.
-	earlyDials = swarm.EarlyDials
 )
 
 const (
@@ -99,8 +97,6 @@ func (s *Sim) lookup(fe *fetch) {
 	// A full fetch (the daemon's relookupDue) forgets the candidates
 	// waiting: this lookup offers those still providing.
 	full := !s.cfg.NoSwap && fe.peerSessions() >= s.cfg.MaxSources-1
-	older := len(fe.cands)
-	deferred := false // gradual filling left candidates for the next lookup
 	if full {
 		for _, p := range fe.cands {
 			delete(fe.tried, p)
@@ -131,33 +127,13 @@ func (s *Sim) lookup(fe *fetch) {
 	if full && len(fe.cands) > 0 {
 		s.tryNewcomer(fe)
 	}
-	if g := earlyDials; !s.cfg.NoGradual && !full && s.now-fe.startAt < earlyFor {
-		// Only g more sessions, from this lookup's providers: the older
-		// ones go back to the DHT (the daemon's lookup forgets them).
-		for _, p := range fe.cands[:older] {
-			delete(fe.tried, p)
-		}
-		fe.cands = slices.Delete(fe.cands, 0, older)
-		limit := fe.peerSessions() + g
-		for len(fe.cands) > 0 && fe.peerSessions() < min(limit, s.cfg.MaxSources-1) {
-			p := fe.cands[0]
-			fe.cands = fe.cands[1:]
-			if s.hosts[p].gone || fe.connected(p) {
-				continue
-			}
-			delete(fe.tried, p)
-			s.dial(fe, p)
-		}
-		deferred = len(fe.cands) > 0
-	} else {
-		s.dialCands(fe)
-	}
+	s.dialCands(fe)
 	if !fe.lookupOK {
 		fe.lookupOK = true
 		s.updatePending(fe)
 	}
 	switch {
-	case found > 0 || deferred:
+	case found > 0:
 		fe.every = relookup
 	case !s.cfg.NoEarly && fe.peerSessions() == 0 && s.now-fe.startAt < earlyFor:
 		fe.every = earlyRelookup

@@ -31,8 +31,6 @@ var Ideas = map[string]func(*Config){
 	"noearly": func(c *Config) { c.NoEarly = true },
 	// The rule before dry asks (swarm.DryAsk).
 	"nodry": func(c *Config) { c.NoDry = true },
-	// The rule before gradual filling (swarm.EarlyDials).
-	"nogradual": func(c *Config) { c.NoGradual = true },
 	// More chunks sent at once (chunk.DefaultUploads is 2): a sender
 	// whose receivers' down-links are shared still fills its up-link.
 	"slots3": func(c *Config) { c.UploadSlots = 3 },

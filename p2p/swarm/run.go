@@ -38,10 +38,6 @@ type run struct {
 	cooling map[peer.ID]time.Time
 	trial   swapTrial // swap.go
 	dryAt   time.Time // since when the fetch is dry (dry.go)
-	// earlyDials counts the peer dials of the lookup under way while the
-	// fetch is young (gradual.go).
-	earlyDials int
-	deferred   bool // a dial waited for the next lookup: it comes in Relookup
 
 	// The blob's size is trusted (from a trusted seeder's HAVE or a
 	// trusted record) once sized is set; until then peers are parked and
@@ -216,7 +212,6 @@ func (r *run) discover(ctx context.Context) {
 // lookup asks the router for providers in the background.
 func (r *run) lookup(ctx context.Context) {
 	r.lastLookup = time.Now()
-	r.lookupStarts(r.lastLookup)
 	if r.f.router == nil {
 		r.send(ctx, event{kind: evLookupDone})
 		return
@@ -250,7 +245,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	case evLookupDone:
 		r.lookupDone = true
 		switch {
-		case r.lookupFound || r.deferred:
+		case r.lookupFound:
 			r.lookupEvery = Relookup
 		case r.early(time.Now()):
 			r.lookupEvery = EarlyRelookup

@@ -61,9 +61,6 @@ func (r *run) refused(id peer.ID) bool {
 // for a peer, the node has a session to spare (taken here; unsession gives
 // it back).
 func (r *run) room(id peer.ID) bool {
-	if r.gated(id, time.Now()) {
-		return false
-	}
 	if cur, ok := r.currentSeeder(); ok && cur.ID == id && r.f.cfg.MaxSources > 1 {
 		// The one seeder asked holds what the peers may not (after a
 		// failover or an outage every peer slot may be taken by peers
@@ -140,9 +137,6 @@ func (r *run) refill(ctx context.Context) {
 func (r *run) startDial(ctx context.Context, info peer.AddrInfo) {
 	r.dialing[info.ID] = true
 	r.swapDialed(info.ID)
-	if !r.f.seeder[info.ID] {
-		r.earlyDials++
-	}
 	r.wg.Add(1)
 	go r.dial(ctx, info)
 }

@@ -80,7 +80,7 @@ func (r *run) relookupDue(now time.Time) bool {
 		return false
 	}
 	if !r.full() {
-		return len(r.pending) == 0 || r.young(now) // a young fetch's waiting peers are gated (gradual.go)
+		return len(r.pending) == 0
 	}
 	if !r.swapping() || r.b == nil || r.trial.open {
 		return false
