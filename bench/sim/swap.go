@@ -26,7 +26,7 @@ var dryAsk = swarm.DryAsk.Seconds()
 // dry is the daemon's dry rule (p2p/swarm dry.go): a fetch dry for
 // swarm.DryAsk marks its lowest missing chunks held at its seeder session.
 func (s *Sim) dry(fe *fetch) {
-	if s.cfg.NoDry || !fe.sch.Dry() {
+	if s.cfg.NoDry || !fe.sch.Dry() || fe.peerSessions() == 0 {
 		fe.dryAt = -1
 		return
 	}

@@ -3,14 +3,14 @@ package sim
 import "testing"
 
 // The first holders of a rollout must not keep every node's sessions:
-// with the daemon's rules (swapping, early lookups, gradual filling) every
+// with the daemon's rules (swapping, early lookups) every
 // node of a 100-node rollout sends chunks; with the rules before them,
 // some nodes hold chunks all along and send nothing (15 of 100 here).
 func TestEveryHolderUploads(t *testing.T) {
 	for _, tt := range []struct {
 		idea string
 		ok   bool
-	}{{"baseline", true}, {"noswap+noearly+nogradual", false}} {
+	}{{"baseline", true}, {"noswap+noearly", false}} {
 		t.Run(tt.idea, func(t *testing.T) {
 			c := small(t, 100)
 			c.ImageBytes, c.Layers = 256<<20, 4

@@ -15,13 +15,25 @@ import "time"
 // never does it, which keeps the rationing of the rollout's body.
 const DryAsk = time.Second
 
+// hasPeer reports whether a peer session is live: without one, the seeder
+// told this fetch of every chunk it has (it rations between sessions), and
+// a dry fetch waits on the origin's stream, not on the ration.
+func (r *run) hasPeer() bool {
+	for _, s := range r.peers {
+		if !s.closed && !s.seeder {
+			return true
+		}
+	}
+	return false
+}
+
 // dryAskMax bounds the chunks one dry spell asks the seeder for.
 const dryAskMax = 8
 
 // checkDry marks, once the fetch has been dry for DryAsk, the lowest
 // missing chunks as held at a live seeder session.
 func (r *run) checkDry(now time.Time) {
-	if r.b == nil || !r.b.Dry() {
+	if r.b == nil || !r.b.Dry() || !r.hasPeer() {
 		r.dryAt = time.Time{}
 		return
 	}

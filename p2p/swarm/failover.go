@@ -93,6 +93,9 @@ func (r *run) checkSeeder(ctx context.Context, now time.Time) {
 		if time.Since(s.lastChunk) < seederQuiet {
 			return // it delivers: its probes are late, not lost
 		}
+		if s.ps != nil && s.ps.Inflight() == 0 {
+			return // nothing waits on it: a dead one shows when it is asked
+		}
 		r.f.log.Warn("trusted seeder found down; its session is closed", zap.String("digest", r.req.Digest.String()), zap.String("peer", cur.ID.String()))
 		r.closeSource(cur.ID) // moves on to the next seeder
 		return

@@ -50,9 +50,20 @@ type Watch struct {
 	l  *seederset.Liveness
 }
 
+// DefaultProbeTimeout bounds a seeder probe of a Watch whose config sets
+// none: 3 s, not seederset's 1 s. With four upload slots a seeder on a
+// 50 Mbit/s link had probe answers queued behind its chunks past 1 s,
+// three in a row, and 8 of 20 lab nodes left the live seeder for the
+// origin. A seeder that is gone resets or refuses at once; only a silent
+// one waits for the timeouts.
+const DefaultProbeTimeout = 3 * time.Second
+
 // NewWatch watches seeders (their addresses go into the peerstore), self
 // left out of the probes but kept in the ranking. reg may be nil.
 func NewWatch(h host.Host, seeders []peer.AddrInfo, cfg seederset.Config, reg prometheus.Registerer, log *zap.Logger) *Watch {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultProbeTimeout
+	}
 	ids := make([]peer.ID, 0, len(seeders))
 	for _, s := range seeders {
 		ids = append(ids, s.ID)
