@@ -31,8 +31,8 @@ var Ideas = map[string]func(*Config){
 	"noearly": func(c *Config) { c.NoEarly = true },
 	// The rule before dry asks (swarm.DryAsk).
 	"nodry": func(c *Config) { c.NoDry = true },
-	// More chunks sent at once (chunk.DefaultUploads is 2): a sender
-	// whose receivers' down-links are shared still fills its up-link.
+	// Chunks sent at once (chunk.DefaultUploads is 4; it was 2).
+	"slots2": func(c *Config) { c.UploadSlots = 2 },
 	"slots3": func(c *Config) { c.UploadSlots = 3 },
 	"slots4": func(c *Config) { c.UploadSlots = 4 },
 	// Swaps after 2 s (swarm.DefaultSwapAge is 1 s).
