@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/ops"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
+	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/member"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 )
@@ -126,6 +127,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	if err != nil {
 		s.close()
 		return nil, err
+	}
+	if cfg.Swarm.UploadSlots <= 0 {
+		cfg.Swarm.UploadSlots = chunk.SeederUploads
 	}
 	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, idOnly, log, reg); err != nil {
 		s.close()

@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-dev/shoal/deploy/settings"
 	"github.com/shoal-dev/shoal/internal/node"
 	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 	"github.com/shoal-dev/shoal/registryshim"
 )
@@ -85,7 +86,7 @@ func daemonFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.DurationVar(&cfg.Downloads.PartialMaxAge, "partial-max-age", store.DefaultPartialMaxAge, "partial downloads older than this are deleted at start; 0: kept")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for requests in flight at shutdown")
 	fs.BoolVar(&cfg.P2P, "p2p", true, "fetch missing blobs from the swarm (peers and seeders) before the origin")
-	swarmFlags(fs, &cfg.Swarm, "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable")
+	swarmFlags(fs, &cfg.Swarm, "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable", chunk.DefaultUploads)
 	fs.Var((*settings.Repeated)(&cfg.TrustedSeeders), "trusted-seeder", "peer ID of a seeder whose chunk signatures are trusted; repeatable")
 	fs.IntVar(&cfg.MaxSourcesPerBlob, "max-sources-per-blob", swarm.DefaultMaxSources, "peers and seeders fetched from at once for one blob (1: a single source, no striping)")
 	fs.BoolVar(&cfg.PrefetchLayers, "prefetch-layers", true, "when a client GETs an image manifest, start fetching every layer it lists that is not here (clients ask a few at a time)")

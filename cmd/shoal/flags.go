@@ -14,7 +14,6 @@ import (
 	"github.com/shoal-dev/shoal/deploy/settings"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/upstream"
-	"github.com/shoal-dev/shoal/p2p/chunk"
 	"github.com/shoal-dev/shoal/p2p/member"
 )
 
@@ -36,14 +35,15 @@ func upstreamFlags(fs *flag.FlagSet, s *upstream.Settings) {
 }
 
 // swarmFlags declares how a process joins the private network; bootstrap
-// is the help text of --bootstrap, which differs by role.
-func swarmFlags(fs *flag.FlagSet, c *member.Config, bootstrap string) {
+// is the help text of --bootstrap and uploads the default of
+// --upload-slots, which differ by role.
+func swarmFlags(fs *flag.FlagSet, c *member.Config, bootstrap string, uploads int) {
 	fs.Var((*settings.Repeated)(&c.Listen), "p2p-listen", "libp2p listen multiaddr; repeatable (default /ip4/0.0.0.0/tcp/5052, plus QUIC on udp/5052 without a PSK)")
 	fs.Var((*settings.Repeated)(&c.Bootstrap), "bootstrap", bootstrap)
 	fs.Var((*settings.Repeated)(&c.BootstrapDNS), "bootstrap-dns", "DNS name whose A/AAAA records are bootstrap peers (e.g. a headless service); repeatable")
 	fs.StringVar(&c.PSKFile, "psk-file", "", "libp2p private network key file, the same on every daemon and seeder (make one with shoal psk --out FILE); peers without it cannot connect. Required unless --open-swarm")
 	fs.BoolVar(&c.OpenSwarm, "open-swarm", false, "run the p2p port without a network key: anyone who reaches it is a peer (only for a network you control end to end)")
-	fs.IntVar(&c.UploadSlots, "upload-slots", chunk.DefaultUploads, "chunks sent to peers at once; more requests wait their turn, so each chunk leaves fast and can be relayed")
+	fs.IntVar(&c.UploadSlots, "upload-slots", uploads, "chunks sent to peers at once; more requests wait their turn, so each chunk leaves fast and can be relayed")
 }
 
 // swarmError explains a refused swarm configuration in terms of the flags.
