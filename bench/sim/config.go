@@ -42,8 +42,9 @@ type Config struct {
 	// does not wake a fetch (the scheduler's MaxInflight decides the rest;
 	// waking a fetch without room only costs time).
 	Window int
-	// UploadSlots are chunks a host sends at once.
-	UploadSlots int
+	// UploadSlots are chunks a node sends at once, SeederSlots the
+	// seeder (chunk.DefaultUploads, chunk.SeederUploads).
+	UploadSlots, SeederSlots int
 	// LookupK is how many providers a lookup returns at most.
 	LookupK int
 
@@ -136,6 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Window <= 0 {
 		c.Window = plan.DefaultMaxInflight
+	}
+	if c.SeederSlots <= 0 {
+		c.SeederSlots = chunk.SeederUploads
 	}
 	if c.UploadSlots <= 0 {
 		c.UploadSlots = chunk.DefaultUploads

@@ -35,6 +35,8 @@ var Ideas = map[string]func(*Config){
 	"slots2": func(c *Config) { c.UploadSlots = 2 },
 	"slots3": func(c *Config) { c.UploadSlots = 3 },
 	"slots4": func(c *Config) { c.UploadSlots = 4 },
+	// The seeder with as many as a node (chunk.SeederUploads is 2).
+	"seeder4": func(c *Config) { c.SeederSlots = 4 },
 	// Swaps after 2 s (swarm.DefaultSwapAge is 1 s).
 	"age2": func(c *Config) { c.SwapAge = 2 },
 }

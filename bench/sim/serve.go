@@ -194,8 +194,12 @@ func better(key float64, k gkey, bestKey float64, best gkey) bool {
 // serve fills the host's free upload slots.
 func (s *Sim) serve(id int32) {
 	h := &s.hosts[id]
-	for h.busy < s.cfg.UploadSlots && len(h.keys) > 0 {
-		fair := int(math.Ceil(float64(s.cfg.UploadSlots) / float64(max(len(h.peers), 1))))
+	slots := s.cfg.UploadSlots
+	if id == s.seederID() {
+		slots = s.cfg.SeederSlots
+	}
+	for h.busy < slots && len(h.keys) > 0 {
+		fair := int(math.Ceil(float64(slots) / float64(max(len(h.peers), 1))))
 		best, bestB := s.pick(h, fair)
 		if best == nil {
 			return
