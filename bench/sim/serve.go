@@ -311,16 +311,7 @@ type seeder struct {
 }
 
 func newSeeder(s *Sim) *seeder {
-	cfg := s.cfg.Ration
-	if cfg.First <= 0 {
-		cfg.First = plan.DefaultRationFirst
-	}
-	if cfg.Delay <= 0 {
-		cfg.Delay = plan.DefaultRationDelay
-	}
-	if cfg.Idle <= 0 {
-		cfg.Idle = plan.DefaultRationIdle
-	}
+	cfg := s.cfg.Ration.Filled()
 	sd := &seeder{s: s, started: make([]bool, len(s.blobs)), next: make([]int, len(s.blobs)), rr: make([]int, len(s.blobs)), cfg: cfg}
 	for b := range s.blobs {
 		sd.ration = append(sd.ration, plan.NewRation(cfg))

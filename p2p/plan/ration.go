@@ -50,6 +50,11 @@ type tally struct {
 
 // NewRation returns an empty record.
 func NewRation(cfg RationConfig) *Ration {
+	return &Ration{cfg: cfg.Filled(), chunks: map[int]*tally{}}
+}
+
+// Filled is cfg with every zero field at its default.
+func (cfg RationConfig) Filled() RationConfig {
 	if cfg.First <= 0 {
 		cfg.First = DefaultRationFirst
 	}
@@ -59,7 +64,7 @@ func NewRation(cfg RationConfig) *Ration {
 	if cfg.Idle <= 0 {
 		cfg.Idle = DefaultRationIdle
 	}
-	return &Ration{cfg: cfg, chunks: map[int]*tally{}}
+	return cfg
 }
 
 func (r *Ration) chunk(i int) *tally {

@@ -81,12 +81,7 @@ func (r *run) early(now time.Time) bool {
 			return false
 		}
 	}
-	for _, s := range r.peers {
-		if !s.closed && !s.seeder {
-			return false
-		}
-	}
-	return true
+	return !r.hasPeer()
 }
 
 // schedule hands out requests to every source with room (the plan

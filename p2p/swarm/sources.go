@@ -50,6 +50,12 @@ func (s *source) delivered() int {
 
 var randPerm = rand.Perm
 
+// maxSeen bounds the candidates a fetch remembers as offered (they only
+// decide whether a lookup found somebody new): a DHT answering with a new
+// made-up provider every time must not grow it without end. Past it, a
+// lookup counts as finding nobody new and the lookups back off.
+const maxSeen = 4096
+
 // refused reports whether id may not be dialed for this blob: dropped in
 // this fetch, or (a peer) in the node's penalty box.
 func (r *run) refused(id peer.ID) bool {
@@ -92,7 +98,7 @@ func (r *run) offer(ctx context.Context, info peer.AddrInfo) {
 	if r.refused(id) || r.dialing[id] || r.queued[id] || r.peers[id] != nil && !r.peers[id].closed || r.cooled(id, time.Now()) {
 		return
 	}
-	if !r.seen[id] {
+	if !r.seen[id] && len(r.seen) < maxSeen {
 		r.seen[id] = true
 		r.lookupFound = true
 	}
