@@ -20,12 +20,14 @@ import (
 // were 8-10% faster with 4, docs/ARCHITECTURE.md).
 const DefaultUploads = 4
 
-// SeederUploads is a seeder's default: two. A node fetching alone through
-// the seeder streams the blob in order, and four sends at once made each
-// chunk of its in-order window take four times as long (lab, 1 node x
-// 256 MiB at 100 Mbit/s: 30.1 s with four, 23.8 s with two, direct 22.5 s);
-// a seeder's link also carries the probes every node sends it, which
-// queued past their timeout behind four 1 MiB sends at 50 Mbit/s.
+// SeederUploads is a seeder's default: two. One lab pair suggested that
+// four sends at once slow a node that fetches alone through the seeder and
+// streams in order (30.1 s with four, 23.8 s with two, direct 22.5 s), but
+// a later run of the final code took 29.9 s with two, so that is not
+// settled; the simulator puts two at the seeder 16-17% behind four for 8
+// and 20 nodes. A seeder's link also carries the probes every node sends
+// it, which queued past their old 1 s timeout behind four 1 MiB sends at
+// 50 Mbit/s.
 const SeederUploads = 2
 
 // parkedPerSlot sizes the parking lot: a server keeps at most this many
