@@ -21,6 +21,7 @@ const (
 	evSessionGone               // a receiver learns its source left (s)
 	evExpire                    // a fetch's timer tick (fe)
 	evSample                    // a Trace sample (Config.TraceEvery)
+	evHint                      // the seeder names a new holder to a fetch (fe, n = holder)
 )
 
 type event struct {

@@ -121,6 +121,9 @@ func (s *Sim) lookup(fe *fetch) {
 		if _, ok := fe.tried[p]; ok {
 			continue
 		}
+		if s.cfg.SubCap > 0 && s.cooled(fe, p) {
+			continue
+		}
 		fe.tried[p] = struct{}{}
 		fe.cands = append(fe.cands, p)
 	}
@@ -161,6 +164,24 @@ func (s *Sim) sample(n *node, ps []int32) []int32 {
 	}
 	s.sampleBuf = out
 	return out
+}
+
+// hint offers holder p to fe as a lookup would.
+func (s *Sim) hint(fe *fetch, p int32) {
+	if fe.done || fe.n.left || s.hosts[p].gone || fe.connected(p) || s.cooled(fe, p) {
+		return
+	}
+	fe.seen[p] = struct{}{}
+	if fe.peerSessions() >= s.cfg.MaxSources-1 {
+		if s.cfg.NoSwap {
+			return
+		}
+		fe.tried[p] = struct{}{}
+		fe.cands = append(fe.cands, p)
+		s.tryNewcomer(fe)
+		return
+	}
+	s.dial(fe, p)
 }
 
 func (s *Sim) dialCands(fe *fetch) {
@@ -217,6 +238,14 @@ func (s *Sim) sessionUp(ss *session) {
 	h := &s.hosts[ss.src]
 	if h.gone {
 		s.dropSession(ss)
+		s.updatePending(fe)
+		return
+	}
+	if s.cfg.SubCap > 0 && !ss.seeder && len(h.subs[fe.blob]) >= s.cfg.SubCap {
+		s.dropSession(ss)
+		delete(fe.tried, ss.src)
+		fe.cooling[ss.src] = s.now + max(s.cfg.BusyCool, 0.1)
+		s.dialCands(fe)
 		s.updatePending(fe)
 		return
 	}
@@ -351,6 +380,15 @@ func (s *Sim) deliver(r *request) {
 		if !fe.provided {
 			fe.provided = true
 			s.after(s.dht, event{kind: evProvide, n: n.id, c: int32(fe.blob)})
+			if ss.seeder && s.cfg.Hints > 0 {
+				subs := s.hosts[s.seederID()].subs[fe.blob]
+				for k := 0; k < s.cfg.Hints && len(subs) > 0; k++ {
+					o := subs[n.rng.IntN(len(subs))]
+					if o.fe != fe {
+						s.after(s.lat, event{kind: evHint, fe: o.fe, n: n.id})
+					}
+				}
+			}
 		}
 		s.announce(n.id, fe.blob, i)
 	}

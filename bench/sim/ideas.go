@@ -36,9 +36,24 @@ var Ideas = map[string]func(*Config){
 	"slots3": func(c *Config) { c.UploadSlots = 3 },
 	"slots4": func(c *Config) { c.UploadSlots = 4 },
 	// The seeder with as many as a node (chunk.SeederUploads is 2).
-	"seeder4": func(c *Config) { c.SeederSlots = 4 },
+	"seeder4":  func(c *Config) { c.SeederSlots = 4 },
+	"seeder8":  func(c *Config) { c.SeederSlots = 8 },
+	"seeder16": func(c *Config) { c.SeederSlots = 16 },
 	// Swaps after 2 s (swarm.DefaultSwapAge is 1 s).
 	"age2": func(c *Config) { c.SwapAge = 2 },
+	// Holders visible beyond the 8 sessions: the seeder names a node whose
+	// first chunk of a blob it sent to Hints random subscribers of that
+	// blob (not in the daemon: a wire change).
+	"hints4":  func(c *Config) { c.Hints = 4 },
+	"hints16": func(c *Config) { c.Hints = 16 },
+	// A node accepts at most SubCap sessions per blob as a source; a dial
+	// past it is refused as busy (not in the daemon).
+	"cap16":    func(c *Config) { c.SubCap, c.BusyCool = 16, 1 },
+	"cap32":    func(c *Config) { c.SubCap, c.BusyCool = 32, 1 },
+	"cap64":    func(c *Config) { c.SubCap, c.BusyCool = 64, 1 },
+	"cap32c05": func(c *Config) { c.SubCap, c.BusyCool = 32, 0.5 },
+	"age05":    func(c *Config) { c.SwapAge = 0.5 },
+	"age025":   func(c *Config) { c.SwapAge = 0.25 },
 }
 
 // ApplyIdea applies an idea (names joined by "+") to c.

@@ -111,6 +111,8 @@ func (s *Sim) dispatch(e event) {
 		s.sample10()
 	case evChurn:
 		s.churn()
+	case evHint:
+		s.hint(e.fe, e.n)
 	case evProvide:
 		if !s.hosts[e.n].gone {
 			s.providers[e.c] = append(s.providers[e.c], e.n)
