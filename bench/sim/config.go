@@ -81,12 +81,14 @@ type Config struct {
 	SwapAge float64
 	// SubCap (0: none, the daemon's rule) is the sessions per blob a node
 	// accepts as a source; a dial beyond it is refused as busy and the
-	// fetch leaves that provider for BusyCool seconds.
-	SubCap int
-	// Hints (0: none) is how many of the seeder's subscribers it names a
-	// node to when that node's first chunk of a blob came from it.
-	Hints    int
+	// fetch leaves that provider for BusyCool seconds (at least 0.1, so a
+	// refused dial is never retried at once).
+	SubCap   int
 	BusyCool float64
+	// Hints (0: none, the daemon's rule) is how many of the seeder's
+	// subscribers it names a node to when that node's first chunk of a
+	// blob came from it.
+	Hints int
 	// Trace samples the rollout every TraceEvery of simulated time into
 	// Stats.Trace (0: no samples; the run is the same either way).
 	TraceEvery time.Duration

@@ -121,6 +121,8 @@ func (s *Sim) lookup(fe *fetch) {
 		if _, ok := fe.tried[p]; ok {
 			continue
 		}
+		// Only busy refusals cool a provider for a fetch with room; the
+		// gate keeps the daemon's rules byte-identical.
 		if s.cfg.SubCap > 0 && s.cooled(fe, p) {
 			continue
 		}

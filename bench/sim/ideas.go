@@ -36,7 +36,8 @@ var Ideas = map[string]func(*Config){
 	"slots3": func(c *Config) { c.UploadSlots = 3 },
 	"slots4": func(c *Config) { c.UploadSlots = 4 },
 	// The seeder with as many as a node (chunk.SeederUploads is 2).
-	"seeder4":  func(c *Config) { c.SeederSlots = 4 },
+	"seeder4": func(c *Config) { c.SeederSlots = 4 },
+	// More seeder slots than a node's.
 	"seeder8":  func(c *Config) { c.SeederSlots = 8 },
 	"seeder16": func(c *Config) { c.SeederSlots = 16 },
 	// Swaps after 2 s (swarm.DefaultSwapAge is 1 s).
@@ -52,8 +53,9 @@ var Ideas = map[string]func(*Config){
 	"cap32":    func(c *Config) { c.SubCap, c.BusyCool = 32, 1 },
 	"cap64":    func(c *Config) { c.SubCap, c.BusyCool = 64, 1 },
 	"cap32c05": func(c *Config) { c.SubCap, c.BusyCool = 32, 0.5 },
-	"age05":    func(c *Config) { c.SwapAge = 0.5 },
-	"age025":   func(c *Config) { c.SwapAge = 0.25 },
+	// Swaps sooner than swarm.DefaultSwapAge.
+	"age05":  func(c *Config) { c.SwapAge = 0.5 },
+	"age025": func(c *Config) { c.SwapAge = 0.25 },
 }
 
 // ApplyIdea applies an idea (names joined by "+") to c.
