@@ -31,6 +31,10 @@ type Config struct {
 	// Swarm is how the seeder joins the private network; its Bootstrap
 	// lists other seeders, to share one DHT.
 	Swarm member.Config
+	// HolderHints is how many other sessions of a blob the seeder names a
+	// node to when it sends the node its first chunk of that blob (chunk
+	// HOLDER): 0 is chunk.DefaultHolderFanout, negative turns hints off.
+	HolderHints int
 	// CacheMaxBytes caps complete content in the store (0: no limit; the
 	// flag's default is DefaultCacheMaxBytes); the least recently used
 	// blobs are evicted.
@@ -143,8 +147,12 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	s.gate = &gate{st: s.store, up: up, configured: configured, fill: s.fill,
 		total: orDefault(cfg.OriginFetches, DefaultOriginFetches), perPeer: orDefault(cfg.OriginFetchesPerPeer, DefaultOriginFetchesPerPeer),
 		reject: s.rej, log: log.Named("gate"), now: time.Now, byPeer: map[peer.ID]int{}, misses: map[string]time.Time{}}
+	var holders *chunk.Holders
+	if cfg.HolderHints >= 0 {
+		holders = s.peer.Holders(cfg.HolderHints)
+	}
 	s.peer.Serve(swarm.NewBlobs(s.store, nil, true, swarm.WithStarter(s.gate), swarm.WithRejections(s.rej), swarm.WithRefresh(s.sign.refresh)),
-		func(_ peer.ID, n int64) { s.m.Uploaded.Add(float64(n)) })
+		func(_ peer.ID, n int64) { s.m.Uploaded.Add(float64(n)) }, holders)
 	if cfg.AdminAddr != "" {
 		if s.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 			s.close()

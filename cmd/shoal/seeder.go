@@ -28,6 +28,9 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := readSecret(*secretFile, &cfg.Webhook.Secret); err != nil {
 		return err
 	}
+	if cfg.HolderHints == 0 {
+		cfg.HolderHints = -1 // the flag's 0 is off; the Config's is the default
+	}
 	s, err := seeder.New(ctx, cfg, log.Named("seeder"))
 	if err != nil {
 		return swarmError(err)
@@ -51,6 +54,7 @@ func seederFlags(fs *flag.FlagSet, cfg *seeder.Config) *string {
 	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
 	fs.Var((*byteRate)(&cfg.OriginMaxRate), "origin-max-rate", "cap on the bytes per second the seeder reads from the origin, all fetches together (suffixes as --cache-max-bytes, e.g. 100MiB; 0 or none: no cap)")
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable", chunk.SeederUploads)
+	fs.IntVar(&cfg.HolderHints, "holder-hints", chunk.DefaultHolderFanout, "when a node takes its first chunk of a blob from this seeder, name it as a source to this many other nodes fetching that blob, so they need not wait for the DHT (0: off)")
 	secretFile := webhookFlags(fs, cfg)
 	fs.Var((*settings.Repeated)(&cfg.Seeders), "trusted-seeder", "peer ID of another seeder of this seeder's set (high availability; the list the nodes trust, its address from --bootstrap): each blob is fetched from the origin by its owner by rendezvous hashing, the others relay it from the owner while it is up; repeatable")
 	return secretFile

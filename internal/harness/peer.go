@@ -146,7 +146,7 @@ func (c *Cluster) AddPeer(o PeerOptions) *Peer {
 	if o.UploadSlots > 0 {
 		uploads = chunk.NewUploads(o.UploadSlots)
 	}
-	h.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
+	chunk.Register(h, chunk.Handler(blobs, chunk.ServerOptions{
 		Uploads:  uploads,
 		OnUpload: func(_ peer.ID, n int64) { p.Metrics.Uploaded.Add(float64(n)) },
 	}, zap.NewNop()))

@@ -59,7 +59,7 @@ func (d *Daemon) startP2P(ctx context.Context, origin registryshim.Fetcher, fetc
 	d.startWatch(watch)
 	sw := swarm.NewClient(p.Host, p.DHT, swarm.Config{Seeders: all, Ranker: watch, MaxSources: cfg.MaxSourcesPerBlob, SharePartial: cfg.SharePartial,
 		OnDone: res.done}, m, d.log.Named("swarm"))
-	p.Serve(swarm.NewBlobs(d.store, nil, cfg.SharePartial, swarm.WithRejections(d.rej)), func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) })
+	p.Serve(swarm.NewBlobs(d.store, nil, cfg.SharePartial, swarm.WithRejections(d.rej)), func(_ peer.ID, n int64) { m.Uploaded.Add(float64(n)) }, nil)
 	// Advertise what is already here, with chunk records.
 	for _, dg := range d.store.Chunked() {
 		p.DHT.StartProviding(ctx, dg)

@@ -42,6 +42,11 @@ type ClientOptions struct {
 	// and 10 s.
 	MinRate int64
 	Slack   time.Duration
+	// Holders makes the session take HOLDER frames (Next returns them):
+	// set it only for a server trusted to name holders (a trusted seeder)
+	// on a ProtocolID stream. Otherwise a HOLDER is ErrUnexpectedType and
+	// resets the session.
+	Holders bool
 }
 
 // Defaults of ClientOptions.
@@ -120,16 +125,18 @@ type result struct {
 	err error
 }
 
-// Dial opens a stream to p for ProtocolID and runs NewSession on it. ctx
+// Dial opens a stream to p for Protocols (ProtocolID preferred) and runs
+// NewSession on it; opts.Holders holds only on a ProtocolID stream. ctx
 // bounds only the dial and the handshake.
 func Dial(ctx context.Context, h host.Host, p peer.ID, req Open, opts ClientOptions) (*Session, error) {
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
-	s, err := h.NewStream(ctx, p, ProtocolID)
+	s, err := h.NewStream(ctx, p, Protocols...)
 	if err != nil {
 		return nil, fmt.Errorf("chunk: open stream to %s: %w", p, err)
 	}
+	opts.Holders = opts.Holders && s.Protocol() == ProtocolID
 	return NewSession(ctx, s, p, req, opts)
 }
 
@@ -170,7 +177,11 @@ func NewSession(ctx context.Context, s Stream, p peer.ID, req Open, opts ClientO
 	if opts.Trust == nil {
 		ss.size = have.BlobSize
 	}
-	rd.Allow(TypeHaveUpdate, TypeChunk, TypeError)
+	if opts.Holders {
+		rd.Allow(TypeHaveUpdate, TypeChunk, TypeError, TypeHolder)
+	} else {
+		rd.Allow(TypeHaveUpdate, TypeChunk, TypeError)
+	}
 	rd.CheckChunk(ss.admit)
 	go ss.readLoop(rd)
 	return ss, nil
@@ -320,6 +331,8 @@ func (ss *Session) check(m Message) error {
 			return nil
 		}
 		return ss.answered(m.Index, TypeError)
+	case Holder:
+		return nil // the Reader let it through: opts.Holders
 	}
 	return fmt.Errorf("%w: %s", ErrUnexpectedType, m.Type())
 }
@@ -441,7 +454,8 @@ func (ss *Session) write(m Message) error {
 	return nil
 }
 
-// Next returns the next CHUNK, HAVE_UPDATE or ERROR as it arrives. A
+// Next returns the next CHUNK, HAVE_UPDATE, ERROR or (with
+// ClientOptions.Holders) HOLDER as it arrives. A
 // Chunk's Data comes from ClientOptions.Alloc and belongs to the caller. It
 // returns io.EOF once the server closed the stream, ErrClosed after Close or
 // Reset, ErrStalled when an answer is overdue, and a protocol or stream

@@ -97,8 +97,14 @@
 //
 // # Protocol
 //
-// Protocol ID: /shoal/chunks/3.0.0 (ProtocolID), one libp2p stream per
-// (client, blob). An incompatible change gets a new major version: 3.0.0
+// Protocol ID: /shoal/chunks/3.1.0 (ProtocolID), one libp2p stream per
+// (client, blob). 3.1.0 adds one frame to 3.0.0 (ProtocolV30): HOLDER, a
+// seeder's hint. A server serves both IDs (Register); a client proposes
+// 3.1.0, then 3.0.0 (Protocols), and takes what the server picks. On a
+// 3.0.0 stream nothing differs from 3.0.0: no HOLDER is ever sent, and an
+// older node that only knows 3.0.0 interoperates. A compatible addition
+// gets a new minor version, negotiated this way. An incompatible change
+// gets a new major version: 3.0.0
 // signs records with a kind (STREAMED, expiring, or VERIFIED) in a new
 // signing domain and record encoding, so no 2.0.0 record, signed before
 // the seeder checked the digest and valid for ever, is accepted; 2.0.0 cut
@@ -186,6 +192,26 @@
 //	u32 index: the chunk this answers, or 0xFFFFFFFF (-1) for the whole blob
 //	message: the rest, UTF-8, <= 1024 bytes, for humans only
 //
+// HOLDER (0x08, server -> client, any time after HAVE, 3.1.0 streams only),
+// cap 2194 bytes:
+//
+//	u8  P, P bytes peer ID (1..MaxHolderIDLen = 128; a valid multihash ID)
+//	u8  N, 0..MaxHolderAddrs (8) addresses, each:
+//	    u16 L, L bytes binary multiaddr (1..MaxHolderAddrLen = 256)
+//
+// Names a peer that began to hold the stream's blob, with addresses to
+// reach it. A seeder sends it (ServerOptions.Holders) when it wrote a
+// client's first CHUNK of a blob: it names that client, once per stream, to
+// up to DefaultHolderFanout (16) other 3.1.0 streams of that blob, picked
+// at random, never to the client's own. The named peer may still be
+// receiving that chunk when its name arrives. A HOLDER is a hint, not a
+// claim about any chunk: the peer named is as untrusted as any DHT
+// provider. A server whose mailbox for a stream is full (16 HOLDERs not yet
+// written) drops new ones. A client takes HOLDER only from a server it
+// trusts to name holders (ClientOptions.Holders: a trusted seeder) on a
+// 3.1.0 stream; from anyone else it is ErrUnexpectedType, a protocol
+// violation that resets the stream.
+//
 // All chunk indexes on the wire are < chunkset.MaxChunks; HAVE_UPDATE,
 // REQUEST, CANCEL, CHUNK and ERROR indexes must also be < Count for the
 // stream's blob.
@@ -199,6 +225,7 @@
 //	                     <------------  HAVE_UPDATE k..   (any time)
 //	CANCEL j             ------------>
 //	                     <------------  CHUNK i | ERROR(code, i)
+//	                     <------------  HOLDER   (3.1.0, a seeder, any time)
 //	close write          ------------>
 //	                     <------------  answers still queued, then close
 //

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/shoal-dev/shoal/internal/chunkset"
 	"github.com/shoal-dev/shoal/internal/oci"
 )
@@ -44,7 +47,14 @@ func sampleMessages(t testing.TB) []Message {
 		Error{Code: CodeUnavailable, Index: 3, Message: "not held yet"},
 		Error{Code: CodeNotFound, Index: -1, Message: "blob unknown: é"},
 		Error{Code: CodeInternal, Index: -1},
+		Holder{Peer: holderID(t), Addrs: []ma.Multiaddr{ma.StringCast("/ip4/10.0.0.2/tcp/5052"), ma.StringCast("/ip6/::1/udp/5052/quic-v1")}},
+		Holder{Peer: holderID(t)},
 	}
+}
+
+func holderID(t testing.TB) peer.ID {
+	_, id := testKey(t, 7)
+	return id
 }
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -189,7 +199,7 @@ func TestReaderErrors(t *testing.T) {
 		want error
 	}{
 		{"type 0", frame(0, nil), ErrUnknownType},
-		{"type 8", frame(8, nil), ErrUnknownType},
+		{"type 9", frame(9, nil), ErrUnknownType},
 		{"type ff", []byte{0xff}, ErrUnknownType},
 		{"non-minimal length", []byte{byte(TypeRequest), 0x84, 0x00, 0, 0, 0, 1}, ErrMalformed},
 		{"short request", frame(TypeRequest, []byte{0, 0, 1}), ErrMalformed},
@@ -289,6 +299,9 @@ func TestWriteFrameRejects(t *testing.T) {
 		{"error index", Error{Code: CodeBusy, Index: -2}, ErrMalformed},
 		{"error message", Error{Code: CodeBusy, Index: -1, Message: strings.Repeat("x", MaxErrorLen+1)}, ErrMalformed},
 		{"error utf8", Error{Code: CodeBusy, Index: -1, Message: "\xff"}, ErrMalformed},
+		{"holder no peer", Holder{}, ErrMalformed},
+		{"holder bad peer", Holder{Peer: peer.ID("not a multihash")}, ErrMalformed},
+		{"holder too many addrs", Holder{Peer: holderID(t), Addrs: manyAddrs(MaxHolderAddrs + 1)}, ErrMalformed},
 	} {
 		var buf bytes.Buffer
 		if err := WriteFrame(&buf, tc.m); !errors.Is(err, tc.want) || buf.Len() != 0 {

@@ -14,8 +14,15 @@ import (
 	"github.com/shoal-dev/shoal/internal/oci"
 )
 
-// ProtocolID is the libp2p protocol of this package.
-const ProtocolID protocol.ID = "/shoal/chunks/3.0.0"
+// ProtocolID is the libp2p protocol of this package: 3.1.0, with HOLDER.
+const ProtocolID protocol.ID = "/shoal/chunks/3.1.0"
+
+// ProtocolV30 is 3.0.0, the same protocol without HOLDER, still served and
+// proposed after ProtocolID so that nodes of both versions interoperate.
+const ProtocolV30 protocol.ID = "/shoal/chunks/3.0.0"
+
+// Protocols are the IDs a client proposes, preferred first.
+var Protocols = []protocol.ID{ProtocolID, ProtocolV30}
 
 // Wire limits; see the package documentation.
 const (
@@ -45,9 +52,10 @@ const (
 	TypeCancel     Type = 0x05
 	TypeChunk      Type = 0x06
 	TypeError      Type = 0x07
+	TypeHolder     Type = 0x08
 )
 
-var typeNames = [...]string{"", "OPEN", "HAVE", "HAVE_UPDATE", "REQUEST", "CANCEL", "CHUNK", "ERROR"}
+var typeNames = [...]string{"", "OPEN", "HAVE", "HAVE_UPDATE", "REQUEST", "CANCEL", "CHUNK", "ERROR", "HOLDER"}
 
 func (t Type) String() string {
 	if t.known() {
@@ -56,7 +64,7 @@ func (t Type) String() string {
 	return fmt.Sprintf("Type(%#02x)", uint8(t))
 }
 
-func (t Type) known() bool { return t >= TypeOpen && t <= TypeError }
+func (t Type) known() bool { return t >= TypeOpen && t <= TypeHolder }
 
 // maxBody is the cap of t's body length.
 func (t Type) maxBody() int64 {
@@ -73,6 +81,8 @@ func (t Type) maxBody() int64 {
 		return MaxFrame
 	case TypeError:
 		return 5 + MaxErrorLen
+	case TypeHolder:
+		return maxHolderBody
 	}
 	return 0
 }
@@ -126,7 +136,8 @@ func CodeOf(err error) Code {
 	return CodeInternal
 }
 
-// Message is one of Open, Have, HaveUpdate, Request, Cancel, Chunk, Error.
+// Message is one of Open, Have, HaveUpdate, Request, Cancel, Chunk, Error,
+// Holder.
 type Message interface {
 	Type() Type
 	validate() error
@@ -416,6 +427,8 @@ func decodeBody(t Type, body []byte) (Message, error) {
 		e.Message = string(d.b)
 		d.b = nil
 		m = e
+	case TypeHolder:
+		m = decodeHolder(&d)
 	default:
 		return nil, fmt.Errorf("%w: %s", ErrUnexpectedType, t)
 	}

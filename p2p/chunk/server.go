@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/shoal-dev/shoal/internal/chunkset"
@@ -77,6 +78,9 @@ type ServerOptions struct {
 	Limits *Limits
 	// Metrics, if set, counts rejections.
 	Metrics *ServerMetrics
+	// Holders, if set (a seeder), names each client that takes its first
+	// CHUNK of a blob to other ProtocolID streams of that blob (HOLDER).
+	Holders *Holders
 	// OnUpload, if set, is called with each CHUNK payload's size after it
 	// was written (for shoal_uploaded_bytes_total).
 	OnUpload func(p peer.ID, n int64)
@@ -122,7 +126,15 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	return o
 }
 
-// Handler returns the stream handler to register for ProtocolID. Chunk
+// Register sets handler for every chunk protocol version h serves
+// (ProtocolID and ProtocolV30).
+func Register(h host.Host, handler network.StreamHandler) {
+	for _, id := range Protocols {
+		h.SetStreamHandler(id, handler)
+	}
+}
+
+// Handler returns the stream handler to register (Register) for Protocols. Chunk
 // buffers are pooled across its streams unless opts.Alloc is set, and its
 // streams share opts.Limits, or limits with the defaults if it is nil.
 func Handler(b Blobs, opts ServerOptions, log *zap.Logger) network.StreamHandler {
@@ -189,6 +201,12 @@ type server struct {
 	writing bool
 
 	uploaded atomic.Int64
+
+	// holders carries the HOLDERs other streams name to this one (nil:
+	// not a ProtocolID stream of a server with Holders); named is set
+	// once this stream's client was named as a holder.
+	holders chan Holder
+	named   bool
 }
 
 func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blobs) error {
@@ -230,6 +248,9 @@ func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blo
 	}
 	if err := sv.write(have); err != nil {
 		return err
+	}
+	if sv.opts.Holders != nil && sv.s.Protocol() == ProtocolID {
+		defer sv.opts.Holders.join(req.Digest, sv)()
 	}
 
 	count := have.Bitmap.Len()
@@ -359,6 +380,10 @@ func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i 
 		return err
 	}
 	sv.uploaded.Add(n)
+	if !sv.named {
+		sv.named = true
+		sv.opts.Holders.held(req.Digest, sv)
+	}
 	if sv.opts.OnUpload != nil {
 		sv.opts.OnUpload(sv.remote, n)
 	}
@@ -366,7 +391,8 @@ func (sv *server) answer(ctx context.Context, blob Blob, req Open, have Have, i 
 }
 
 // forward turns updates into HAVE_UPDATE frames, batching what is ready and
-// skipping chunks already announced.
+// skipping chunks already announced, and writes the HOLDERs other streams
+// name to this one.
 func (sv *server) forward(ctx context.Context, updates <-chan int, sent *chunkset.Set) error {
 	for {
 		var i int
@@ -374,6 +400,11 @@ func (sv *server) forward(ctx context.Context, updates <-chan int, sent *chunkse
 		select {
 		case <-ctx.Done():
 			return nil
+		case h := <-sv.holders:
+			if err := sv.write(h); err != nil {
+				return err
+			}
+			continue
 		case i, ok = <-updates:
 		}
 		if !ok {

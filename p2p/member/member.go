@@ -106,13 +106,22 @@ func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo
 	}, nil
 }
 
-// Serve answers the chunk protocol from blobs, with the package's
-// default deadlines and caps (see package chunk); onUpload, if not nil, is
-// told of every chunk payload sent.
-func (p *Peer) Serve(blobs chunk.Blobs, onUpload func(peer.ID, int64)) {
-	p.Host.SetStreamHandler(chunk.ProtocolID, chunk.Handler(blobs, chunk.ServerOptions{
-		Uploads: p.uploads, Limits: p.limits, Metrics: p.metrics, OnUpload: onUpload,
+// Serve answers the chunk protocol (both versions, chunk.Protocols) from
+// blobs, with the package's default deadlines and caps (see package
+// chunk); onUpload, if not nil, is told of every chunk payload sent.
+// holders, if not nil (a seeder), names new holders to other sessions of
+// their blob (chunk HOLDER).
+func (p *Peer) Serve(blobs chunk.Blobs, onUpload func(peer.ID, int64), holders *chunk.Holders) {
+	chunk.Register(p.Host, chunk.Handler(blobs, chunk.ServerOptions{
+		Uploads: p.uploads, Limits: p.limits, Metrics: p.metrics, OnUpload: onUpload, Holders: holders,
 	}, p.log.Named("chunks")))
+}
+
+// Holders returns the holder hints of this member's host: a new holder is
+// named to fanout other sessions of its blob, with the addresses the
+// host's peerstore has for it.
+func (p *Peer) Holders(fanout int) *chunk.Holders {
+	return chunk.NewHolders(fanout, p.Host.Peerstore().Addrs)
 }
 
 // ID is the member's peer ID.

@@ -206,10 +206,11 @@ func NewClient(h host.Host, router Router, cfg Config, m *Metrics, log *zap.Logg
 		if len(info.Addrs) > 0 {
 			h.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
 		}
-		s, err := h.NewStream(ctx, info.ID, chunk.ProtocolID)
+		s, err := h.NewStream(ctx, info.ID, chunk.Protocols...)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errUnreachable, err)
 		}
+		opts.Holders = opts.Holders && s.Protocol() == chunk.ProtocolID
 		return chunk.NewSession(ctx, s, info.ID, open, opts)
 	}
 	f.setSeeders()

@@ -26,6 +26,8 @@ type Metrics struct {
 	// nothing: they failed before their first chunk, or it came no faster
 	// than the slowest session's.
 	SwapFailures prometheus.Counter
+	// Hints counts HOLDERs taken from trusted seeders (hints.go).
+	Hints prometheus.Counter
 
 	// Fetched's children by source kind, resolved once: landed counts
 	// every chunk.
@@ -51,6 +53,8 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 			Name: "shoal_swarm_source_swaps_total", Help: "Peer sessions closed by fetches with every source slot taken, for a provider not tried yet."}),
 		SwapFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_swarm_source_swap_failures_total", Help: "Providers tried for a source swap that replaced no session: they failed, or their first chunk came no faster than the slowest session's."}),
+		Hints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_swarm_holder_hints_total", Help: "New holders of a blob a trusted seeder named to fetches (HOLDER), offered as sources."}),
 		Failover: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shoal_swarm_seeder_failover_seconds",
 			Help:    "Time from the last chunk of a trusted seeder a fetch lost to the first chunk from the next seeder of the blob.",
@@ -60,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer, fetched *prometheus.CounterVec) *Metr
 	for _, r := range reasons {
 		m.Rejections.WithLabelValues(r)
 	}
-	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures, m.Failover, m.Swaps, m.SwapFailures}
+	cs := []prometheus.Collector{m.VerifyFailures, m.Uploaded, m.Fallbacks, m.DigestFailures, m.Failover, m.Swaps, m.SwapFailures, m.Hints}
 	if m.Fetched == nil {
 		m.Fetched = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_fetched_bytes_total", Help: "Bytes this node obtained, by source (peer, seeder, origin)."}, []string{"source"})

@@ -176,6 +176,7 @@ func (r *run) checkTimers(ctx context.Context) error {
 	live := r.live()
 	// Peers that started on this blob after us show up in later lookups.
 	r.checkTrial(now)
+	r.checkHinted(now)
 	r.checkDry(now)
 	if r.relookupDue(now) {
 		r.lookupDone = false

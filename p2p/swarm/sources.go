@@ -38,6 +38,9 @@ type source struct {
 	probing time.Time // when the probe was asked for; zero: not asked
 	probe   int       // the chunk asked for as a probe
 	failed  int       // chunk ERRORs received
+	// hinted: a seeder named the peer as a new holder and its HAVE held
+	// nothing yet; it has HintGrace to announce a chunk (hints.go).
+	hinted bool
 }
 
 // delivered is how many verified chunks the source sent.
@@ -174,7 +177,7 @@ func (r *run) dial(ctx context.Context, info peer.AddrInfo) {
 	octx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	sess, err := r.f.dial(octx, info, chunk.Open{Digest: r.req.Digest, Registry: r.req.Registry, Repo: r.req.Repo},
-		chunk.ClientOptions{Alloc: r.f.alloc, Trust: r.f.trust, HaveTimeout: timeout, Slack: slack})
+		chunk.ClientOptions{Alloc: r.f.alloc, Trust: r.f.trust, HaveTimeout: timeout, Slack: slack, Holders: r.f.seeder[info.ID]})
 	if err != nil {
 		r.send(ctx, event{kind: evDialFailed, id: info.ID, err: err})
 		return
@@ -186,6 +189,13 @@ func (r *run) dial(ctx context.Context, info peer.AddrInfo) {
 func (r *run) dialFailed(id peer.ID, err error) {
 	if r.f.seeder[id] {
 		r.f.log.Debug("seeder unavailable", zap.String("digest", r.req.Digest.String()), zap.String("peer", id.String()), zap.Error(err))
+		return
+	}
+	if r.justHinted(id) {
+		// Named by a seeder a moment ago: not a liar, maybe not serving
+		// the blob yet. It cools off like a failed swap, unpunished.
+		r.cooling[id] = time.Now().Add(swapCool)
+		r.drop(id, reasonNoHave, err, false)
 		return
 	}
 	var e chunk.Error
@@ -216,6 +226,11 @@ func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) er
 	case have.BlobSize == 0:
 		// Fetch handles the empty blob: this digest has bytes.
 		r.drop(id, reasonUntrustedSize, fmt.Errorf("%w: HAVE of 0 bytes for a blob that has some", ErrGeometry), true)
+	case !s.seeder && have.Bitmap.Count() == 0 && r.justHinted(id):
+		s.hinted = true // it is taking its first chunk (hints.go)
+		if r.sized {
+			r.admit(s)
+		}
 	case !s.seeder && have.Bitmap.Count() == 0:
 		r.drop(id, reasonNoHave, errors.New("swarm: HAVE holds no chunk"), true)
 	case r.sized:
@@ -312,6 +327,8 @@ func (r *run) read(ctx context.Context, s *source) {
 			r.send(ctx, event{kind: evUpdate, id: s.id, src: s, idxs: m.Indexes})
 		case chunk.Error:
 			r.send(ctx, event{kind: evChunkErr, id: s.id, src: s, idx: m.Index, err: fmt.Errorf("%w: %w", m.Code.Err(), m)})
+		case chunk.Holder:
+			r.send(ctx, event{kind: evHint, id: s.id, src: s, info: m.Info()})
 		}
 	}
 }

@@ -64,6 +64,27 @@ func pull(p *harness.Peer, req swarm.Request, b []byte, fallback swarm.Fallback)
 	return p.Pull(ctx, req, b, fallback)
 }
 
+// pullAll pulls the blob on every node at once, without the origin, and
+// fails t if any pull fails.
+func pullAll(t *testing.T, nodes []*harness.Peer, req swarm.Request, b []byte) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = pull(n, req, b, noFallback(t))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+}
+
 // errFellBack is what noFallback returns.
 var errFellBack = errors.New("fell back to the origin")
 
@@ -290,21 +311,7 @@ func TestEightNodesAtOnce(t *testing.T) {
 	}
 	// Every node is a provider candidate from the start (they advertise
 	// with their first chunk; here they all join at once).
-	var wg sync.WaitGroup
-	errs := make([]error, len(nodes))
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = pull(n, req, blob, noFallback(t))
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-	}
+	pullAll(t, nodes, req, blob)
 	if got := c.Origin.BlobGets(req.Digest.String()); got != 1 {
 		t.Fatalf("origin read %d times", got)
 	}

@@ -133,7 +133,7 @@ type Behavior func(s network.Stream, open chunk.Open)
 
 // Answer makes the peer answer every chunk-protocol stream with b.
 func (p *Peer) Answer(b Behavior) {
-	p.Host.SetStreamHandler(chunk.ProtocolID, func(s network.Stream) {
+	chunk.Register(p.Host, func(s network.Stream) {
 		defer func() { _ = s.Reset() }()
 		_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
 		r := chunk.NewReader(s, nil)

@@ -1,0 +1,73 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A trusted seeder names a node that takes its first chunk of a blob to a
+// few other fetches of that blob (chunk HOLDER, on /shoal/chunks/3.1.0), so
+// a new holder is known at once, not at the next DHT lookup after it
+// published (the simulator's hints idea: bench/sim). A hint is offered like
+// a provider the DHT returned: the same penalty box, cooling, seen cap and
+// slots, dialed if a slot is free, else queued for the swap trial.
+
+// MaxHints bounds the HOLDERs one fetch takes; the rest are ignored.
+const MaxHints = 256
+
+// HintGrace is how long a peer a seeder just named may hold nothing: the
+// seeder names it while its first chunk is still on the way to it. A
+// hinted session that announced no chunk by then is closed (unpunished,
+// cooled off like a failed swap).
+const HintGrace = 2 * time.Second
+
+// errHintEmpty is why a hinted session that held nothing was closed.
+var errHintEmpty = errors.New("swarm: a named holder announced no chunk in time")
+
+// hint takes a HOLDER from a session: only a trusted seeder's counts (a
+// session of anyone else never accepts the frame: chunk.ClientOptions.Holders).
+func (r *run) hint(ctx context.Context, ev event) {
+	s, id := ev.src, ev.info.ID
+	if s == nil || s.closed || !s.seeder || id == r.f.self || r.f.seeder[id] || len(r.hints) >= MaxHints {
+		return
+	}
+	if _, ok := r.hints[id]; ok {
+		return // named before in this fetch: offered then
+	}
+	now := time.Now()
+	r.hints[id] = now
+	r.f.m.Hints.Inc()
+	r.offer(ctx, ev.info)
+	r.tryNewcomer(now)
+}
+
+// justHinted reports whether a seeder named id within HintGrace.
+func (r *run) justHinted(id peer.ID) bool {
+	at, ok := r.hints[id]
+	return ok && time.Since(at) <= HintGrace
+}
+
+// checkHinted closes hinted sessions that still hold nothing after
+// HintGrace.
+func (r *run) checkHinted(now time.Time) {
+	for id, s := range r.peers {
+		if !s.hinted || s.closed {
+			continue
+		}
+		held := s.have
+		if s.ps != nil {
+			held = s.ps.Have()
+		}
+		if held != nil && held.Count() > 0 {
+			s.hinted = false
+			continue
+		}
+		if now.Sub(r.hints[id]) > HintGrace {
+			r.cooling[id] = now.Add(swapCool)
+			r.drop(id, reasonNoHave, errHintEmpty, false)
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package swarm_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/shoal-dev/shoal/internal/harness"
+	"github.com/shoal-dev/shoal/internal/harness/hostile"
+	"github.com/shoal-dev/shoal/p2p/chunk"
+	"github.com/shoal-dev/shoal/p2p/swarm"
+)
+
+func hints(t *testing.T, p *harness.Peer) float64 {
+	t.Helper()
+	return harness.Sum(t, p.Registry, "shoal_swarm_holder_hints_total", nil)
+}
+
+// The attack: a peer (not a seeder) sends HOLDER on its session, naming a
+// decoy, to steer the puller's slots. The session does not accept the
+// frame: the liar is dropped for breaking the protocol, the decoy is never
+// dialed, no hint is counted, and the pull finishes from the seeder.
+func TestHolderFromAPeerIsAViolation(t *testing.T) {
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	blob, req := pushBlob(t, c, 4<<20, 31)
+	c.AddSeeder(harness.SeederOptions{})
+	decoy := hostile.New(t, hostile.Options{})
+	var dialed atomic.Int32
+	decoy.Answer(func(network.Stream, chunk.Open) { dialed.Add(1) })
+	c.ListFirst(req.Digest, hostiles(t, 1, func(int, *hostile.Peer) hostile.Behavior {
+		return hostile.Script(time.Minute, hostile.Frame(fullHave(int64(len(blob)))), hostile.Frame(chunk.Holder{Peer: decoy.Info().ID, Addrs: decoy.Info().Addrs}))
+	})...)
+	a := newPeer(c, swarm.Config{})
+	if err := pull(a, req, blob, noFallback(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := dialed.Load(); n != 0 {
+		t.Errorf("the decoy a peer named was dialed %d times", n)
+	}
+	if n := hints(t, a); n != 0 {
+		t.Errorf("%v hints counted from a peer", n)
+	}
+	if n := rejections(t, a, ""); n < 1 {
+		t.Errorf("the peer that sent HOLDER was not dropped (%v rejections)", n)
+	}
+}
+
+// Two nodes pull the same blob at once through a real seeder, which names
+// each to the other when it sends it its first chunk: the hints are
+// counted, taken as sources, and both finish with the origin sending the
+// blob once.
+func TestSeederNamesNewHolders(t *testing.T) {
+	c := harness.NewCluster(t, harness.ClusterOptions{})
+	blob, req := pushBlob(t, c, 24<<20, 32)
+	c.AddSeeder(harness.SeederOptions{})
+	a, b := newPeer(c, swarm.Config{}), newPeer(c, swarm.Config{})
+	pullAll(t, []*harness.Peer{a, b}, req, blob)
+	if n := hints(t, a) + hints(t, b); n < 1 {
+		t.Fatalf("no holder hint reached either node")
+	}
+	peerBytes := harness.Sum(t, a.Registry, "shoal_fetched_bytes_total", harness.Labels{"source": "peer"}) +
+		harness.Sum(t, b.Registry, "shoal_fetched_bytes_total", harness.Labels{"source": "peer"})
+	if peerBytes == 0 {
+		t.Errorf("no bytes went between the nodes the seeder named to each other")
+	}
+	if got := c.Origin.BlobGets(req.Digest.String()); got != 1 {
+		t.Errorf("origin served the blob %d times, want once", got)
+	}
+}
