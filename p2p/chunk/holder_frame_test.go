@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/opencontainers/go-digest"
 )
 
 func manyAddrs(n int) []ma.Multiaddr {
@@ -71,5 +73,62 @@ func TestHolderDecodeRejects(t *testing.T) {
 	max := holderBody(id, MaxHolderAddrs, nine[:MaxHolderAddrs], nil)
 	if m, err := NewReader(bytes.NewReader(frame(TypeHolder, max)), nil).Next(); err != nil || len(m.(Holder).Addrs) != MaxHolderAddrs {
 		t.Fatalf("eight addresses: %v", err)
+	}
+}
+
+// TestHoldersFanout: the hub names a new holder to exactly fanout other
+// streams of its blob while enough are joined, never to a stream that left,
+// to the holder's own streams, or to another blob's, and a stream's leave
+// keeps the others' places right.
+func TestHoldersFanout(t *testing.T) {
+	addr := manyAddrs(1)
+	h := NewHolders(4, func(peer.ID) []ma.Multiaddr { return addr })
+	d, other := digest.FromString("a"), digest.FromString("b")
+	var svs []*server
+	var leaves []func()
+	for k := range 40 {
+		_, id := testKey(t, byte(10+k))
+		sv := &server{remote: id}
+		svs = append(svs, sv)
+		leaves = append(leaves, h.join(d, sv))
+	}
+	_, oid := testKey(t, 99)
+	elsewhere := &server{remote: oid}
+	defer h.join(other, elsewhere)()
+	for k := 0; k < 40; k += 2 { // every other stream leaves
+		leaves[k]()
+	}
+	mine := &server{remote: svs[1].remote} // a second stream of peer 1
+	defer h.join(d, mine)()
+	for round := range 50 {
+		h.held(d, svs[1])
+		got := 0
+		for k, sv := range svs {
+			select {
+			case m := <-sv.holders:
+				if k%2 == 0 || k == 1 {
+					t.Fatalf("round %d: stream %d (left, or the holder's own) was told", round, k)
+				}
+				if m.Peer != svs[1].remote || len(m.Addrs) != 1 {
+					t.Fatalf("HOLDER %v", m)
+				}
+				got++
+			default:
+			}
+		}
+		if len(mine.holders) > 0 || len(elsewhere.holders) > 0 {
+			t.Fatal("the holder's own stream or another blob's was told")
+		}
+		// 2*fanout draws over 20 streams, one of them the holder's own:
+		// four are nearly always found; never more.
+		if got > 4 || got < 3 {
+			t.Fatalf("round %d: %d streams told, want 4", round, got)
+		}
+	}
+	for k := 1; k < 40; k += 2 {
+		leaves[k]()
+	}
+	if n := len(h.subs[d]); n != 1 || len(h.at) != 2 {
+		t.Fatalf("after every leave: %d streams of the blob, %d places", n, len(h.at))
 	}
 }
