@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/opencontainers/go-digest"
 	"github.com/shoal-dev/shoal/internal/chunkset"
 )
@@ -43,9 +44,11 @@ type ClientOptions struct {
 	MinRate int64
 	Slack   time.Duration
 	// Holders makes the session take HOLDER frames (Next returns them):
-	// set it only for a server trusted to name holders (a trusted seeder)
-	// on a ProtocolID stream. Otherwise a HOLDER is ErrUnexpectedType and
-	// resets the session.
+	// set it only for a server trusted to name holders (a trusted seeder).
+	// It holds only on a ProtocolID stream (NewSession clears it for a
+	// stream whose Protocol is another; a Stream without a Protocol method
+	// is taken as the caller says). Otherwise a HOLDER is
+	// ErrUnexpectedType and resets the session.
 	Holders bool
 }
 
@@ -149,6 +152,9 @@ func NewSession(ctx context.Context, s Stream, p peer.ID, req Open, opts ClientO
 	if err := req.validate(); err != nil {
 		_ = s.Reset()
 		return nil, err
+	}
+	if ps, ok := s.(interface{ Protocol() protocol.ID }); ok && ps.Protocol() != ProtocolID {
+		opts.Holders = false // HOLDER exists on 3.1.0 streams only
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	have, rd, err := handshake(s, req, opts)

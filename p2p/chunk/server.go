@@ -408,7 +408,8 @@ func (sv *server) forward(ctx context.Context, updates <-chan int, sent *chunkse
 		case i, ok = <-updates:
 		}
 		if !ok {
-			return nil
+			updates = nil // no more chunks; HOLDERs may still come
+			continue
 		}
 		var batch []int
 		add := func(i int) {
@@ -434,7 +435,7 @@ func (sv *server) forward(ctx context.Context, updates <-chan int, sent *chunkse
 			}
 		}
 		if !ok {
-			return nil
+			updates = nil
 		}
 	}
 }

@@ -18,10 +18,10 @@ import (
 // MaxHints bounds the HOLDERs one fetch takes; the rest are ignored.
 const MaxHints = 256
 
-// HintGrace is how long a peer a seeder just named may hold nothing: the
-// seeder names it while its first chunk is still on the way to it. A
-// hinted session that announced no chunk by then is closed (unpunished,
-// cooled off like a failed swap).
+// HintGrace is how long the session of a peer a seeder named may hold
+// nothing: the seeder names it while its first chunk is still on the way to
+// it. A hinted session that announced no chunk by then is closed
+// (unpunished, cooled off like a failed swap; once per fetch).
 const HintGrace = 2 * time.Second
 
 // errHintEmpty is why a hinted session that held nothing was closed.
@@ -44,17 +44,24 @@ func (r *run) hint(ctx context.Context, ev event) {
 	r.tryNewcomer(now)
 }
 
-// justHinted reports whether a seeder named id within HintGrace.
-func (r *run) justHinted(id peer.ID) bool {
+// spendHint reports whether a seeder named id in this fetch and the name's
+// one allowance for holding nothing yet is not spent, and spends it: a
+// named peer that holds nothing (an empty HAVE, NOT_FOUND, no answer) is
+// not punished, once per fetch. Nothing else of it is excused.
+func (r *run) spendHint(id peer.ID) bool {
 	at, ok := r.hints[id]
-	return ok && time.Since(at) <= HintGrace
+	if !ok || at.IsZero() {
+		return false
+	}
+	r.hints[id] = time.Time{} // spent; still counts against MaxHints
+	return true
 }
 
-// checkHinted closes hinted sessions that still hold nothing after
-// HintGrace.
+// checkHinted closes hinted sessions that still hold nothing HintGrace
+// after they opened.
 func (r *run) checkHinted(now time.Time) {
 	for id, s := range r.peers {
-		if !s.hinted || s.closed {
+		if s.hinted.IsZero() || s.closed {
 			continue
 		}
 		held := s.have
@@ -62,10 +69,10 @@ func (r *run) checkHinted(now time.Time) {
 			held = s.ps.Have()
 		}
 		if held != nil && held.Count() > 0 {
-			s.hinted = false
+			s.hinted = time.Time{}
 			continue
 		}
-		if now.Sub(r.hints[id]) > HintGrace {
+		if now.Sub(s.hinted) > HintGrace {
 			r.cooling[id] = now.Add(swapCool)
 			r.drop(id, reasonNoHave, errHintEmpty, false)
 		}

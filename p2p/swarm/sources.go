@@ -38,9 +38,10 @@ type source struct {
 	probing time.Time // when the probe was asked for; zero: not asked
 	probe   int       // the chunk asked for as a probe
 	failed  int       // chunk ERRORs received
-	// hinted: a seeder named the peer as a new holder and its HAVE held
-	// nothing yet; it has HintGrace to announce a chunk (hints.go).
-	hinted bool
+	// hinted: when the session of a peer a seeder named as a new holder
+	// opened with a HAVE holding nothing; it has HintGrace from then to
+	// announce a chunk (hints.go). Zero: not such a session.
+	hinted time.Time
 }
 
 // delivered is how many verified chunks the source sent.
@@ -191,13 +192,6 @@ func (r *run) dialFailed(id peer.ID, err error) {
 		r.f.log.Debug("seeder unavailable", zap.String("digest", r.req.Digest.String()), zap.String("peer", id.String()), zap.Error(err))
 		return
 	}
-	if r.justHinted(id) {
-		// Named by a seeder a moment ago: not a liar, maybe not serving
-		// the blob yet. It cools off like a failed swap, unpunished.
-		r.cooling[id] = time.Now().Add(swapCool)
-		r.drop(id, reasonNoHave, err, false)
-		return
-	}
 	var e chunk.Error
 	reason := classify(err)
 	switch {
@@ -205,6 +199,15 @@ func (r *run) dialFailed(id peer.ID, err error) {
 		reason = reasonUnreachable
 	case errors.As(err, &e), reason == "":
 		reason = reasonNoHave
+	}
+	if !hostile(reason) && r.spendHint(id) {
+		// Named by a seeder: maybe not serving the blob yet (its first
+		// chunk is on the way, or it serves only whole blobs). It cools
+		// off like a failed swap, unpunished, once per fetch; anything
+		// hostile is punished as from any provider.
+		r.cooling[id] = time.Now().Add(swapCool)
+		r.drop(id, reason, err, false)
+		return
 	}
 	r.drop(id, reason, err, true)
 }
@@ -226,8 +229,8 @@ func (r *run) addSource(ctx context.Context, id peer.ID, sess *chunk.Session) er
 	case have.BlobSize == 0:
 		// Fetch handles the empty blob: this digest has bytes.
 		r.drop(id, reasonUntrustedSize, fmt.Errorf("%w: HAVE of 0 bytes for a blob that has some", ErrGeometry), true)
-	case !s.seeder && have.Bitmap.Count() == 0 && r.justHinted(id):
-		s.hinted = true // it is taking its first chunk (hints.go)
+	case !s.seeder && have.Bitmap.Count() == 0 && r.spendHint(id):
+		s.hinted = time.Now() // it is taking its first chunk (hints.go)
 		if r.sized {
 			r.admit(s)
 		}
