@@ -36,6 +36,11 @@ type Config struct {
 
 	// PullConcurrency is layers a client fetches at once (containerd: 3).
 	PullConcurrency int
+	// NoPrefetch models a daemon run with --prefetch-layers=false. By
+	// default (the daemon's) a node starts every layer at once when its
+	// client reads the manifest, up to half of the store's download slots
+	// (store.Prefetch); PullConcurrency then only matters past that.
+	NoPrefetch bool
 	// MaxSources is sessions per blob (the seeder's among them).
 	MaxSources int
 	// Window is requests in flight per source above which a HAVE_UPDATE
@@ -85,9 +90,10 @@ type Config struct {
 	// refused dial is never retried at once).
 	SubCap   int
 	BusyCool float64
-	// Hints (0: none, the daemon's rule) is how many of the seeder's
-	// subscribers it names a node to when that node's first chunk of a
-	// blob came from it.
+	// Hints is how many of the seeder's subscribers of a blob it names a
+	// node to when it sent that node its first chunk of the blob on a
+	// session (chunk HOLDER; 0: chunk.DefaultHolderFanout, the daemon's
+	// rule; negative: none, the seeder's --holder-hints=0).
 	Hints int
 	// Trace samples the rollout every TraceEvery of simulated time into
 	// Stats.Trace (0: no samples; the run is the same either way).
@@ -147,6 +153,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Window <= 0 {
 		c.Window = plan.DefaultMaxInflight
+	}
+	if c.Hints == 0 {
+		c.Hints = chunk.DefaultHolderFanout
 	}
 	if c.SeederSlots <= 0 {
 		c.SeederSlots = chunk.SeederUploads

@@ -10,8 +10,9 @@
 // down-link; a chunk transfer is a flow on its sender's up-link and its
 // receiver's down-link, and when a flow starts or ends only the flows on
 // those two links get new rates (a local water-fill), not the whole
-// network. The receiving side (fetch.go) follows p2p/swarm: PullConcurrency
-// layers at once, per layer a session with the seeder (always given a
+// network. The receiving side (fetch.go) follows p2p/swarm: every layer at
+// once (the shim prefetches a manifest's layers; PullConcurrency with
+// NoPrefetch), per layer a session with the seeder (always given a
 // slot) and up to MaxSources-1 providers from DHT lookups (a bounded
 // random subset of the nodes whose record is published, after
 // DHTLatency), re-looked up every second while there is room (doubling to

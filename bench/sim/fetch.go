@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/chunkset"
+	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/p2p/plan"
 	"github.com/shoal-dev/shoal/p2p/swarm"
 )
 
-// The receiving side: a node pulls PullConcurrency layers at once; each
+// The receiving side: a node pulls its layers at once (concurrency); each
 // layer's fetch opens a session with the seeder (it always gets a slot),
 // asks the DHT for providers, opens sessions with up to MaxSources-1 of
 // them, looks again every second while there is room (doubling to 16 s
@@ -37,9 +38,19 @@ const (
 func (s *Sim) startNode(n *node) {
 	n.started = true
 	n.startAt = s.now
-	for n.active < s.cfg.PullConcurrency && n.next < len(s.blobs) {
+	for n.active < s.concurrency() && n.next < len(s.blobs) {
 		s.startFetch(n)
 	}
+}
+
+// concurrency is the layers a node fetches at once: its client's, or with
+// the shim's prefetch of a manifest's layers (registryshim prefetch.go),
+// what store.Prefetch starts, half of the download slots.
+func (s *Sim) concurrency() int {
+	if s.cfg.NoPrefetch {
+		return s.cfg.PullConcurrency
+	}
+	return max(s.cfg.PullConcurrency, (store.DefaultMaxDownloads+1)/2)
 }
 
 func (s *Sim) startFetch(n *node) {
@@ -166,24 +177,6 @@ func (s *Sim) sample(n *node, ps []int32) []int32 {
 	}
 	s.sampleBuf = out
 	return out
-}
-
-// hint offers holder p to fe as a lookup would.
-func (s *Sim) hint(fe *fetch, p int32) {
-	if fe.done || fe.n.left || s.hosts[p].gone || fe.connected(p) || s.cooled(fe, p) {
-		return
-	}
-	fe.seen[p] = struct{}{}
-	if fe.peerSessions() >= s.cfg.MaxSources-1 {
-		if s.cfg.NoSwap {
-			return
-		}
-		fe.tried[p] = struct{}{}
-		fe.cands = append(fe.cands, p)
-		s.tryNewcomer(fe)
-		return
-	}
-	s.dial(fe, p)
 }
 
 func (s *Sim) dialCands(fe *fetch) {
@@ -382,15 +375,10 @@ func (s *Sim) deliver(r *request) {
 		if !fe.provided {
 			fe.provided = true
 			s.after(s.dht, event{kind: evProvide, n: n.id, c: int32(fe.blob)})
-			if ss.seeder && s.cfg.Hints > 0 {
-				subs := s.hosts[s.seederID()].subs[fe.blob]
-				for k := 0; k < s.cfg.Hints && len(subs) > 0; k++ {
-					o := subs[n.rng.IntN(len(subs))]
-					if o.fe != fe {
-						s.after(s.lat, event{kind: evHint, fe: o.fe, n: n.id})
-					}
-				}
-			}
+		}
+		if ss.seeder && !ss.named && s.cfg.Hints > 0 {
+			ss.named = true
+			s.nameHolder(fe, n)
 		}
 		s.announce(n.id, fe.blob, i)
 	}

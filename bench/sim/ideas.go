@@ -42,11 +42,10 @@ var Ideas = map[string]func(*Config){
 	"seeder16": func(c *Config) { c.SeederSlots = 16 },
 	// Swaps after 2 s (swarm.DefaultSwapAge is 1 s).
 	"age2": func(c *Config) { c.SwapAge = 2 },
-	// Holders visible beyond the 8 sessions: the seeder names a node whose
-	// first chunk of a blob it sent to Hints random subscribers of that
-	// blob (not in the daemon: a wire change).
+	// Holder hints (chunk HOLDER; the daemon's default names a new holder
+	// to 16 sessions): fewer, or none, as before chunk protocol 3.1.0.
 	"hints4":  func(c *Config) { c.Hints = 4 },
-	"hints16": func(c *Config) { c.Hints = 16 },
+	"nohints": func(c *Config) { c.Hints = -1 },
 	// A node accepts at most SubCap sessions per blob as a source; a dial
 	// past it is refused as busy (not in the daemon).
 	"cap16":    func(c *Config) { c.SubCap, c.BusyCool = 16, 1 },

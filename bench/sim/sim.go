@@ -106,6 +106,7 @@ type fetch struct {
 	bySrc     map[*plan.Source]*session
 	reqs      map[reqKey]*request
 	tried     map[int32]struct{}
+	hinted    map[int32]struct{} // holders the seeder named (hint)
 	cands     []int32
 	dialing   int
 	lookupOK  bool
@@ -147,6 +148,7 @@ type session struct {
 	subIdx int     // index in hosts[src].subs[blob]
 	out    int     // requests outstanding
 	upAt   float64 // when its HAVE arrived
+	named  bool    // a seeder session that sent its first chunk (hints)
 }
 
 // request is one chunk asked of a source.

@@ -34,7 +34,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	churn := fs.Float64("churn", 0, "fraction of the nodes that leave mid-rollout")
 	latency := fs.Duration("latency", sim.DefaultLatency, "one-way latency of every link")
 	dhtLatency := fs.Duration("dht-latency", sim.DefaultDHTLatency, "a DHT provider lookup's time")
-	conc := fs.Int("pull-concurrency", 3, "layers a client fetches at once (containerd's default)")
+	conc := fs.Int("pull-concurrency", 3, "layers a client fetches at once (containerd's default); with --prefetch-layers the daemon starts them all anyway")
+	prefetch := fs.Bool("prefetch-layers", true, "model the daemon's --prefetch-layers: every layer of the image starts when the manifest is read")
 	compare := fs.String("compare", "", "a lab results.json (or its directory): simulate its runs and print sim vs lab")
 	sweep := fs.Bool("sweep", false, "run the N sweep (10, 100, 1000, 10000 nodes, or --sweep-nodes) and a churn run; plots into --out")
 	sweepNodes := fs.String("sweep-nodes", "10,100,1000,10000", "--sweep: node counts")
@@ -55,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := sim.Config{Nodes: *nodes, ImageBytes: *size, Layers: *layers, NodeRate: nr, OriginRate: or, Seed: *seed,
-		LateJoiners: *late, Churn: *churn, Latency: *latency, DHTLatency: *dhtLatency, PullConcurrency: *conc,
+		LateJoiners: *late, Churn: *churn, Latency: *latency, DHTLatency: *dhtLatency, PullConcurrency: *conc, NoPrefetch: !*prefetch,
 		PeerOverhead: sim.DefaultPeerOverhead, OriginOverhead: sim.DefaultOriginOverhead, ChunkOverhead: sim.DefaultChunkOverhead}
 	cfg.TraceEvery = *trace
 	if err := sim.ApplyIdea(&cfg, *idea); err != nil {
@@ -119,8 +120,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // commandLine is the invocation recorded in results.md.
 func commandLine(c sim.Config) string {
-	return fmt.Sprintf("shoal-sim --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --seed %d --late-joiners %d --churn %g --latency %s --dht-latency %s --pull-concurrency %d --idea %s",
-		c.Nodes, c.ImageBytes, c.Layers, c.NodeRate, c.OriginRate, c.Seed, c.LateJoiners, c.Churn, c.Latency, c.DHTLatency, c.PullConcurrency, c.Idea)
+	return fmt.Sprintf("shoal-sim --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --seed %d --late-joiners %d --churn %g --latency %s --dht-latency %s --pull-concurrency %d --prefetch-layers=%t --idea %s",
+		c.Nodes, c.ImageBytes, c.Layers, c.NodeRate, c.OriginRate, c.Seed, c.LateJoiners, c.Churn, c.Latency, c.DHTLatency, c.PullConcurrency, !c.NoPrefetch, c.Idea)
 }
 
 func parseInts(s string) ([]int, error) {
