@@ -233,9 +233,17 @@ func TestDeadlines(t *testing.T) {
 			t.Fatalf("expired at the deadline: %q", got)
 		}
 		time.Sleep(time.Millisecond)
+		// Overdue, but a alone holds chunk 1: asked again it would go to
+		// a, so the request stays.
+		if got := acts(names, b.Expire(time.Now())); got != "" {
+			t.Fatalf("Expire with a the only holder = %q", got)
+		}
+		// Once another source holds it, the overdue request goes.
+		o := b.AddSource(false, set(n, 1))
 		if got := acts(names, b.Expire(time.Now())); got != "C0:1" {
 			t.Fatalf("Expire = %q", got)
 		}
+		b.Remove(o)
 		if a.Rate() != cs {
 			t.Fatalf("rate after a timeout = %v, want halved", a.Rate())
 		}

@@ -66,8 +66,10 @@ func (b *Blob) Deadline(s *Source) time.Duration {
 }
 
 // Expire cancels the requests outstanding longer than their source's
-// Deadline at now; each halves its source's rate (valid until the next
-// call on the Blob).
+// Deadline at now whose chunk another live source holds; each halves its
+// source's rate (valid until the next call on the Blob). A request whose
+// source alone holds the chunk stays: cancelled, it would only be asked
+// of the same source again.
 func (b *Blob) Expire(now time.Time) []Action {
 	b.acts = b.acts[:0]
 	if b.expOK && (b.expNone || !now.After(b.expAt)) {
@@ -77,7 +79,11 @@ func (b *Blob) Expire(now time.Time) []Action {
 		limit := b.Deadline(s)
 		for k := 0; k < len(s.reqs); {
 			r := s.reqs[k]
-			if now.Sub(r.at) <= limit {
+			if now.Sub(r.at) <= limit || b.covered[r.chunk] <= 1 {
+				// Not overdue, or s alone holds the chunk: asked again it
+				// would go to s, behind what s has queued since, and
+				// come twice if s was sending it. The session's answer
+				// deadline still ends a source that stopped answering.
 				k++
 				continue
 			}
