@@ -26,6 +26,8 @@ func TestHolderFromAPeerIsAViolation(t *testing.T) {
 	c := harness.NewCluster(t, harness.ClusterOptions{})
 	blob, req := pushBlob(t, c, 4<<20, 31)
 	c.AddSeeder(harness.SeederOptions{})
+	// A few seconds of pull: the liar's session ends while the fetch runs.
+	c.Origin.SetRate(1 << 20)
 	decoy := hostile.New(t, hostile.Options{})
 	var dialed atomic.Int32
 	decoy.Answer(func(network.Stream, chunk.Open) { dialed.Add(1) })
