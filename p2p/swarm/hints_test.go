@@ -58,6 +58,8 @@ func TestSeederNamesNewHolders(t *testing.T) {
 	c := harness.NewCluster(t, harness.ClusterOptions{})
 	blob, req := pushBlob(t, c, 24<<20, 32)
 	c.AddSeeder(harness.SeederOptions{})
+	c.Origin.SetRate(8 << 20) // the two fetches overlap for seconds
+
 	a, b := newPeer(c, swarm.Config{}), newPeer(c, swarm.Config{})
 	pullAll(t, []*harness.Peer{a, b}, req, blob)
 	if n := hints(t, a) + hints(t, b); n < 1 {
