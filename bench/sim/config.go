@@ -50,6 +50,10 @@ type Config struct {
 	// UploadSlots are chunks a node sends at once, SeederSlots the
 	// seeder (chunk.DefaultUploads, chunk.SeederUploads).
 	UploadSlots, SeederSlots int
+	// SeederSlotsFew (with FewPeers > 0; 0: off, the daemon's rule) are
+	// the seeder's slots while at most FewPeers peers hold or wait for
+	// one of them.
+	SeederSlotsFew, FewPeers int
 	// LookupK is how many providers a lookup returns at most.
 	LookupK int
 

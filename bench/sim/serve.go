@@ -197,6 +197,9 @@ func (s *Sim) serve(id int32) {
 	slots := s.cfg.UploadSlots
 	if id == s.seederID() {
 		slots = s.cfg.SeederSlots
+		if s.cfg.FewPeers > 0 && len(h.peers) <= s.cfg.FewPeers {
+			slots = s.cfg.SeederSlotsFew
+		}
 	}
 	for h.busy < slots && len(h.keys) > 0 {
 		fair := int(math.Ceil(float64(slots) / float64(max(len(h.peers), 1))))
