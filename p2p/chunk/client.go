@@ -129,7 +129,7 @@ type result struct {
 }
 
 // Dial opens a stream to p for Protocols (ProtocolID preferred) and runs
-// NewSession on it; opts.Holders holds only on a ProtocolID stream. ctx
+// NewSession on it (which keeps opts.Holders only on a ProtocolID stream). ctx
 // bounds only the dial and the handshake.
 func Dial(ctx context.Context, h host.Host, p peer.ID, req Open, opts ClientOptions) (*Session, error) {
 	if err := req.validate(); err != nil {
@@ -139,7 +139,6 @@ func Dial(ctx context.Context, h host.Host, p peer.ID, req Open, opts ClientOpti
 	if err != nil {
 		return nil, fmt.Errorf("chunk: open stream to %s: %w", p, err)
 	}
-	opts.Holders = opts.Holders && s.Protocol() == ProtocolID
 	return NewSession(ctx, s, p, req, opts)
 }
 

@@ -2,6 +2,7 @@ package chunk
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -72,25 +73,15 @@ func (m Holder) appendBody(b []byte) ([]byte, error) {
 // maxHolderBody is HOLDER's cap.
 const maxHolderBody = 1 + MaxHolderIDLen + 1 + MaxHolderAddrs*(2+MaxHolderAddrLen)
 
+// decodeHolder reads a HOLDER body; decodeBody's validate then checks the
+// peer ID and the bounds.
 func decodeHolder(d *decoder) Holder {
 	var h Holder
-	id := d.bytes(int(d.u8()))
+	h.Peer = peer.ID(d.bytes(int(d.u8())))
 	n := int(d.u8())
-	if d.err != nil {
-		return h
-	}
-	h.Peer = peer.ID(id)
-	if n > MaxHolderAddrs {
-		d.err = malformed("HOLDER with %d addresses", n)
-		return h
-	}
 	for range n {
 		raw := d.bytes(int(d.u16()))
 		if d.err != nil {
-			return h
-		}
-		if len(raw) == 0 || len(raw) > MaxHolderAddrLen {
-			d.err = malformed("HOLDER address of %d bytes", len(raw))
 			return h
 		}
 		a, err := ma.NewMultiaddrBytes(raw)
@@ -172,14 +163,16 @@ func (h *Holders) held(d digest.Digest, from *server) {
 	sent := 0
 	// A few more draws than the fanout skip the streams of from's own
 	// peer; a stream picked twice is told once.
-	told := map[*server]bool{}
+	var told []*server
 	for tries := 0; sent < h.fanout && tries < 2*h.fanout && len(told) < len(s); tries++ {
 		sv := s[h.rng.IntN(len(s))]
-		if told[sv] || sv.remote == from.remote {
-			told[sv] = true
+		if slices.Contains(told, sv) {
 			continue
 		}
-		told[sv] = true
+		told = append(told, sv)
+		if sv.remote == from.remote {
+			continue
+		}
 		select {
 		case sv.holders <- m:
 			sent++

@@ -210,7 +210,6 @@ func NewClient(h host.Host, router Router, cfg Config, m *Metrics, log *zap.Logg
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errUnreachable, err)
 		}
-		opts.Holders = opts.Holders && s.Protocol() == chunk.ProtocolID
 		return chunk.NewSession(ctx, s, info.ID, open, opts)
 	}
 	f.setSeeders()

@@ -37,11 +37,10 @@ func (r *run) hint(ctx context.Context, ev event) {
 	if _, ok := r.hints[id]; ok {
 		return // named before in this fetch: offered then
 	}
-	now := time.Now()
-	r.hints[id] = now
+	r.hints[id] = true
 	r.f.m.Hints.Inc()
 	r.offer(ctx, ev.info)
-	r.tryNewcomer(now)
+	r.tryNewcomer(time.Now())
 }
 
 // spendHint reports whether a seeder named id in this fetch and the name's
@@ -49,12 +48,18 @@ func (r *run) hint(ctx context.Context, ev event) {
 // named peer that holds nothing (an empty HAVE, NOT_FOUND, no answer) is
 // not punished, once per fetch. Nothing else of it is excused.
 func (r *run) spendHint(id peer.ID) bool {
-	at, ok := r.hints[id]
-	if !ok || at.IsZero() {
+	if !r.hints[id] {
 		return false
 	}
-	r.hints[id] = time.Time{} // spent; still counts against MaxHints
+	r.hints[id] = false // spent; still counts against MaxHints
 	return true
+}
+
+// excuse closes a named peer's session (or failed dial) unpunished and
+// cools it off like a failed swap.
+func (r *run) excuse(id peer.ID, reason string, err error, now time.Time) {
+	r.cooling[id] = now.Add(swapCool)
+	r.drop(id, reason, err, false)
 }
 
 // checkHinted closes hinted sessions that still hold nothing HintGrace
@@ -73,8 +78,7 @@ func (r *run) checkHinted(now time.Time) {
 			continue
 		}
 		if now.Sub(s.hinted) > HintGrace {
-			r.cooling[id] = now.Add(swapCool)
-			r.drop(id, reasonNoHave, errHintEmpty, false)
+			r.excuse(id, reasonNoHave, errHintEmpty, now)
 		}
 	}
 }

@@ -70,21 +70,21 @@ type run struct {
 	seedersGoneAt time.Time
 	seederSession bool // a trusted seeder opened a session with this fetch
 	seederTried   time.Time
-	seederRefused bool                  // a seeder answered the open with an ERROR
-	gapSince      time.Time             // Relay: since when no source holds some missing chunk
-	aheadFrom     int                   // Relay: the first chunk Ahead fetches; -1: not started
-	aheadDone     atomic.Bool           // Relay: Ahead returned (failover.go)
-	wanted        []int                 // chunks Range readers wait for (wanted.go)
-	wantCh        <-chan struct{}       // closed when wanted may have moved
-	wantSet       map[int]bool          // wanted's chunks as of the last refresh
-	trace         wantTrace             // how the Range readers were served (wanted.go)
-	hints         map[peer.ID]time.Time // holders seeders named, when (hints.go)
+	seederRefused bool             // a seeder answered the open with an ERROR
+	gapSince      time.Time        // Relay: since when no source holds some missing chunk
+	aheadFrom     int              // Relay: the first chunk Ahead fetches; -1: not started
+	aheadDone     atomic.Bool      // Relay: Ahead returned (failover.go)
+	wanted        []int            // chunks Range readers wait for (wanted.go)
+	wantCh        <-chan struct{}  // closed when wanted may have moved
+	wantSet       map[int]bool     // wanted's chunks as of the last refresh
+	trace         wantTrace        // how the Range readers were served (wanted.go)
+	hints         map[peer.ID]bool // holders seeders named: true while the excuse is unspent (hints.go)
 }
 
 func newRun(f *Client, req Request, p *store.Partial) *run {
 	r := &run{f: f, req: req, p: p, start: time.Now(), peers: map[peer.ID]*source{}, lookupEvery: Relookup,
 		wake: make(chan struct{}, 1), bytes: map[string]int64{}, banned: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
-		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, seen: map[peer.ID]bool{}, cooling: map[peer.ID]time.Time{}, hints: map[peer.ID]time.Time{}, aheadFrom: -1}
+		used: map[peer.ID]bool{}, bySrc: map[*plan.Source]*source{}, queued: map[peer.ID]bool{}, seen: map[peer.ID]bool{}, cooling: map[peer.ID]time.Time{}, hints: map[peer.ID]bool{}, aheadFrom: -1}
 	r.trusted.Store(-1)
 	return r
 }

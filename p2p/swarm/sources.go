@@ -205,8 +205,7 @@ func (r *run) dialFailed(id peer.ID, err error) {
 		// chunk is on the way, or it serves only whole blobs). It cools
 		// off like a failed swap, unpunished, once per fetch; anything
 		// hostile is punished as from any provider.
-		r.cooling[id] = time.Now().Add(swapCool)
-		r.drop(id, reason, err, false)
+		r.excuse(id, reason, err, time.Now())
 		return
 	}
 	r.drop(id, reason, err, true)
