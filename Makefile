@@ -61,7 +61,7 @@ unit:
 # kill-nodes and liar-garbage (4 nodes): it fails when a pull on a live node
 # fails or a corrupt byte is seen.
 lab-smoke:
-	SHOAL_LAB=1 $(GO) test -count=1 -timeout 12m -run 'TestSmokeLab|TestFaultsLab' -v ./bench/lab/ 2>&1 | tail -60; exit $${PIPESTATUS[0]}
+	SHOAL_LAB=1 $(GO) test -count=1 -timeout 12m -run 'TestSmokeLab|TestFaultsLab|TestNamespacesUseTheCongestionControl' -v ./bench/lab/ 2>&1 | tail -60; exit $${PIPESTATUS[0]}
 
 # Every Fuzz* target in the module, run for FUZZTIME each.
 fuzz:

@@ -3,6 +3,11 @@
 // a real distribution registry, a seeder host), every link shaped in both
 // directions with tc tbf, one real `shoal daemon` process per node, and a
 // real go-containerregistry client pulling through each node's shim.
+// Every namespace runs TCP with one congestion control (Config.TCPCongestion,
+// shoal-bench --tcp-cc, default cubic, Linux's default), named in the
+// results: this machine's host default is bbr, and BBR on these links (a
+// round trip of about 10 us, a tbf queue) stalled shoal's one flow from the
+// seeder to a node for seconds in some runs (docs/ARCHITECTURE.md).
 //
 // It runs the same scenario in several modes on identical settings (shoal's
 // swarm, direct pulls from the origin, one peer per blob) and writes

@@ -19,12 +19,7 @@ import (
 // nothing), or when the restarted node resumed nothing. It needs root,
 // iproute2 and docker-registry, and runs only with SHOAL_LAB=1.
 func TestFaultsLab(t *testing.T) {
-	if os.Getenv("SHOAL_LAB") != "1" {
-		t.Skip("set SHOAL_LAB=1 to run the network-namespace lab (needs root, iproute2, docker-registry)")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("SHOAL_LAB=1 needs root")
-	}
+	needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := harness.Binary(t, "./bench/cmd/shoal-bench")

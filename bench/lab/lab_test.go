@@ -479,7 +479,7 @@ func TestLayerSizesAndAddrs(t *testing.T) {
 	if nodeAddr(1) != "10.213.1.1" || nodeAddr(250) != "10.213.1.250" || nodeAddr(251) != "10.213.2.1" {
 		t.Errorf("addrs %s %s %s", nodeAddr(1), nodeAddr(250), nodeAddr(251))
 	}
-	n := newNetwork("shoalb-1-", 3, Rate{Text: "1mbit"}, Rate{Text: "2mbit"})
+	n := newNetwork("shoalb-1-", 3, Rate{Text: "1mbit"}, Rate{Text: "2mbit"}, "cubic")
 	hs := n.hosts()
 	if len(hs) != 6 || hs[0].ns != "shoalb-1-org" || hs[2].ns != "shoalb-1-lia" || hs[5].ns != "shoalb-1-h3" || hs[5].veth != "vh3" || hs[1].rate.Text != "2mbit" {
 		t.Errorf("%+v", hs)

@@ -21,3 +21,16 @@ func TestMain(m *testing.M) {
 	}
 	goleak.VerifyTestMain(m)
 }
+
+// needLab skips a test of the network-namespace lab unless SHOAL_LAB=1,
+// and fails it then without root (which the lab needs, with iproute2 and,
+// for the rollouts, docker-registry).
+func needLab(t *testing.T) {
+	t.Helper()
+	if os.Getenv("SHOAL_LAB") != "1" {
+		t.Skip("set SHOAL_LAB=1 to run the network-namespace lab (needs root, iproute2, docker-registry)")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("SHOAL_LAB=1 needs root")
+	}
+}

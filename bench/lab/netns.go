@@ -47,6 +47,7 @@ type host struct {
 // network is the star of namespaces.
 type network struct {
 	prefix string
+	cc     string // TCP congestion control of every host ("": the kernel's default)
 	hub    string
 	origin host
 	seeder host
@@ -57,8 +58,8 @@ type network struct {
 	mu     sync.Mutex
 }
 
-func newNetwork(prefix string, nodes int, nodeRate, originRate Rate) *network {
-	n := &network{prefix: prefix, hub: prefix + "hub"}
+func newNetwork(prefix string, nodes int, nodeRate, originRate Rate, cc string) *network {
+	n := &network{prefix: prefix, hub: prefix + "hub", cc: cc}
 	n.origin = host{ns: prefix + "org", addr: originAddr, veth: "vorg", rate: originRate}
 	n.seeder = host{ns: prefix + "sdr", addr: seederAddr, veth: "vsdr", rate: originRate}
 	n.liar = host{ns: prefix + "lia", addr: liarAddr, veth: "vlia", rate: nodeRate}
@@ -66,6 +67,19 @@ func newNetwork(prefix string, nodes int, nodeRate, originRate Rate) *network {
 		n.nodes = append(n.nodes, host{ns: fmt.Sprintf("%sh%d", prefix, i), addr: nodeAddr(i), veth: fmt.Sprintf("vh%d", i), rate: nodeRate})
 	}
 	return n
+}
+
+// congestion is the hosts' TCP congestion control: the one set, or the
+// host's (which new namespaces copy).
+func (n *network) congestion() string {
+	if n.cc != "" {
+		return n.cc
+	}
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func (n *network) hosts() []host {
@@ -131,6 +145,9 @@ func (n *network) addHost(ctx context.Context, h host) error {
 		{"tc", "-n", h.ns, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", h.rate.Text, "burst", burst, "latency", "50ms"},
 		// Its download: the hub's end of its cable.
 		{"tc", "-n", n.hub, "qdisc", "add", "dev", h.veth, "root", "tbf", "rate", h.rate.Text, "burst", burst, "latency", "50ms"},
+	}
+	if n.cc != "" {
+		steps = append(steps, []string{"ip", "netns", "exec", h.ns, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=" + n.cc})
 	}
 	for _, s := range steps {
 		if _, err := run(ctx, 10*time.Second, s[0], s[1:]...); err != nil {

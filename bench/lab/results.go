@@ -92,6 +92,8 @@ type ModeResult struct {
 	OriginRateBit float64 `json:"origin_rate_bits"`
 	// SeederPlacement says where the seeder runs.
 	SeederPlacement string `json:"seeder_placement,omitempty"`
+	// TCPCongestion is the TCP congestion control of the namespaces.
+	TCPCongestion string `json:"tcp_congestion_control,omitempty"`
 
 	// AllCompleteS is the time from the first pull's start until the last
 	// node is done (the rollout's wall time; with failures, until the last
@@ -452,8 +454,12 @@ func WriteMarkdown(w io.Writer, results []ModeResult, settings string) error {
 	if len(results) > 0 {
 		r := results[0]
 		fmt.Fprintf(&b, "# shoal-bench: %s\n\n", r.Scenario)
-		fmt.Fprintf(&b, "%d nodes (%d measured), image %s in %d layers, node links %s, origin link %s, seeder: %s.\n\n",
+		fmt.Fprintf(&b, "%d nodes (%d measured), image %s in %d layers, node links %s, origin link %s, seeder: %s",
 			r.Nodes, r.MeasuredNodes, mib(r.ImageBytes), r.Layers, r.NodeRate, r.OriginRate, r.SeederPlacement)
+		if r.TCPCongestion != "" {
+			fmt.Fprintf(&b, ", TCP congestion control %s", r.TCPCongestion)
+		}
+		b.WriteString(".\n\n")
 	}
 	if settings != "" {
 		fmt.Fprintf(&b, "`%s`\n\n", settings)

@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (results []ModeResult, err error) {
 			return nil, err
 		}
 	}
-	l.net = newNetwork(l.prefix, cfg.Nodes, cfg.NodeRate, cfg.OriginRate)
+	l.net = newNetwork(l.prefix, cfg.Nodes, cfg.NodeRate, cfg.OriginRate, cfg.TCPCongestion)
 	l.net.more = haHosts(l.prefix, cfg) // seeder-failover (ha.go)
 	l.logf("network: %d namespaces %s* on %s.0.0/%d, nodes %s, origin and seeder %s", len(l.net.hosts())+1, l.prefix, subnetBase, maskBits, cfg.NodeRate, cfg.OriginRate)
 	if err := l.net.up(ctx); err != nil {
@@ -238,7 +238,7 @@ func (l *Lab) runMode(ctx context.Context, mode string, fr *faultRun) (res ModeR
 	ps := phases(cfg, mode)
 	l.ha = nil
 	res = ModeResult{Scenario: cfg.Scenario, Mode: mode, CommandLine: cfg.CommandLine, Nodes: cfg.Nodes, ImageBytes: l.image.ImageBytes, Layers: cfg.Layers,
-		HostCPUs: hostCPUs()}
+		HostCPUs: hostCPUs(), TCPCongestion: l.net.congestion()}
 	if mode != ModeDirect {
 		res.SeederPlacement = SeederPlacement
 	} else {

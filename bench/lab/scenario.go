@@ -20,6 +20,11 @@ type Config struct {
 	Modes      []string
 	Out        string
 
+	// TCPCongestion is the TCP congestion control every namespace uses
+	// (net.ipv4.tcp_congestion_control, per namespace); "" leaves the
+	// kernel's default for new namespaces, which copies the host's.
+	TCPCongestion string
+
 	// ShoalBin is a built shoal binary ("" builds ./cmd/shoal of the module
 	// in the working directory into the lab's temp dir).
 	ShoalBin string
@@ -125,6 +130,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Out == "" {
 		return fmt.Errorf("--out is required")
+	}
+	if strings.Trim(c.TCPCongestion, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+		return fmt.Errorf("--tcp-cc %q: want a congestion control's name (tcp_available_congestion_control)", c.TCPCongestion)
 	}
 	if c.WaveSize <= 0 {
 		c.WaveSize = max(1, (c.Nodes+3)/4)

@@ -18,12 +18,7 @@ import (
 // shoal daemons, every mode. It needs root, iproute2 and docker-registry,
 // and runs only with SHOAL_LAB=1.
 func TestSmokeLab(t *testing.T) {
-	if os.Getenv("SHOAL_LAB") != "1" {
-		t.Skip("set SHOAL_LAB=1 to run the network-namespace lab (needs root, iproute2, docker-registry)")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("SHOAL_LAB=1 needs root")
-	}
+	needLab(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

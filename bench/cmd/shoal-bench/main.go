@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	profile := fs.Bool("pprof", false, "CPU and heap profile of one daemon in shoal mode, into OUT/pprof")
 	profileSecs := fs.Int("pprof-seconds", 0, "length of the CPU profile (default 1.2x the ideal, 5-60 s)")
 	shoalBin := fs.String("shoal-bin", "", "a built shoal binary (default: go build ./cmd/shoal)")
+	tcpCC := fs.String("tcp-cc", "cubic", "TCP congestion control of every namespace (Linux's default; \"\": the host's, which new namespaces copy)")
 	registryBin := fs.String("registry-bin", "docker-registry", "the origin registry binary (Debian's docker-registry)")
 	var daemonFlags, seederFlags multi
 	fs.Var(&daemonFlags, "daemon-flag", "extra flag for every shoal daemon, e.g. --daemon-flag=--log-level=debug; repeatable")
@@ -134,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Modes: ms, Out: *out, ShoalBin: *shoalBin, RegistryBin: *registryBin, WaveSize: *waveSize, LateJoiners: *late,
 		PullConcurrency: *conc, PhaseTimeout: *timeout, Settle: *settle, Preheat: *preheat, Profile: *profile, ProfileSeconds: *profileSecs,
 		Faults: fl, FaultAt: *faultAt, RestartAfter: *restartAfter, FlapFor: *flapFor, LiarBin: *liarBin,
-		KeepTemp: *keep, Progress: stderr, DaemonFlags: daemonFlags, SeederFlags: seederFlags,
+		KeepTemp: *keep, Progress: stderr, DaemonFlags: daemonFlags, SeederFlags: seederFlags, TCPCongestion: *tcpCC,
 		CommandLine: fmt.Sprintf("shoal-bench --scenario %s --nodes %d --image-size %d --layers %d --node-rate %s --origin-rate %s --modes %s",
 			*scenario, *nodes, *size, *layers, nr, or, strings.Join(ms, ",")) + faultFlags(*scenario, fl, *faultAt, *restartAfter, *flapFor),
 	}
