@@ -54,6 +54,9 @@ type Config struct {
 	// the seeder's slots while at most FewPeers peers hold or wait for
 	// one of them.
 	SeederSlotsFew, FewPeers int
+	// SeederFirstSlots are seeder slots beyond SeederSlots that only send
+	// a chunk's first copy (0: none).
+	SeederFirstSlots int
 	// LookupK is how many providers a lookup returns at most.
 	LookupK int
 

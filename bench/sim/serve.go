@@ -194,18 +194,25 @@ func better(key float64, k gkey, bestKey float64, best gkey) bool {
 // serve fills the host's free upload slots.
 func (s *Sim) serve(id int32) {
 	h := &s.hosts[id]
-	slots := s.cfg.UploadSlots
+	slots, first := s.cfg.UploadSlots, 0
 	if id == s.seederID() {
-		slots = s.cfg.SeederSlots
+		slots, first = s.cfg.SeederSlots, s.cfg.SeederFirstSlots
 		if s.cfg.FewPeers > 0 && len(h.peers) <= s.cfg.FewPeers {
 			slots = s.cfg.SeederSlotsFew
 		}
 	}
-	for h.busy < slots && len(h.keys) > 0 {
+	for h.busy < slots+first && len(h.keys) > 0 {
 		fair := int(math.Ceil(float64(slots) / float64(max(len(h.peers), 1))))
 		best, bestB := s.pick(h, fair)
 		if best == nil {
 			return
+		}
+		if h.busy >= slots {
+			// A first-copy slot (plan.Slots): the best request's priority,
+			// copies less the waiting credit, must be at most 0.
+			if float64(h.copies[best.s.fe.blob][best.chunk])-s.credit(best.queued) > 0 {
+				return
+			}
 		}
 		r := best
 		head := bestB.reqs[0] == r

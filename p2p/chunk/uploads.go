@@ -98,6 +98,15 @@ func NewUploads(n int) *Uploads {
 	return &Uploads{s: plan.NewSlots[*upWaiter](n, parkedPerSlot), penalized: map[peer.ID]time.Time{}}
 }
 
+// SetFirstCopies adds n slots that only a chunk not sent yet (priority
+// value at most 0, see [Prioritizer]) may take (plan.Slots); call it before
+// the first send.
+func (u *Uploads) SetFirstCopies(n int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.s.SetFirstCopies(n)
+}
+
 // acquire waits for a slot for a stream of p; prio is asked, under the
 // scheduler's lock, for the caller's current priority each time a slot is
 // handed out. A nil Uploads never waits.

@@ -38,6 +38,9 @@ type Config struct {
 	OpenSwarm bool
 	// UploadSlots bounds the chunks sent to peers at once (0: the default).
 	UploadSlots int
+	// FirstCopySlots are sends at once beyond UploadSlots for chunks not
+	// sent yet (a seeder's first copies; <= 0: none).
+	FirstCopySlots int
 }
 
 // ErrNoNetworkKey: Config has neither a PSKFile nor OpenSwarm.
@@ -100,9 +103,11 @@ func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo
 		_ = h.Close()
 		return nil, err
 	}
+	uploads := chunk.NewUploads(cfg.UploadSlots)
+	uploads.SetFirstCopies(cfg.FirstCopySlots)
 	return &Peer{
 		Host: h, DHT: dht, Key: key, log: log,
-		uploads: chunk.NewUploads(cfg.UploadSlots), limits: chunk.NewLimits(chunk.LimitOptions{}), metrics: cm,
+		uploads: uploads, limits: chunk.NewLimits(chunk.LimitOptions{}), metrics: cm,
 	}, nil
 }
 

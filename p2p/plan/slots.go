@@ -15,8 +15,20 @@ import "slices"
 // reader stalls), its parked writes' resumptions excepted; a peer alone may
 // use every slot. A peer with its cap of parked writes, or penalized, gets no
 // new slot at all.
+//
+// A Slots may also have first-copy slots (SetFirstCopies): more slots
+// that only a waiter whose priority value is at most 0 (for a seeder: a
+// chunk not sent yet, less its waiting credit) may take. A seeder with
+// two slots sends only two chunks at once, and each of them shares its
+// receiver's down-link with the receiver's other sources, so in a small
+// swarm the seeder's link is partly idle while every node waits for
+// chunks only the seeder has; more slots for every chunk fill it, but in
+// a large swarm they go to chunks sent before (the simulator: 1.16x the
+// time at 1,000 nodes with four). First copies are what only the seeder
+// can send.
 type Slots[W SlotWaiter] struct {
 	slots, free   int
+	first         int // first-copy slots, beyond slots (in free too)
 	seq           uint64
 	waiters       []W
 	held          map[string]int // slots held, by peer (no zero entries)
@@ -54,10 +66,25 @@ func NewSlots[W SlotWaiter](n, perSlot int) *Slots[W] {
 		maxParked: perSlot * n, maxPeerParked: n, penalized: map[string]bool{}}
 }
 
-// Take gives w a slot at once if one is free, nobody waits and w is
-// allowed one.
+// SetFirstCopies adds n first-copy slots (see Slots); call it before use.
+func (s *Slots[W]) SetFirstCopies(n int) {
+	n = max(n, 0)
+	s.free += n - s.first
+	s.first = n
+}
+
+// room reports whether a waiter of priority value p may take a free slot
+// now: one of the usual slots is free, or p is a first copy's and a
+// first-copy slot is.
+func (s *Slots[W]) room(p int) bool {
+	used := s.slots + s.first - s.free
+	return used < s.slots || p <= 0 && used < s.slots+s.first
+}
+
+// Take gives w a slot at once if one is free for it, nobody waits and w
+// is allowed one.
 func (s *Slots[W]) Take(w W) bool {
-	if s.free > 0 && len(s.waiters) == 0 && s.allowed(w.Slot()) {
+	if s.free > 0 && len(s.waiters) == 0 && s.allowed(w.Slot()) && s.room(w.Slot().Prio()) {
 		s.Hold(w.Slot().Peer)
 		return true
 	}
@@ -151,7 +178,8 @@ func (s *Slots[W]) share() int {
 // Grant hands free slots to the best waiters, taking each out of line and
 // calling ready for it: first those whose peer holds less than its fair
 // share and has no parked write, then (if slots are still free) anyone
-// allowed; within each, the lowest priority value, then the oldest.
+// allowed; within each, the lowest priority value, then the oldest. Only
+// first copies may take a first-copy slot.
 func (s *Slots[W]) Grant(ready func(W)) {
 	for s.free > 0 && len(s.waiters) > 0 {
 		share := s.share()
@@ -165,6 +193,9 @@ func (s *Slots[W]) Grant(ready func(W)) {
 			// after the others, its parked writes' resumptions excepted.
 			fair := s.held[ww.Peer] < share && (ww.Resume || s.parked[ww.Peer] == 0)
 			p := ww.Prio()
+			if !s.room(p) {
+				continue
+			}
 			switch {
 			case best < 0:
 			case fair != bestFair:

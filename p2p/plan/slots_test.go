@@ -117,3 +117,65 @@ func TestSlotsLifecycle(t *testing.T) {
 		t.Fatalf("after Lift: %v", got)
 	}
 }
+
+// TestSlotsFirstCopies pins the first-copy slots: while as many sends as
+// the usual slots are under way, only a waiter whose priority value is at
+// most 0 gets a slot, by Take or by Grant, up to the first-copy slots
+// more; so sends of chunks sent before never outnumber the usual slots.
+func TestSlotsFirstCopies(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		slots   int
+		first   int
+		held    int // slots held before, by peer "x"
+		waiters []*tw
+		want    []string
+	}{
+		{"usual slots free: any priority", 2, 2, 0,
+			[]*tw{waiter("a", "a3", 3), waiter("b", "b2", 2), waiter("c", "c0", 0)}, []string{"c0", "b2", "a3"}[:2]},
+		{"usual slots full: first copies only", 2, 2, 2,
+			[]*tw{waiter("a", "a3", 3), waiter("b", "b0", 0), waiter("c", "c-1", -1), waiter("d", "d0", 0)}, []string{"c-1", "b0"}},
+		{"usual slots full, no first copy waiting", 2, 2, 2,
+			[]*tw{waiter("a", "a1", 1), waiter("b", "b5", 5)}, nil},
+		{"one usual slot left: the sends count, not which slot", 2, 2, 1,
+			[]*tw{waiter("a", "a0", 0), waiter("b", "b1", 1), waiter("c", "c0", 0)}, []string{"a0", "c0"}},
+		{"every slot full", 2, 2, 4, []*tw{waiter("a", "a0", 0)}, nil},
+		{"no first-copy slots", 2, 0, 2, []*tw{waiter("a", "a0", 0)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewSlots[*tw](tc.slots, 8)
+			s.SetFirstCopies(tc.first)
+			for range tc.held {
+				s.Hold("x")
+			}
+			for _, w := range tc.waiters {
+				s.Enqueue(w)
+			}
+			if got := grants(s); !slices.Equal(got, tc.want) {
+				t.Fatalf("granted %v, want %v", got, tc.want)
+			}
+		})
+	}
+	s := NewSlots[*tw](1, 8)
+	s.SetFirstCopies(1)
+	if !s.Take(waiter("a", "a2", 2)) {
+		t.Fatal("a free usual slot refused")
+	}
+	if s.Take(waiter("b", "b1", 1)) {
+		t.Fatal("a first-copy slot taken by a chunk sent before")
+	}
+	if !s.Take(waiter("b", "b0", 0)) {
+		t.Fatal("a first-copy slot refused to a first copy")
+	}
+	if s.Take(waiter("c", "c0", 0)) {
+		t.Fatal("a slot taken past every slot")
+	}
+	s.Release("a")
+	if s.Take(waiter("c", "c3", 3)) {
+		t.Fatal("a chunk sent before taken while a first copy holds the usual count")
+	}
+	s.Release("b")
+	if !s.Take(waiter("c", "c3", 3)) {
+		t.Fatal("a free usual slot refused")
+	}
+}
