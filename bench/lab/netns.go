@@ -47,7 +47,7 @@ type host struct {
 // network is the star of namespaces.
 type network struct {
 	prefix string
-	cc     string // TCP congestion control of every host ("": the kernel's default)
+	cc     string // TCP congestion control of every host ("": unknown, left as is)
 	hub    string
 	origin host
 	seeder host
@@ -58,7 +58,12 @@ type network struct {
 	mu     sync.Mutex
 }
 
+// newNetwork plans the star; cc "" is the host's congestion control (what
+// new namespaces copy), read once here so that the results name it.
 func newNetwork(prefix string, nodes int, nodeRate, originRate Rate, cc string) *network {
+	if cc == "" {
+		cc = hostCongestion()
+	}
 	n := &network{prefix: prefix, hub: prefix + "hub", cc: cc}
 	n.origin = host{ns: prefix + "org", addr: originAddr, veth: "vorg", rate: originRate}
 	n.seeder = host{ns: prefix + "sdr", addr: seederAddr, veth: "vsdr", rate: originRate}
@@ -69,12 +74,9 @@ func newNetwork(prefix string, nodes int, nodeRate, originRate Rate, cc string) 
 	return n
 }
 
-// congestion is the hosts' TCP congestion control: the one set, or the
-// host's (which new namespaces copy).
-func (n *network) congestion() string {
-	if n.cc != "" {
-		return n.cc
-	}
+// hostCongestion is the root namespace's TCP congestion control ("" if
+// unreadable).
+func hostCongestion() string {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
 	if err != nil {
 		return ""

@@ -15,7 +15,7 @@ import (
 // namespaces: a TCP flow of the lab runs under the one the results name.
 func TestNamespacesUseTheCongestionControl(t *testing.T) {
 	needLab(t)
-	hostCC := (&network{}).congestion()
+	hostCC := hostCongestion()
 	want := "reno" // built into every kernel
 	if hostCC == want {
 		want = "cubic"
@@ -41,10 +41,10 @@ func TestNamespacesUseTheCongestionControl(t *testing.T) {
 			t.Errorf("%s: congestion control %q, want %q", h.ns, got, want)
 		}
 	}
-	if got := n.congestion(); got != want {
+	if got := n.cc; got != want {
 		t.Errorf("reported %q, want %q", got, want)
 	}
-	if got := (&network{}).congestion(); got != hostCC {
+	if got := hostCongestion(); got != hostCC {
 		t.Errorf("the host's congestion control changed: %q, was %q", got, hostCC)
 	}
 }

@@ -238,7 +238,7 @@ func (l *Lab) runMode(ctx context.Context, mode string, fr *faultRun) (res ModeR
 	ps := phases(cfg, mode)
 	l.ha = nil
 	res = ModeResult{Scenario: cfg.Scenario, Mode: mode, CommandLine: cfg.CommandLine, Nodes: cfg.Nodes, ImageBytes: l.image.ImageBytes, Layers: cfg.Layers,
-		HostCPUs: hostCPUs(), TCPCongestion: l.net.congestion()}
+		HostCPUs: hostCPUs(), TCPCongestion: l.net.cc}
 	if mode != ModeDirect {
 		res.SeederPlacement = SeederPlacement
 	} else {

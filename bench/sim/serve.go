@@ -209,7 +209,10 @@ func (s *Sim) serve(id int32) {
 		}
 		if h.busy >= slots {
 			// A first-copy slot (plan.Slots): the best request's priority,
-			// copies less the waiting credit, must be at most 0.
+			// copies less the waiting credit, must be at most 0. (The
+			// daemon looks past a best request that is not a first copy;
+			// here the seeder waits: they differ only when a peer over its
+			// fair share has the only first copy.)
 			if float64(h.copies[best.s.fe.blob][best.chunk])-s.credit(best.queued) > 0 {
 				return
 			}

@@ -73,18 +73,15 @@ func (s *Slots[W]) SetFirstCopies(n int) {
 	s.first = n
 }
 
-// room reports whether a waiter of priority value prio() may take a free
-// slot now: one of the usual slots is free, or a first-copy slot is and
-// the priority is a first copy's (prio is asked only then).
-func (s *Slots[W]) room(prio func() int) bool {
-	used := s.slots + s.first - s.free
-	return used < s.slots || used < s.slots+s.first && prio() <= 0
-}
+// usualFree reports whether fewer sends than the usual slots are under
+// way: then any waiter may take a free slot, else (a free slot is a
+// first-copy one) only a first copy.
+func (s *Slots[W]) usualFree() bool { return s.slots+s.first-s.free < s.slots }
 
 // Take gives w a slot at once if one is free for it, nobody waits and w
 // is allowed one.
 func (s *Slots[W]) Take(w W) bool {
-	if s.free > 0 && len(s.waiters) == 0 && s.allowed(w.Slot()) && s.room(w.Slot().Prio) {
+	if s.free > 0 && len(s.waiters) == 0 && s.allowed(w.Slot()) && (s.usualFree() || w.Slot().Prio() <= 0) {
 		s.Hold(w.Slot().Peer)
 		return true
 	}
@@ -193,7 +190,7 @@ func (s *Slots[W]) Grant(ready func(W)) {
 			// after the others, its parked writes' resumptions excepted.
 			fair := s.held[ww.Peer] < share && (ww.Resume || s.parked[ww.Peer] == 0)
 			p := ww.Prio()
-			if !s.room(func() int { return p }) {
+			if p > 0 && !s.usualFree() {
 				continue
 			}
 			switch {
