@@ -135,6 +135,11 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Seeder, error) {
 	if cfg.Swarm.UploadSlots <= 0 {
 		cfg.Swarm.UploadSlots = chunk.SeederUploads
 	}
+	if cfg.Swarm.FirstCopySlots == 0 {
+		cfg.Swarm.FirstCopySlots = chunk.SeederFirstCopies
+	}
+	cfg.Swarm.ProgressWeight = -1 // a seeder sends each chunk once first, whoever asks
+
 	if s.peer, err = member.Join(ctx, cfg.DataDir, cfg.Swarm, idOnly, log, reg); err != nil {
 		s.close()
 		return nil, err

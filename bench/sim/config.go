@@ -55,8 +55,12 @@ type Config struct {
 	// one of them.
 	SeederSlotsFew, FewPeers int
 	// SeederFirstSlots are seeder slots beyond SeederSlots that only send
-	// a chunk's first copy (0: none).
+	// a chunk's first copy (0: chunk.SeederFirstCopies; -1: none).
 	SeederFirstSlots int
+	// ProgressWeight is a node's chunk.ServerOptions.ProgressWeight: a
+	// requester holding its whole blob waits as if its chunk had been sent
+	// that many times more (0: chunk.DefaultProgressWeight; -1: none).
+	ProgressWeight int
 	// LookupK is how many providers a lookup returns at most.
 	LookupK int
 
@@ -170,6 +174,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.UploadSlots <= 0 {
 		c.UploadSlots = chunk.DefaultUploads
 	}
+	if c.SeederFirstSlots == 0 {
+		c.SeederFirstSlots = chunk.SeederFirstCopies
+	}
+	c.SeederFirstSlots = max(c.SeederFirstSlots, 0)
+	if c.ProgressWeight == 0 {
+		c.ProgressWeight = chunk.DefaultProgressWeight
+	}
+	c.ProgressWeight = max(c.ProgressWeight, 0)
 	if c.LookupK <= 0 {
 		c.LookupK = 20
 	}

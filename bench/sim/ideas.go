@@ -45,15 +45,22 @@ var Ideas = map[string]func(*Config){
 	// 16.3 s and 15.5 s against 14.8 s: rejected.
 	"seederadapt8":  func(c *Config) { c.SeederSlotsFew, c.FewPeers = 4, 8 },
 	"seederadapt32": func(c *Config) { c.SeederSlotsFew, c.FewPeers = 4, 32 },
-	// Two more seeder slots for first copies only (the seeder's
-	// --first-copy-slots, off by default): while two sends are under way,
-	// only a chunk not sent yet starts another. Measured 2026-12-02, seeds
-	// 1 / 2: 4 x 200 Mbit x 64 MiB 3.2 / 3.2 s against 4.1 / 3.9 s (seed 2
-	// / 3), 8 x 100 Mbit 26.5 / 26.9 s against 30.9 / 31.6 s, 20 x 50 Mbit
-	// 116.2 / 117.1 s against 138.7 / 132.7 s, 100 nodes x 1 GiB 12.9 /
-	// 12.5 s against 13.7 / 13.9 s; but 1,000 nodes 17.1 / 17.0 s against
-	// 14.8 / 14.6 s (as seeder4's 17.2 / 16.9 s): not the default.
-	"first2": func(c *Config) { c.SeederFirstSlots = 2 },
+	// No first-copy slots at the seeder (chunk.SeederFirstCopies is 2:
+	// while two sends are under way, only a chunk not sent yet starts
+	// another). Measured 2026-12-02, seeds 1 / 2, without progress
+	// weights: first-copy slots took 4 x 200 Mbit x 64 MiB 3.2 / 3.2 s
+	// against 4.1 / 3.9 s, 8 x 100 Mbit 26.5 / 26.9 s against 30.9 / 31.6
+	// s, 20 x 50 Mbit 116.2 / 117.1 s against 138.7 / 132.7 s, 100 nodes x
+	// 1 GiB 12.9 / 12.5 s against 13.7 / 13.9 s; but 1,000 nodes 17.1 /
+	// 17.0 s against 14.8 / 14.6 s: a tail of nodes that got the common
+	// chunks last. With progress weights (below) it gains at every size.
+	"nofirst": func(c *Config) { c.SeederFirstSlots = -1 },
+	// Nodes that do not weigh their requesters' progress
+	// (chunk.DefaultProgressWeight is 10).
+	"noprogress": func(c *Config) { c.ProgressWeight = -1 },
+	// Other weights.
+	"progress3":  func(c *Config) { c.ProgressWeight = 3 },
+	"progress30": func(c *Config) { c.ProgressWeight = 30 },
 	// More seeder slots than a node's.
 	"seeder8":  func(c *Config) { c.SeederSlots = 8 },
 	"seeder16": func(c *Config) { c.SeederSlots = 16 },

@@ -12,9 +12,14 @@ import (
 // chunks at once; when a slot frees it answers the queued request for the
 // chunk it has sent the fewest times, less one per 10 s the request has
 // waited (oldest first among equals), and a peer holding its fair share
-// of the slots waits while other peers wait.
+// of the slots waits while other peers wait. A node (not the seeder) adds
+// ProgressWeight copies times the share of the blob the requester holds
+// (pickProgress).
 
 const waitCredit = 10.0 // seconds of waiting worth one copy
+
+// progressScale is p2p/chunk's: the steps of a copy in pickProgress's key.
+const progressScale = 1024
 
 // peerQ is one requester's standing at a host.
 type peerQ struct{ active, queued int }
@@ -191,6 +196,38 @@ func better(key float64, k gkey, bestKey float64, best gkey) bool {
 	return k.before(best)
 }
 
+// pickProgress is pick on a node that weighs its requesters' progress
+// (p2p/chunk's ProgressWeight): a request's key, in 1/1024 of a copy, is
+// 1024 x (copies less the waiting credit) plus 1024 x ProgressWeight x the
+// share of the blob its requester holds, rounded down. The key is the
+// requester's as well as the chunk's, so the copies index does not apply:
+// a scan of every queued request (a node's queue is short).
+func (s *Sim) pickProgress(h *host, fair int) (best *request, bestB *bucket) {
+	s.tidy(h)
+	w := int64(progressScale * s.cfg.ProgressWeight)
+	var bestKey int64
+	bestUnder := false
+	for _, b := range h.keys {
+		copies := int64(h.copies[b.blob][b.chunk])
+		n := int64(s.blobs[b.blob].chunks)
+		for _, r := range b.reqs {
+			if r.dead {
+				continue
+			}
+			under := r.pq.active < fair
+			if bestUnder && !under {
+				continue
+			}
+			held := n - int64(r.s.fe.sch.Missing())
+			key := progressScale*(copies-int64(s.credit(r.queued))) + w*held/max(n, 1)
+			if best == nil || under && !bestUnder || key < bestKey || key == bestKey && (r.queued < best.queued || r.queued == best.queued && b.pos < bestB.pos) {
+				best, bestB, bestKey, bestUnder = r, b, key, under
+			}
+		}
+	}
+	return best, bestB
+}
+
 // serve fills the host's free upload slots.
 func (s *Sim) serve(id int32) {
 	h := &s.hosts[id]
@@ -203,7 +240,13 @@ func (s *Sim) serve(id int32) {
 	}
 	for h.busy < slots+first && len(h.keys) > 0 {
 		fair := int(math.Ceil(float64(slots) / float64(max(len(h.peers), 1))))
-		best, bestB := s.pick(h, fair)
+		var best *request
+		var bestB *bucket
+		if id != s.seederID() && s.cfg.ProgressWeight > 0 {
+			best, bestB = s.pickProgress(h, fair)
+		} else {
+			best, bestB = s.pick(h, fair)
+		}
 		if best == nil {
 			return
 		}

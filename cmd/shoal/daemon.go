@@ -87,6 +87,7 @@ func daemonFlags(fs *flag.FlagSet, cfg *node.Config) {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for requests in flight at shutdown")
 	fs.BoolVar(&cfg.P2P, "p2p", true, "fetch missing blobs from the swarm (peers and seeders) before the origin")
 	swarmFlags(fs, &cfg.Swarm, "peer to join the DHT through, as /ip4/.../tcp/.../p2p/<id> (usually the seeders); repeatable", chunk.DefaultUploads)
+	fs.IntVar(&cfg.Swarm.ProgressWeight, "progress-weight", chunk.DefaultProgressWeight, "how much sooner this node sends to the peer furthest behind on a blob: a peer holding all of it waits as if its chunk had been sent this many times more (docs/ARCHITECTURE.md); 0: progress does not count")
 	fs.Var((*settings.Repeated)(&cfg.TrustedSeeders), "trusted-seeder", "peer ID of a seeder whose chunk signatures are trusted; repeatable")
 	fs.IntVar(&cfg.MaxSourcesPerBlob, "max-sources-per-blob", swarm.DefaultMaxSources, "peers and seeders fetched from at once for one blob (1: a single source, no striping)")
 	fs.BoolVar(&cfg.PrefetchLayers, "prefetch-layers", true, "when a client GETs an image manifest, start fetching every layer it lists that is not here (clients ask a few at a time)")
@@ -105,6 +106,9 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // syncing stderr fails on a terminal (EINVAL); nothing to do at exit
+	if cfg.Swarm.ProgressWeight == 0 {
+		cfg.Swarm.ProgressWeight = -1 // the flag's 0 is off; the Config's is the default
+	}
 	d, err := node.New(ctx, cfg, log.Named("daemon"))
 	if err != nil {
 		return swarmError(err)

@@ -31,6 +31,9 @@ func runSeeder(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if cfg.HolderHints == 0 {
 		cfg.HolderHints = -1 // the flag's 0 is off; the Config's is the default
 	}
+	if cfg.Swarm.FirstCopySlots == 0 {
+		cfg.Swarm.FirstCopySlots = -1 // likewise
+	}
 	s, err := seeder.New(ctx, cfg, log.Named("seeder"))
 	if err != nil {
 		return swarmError(err)
@@ -54,7 +57,7 @@ func seederFlags(fs *flag.FlagSet, cfg *seeder.Config) *string {
 	fs.IntVar(&cfg.OriginFetchesPerPeer, "origin-fetches-per-peer", seeder.DefaultOriginFetchesPerPeer, "origin fetches one peer can make the seeder run at once")
 	fs.Var((*byteRate)(&cfg.OriginMaxRate), "origin-max-rate", "cap on the bytes per second the seeder reads from the origin, all fetches together (suffixes as --cache-max-bytes, e.g. 100MiB; 0 or none: no cap)")
 	swarmFlags(fs, &cfg.Swarm, "another seeder to share the DHT with, as a /p2p/<id> multiaddr; repeatable", chunk.SeederUploads)
-	fs.IntVar(&cfg.Swarm.FirstCopySlots, "first-copy-slots", 0, "sends at once beyond --upload-slots for chunks this seeder has not sent yet; faster in swarms of up to about 100 nodes, slower at 1,000 (docs/ARCHITECTURE.md); 0: none")
+	fs.IntVar(&cfg.Swarm.FirstCopySlots, "first-copy-slots", chunk.SeederFirstCopies, "sends at once beyond --upload-slots for chunks this seeder has not sent yet (docs/ARCHITECTURE.md); 0: none")
 	fs.IntVar(&cfg.HolderHints, "holder-hints", chunk.DefaultHolderFanout, "when a node takes its first chunk of a blob from this seeder, name it as a source to this many other nodes fetching that blob, so they need not wait for the DHT (0: off)")
 	secretFile := webhookFlags(fs, cfg)
 	fs.Var((*settings.Repeated)(&cfg.Seeders), "trusted-seeder", "peer ID of another seeder of this seeder's set (high availability; the list the nodes trust, its address from --bootstrap): each blob is fetched from the origin by its owner by rendezvous hashing, the others relay it from the owner while it is up; repeatable")

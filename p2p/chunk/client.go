@@ -115,6 +115,7 @@ type Session struct {
 	live     map[int]int // requests not answered nor cancelled
 	inFlight int         // sum of live
 	since    time.Time   // the answer deadline counts from here
+	sent     int         // the last PROGRESS sent (-1: none; noProgress: not a 3.2.0 stream)
 
 	results chan result
 	done    chan struct{}
@@ -152,8 +153,12 @@ func NewSession(ctx context.Context, s Stream, p peer.ID, req Open, opts ClientO
 		_ = s.Reset()
 		return nil, err
 	}
-	if ps, ok := s.(interface{ Protocol() protocol.ID }); ok && ps.Protocol() != ProtocolID {
-		opts.Holders = false // HOLDER exists on 3.1.0 streams only
+	progress := true
+	if ps, ok := s.(interface{ Protocol() protocol.ID }); ok {
+		if !hasHolder(ps.Protocol()) {
+			opts.Holders = false // HOLDER exists on 3.1.0 streams and later
+		}
+		progress = hasProgress(ps.Protocol())
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	have, rd, err := handshake(s, req, opts)
@@ -178,6 +183,10 @@ func NewSession(ctx context.Context, s Stream, p peer.ID, req Open, opts ClientO
 		results: make(chan result),
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		sent:    -1,
+	}
+	if !progress {
+		ss.sent = noProgress
 	}
 	if opts.Trust == nil {
 		ss.size = have.BlobSize
@@ -425,6 +434,24 @@ func (ss *Session) Request(i int) error {
 	}
 	ss.amu.Unlock()
 	return ss.write(Request{Index: i}) // a failed write resets the stream
+}
+
+// noProgress marks a Session whose stream has no PROGRESS (before 3.2.0).
+const noProgress = -2
+
+// Progress tells the server the client holds held chunks of the blob
+// (PROGRESS), if that changed since the last call; a no-op on a stream
+// before 3.2.0. held is clamped to the blob's chunks.
+func (ss *Session) Progress(held int) error {
+	held = min(max(held, 0), ss.count)
+	ss.amu.Lock()
+	if ss.sent == noProgress || ss.sent == held {
+		ss.amu.Unlock()
+		return nil
+	}
+	ss.sent = held
+	ss.amu.Unlock()
+	return ss.write(Progress{Held: held})
 }
 
 // Cancel withdraws a request for chunk i; a no-op if none is unanswered.

@@ -97,13 +97,16 @@
 //
 // # Protocol
 //
-// Protocol ID: /shoal/chunks/3.1.0 (ProtocolID), one libp2p stream per
-// (client, blob). 3.1.0 adds one frame to 3.0.0 (ProtocolV30): HOLDER, a
-// seeder's hint. A server serves both IDs (Register); a client proposes
-// 3.1.0, then 3.0.0 (Protocols), and takes what the server picks. On a
-// 3.0.0 stream nothing differs from 3.0.0: no HOLDER is ever sent, and an
-// older node that only knows 3.0.0 interoperates. A compatible addition
-// gets a new minor version, negotiated this way. An incompatible change
+// Protocol ID: /shoal/chunks/3.2.0 (ProtocolID), one libp2p stream per
+// (client, blob). 3.1.0 (ProtocolV31) added one frame to 3.0.0
+// (ProtocolV30): HOLDER, a seeder's hint; 3.2.0 adds PROGRESS, the
+// client's count of the chunks it holds. A server serves all three IDs
+// (Register); a client proposes 3.2.0, then 3.1.0, then 3.0.0
+// (Protocols), and takes what the server picks. A stream of an older
+// version carries only that version's frames: no PROGRESS on a 3.1.0
+// stream, neither PROGRESS nor HOLDER on a 3.0.0 one, and a node that only
+// knows an older version interoperates. A compatible addition gets a new
+// minor version, negotiated this way. An incompatible change
 // gets a new major version: 3.0.0
 // signs records with a kind (STREAMED, expiring, or VERIFIED) in a new
 // signing domain and record encoding, so no 2.0.0 record, signed before
@@ -192,7 +195,8 @@
 //	u32 index: the chunk this answers, or 0xFFFFFFFF (-1) for the whole blob
 //	message: the rest, UTF-8, <= 1024 bytes, for humans only
 //
-// HOLDER (0x08, server -> client, any time after HAVE, 3.1.0 streams only),
+// HOLDER (0x08, server -> client, any time after HAVE, 3.1.0 streams and
+// later),
 // cap 2194 bytes:
 //
 //	u8  P, P bytes peer ID (1..MaxHolderIDLen = 128; a valid multihash ID)
@@ -212,6 +216,18 @@
 // 3.1.0 stream; from anyone else it is ErrUnexpectedType, a protocol
 // violation that resets the stream.
 //
+// PROGRESS (0x09, client -> server, any time after HAVE, 3.2.0 streams
+// only), body exactly 4 bytes: u32 held, 0..Count.
+//
+// How many chunks of the blob the client holds; it sends a new one when
+// the count changed, before its next REQUEST. A count above the blob's
+// chunks is a protocol violation (reset); on an older stream the frame is
+// ErrUnexpectedType. A node's server weighs it in its upload order (see
+// Upload order, ServerOptions.ProgressWeight); a seeder's ignores it. It
+// is a claim the server cannot check, so it can only make a client wait
+// longer: a client that sent none counts as holding nothing, and one that
+// lies low is served as one that holds nothing, within its fair share.
+//
 // All chunk indexes on the wire are < chunkset.MaxChunks; HAVE_UPDATE,
 // REQUEST, CANCEL, CHUNK and ERROR indexes must also be < Count for the
 // stream's blob.
@@ -223,6 +239,7 @@
 //	                     <------------  HAVE  | ERROR(-1), then close
 //	REQUEST i, REQUEST j ------------>
 //	                     <------------  HAVE_UPDATE k..   (any time)
+//	PROGRESS n           ------------>  (3.2.0, when it changed)
 //	CANCEL j             ------------>
 //	                     <------------  CHUNK i | ERROR(code, i)
 //	                     <------------  HOLDER   (3.1.0, a seeder, any time)
@@ -238,12 +255,18 @@
 // at most MaxQueued requests unanswered, not counting the cancelled ones, never
 // overflows the queue, because the server reads frames in order.
 //
-// Answers need not follow the order of the REQUESTs: a server bounds the
-// CHUNKs it sends at once across all its streams (upload slots, default 2)
-// and, when a slot frees, answers first the queued request for the chunk it
-// has sent the fewest times, less one per 10 seconds the request has waited
-// (oldest first among equals): a seeder sends fresh chunks before repeats,
-// and a repeat is delayed, never starved. A client matches answers by index.
+// Upload order. Answers need not follow the order of the REQUESTs: a
+// server bounds the CHUNKs it sends at once across all its streams (upload
+// slots: a node's default 4, a seeder's 2, plus 2 that only a chunk not
+// sent yet may take) and, when a slot frees, answers first the queued
+// request for the chunk it has sent the fewest times, less one per 10
+// seconds the request has waited (oldest first among equals): a seeder
+// sends fresh chunks before repeats, and a repeat is delayed, never
+// starved. A node's server adds, per stream, ProgressWeight (default 10)
+// copies times the share of the blob the client's last PROGRESS says it
+// holds (in 1/1024 of a copy, rounded down), so among equals the
+// client furthest behind is sent to first and the swarm finishes
+// together. A client matches answers by index.
 //
 // Slots are shared fairly between peers: while other peers wait for a slot,
 // a peer that holds its fair share (the slots divided by the peers holding

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,14 @@ func TestMisbehavingClientIsReset(t *testing.T) {
 			openRaw(t, s, d)
 			must(t, chunk.WriteFrame(s, chunk.Request{Index: 3}))
 		}, chunk.ErrProtocol},
+		{"PROGRESS past the blob's chunks", func(t *testing.T, s network.Stream, d digest.Digest) {
+			openRaw(t, s, d)
+			must(t, chunk.WriteFrame(s, chunk.Progress{Held: 4}))
+		}, chunk.ErrProtocol},
+		{"PROGRESS on a 3.1.0 stream", func(t *testing.T, s network.Stream, d digest.Digest) {
+			openRaw(t, s, d)
+			must(t, chunk.WriteFrame(s, chunk.Progress{Held: 1}))
+		}, chunk.ErrUnexpectedType},
 		{"too many queued", func(t *testing.T, s network.Stream, d digest.Digest) {
 			openRaw(t, s, d)
 			for k := 0; k < 8; k++ { // chunk 0 stalls; 4 may queue
@@ -119,7 +128,11 @@ func TestMisbehavingClientIsReset(t *testing.T) {
 			g := &gated{entered: make(chan struct{}, 8), release: make(chan struct{})}
 			f := newFixture(t, chunk.ServerOptions{MaxQueued: 4}, func(b chunk.Blobs) chunk.Blobs { g.Blobs = b; return g })
 			d, _ := f.put(t, 5, 9*u, 0, 1, 2)
-			s := f.raw(t)
+			p := chunk.ProtocolID
+			if strings.Contains(tc.name, "3.1.0") {
+				p = chunk.ProtocolV31
+			}
+			s := f.rawOn(t, p)
 			tc.send(t, s, d)
 			expectReset(t, s)
 			if err := f.serveErr(t); !errors.Is(err, tc.want) {

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
@@ -78,7 +79,7 @@ func newFixture(t *testing.T, opts chunk.ServerOptions, wrap func(chunk.Blobs) c
 		}
 	}
 	var wg sync.WaitGroup
-	f.server.SetStreamHandler(chunk.ProtocolID, func(s network.Stream) {
+	chunk.Register(f.server, func(s network.Stream) {
 		wg.Add(1)
 		defer wg.Done()
 		f.errs <- chunk.Serve(context.Background(), s, served, opts, zap.NewNop())
@@ -122,9 +123,12 @@ func (f *fixture) dial(t *testing.T, d digest.Digest, opts chunk.ClientOptions) 
 }
 
 // raw opens a bare stream to the server.
-func (f *fixture) raw(t *testing.T) network.Stream {
+func (f *fixture) raw(t *testing.T) network.Stream { return f.rawOn(t, chunk.ProtocolID) }
+
+// rawOn opens a bare stream of protocol version p to the server.
+func (f *fixture) rawOn(t *testing.T, p protocol.ID) network.Stream {
 	t.Helper()
-	s, err := f.client.NewStream(ctxT(t, 10*time.Second), f.server.ID(), chunk.ProtocolID)
+	s, err := f.client.NewStream(ctxT(t, 10*time.Second), f.server.ID(), p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,8 @@ func sampleMessages(t testing.TB) []Message {
 		Request{Index: 0},
 		Request{Index: chunkset.MaxChunks - 1},
 		Cancel{Index: 42},
+		Progress{Held: 7},
+		Progress{Held: chunkset.MaxChunks},
 		Chunk{Index: 1, Signed: s, Data: data},
 		Error{Code: CodeUnavailable, Index: 3, Message: "not held yet"},
 		Error{Code: CodeNotFound, Index: -1, Message: "blob unknown: é"},
@@ -199,7 +201,9 @@ func TestReaderErrors(t *testing.T) {
 		want error
 	}{
 		{"type 0", frame(0, nil), ErrUnknownType},
-		{"type 9", frame(9, nil), ErrUnknownType},
+		{"type 10", frame(10, nil), ErrUnknownType},
+		{"PROGRESS short", frame(TypeProgress, []byte{0, 1}), ErrMalformed},
+		{"PROGRESS past MaxChunks", frame(TypeProgress, u32(chunkset.MaxChunks+1)), ErrMalformed},
 		{"type ff", []byte{0xff}, ErrUnknownType},
 		{"non-minimal length", []byte{byte(TypeRequest), 0x84, 0x00, 0, 0, 0, 1}, ErrMalformed},
 		{"short request", frame(TypeRequest, []byte{0, 0, 1}), ErrMalformed},
@@ -332,7 +336,7 @@ func TestErrorMessage(t *testing.T) {
 	if len(long) > MaxErrorLen || !utf8.ValidString(long) {
 		t.Errorf("sanitize: %d bytes, valid %v", len(long), utf8.ValidString(long))
 	}
-	if Type(9).String() != "Type(0x09)" || TypeHaveUpdate.String() != "HAVE_UPDATE" || CodeBusy.String() != "BUSY" {
+	if Type(10).String() != "Type(0x0a)" || TypeProgress.String() != "PROGRESS" || TypeHaveUpdate.String() != "HAVE_UPDATE" || CodeBusy.String() != "BUSY" {
 		t.Error("String methods")
 	}
 }

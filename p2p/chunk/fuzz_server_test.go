@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
 
@@ -42,6 +43,7 @@ func (s sockStream) SetDeadline(t time.Time) error      { return s.c.SetDeadline
 func (s sockStream) SetReadDeadline(t time.Time) error  { return s.c.SetReadDeadline(t) }
 func (s sockStream) SetWriteDeadline(t time.Time) error { return s.c.SetWriteDeadline(t) }
 func (s sockStream) Conn() network.Conn                 { return remoteConn{remote: s.remote} }
+func (s sockStream) Protocol() protocol.ID              { return chunk.ProtocolID }
 
 type remoteConn struct {
 	network.Conn
@@ -70,8 +72,9 @@ func socketPair(t testing.TB) (cli, srv *net.UnixConn) {
 
 // FuzzServe drives the server state machine from a hostile client: every
 // byte the client sends is the fuzzer's (OPENs of known, unknown, sizeless
-// and partly held blobs, REQUESTs and CANCELs in and out of range, frames
-// of the wrong direction, a second OPEN, floods past the queue, garbage),
+// and partly held blobs, REQUESTs and CANCELs in and out of range,
+// PROGRESS true or not, frames of the wrong direction, a second OPEN,
+// floods past the queue, garbage),
 // then the client half-closes or holds the stream open, and reads or
 // stalls. Serve must never panic or hang past its own timeouts, and what
 // it sends must be a valid server stream: HAVE (or a blob ERROR) first and
@@ -131,6 +134,9 @@ func FuzzServe(f *testing.F) {
 		frames(open(smallD), chunk.Request{Index: 0}, chunk.Request{Index: 0}, chunk.Cancel{Index: 0}),
 		frames(open(smallD), chunk.Request{Index: 1}),
 		frames(open(smallD), chunk.Cancel{Index: 5}),
+		frames(open(partialD), chunk.Progress{Held: 1}, chunk.Request{Index: 1}, chunk.Progress{Held: 0}, chunk.Request{Index: 1}),
+		frames(open(partialD), chunk.Progress{Held: 3}, chunk.Request{Index: 1}),
+		frames(open(smallD), chunk.Progress{Held: chunkset.MaxChunks}),
 		frames(open(partialD), chunk.Request{Index: 2}, chunk.Request{Index: 1}, chunk.Request{Index: 0}),
 		frames(open(partialD), chunk.Request{Index: 0}, chunk.Cancel{Index: 0}, chunk.Request{Index: 1}),
 		frames(open(sizeless), chunk.Request{Index: 0}),
@@ -160,6 +166,7 @@ func FuzzServe(f *testing.F) {
 			IdleTimeout: 10 * time.Millisecond, WriteTimeout: 50 * time.Millisecond,
 			StallTimeout: 10 * time.Millisecond, MinWriteRate: 1 << 30,
 			Limits: chunk.NewLimits(chunk.LimitOptions{}), Uploads: chunk.NewUploads(0),
+			ProgressWeight: chunk.DefaultProgressWeight,
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -27,7 +27,7 @@ const (
 )
 
 // Holder names a peer that began to hold the stream's blob: a seeder's
-// hint, sent only on ProtocolID (3.1.0) streams.
+// hint, sent only on 3.1.0 and later streams.
 type Holder struct {
 	Peer  peer.ID
 	Addrs []ma.Multiaddr
@@ -96,7 +96,7 @@ func decodeHolder(d *decoder) Holder {
 
 // Holders is a seeder's holder hints, shared by the streams of one host:
 // when a stream's client takes its first CHUNK of a blob, up to fanout
-// other streams of that blob (ProtocolID ones, of other peers), picked at
+// other streams of that blob (3.1.0 and later ones, of other peers), picked at
 // random, get a HOLDER naming it, so the swarm learns of a new holder at
 // once instead of from the DHT's next lookup.
 type Holders struct {

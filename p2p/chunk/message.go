@@ -14,15 +14,20 @@ import (
 	"github.com/shoal-dev/shoal/internal/oci"
 )
 
-// ProtocolID is the libp2p protocol of this package: 3.1.0, with HOLDER.
-const ProtocolID protocol.ID = "/shoal/chunks/3.1.0"
+// ProtocolID is the libp2p protocol of this package: 3.2.0, with HOLDER
+// and PROGRESS.
+const ProtocolID protocol.ID = "/shoal/chunks/3.2.0"
 
-// ProtocolV30 is 3.0.0, the same protocol without HOLDER, still served and
-// proposed after ProtocolID so that nodes of both versions interoperate.
-const ProtocolV30 protocol.ID = "/shoal/chunks/3.0.0"
+// ProtocolV31 is 3.1.0, the same protocol without PROGRESS, and
+// ProtocolV30 is 3.0.0, without HOLDER either; both are still served and
+// proposed after ProtocolID so that nodes of every version interoperate.
+const (
+	ProtocolV31 protocol.ID = "/shoal/chunks/3.1.0"
+	ProtocolV30 protocol.ID = "/shoal/chunks/3.0.0"
+)
 
 // Protocols are the IDs a client proposes, preferred first.
-var Protocols = []protocol.ID{ProtocolID, ProtocolV30}
+var Protocols = []protocol.ID{ProtocolID, ProtocolV31, ProtocolV30}
 
 // Wire limits; see the package documentation.
 const (
@@ -53,9 +58,10 @@ const (
 	TypeChunk      Type = 0x06
 	TypeError      Type = 0x07
 	TypeHolder     Type = 0x08
+	TypeProgress   Type = 0x09
 )
 
-var typeNames = [...]string{"", "OPEN", "HAVE", "HAVE_UPDATE", "REQUEST", "CANCEL", "CHUNK", "ERROR", "HOLDER"}
+var typeNames = [...]string{"", "OPEN", "HAVE", "HAVE_UPDATE", "REQUEST", "CANCEL", "CHUNK", "ERROR", "HOLDER", "PROGRESS"}
 
 func (t Type) String() string {
 	if t.known() {
@@ -64,7 +70,7 @@ func (t Type) String() string {
 	return fmt.Sprintf("Type(%#02x)", uint8(t))
 }
 
-func (t Type) known() bool { return t >= TypeOpen && t <= TypeHolder }
+func (t Type) known() bool { return t >= TypeOpen && t <= TypeProgress }
 
 // maxBody is the cap of t's body length.
 func (t Type) maxBody() int64 {
@@ -75,7 +81,7 @@ func (t Type) maxBody() int64 {
 		return 17 + chunkset.MaxChunks/8
 	case TypeHaveUpdate:
 		return 4 * MaxUpdate
-	case TypeRequest, TypeCancel:
+	case TypeRequest, TypeCancel, TypeProgress:
 		return 4
 	case TypeChunk:
 		return MaxFrame
@@ -137,7 +143,7 @@ func CodeOf(err error) Code {
 }
 
 // Message is one of Open, Have, HaveUpdate, Request, Cancel, Chunk, Error,
-// Holder.
+// Holder, Progress.
 type Message interface {
 	Type() Type
 	validate() error
@@ -429,6 +435,8 @@ func decodeBody(t Type, body []byte) (Message, error) {
 		m = e
 	case TypeHolder:
 		m = decodeHolder(&d)
+	case TypeProgress:
+		m = Progress{Held: int(d.u32())}
 	default:
 		return nil, fmt.Errorf("%w: %s", ErrUnexpectedType, t)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,11 @@ type ServerOptions struct {
 	// Holders, if set (a seeder), names each client that takes its first
 	// CHUNK of a blob to other ProtocolID streams of that blob (HOLDER).
 	Holders *Holders
+	// ProgressWeight (0: none, a seeder's) puts the client's PROGRESS in
+	// its streams' priority: a client holding the whole blob waits as if
+	// its chunk had been sent ProgressWeight times more than for one
+	// holding none (a node's: DefaultProgressWeight).
+	ProgressWeight int
 	// OnUpload, if set, is called with each CHUNK payload's size after it
 	// was written (for shoal_uploaded_bytes_total).
 	OnUpload func(p peer.ID, n int64)
@@ -127,7 +133,7 @@ func (o ServerOptions) withDefaults() ServerOptions {
 }
 
 // Register sets handler for every chunk protocol version h serves
-// (ProtocolID and ProtocolV30).
+// (Protocols).
 func Register(h host.Host, handler network.StreamHandler) {
 	for _, id := range Protocols {
 		h.SetStreamHandler(id, handler)
@@ -249,28 +255,33 @@ func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blo
 	if err := sv.write(have); err != nil {
 		return err
 	}
-	if sv.opts.Holders != nil && sv.s.Protocol() == ProtocolID {
+	if sv.opts.Holders != nil && hasHolder(sv.s.Protocol()) {
 		defer sv.opts.Holders.join(req.Digest, sv)()
 	}
 
 	count := have.Bitmap.Len()
 	q := newQueue(sv.opts.MaxQueued, sv.opts.Limits, sv.remote)
 	defer q.drop()
-	rd.Allow(TypeRequest, TypeCancel)
+	pr := &progress{count: count}
+	if hasProgress(sv.s.Protocol()) {
+		rd.Allow(TypeRequest, TypeCancel, TypeProgress)
+	} else {
+		rd.Allow(TypeRequest, TypeCancel)
+	}
 	fctx, fstop := context.WithCancel(ctx)
 	defer fstop()
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := sv.readLoop(rd, q, count); err != nil {
+		if err := sv.readLoop(rd, q, pr); err != nil {
 			cancel(err)
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		defer fstop() // the forwarder ends with the answers
-		if err := sv.answerLoop(ctx, q, blob, req, have); err != nil {
+		if err := sv.answerLoop(ctx, q, pr, blob, req, have); err != nil {
 			cancel(err)
 		}
 	}()
@@ -284,8 +295,10 @@ func (sv *server) run(ctx context.Context, cancel context.CancelCauseFunc, b Blo
 	return context.Cause(ctx)
 }
 
-// readLoop reads REQUEST and CANCEL frames until the client half-closes.
-func (sv *server) readLoop(rd *Reader, q *queue, count int) error {
+// readLoop reads REQUEST, CANCEL and PROGRESS frames until the client
+// half-closes.
+func (sv *server) readLoop(rd *Reader, q *queue, pr *progress) error {
+	count := pr.count
 	for {
 		sv.armRead()
 		m, err := rd.Next()
@@ -313,6 +326,10 @@ func (sv *server) readLoop(rd *Reader, q *queue, count int) error {
 				return sv.violation(fmt.Errorf("%w: CANCEL %d of %d chunks", ErrProtocol, m.Index, count), "")
 			}
 			q.cancel(m.Index)
+		case Progress:
+			if !pr.set(m.Held) {
+				return sv.violation(fmt.Errorf("%w: PROGRESS of %d of %d chunks", ErrProtocol, m.Held, count), "")
+			}
 		}
 	}
 }
@@ -320,10 +337,20 @@ func (sv *server) readLoop(rd *Reader, q *queue, count int) error {
 // answerLoop answers queued requests, each when it gets an upload slot and
 // then the best one queued (see bestIndex), until the queue is closed and
 // drained. Requests past the peer's cap are answered BUSY without a slot.
-func (sv *server) answerLoop(ctx context.Context, q *queue, blob Blob, req Open, have Have) error {
+func (sv *server) answerLoop(ctx context.Context, q *queue, pr *progress, blob Blob, req Open, have Have) error {
 	prio := func(int) int { return 0 }
 	if p, ok := blob.(Prioritizer); ok {
 		prio = p.Priority
+	}
+	// The stream's priority for a slot: its best request's, plus what the
+	// client's progress adds (ProgressWeight), in 1/progressScale copies.
+	// (A seeder's first-copy slots ask for at most 0: its weight is 0.)
+	streamPrio := func() int {
+		b := q.best(prio)
+		if b == math.MaxInt {
+			return b
+		}
+		return progressScale*b + pr.term(progressScale*sv.opts.ProgressWeight)
 	}
 	for {
 		if !q.wait(ctx) {
@@ -336,7 +363,7 @@ func (sv *server) answerLoop(ctx context.Context, q *queue, blob Blob, req Open,
 			}
 			continue
 		}
-		sl, err := sv.opts.Uploads.get(ctx, sv.remote, func() int { return q.best(prio) })
+		sl, err := sv.opts.Uploads.get(ctx, sv.remote, streamPrio)
 		if err != nil {
 			return err
 		}

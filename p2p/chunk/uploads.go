@@ -30,6 +30,14 @@ const DefaultUploads = 4
 // 50 Mbit/s.
 const SeederUploads = 2
 
+// SeederFirstCopies is a seeder's default first-copy slots (SetFirstCopies):
+// two more sends at once, for chunks it has not sent yet, so its link is
+// kept full while each send shares its receiver's down-link. With nodes
+// that send first to the peer furthest behind (DefaultProgressWeight) the
+// simulator puts it ahead of none from 4 to 1,000 nodes; without that it
+// lost at 1,000 (docs/ARCHITECTURE.md).
+const SeederFirstCopies = 2
+
 // parkedPerSlot sizes the parking lot: a server keeps at most this many
 // stalled CHUNK writes per upload slot (and one per slot per peer), each
 // holding its chunk buffer until it moves again or passes its deadline.

@@ -39,8 +39,13 @@ type Config struct {
 	// UploadSlots bounds the chunks sent to peers at once (0: the default).
 	UploadSlots int
 	// FirstCopySlots are sends at once beyond UploadSlots for chunks not
-	// sent yet (a seeder's first copies; <= 0: none).
+	// sent yet (a seeder's first copies; <= 0: none; seeder.New makes 0
+	// chunk.SeederFirstCopies).
 	FirstCopySlots int
+	// ProgressWeight puts a requester's progress in the chunk server's
+	// priority (chunk.ServerOptions.ProgressWeight; 0:
+	// chunk.DefaultProgressWeight; < 0: none, a seeder's).
+	ProgressWeight int
 }
 
 // ErrNoNetworkKey: Config has neither a PSKFile nor OpenSwarm.
@@ -55,10 +60,11 @@ type Peer struct {
 	DHT  *discovery.DHT
 	Key  crypto.PrivKey
 
-	uploads *chunk.Uploads
-	limits  *chunk.Limits
-	metrics *chunk.ServerMetrics
-	log     *zap.Logger
+	uploads  *chunk.Uploads
+	limits   *chunk.Limits
+	metrics  *chunk.ServerMetrics
+	progress int // chunk.ServerOptions.ProgressWeight
+	log      *zap.Logger
 }
 
 // Join loads the identity from dataDir, starts the host and joins the DHT
@@ -108,7 +114,16 @@ func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo
 	return &Peer{
 		Host: h, DHT: dht, Key: key, log: log,
 		uploads: uploads, limits: chunk.NewLimits(chunk.LimitOptions{}), metrics: cm,
+		progress: progressWeight(cfg.ProgressWeight),
 	}, nil
+}
+
+// progressWeight is Config.ProgressWeight with its default.
+func progressWeight(w int) int {
+	if w == 0 {
+		return chunk.DefaultProgressWeight
+	}
+	return max(w, 0)
 }
 
 // Serve answers the chunk protocol (both versions, chunk.Protocols) from
@@ -119,6 +134,7 @@ func Join(ctx context.Context, dataDir string, cfg Config, extra []peer.AddrInfo
 func (p *Peer) Serve(blobs chunk.Blobs, onUpload func(peer.ID, int64), holders *chunk.Holders) {
 	chunk.Register(p.Host, chunk.Handler(blobs, chunk.ServerOptions{
 		Uploads: p.uploads, Limits: p.limits, Metrics: p.metrics, OnUpload: onUpload, Holders: holders,
+		ProgressWeight: p.progress,
 	}, p.log.Named("chunks")))
 }
 
