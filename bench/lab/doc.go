@@ -7,7 +7,11 @@
 // shoal-bench --tcp-cc, default cubic, Linux's default), named in the
 // results: this machine's host default is bbr, and BBR on these links (a
 // round trip of about 10 us, a tbf queue) stalled shoal's one flow from the
-// seeder to a node for seconds in some runs (docs/ARCHITECTURE.md).
+// seeder to a node for seconds in some runs (docs/ARCHITECTURE.md). A
+// namespace may only pick an algorithm the host allows
+// (net.ipv4.tcp_allowed_congestion_control, often just "reno bbr" where bbr
+// is the default): the lab adds the one it uses to that list for the run
+// and puts the list back when it tears the star down.
 //
 // It runs the same scenario in several modes on identical settings (shoal's
 // swarm, direct pulls from the origin, one peer per blob) and writes

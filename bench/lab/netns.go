@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +56,40 @@ type network struct {
 	nodes  []host
 	more   []host   // extra seeder hosts (seeder-failover, ha.go)
 	made   []string // namespaces created, for teardown
-	mu     sync.Mutex
+	// allowed is the host's tcp_allowed_congestion_control before up
+	// added cc to it ("": unchanged), restored by down.
+	allowed string
+	mu      sync.Mutex
+}
+
+// allowedPath lists the congestion controls a namespace other than the
+// root one may choose.
+const allowedPath = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
+
+// allowCongestion lets the namespaces use n.cc: a namespace may set only
+// an algorithm the root namespace allows (a kernel with bbr as its default
+// often allows only "reno bbr", and setting cubic in a namespace fails
+// with EPERM). It adds cc to the allowed list if it is missing, and notes
+// the list to restore.
+func (n *network) allowCongestion() error {
+	if n.cc == "" {
+		return nil
+	}
+	b, err := os.ReadFile(allowedPath)
+	if err != nil {
+		return nil // not Linux's procfs: the sysctl will say why
+	}
+	old := strings.TrimSpace(string(b))
+	if slices.Contains(strings.Fields(old), n.cc) {
+		return nil
+	}
+	if err := os.WriteFile(allowedPath, []byte(old+" "+n.cc), 0o644); err != nil {
+		return fmt.Errorf("allowing TCP congestion control %s in namespaces (%s): %w", n.cc, allowedPath, err)
+	}
+	n.mu.Lock()
+	n.allowed = old
+	n.mu.Unlock()
+	return nil
 }
 
 // newNetwork plans the star; cc "" is the host's congestion control (what
@@ -101,6 +135,9 @@ func (n *network) addNS(ctx context.Context, name string) error {
 
 // up builds the hub with its bridge and every host with its shaped cable.
 func (n *network) up(ctx context.Context) error {
+	if err := n.allowCongestion(); err != nil {
+		return err
+	}
 	if err := n.addNS(ctx, n.hub); err != nil {
 		return err
 	}
@@ -163,10 +200,15 @@ func (n *network) addHost(ctx context.Context, h host) error {
 // Processes must be gone first: a namespace with a process lives on.
 func (n *network) down() error {
 	n.mu.Lock()
-	made := n.made
-	n.made = nil
+	made, allowed := n.made, n.allowed
+	n.made, n.allowed = nil, ""
 	n.mu.Unlock()
 	var errs []error
+	if allowed != "" {
+		if err := os.WriteFile(allowedPath, []byte(allowed), 0o644); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, ns := range made {
 		killNamespace(ns)
 		if _, err := run(context.Background(), 10*time.Second, "ip", "netns", "del", ns); err != nil {
