@@ -93,7 +93,7 @@ func (p *Peer) BloatOnRequest(hold time.Duration) Behavior {
 			return
 		}
 		r := chunk.NewReader(s, nil)
-		r.Allow(chunk.TypeRequest, chunk.TypeCancel)
+		r.Allow(chunk.TypeRequest, chunk.TypeCancel, chunk.TypeProgress)
 		for {
 			_ = s.SetReadDeadline(time.Now().Add(hold))
 			m, err := r.Next()

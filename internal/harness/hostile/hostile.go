@@ -221,7 +221,7 @@ func Relay(p *Peer, source peer.ID, tamper func(i int, data []byte)) Behavior {
 			return
 		}
 		reqs := chunk.NewReader(s, nil)
-		reqs.Allow(chunk.TypeRequest, chunk.TypeCancel)
+		reqs.Allow(chunk.TypeRequest, chunk.TypeCancel, chunk.TypeProgress)
 		go func() {
 			for {
 				m, err := reqs.Next()

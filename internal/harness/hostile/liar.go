@@ -39,7 +39,7 @@ func (p *Peer) Liar(source peer.ID, hold time.Duration, sent func(victim peer.ID
 			return
 		}
 		r := chunk.NewReader(s, nil)
-		r.Allow(chunk.TypeRequest, chunk.TypeCancel)
+		r.Allow(chunk.TypeRequest, chunk.TypeCancel, chunk.TypeProgress)
 		buf := make([]byte, 64<<10)
 		for {
 			_ = s.SetReadDeadline(time.Now().Add(hold))
@@ -146,7 +146,7 @@ func (h *Hoard) Serve(hold time.Duration, sent func(victim peer.ID, index int)) 
 			return
 		}
 		r := chunk.NewReader(s, nil)
-		r.Allow(chunk.TypeRequest, chunk.TypeCancel)
+		r.Allow(chunk.TypeRequest, chunk.TypeCancel, chunk.TypeProgress)
 		for {
 			_ = s.SetReadDeadline(time.Now().Add(hold))
 			m, err := r.Next()
