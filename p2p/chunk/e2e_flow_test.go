@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +19,13 @@ import (
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
 
-// gated blocks ReadChunk of chunk 0 until released.
+// gated blocks ReadChunk of chunk 0 until released, and records the
+// order in which chunks are read to be sent (after their upload slot).
 type gated struct {
 	chunk.Blobs
 	entered, release chan struct{}
+	mu               sync.Mutex
+	order            []int
 }
 
 type gatedBlob struct {
@@ -35,6 +39,9 @@ func (g *gated) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
 }
 
 func (b gatedBlob) ReadChunk(ctx context.Context, i int, buf []byte) (chunk.Signed, []byte, error) {
+	b.g.mu.Lock()
+	b.g.order = append(b.g.order, i)
+	b.g.mu.Unlock()
 	if i == 0 {
 		select {
 		case b.g.entered <- struct{}{}:

@@ -1,39 +1,12 @@
 package chunk_test
 
 import (
-	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/shoal-dev/shoal/p2p/chunk"
 )
-
-// ordered records the order in which chunks are read to be sent (after
-// their upload slot was granted) and blocks chunk 0 until released.
-type ordered struct {
-	gated
-	mu    sync.Mutex
-	order []int
-}
-
-type orderedBlob struct {
-	chunk.Blob
-	o *ordered
-}
-
-func (o *ordered) Open(ctx context.Context, req chunk.Open) (chunk.Blob, error) {
-	b, err := o.gated.Open(ctx, req)
-	return orderedBlob{b, o}, err
-}
-
-func (b orderedBlob) ReadChunk(ctx context.Context, i int, buf []byte) (chunk.Signed, []byte, error) {
-	b.o.mu.Lock()
-	b.o.order = append(b.o.order, i)
-	b.o.mu.Unlock()
-	return b.Blob.ReadChunk(ctx, i, buf)
-}
 
 // TestProgressServesFurthestBehindFirst: with one upload slot busy, a
 // client that says it holds 4 of 5 chunks asks first and one that holds
@@ -49,7 +22,7 @@ func TestProgressServesFurthestBehindFirst(t *testing.T) {
 		{"seeder", 0, []int{0, 1, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := &ordered{gated: gated{entered: make(chan struct{}, 1), release: make(chan struct{})}}
+			o := &gated{entered: make(chan struct{}, 1), release: make(chan struct{})}
 			up := chunk.NewUploads(1)
 			f := newFixture(t, chunk.ServerOptions{Uploads: up, ProgressWeight: tc.weight},
 				func(b chunk.Blobs) chunk.Blobs { o.Blobs = b; return o })
