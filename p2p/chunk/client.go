@@ -115,7 +115,8 @@ type Session struct {
 	live     map[int]int // requests not answered nor cancelled
 	inFlight int         // sum of live
 	since    time.Time   // the answer deadline counts from here
-	sent     int         // the last PROGRESS sent (-1: none; noProgress: not a 3.2.0 stream)
+	progress bool        // the stream carries PROGRESS (3.2.0)
+	sent     int         // the held count the server knows (0 until a PROGRESS)
 
 	results chan result
 	done    chan struct{}
@@ -171,22 +172,19 @@ func NewSession(ctx context.Context, s Stream, p peer.ID, req Open, opts ClientO
 		return nil, err
 	}
 	ss := &Session{
-		s:       s,
-		peer:    p,
-		digest:  req.Digest,
-		opts:    opts,
-		have:    have,
-		count:   have.Bitmap.Len(),
-		size:    -1,
-		pending: make(map[int]int),
-		live:    make(map[int]int),
-		results: make(chan result),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
-		sent:    -1,
-	}
-	if !progress {
-		ss.sent = noProgress
+		s:        s,
+		peer:     p,
+		digest:   req.Digest,
+		opts:     opts,
+		have:     have,
+		count:    have.Bitmap.Len(),
+		size:     -1,
+		pending:  make(map[int]int),
+		live:     make(map[int]int),
+		results:  make(chan result),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		progress: progress,
 	}
 	if opts.Trust == nil {
 		ss.size = have.BlobSize
@@ -436,16 +434,13 @@ func (ss *Session) Request(i int) error {
 	return ss.write(Request{Index: i}) // a failed write resets the stream
 }
 
-// noProgress marks a Session whose stream has no PROGRESS (before 3.2.0).
-const noProgress = -2
-
 // Progress tells the server the client holds held chunks of the blob
 // (PROGRESS), if that changed since the last call; a no-op on a stream
 // before 3.2.0. held is clamped to the blob's chunks.
 func (ss *Session) Progress(held int) error {
 	held = min(max(held, 0), ss.count)
 	ss.amu.Lock()
-	if ss.sent == noProgress || ss.sent == held {
+	if !ss.progress || ss.sent == held {
 		ss.amu.Unlock()
 		return nil
 	}

@@ -265,8 +265,8 @@
 // starved. A node's server adds, per stream, ProgressWeight (default 10)
 // copies times the share of the blob the client's last PROGRESS says it
 // holds (in 1/1024 of a copy, rounded down), so among equals the
-// client furthest behind is sent to first and the swarm finishes
-// together. A client matches answers by index.
+// client furthest behind is sent to first. A client matches answers by
+// index.
 //
 // Slots are shared fairly between peers: while other peers wait for a slot,
 // a peer that holds its fair share (the slots divided by the peers holding

@@ -1,9 +1,24 @@
 package chunk
 
+import (
+	"testing"
+	"time"
+)
+
 // Waiting is how many streams wait for an upload slot (for tests outside
 // the package).
 func (u *Uploads) Waiting() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.s.Waiting()
+}
+
+// WaitWaiting waits (up to 5 s) until n streams wait for a slot of u.
+func WaitWaiting(t *testing.T, u *Uploads, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); u.Waiting() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams wait for a slot, want %d", u.Waiting(), n)
+		}
+	}
 }

@@ -21,7 +21,7 @@ type Progress struct {
 func (Progress) Type() Type { return TypeProgress }
 
 func (m Progress) validate() error {
-	if m.Held < 0 || m.Held > maxHeld {
+	if m.Held < 0 || m.Held > chunkset.MaxChunks {
 		return malformed("PROGRESS of %d chunks", m.Held)
 	}
 	return nil
@@ -39,13 +39,11 @@ func hasHolder(p protocol.ID) bool { return p == ProtocolID || p == ProtocolV31 
 // (3.2.0).
 func hasProgress(p protocol.ID) bool { return p == ProtocolID }
 
-// maxHeld is the largest count PROGRESS may carry.
-const maxHeld = chunkset.MaxChunks
-
 // DefaultProgressWeight is a node's ServerOptions.ProgressWeight: a client
 // holding the whole blob waits as if its chunk had been sent this many
 // times more than for a client holding none. Measured in the simulator
-// (bench/sim idea nobehind is the rule without it): see docs/ARCHITECTURE.md.
+// (bench/sim idea noprogress is the rule without it): see
+// docs/ARCHITECTURE.md.
 const DefaultProgressWeight = 10
 
 // progressScale is the steps a copy is cut into when a stream's progress

@@ -16,22 +16,6 @@ func acquireAsync(u *Uploads, p peer.ID, prio int) chan error {
 	return ch
 }
 
-func waiters(u *Uploads) int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.s.Waiting()
-}
-
-func waitWaiters(t *testing.T, u *Uploads, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); waiters(u) != n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiters, want %d", waiters(u), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func granted(t *testing.T, ch chan error, want bool) {
 	t.Helper()
 	select {
@@ -61,9 +45,9 @@ func TestUploadsFairShare(t *testing.T) {
 		}
 	}
 	a := acquireAsync(u, "A", -5) // older and better
-	waitWaiters(t, u, 1)
+	WaitWaiting(t, u, 1)
 	b := acquireAsync(u, "B", 5)
-	waitWaiters(t, u, 2)
+	WaitWaiting(t, u, 2)
 	u.release("A")
 	granted(t, b, true)
 	granted(t, a, false)
@@ -83,16 +67,16 @@ func TestUploadsParking(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := acquireAsync(u, "B", 0)
-	waitWaiters(t, u, 1)
+	WaitWaiting(t, u, 1)
 	if !sa.park(sa.piece()) {
 		t.Fatal("no room to park the first stalled write")
 	}
 	granted(t, b, true) // A's slot went to B
 	resumed := make(chan error, 1)
 	go func() { resumed <- sa.resume(ctx) }()
-	waitWaiters(t, u, 1)
+	WaitWaiting(t, u, 1)
 	c := acquireAsync(u, "C", -100)
-	waitWaiters(t, u, 2)
+	WaitWaiting(t, u, 2)
 	u.release("B")
 	granted(t, resumed, true) // the parked write first
 	granted(t, c, false)
