@@ -92,7 +92,7 @@ func (g *gate) Start(ctx context.Context, req chunk.Open) error {
 		g.reject.Reject(swarm.RejectSeederBusy)
 		return fmt.Errorf("%w: %d origin fetches under way (%d for this peer)", chunk.ErrBusy, g.running, g.byPeer[p])
 	}
-	st, err := g.st.Fetch(ctx, req.Digest, g.fill(t, req.Digest))
+	st, err := g.st.Fetch(ctx, req.Digest, g.remembering(key, g.fill(t, req.Digest)))
 	if err != nil {
 		return fmt.Errorf("%w: %w", chunk.ErrUnavailable, err)
 	}
@@ -121,6 +121,23 @@ func (g *gate) done(p peer.ID, key string, err error) {
 	g.remember(key, err)
 }
 
+// remembering is fill that notes a miss as soon as fill fails, before the
+// store ends the download and its streams answer: else a peer told
+// NOT_FOUND could ask again before done remembered it, and the origin be
+// asked twice. (A digest or size mismatch, found by the store after fill,
+// is remembered by done.)
+func (g *gate) remembering(key string, fill store.Filler) store.Filler {
+	return func(ctx context.Context, p *store.Partial) error {
+		err := fill(ctx, p)
+		if err != nil {
+			g.mu.Lock()
+			g.remember(key, err)
+			g.mu.Unlock()
+		}
+		return err
+	}
+}
+
 // missed notes the end of a fetch of d from t started elsewhere (a
 // preheat).
 func (g *gate) missed(t upstream.Target, d digest.Digest, err error) {
@@ -141,6 +158,9 @@ func missKey(t upstream.Target, d digest.Digest) string {
 func (g *gate) remember(key string, err error) {
 	if !errors.Is(err, upstream.ErrNotFound) && !errors.Is(err, store.ErrDigestMismatch) && !errors.Is(err, store.ErrSizeMismatch) {
 		return
+	}
+	if until, ok := g.misses[key]; ok && g.now().Before(until) {
+		return // remembered already (remembering, then done)
 	}
 	g.log.Warn("origin fetch failed; not retried for a while", zap.String("blob", key), zap.Duration("for", missTTL), zap.Error(err))
 	now := g.now()
