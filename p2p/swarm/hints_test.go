@@ -1,6 +1,9 @@
 package swarm_test
 
 import (
+	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,13 +29,31 @@ func TestHolderFromAPeerIsAViolation(t *testing.T) {
 	c := harness.NewCluster(t, harness.ClusterOptions{})
 	blob, req := pushBlob(t, c, 4<<20, 31)
 	c.AddSeeder(harness.SeederOptions{})
-	// A few seconds of pull: the liar's session ends while the fetch runs.
-	c.Origin.SetRate(1 << 20)
 	decoy := hostile.New(t, hostile.Options{})
 	var dialed atomic.Int32
 	decoy.Answer(func(network.Stream, chunk.Open) { dialed.Add(1) })
+	// The origin sends the blob only once the liar's session has ended:
+	// on a loaded machine the seeder could otherwise finish the pull
+	// before the liar was dialed or its frame read (bounded: after 30 s the
+	// origin answers anyway and the assertions below say what went wrong).
+	ended := make(chan struct{})
+	var once sync.Once
+	c.Origin.OnRequest(func(r *http.Request) {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
+			return
+		}
+		select {
+		case <-ended:
+		case <-r.Context().Done():
+		case <-time.After(30 * time.Second):
+		}
+	})
+	liar := hostile.Script(time.Minute, hostile.Frame(fullHave(int64(len(blob)))), hostile.Frame(chunk.Holder{Peer: decoy.Info().ID, Addrs: decoy.Info().Addrs}))
 	c.ListFirst(req.Digest, hostiles(t, 1, func(int, *hostile.Peer) hostile.Behavior {
-		return hostile.Script(time.Minute, hostile.Frame(fullHave(int64(len(blob)))), hostile.Frame(chunk.Holder{Peer: decoy.Info().ID, Addrs: decoy.Info().Addrs}))
+		return func(s network.Stream, o chunk.Open) {
+			liar(s, o)
+			once.Do(func() { close(ended) })
+		}
 	})...)
 	a := newPeer(c, swarm.Config{})
 	if err := pull(a, req, blob, noFallback(t)); err != nil {
