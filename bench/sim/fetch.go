@@ -295,7 +295,7 @@ func (s *Sim) act(fe *fetch, acts []plan.Action) {
 			if _, dup := fe.reqs[k]; dup {
 				continue
 			}
-			r := &request{s: ss, chunk: int32(a.Chunk), asked: s.now}
+			r := &request{s: ss, chunk: int32(a.Chunk), asked: s.now, held: int32(s.blobs[fe.blob].chunks - fe.sch.Missing())}
 			fe.reqs[k] = r
 			ss.out++
 			fe.n.load[ss.src]++

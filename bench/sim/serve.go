@@ -33,6 +33,7 @@ func (s *Sim) arrive(r *request) {
 		return // the receiver learns of it from its session closing
 	}
 	r.queued = s.now
+	r.s.held = r.held // a stream's frames arrive in order
 	r.pq = s.peer(h, r.s.fe.n.id)
 	r.pq.queued++
 	k := uint32(r.s.fe.blob)<<20 | uint32(r.chunk)
@@ -199,9 +200,10 @@ func better(key float64, k gkey, bestKey float64, best gkey) bool {
 // pickProgress is pick on a node that weighs its requesters' progress
 // (p2p/chunk's ProgressWeight): a request's key, in 1/1024 of a copy, is
 // 1024 x (copies less the waiting credit) plus 1024 x ProgressWeight x the
-// share of the blob its requester holds, rounded down. The key is the
-// requester's as well as the chunk's, so the copies index does not apply:
-// a scan of every queued request (a node's queue is short).
+// share of the blob its session's last PROGRESS holds (session.held),
+// rounded down. The key is the requester's as well as the chunk's, so the
+// copies index does not apply: a scan of every queued request (a node's
+// queue is short), each read without touching the requester's fetch.
 func (s *Sim) pickProgress(h *host, fair int) (best *request, bestB *bucket) {
 	s.tidy(h)
 	w := int64(progressScale * s.cfg.ProgressWeight)
@@ -209,7 +211,7 @@ func (s *Sim) pickProgress(h *host, fair int) (best *request, bestB *bucket) {
 	bestUnder := false
 	for _, b := range h.keys {
 		copies := int64(h.copies[b.blob][b.chunk])
-		n := int64(s.blobs[b.blob].chunks)
+		n := max(int64(s.blobs[b.blob].chunks), 1)
 		for _, r := range b.reqs {
 			if r.dead {
 				continue
@@ -218,8 +220,7 @@ func (s *Sim) pickProgress(h *host, fair int) (best *request, bestB *bucket) {
 			if bestUnder && !under {
 				continue
 			}
-			held := n - int64(r.s.fe.sch.Missing())
-			key := progressScale*(copies-int64(s.credit(r.queued))) + w*held/max(n, 1)
+			key := progressScale*(copies-int64(s.credit(r.queued))) + w*int64(r.s.held)/n
 			if best == nil || under && !bestUnder || key < bestKey || key == bestKey && (r.queued < best.queued || r.queued == best.queued && b.pos < bestB.pos) {
 				best, bestB, bestKey, bestUnder = r, b, key, under
 			}

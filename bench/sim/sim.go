@@ -149,6 +149,10 @@ type session struct {
 	out    int     // requests outstanding
 	upAt   float64 // when its HAVE arrived
 	named  bool    // a seeder session that sent its first chunk (hints)
+	// held is the last PROGRESS to reach the source: the chunks the node
+	// held when it sent the latest request that arrived (a node's server
+	// weighs the stream by it, pickProgress).
+	held int32
 }
 
 // request is one chunk asked of a source.
@@ -158,6 +162,7 @@ type request struct {
 	f      *flow
 	asked  float64
 	queued float64
+	held   int32   // the PROGRESS sent before it: chunks the node held
 	pq     *peerQ  // the requester's standing at the host
 	b      *bucket // while it waits in the host's queue
 	dead   bool

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -123,6 +124,10 @@ type Session struct {
 	stopped chan struct{} // the reader goroutine returned
 	once    sync.Once
 	err     error // sticky result of Next, owned by Next's caller
+	// failed is what ended the read loop (a violation, a stall, a stream
+	// error), kept for a write that fails after it: the stream is reset by
+	// then, and the caller should learn why, not only that it is.
+	failed atomic.Pointer[error]
 }
 
 type result struct {
@@ -237,6 +242,7 @@ func (ss *Session) readLoop(rd *Reader) {
 			err = fmt.Errorf("%w: %w", ErrStalled, err)
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
+			ss.failed.Store(&err)
 			_ = ss.s.Reset()
 		}
 		select {
@@ -476,6 +482,9 @@ func (ss *Session) write(m Message) error {
 	_ = ss.s.SetWriteDeadline(time.Now().Add(ss.opts.WriteTimeout))
 	if err := WriteFrame(ss.s, m); err != nil {
 		_ = ss.s.Reset()
+		if f := ss.failed.Load(); f != nil {
+			return fmt.Errorf("chunk: send %s: the stream ended: %w", m.Type(), *f)
+		}
 		return fmt.Errorf("chunk: send %s: %w", m.Type(), err)
 	}
 	return nil

@@ -319,20 +319,29 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		r.finishRequest(ev.src, ev.idx)
 		r.f.log.Warn("cannot store a verified chunk", zap.String("digest", r.req.Digest.String()), zap.Int("chunk", ev.idx), zap.Error(ev.err))
 	case evClosed:
-		reason, current := classify(ev.err), r.peers[ev.id] == ev.src
-		// A peer that delivered before and is now too slow is busy, not
-		// hostile: its requests go elsewhere, and it may come back.
-		busy := reason == reasonStalled && ev.src.delivered() > 0
-		switch {
-		case reason != "" && ctx.Err() == nil && !busy:
-			r.drop(ev.id, reason, ev.err, true)
-		case reason != "" && ctx.Err() == nil && current:
-			r.drop(ev.id, reason, ev.err, false)
-		case current:
-			r.closeSource(ev.id) // else an older session of a peer re-dialed since
+		if ev.src.closed {
+			return nil // closed here first (requestFailed took its reason)
 		}
+		r.ended(ev.src, ev.err, ctx.Err() == nil)
 	}
 	return nil
+}
+
+// ended closes a session that ended with err, and drops its peer if err
+// is its fault; live is false once the fetch itself is ending.
+func (r *run) ended(s *source, err error, live bool) {
+	reason, current := classify(err), r.peers[s.id] == s
+	// A peer that delivered before and is now too slow is busy, not
+	// hostile: its requests go elsewhere, and it may come back.
+	busy := reason == reasonStalled && s.delivered() > 0
+	switch {
+	case reason != "" && live && !busy:
+		r.drop(s.id, reason, err, true)
+	case reason != "" && live && current:
+		r.drop(s.id, reason, err, false)
+	case current:
+		r.closeSource(s.id) // else an older session of a peer re-dialed since
+	}
 }
 
 // landed records a verified chunk written to the partial.
