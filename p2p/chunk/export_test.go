@@ -22,3 +22,13 @@ func WaitWaiting(t *testing.T, u *Uploads, n int) {
 		}
 	}
 }
+
+// WaitFailed waits (up to 5 s) until ss's read loop has ended.
+func WaitFailed(t *testing.T, ss *Session) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ss.failed.Load() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the session's read loop did not end")
+		}
+	}
+}

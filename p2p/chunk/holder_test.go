@@ -3,6 +3,7 @@ package chunk_test
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -185,5 +186,38 @@ func TestHolderFromUntrusted(t *testing.T) {
 				t.Fatalf("HOLDER the session did not accept: got %v, %v; want ErrUnexpectedType", m, err)
 			}
 		})
+	}
+}
+
+// The race: the session's reader finds HOLDER from a peer and resets the
+// stream; the consumer, not having read that yet, writes a REQUEST. The
+// write fails, and must say why (the violation), or the consumer closes
+// the session as merely gone and the peer goes unpunished.
+func TestWriteAfterViolationSaysWhy(t *testing.T) {
+	client, _ := newHost(t)
+	defer client.Close()
+	evil, _ := newHost(t)
+	defer evil.Close()
+	evil.SetStreamHandler(chunk.ProtocolID, func(s network.Stream) {
+		defer func() { _ = s.Reset() }()
+		if _, err := chunk.NewReader(s, nil).Next(); err != nil {
+			return
+		}
+		full := chunkset.New(1)
+		full.Set(0)
+		have := chunk.Have{BlobSize: 4 * u, ChunkSize: chunkset.DefaultSize, Bitmap: full, Complete: true}
+		if chunk.WriteFrame(s, have) != nil || chunk.WriteFrame(s, chunk.Holder{Peer: evil.ID()}) != nil {
+			return
+		}
+		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, s) // until the client resets it
+	})
+	connect(t, client, evil)
+	s, err := chunk.Dial(ctxT(t, 10*time.Second), client, evil.ID(), chunk.Open{Digest: digest.FromString("x")}, chunk.ClientOptions{})
+	must(t, err)
+	defer s.Close()
+	chunk.WaitFailed(t, s)
+	if err := s.Request(0); !errors.Is(err, chunk.ErrUnexpectedType) {
+		t.Fatalf("a REQUEST after the reader found HOLDER: %v, want ErrUnexpectedType", err)
 	}
 }
