@@ -320,7 +320,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		r.f.log.Warn("cannot store a verified chunk", zap.String("digest", r.req.Digest.String()), zap.Int("chunk", ev.idx), zap.Error(ev.err))
 	case evClosed:
 		if ev.src.closed {
-			return nil // closed here first (requestFailed took its reason)
+			return nil // closed here first: a failed write judged it (ended)
 		}
 		r.ended(ev.src, ev.err, ctx.Err() == nil)
 	}
@@ -328,7 +328,10 @@ func (r *run) handle(ctx context.Context, ev event) error {
 }
 
 // ended closes a session that ended with err, and drops its peer if err
-// is its fault; live is false once the fetch itself is ending.
+// is its fault; live is false once the fetch itself is ending. A REQUEST
+// or PROGRESS write that failed comes here too: if the session's reader
+// had ended first, the write's error says why (chunk.Session keeps it),
+// since the reader's own report may be lost to the close.
 func (r *run) ended(s *source, err error, live bool) {
 	reason, current := classify(err), r.peers[s.id] == s
 	// A peer that delivered before and is now too slow is busy, not

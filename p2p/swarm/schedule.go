@@ -129,13 +129,13 @@ func (r *run) act(acts []plan.Action) (failed bool) {
 				// The server may send first to whom is furthest behind
 				// (chunk PROGRESS; sent only when it changed).
 				if err := s.sess.Progress(r.n - r.b.Missing()); err != nil {
-					r.requestFailed(s, err)
+					r.ended(s, err, true)
 					failed = true
 					continue
 				}
 			}
 			if err := s.sess.Request(a.Chunk); err != nil {
-				r.requestFailed(s, err)
+				r.ended(s, err, true)
 				failed = true
 				continue
 			}

@@ -283,15 +283,6 @@ func (r *run) drop(id peer.ID, reason string, err error, penalize bool) {
 	r.closeSource(id)
 }
 
-// requestFailed closes a source whose request (or PROGRESS) could not be
-// written. If the session's reader had ended first (a violation, a stall),
-// the write says why (chunk.Session keeps it), and the source is judged
-// for that here: the reader's own report may be lost to the close, and is
-// ignored once the source is closed (run.handle, evClosed).
-func (r *run) requestFailed(s *source, err error) {
-	r.ended(s, err, true)
-}
-
 func (r *run) closeSource(id peer.ID) {
 	s := r.peers[id]
 	if s == nil || s.closed {
@@ -422,7 +413,7 @@ func (r *run) probe() {
 			continue
 		}
 		if err := s.sess.Request(i); err != nil {
-			r.requestFailed(s, err)
+			r.ended(s, err, true) // a write that failed after the reader ended says why (chunk.Session)
 			continue
 		}
 		s.probing, s.probe = now, i
